@@ -1,0 +1,277 @@
+//! The podgroup aggregate: one app's replicas on one stage, their resources and scale policy.
+//!
+//! The entity id is `{app}_{stage}`. The invariant every event keeps: `min ≤ desired ≤ max`.
+//!
+//! # Rules
+//!
+//! | rule | refusal | when |
+//! | --- | --- | --- |
+//! | `command.missing` | invalid | the command names no operation |
+//! | `podgroup.exists` | already exists | create, but the podgroup exists |
+//! | `podgroup.app`, `podgroup.stage` | invalid | app or stage is not a valid name |
+//! | `podgroup.image_digest` | invalid | a non-empty image digest is malformed |
+//! | `podgroup.not_found` | not found | any other command before create |
+//! | `policy.missing`, `resources.missing` | invalid | set a policy or resources without one |
+//! | `policy.max` | invalid | max replicas is 0 or over 100 |
+//! | `policy.bounds` | invalid | min replicas is over max replicas |
+//! | `policy.target` | invalid | a target percentage is outside 1..=100 |
+//! | `resources.minimum` | invalid | under 10 millicores or 16 MiB |
+//! | `podgroup.bounds` | precondition | scale to a count outside the policy's bounds |
+//! | `podgroup.unchanged` | precondition | scale to the current desired count |
+
+use std::ops::Deref;
+
+use neo_protocol::EntityKind;
+use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
+
+use super::{check_digest, check_name, missing_command};
+use crate::aggregate::{Aggregate, Rejection};
+
+/// The most replicas a policy may allow.
+pub const MAX_REPLICAS: u32 = 100;
+/// The least CPU a replica may be given, in millicores.
+pub const MIN_CPU_MILLIS: u32 = 10;
+/// The least memory a replica may be given, in MiB.
+pub const MIN_MEMORY_MIB: u32 = 16;
+
+/// The policy of a podgroup created without one: 1..=3 replicas, 70% CPU, 80% memory, 300 s.
+pub const fn default_policy() -> pb::ScalePolicy {
+    pb::ScalePolicy {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_cpu_percent: 70,
+        target_memory_percent: 80,
+        scale_down_window_s: 300,
+    }
+}
+
+/// The resources of a podgroup created without any: 250 millicores, 256 MiB.
+pub const fn default_resources() -> pb::Resources {
+    pb::Resources {
+        cpu_millis: 250,
+        memory_mib: 256,
+    }
+}
+
+impl Aggregate for pb::PodgroupState {
+    const KIND: EntityKind = EntityKind::Podgroup;
+    type Command = pb::PodgroupCommand;
+    type Event = pb::PodgroupEvent;
+
+    fn handle(&self, command: pb::PodgroupCommand) -> Result<Vec<pb::PodgroupEvent>, Rejection> {
+        let Some(command) = command.command else {
+            return Err(missing_command("podgroup"));
+        };
+        let rules = Rules(self);
+        let event = match command {
+            Command::Create(create) => rules.create(create)?,
+            Command::SetPolicy(set) => {
+                rules.existing()?;
+                let Some(policy) = set.policy else {
+                    return Err(Rejection::invalid(
+                        "policy.missing",
+                        "set_policy.policy",
+                        "set_policy needs a policy",
+                    ));
+                };
+                check_policy("set_policy.policy", &policy)?;
+                let desired = self
+                    .desired
+                    .max(policy.min_replicas)
+                    .min(policy.max_replicas);
+                Event::PolicySet(pb::ScalePolicySet {
+                    policy: Some(policy),
+                    desired,
+                })
+            }
+            Command::Scale(scale) => {
+                rules.existing()?;
+                let policy = self.policy.unwrap_or_else(default_policy);
+                let (min, max) = (policy.min_replicas, policy.max_replicas);
+                if !(min..=max).contains(&scale.desired) {
+                    return Err(Rejection::precondition(
+                        "podgroup.bounds",
+                        format_args!("desired {} is outside {min}..={max}", scale.desired),
+                    ));
+                }
+                if scale.desired == self.desired {
+                    return Err(Rejection::precondition(
+                        "podgroup.unchanged",
+                        format_args!("desired is already {}", self.desired),
+                    ));
+                }
+                Event::Scaled(pb::ScaledTo {
+                    from: self.desired,
+                    to: scale.desired,
+                    reason: scale.reason,
+                })
+            }
+            Command::SetResources(set) => {
+                rules.existing()?;
+                let Some(resources) = set.resources else {
+                    return Err(Rejection::invalid(
+                        "resources.missing",
+                        "set_resources.resources",
+                        "set_resources needs resources",
+                    ));
+                };
+                check_resources("set_resources.resources", &resources)?;
+                Event::ResourcesSet(pb::ResourcesSet {
+                    resources: Some(resources),
+                })
+            }
+        };
+        Ok(vec![pb::PodgroupEvent { event: Some(event) }])
+    }
+
+    fn apply(&mut self, event: &pb::PodgroupEvent) {
+        let Some(event) = &event.event else { return };
+        match event {
+            Event::Created(e) => {
+                self.exists = true;
+                self.app.clone_from(&e.app);
+                self.stage.clone_from(&e.stage);
+                self.release = e.release;
+                self.image_digest.clone_from(&e.image_digest);
+                self.policy = e.policy;
+                self.resources = e.resources;
+                self.desired = e.desired;
+            }
+            Event::PolicySet(e) => {
+                self.policy = e.policy;
+                self.desired = e.desired;
+            }
+            Event::Scaled(e) => self.desired = e.to,
+            Event::ResourcesSet(e) => self.resources = e.resources,
+        }
+    }
+
+    fn event_type(event: &pb::PodgroupEvent) -> &'static str {
+        match &event.event {
+            Some(Event::Created(_)) => "PodgroupCreated",
+            Some(Event::PolicySet(_)) => "ScalePolicySet",
+            Some(Event::Scaled(_)) => "ScaledTo",
+            Some(Event::ResourcesSet(_)) => "ResourcesSet",
+            None => "Unknown",
+        }
+    }
+}
+
+/// The state as the rules below see it: a view, since a foreign type takes no inherent impl.
+struct Rules<'a>(&'a pb::PodgroupState);
+
+impl Deref for Rules<'_> {
+    type Target = pb::PodgroupState;
+
+    fn deref(&self) -> &pb::PodgroupState {
+        self.0
+    }
+}
+
+impl Rules<'_> {
+    fn create(&self, create: pb::CreatePodgroup) -> Result<Event, Rejection> {
+        if self.exists {
+            return Err(Rejection::already_exists(
+                "podgroup.exists",
+                "the podgroup already exists",
+            ));
+        }
+        check_name("podgroup.app", "create.app", "app", &create.app)?;
+        check_name("podgroup.stage", "create.stage", "stage", &create.stage)?;
+        if !create.image_digest.is_empty() {
+            check_digest(
+                "podgroup.image_digest",
+                "create.image_digest",
+                &create.image_digest,
+            )?;
+        }
+        let policy = create.policy.unwrap_or_else(default_policy);
+        check_policy("create.policy", &policy)?;
+        let resources = create.resources.unwrap_or_else(default_resources);
+        check_resources("create.resources", &resources)?;
+        Ok(Event::Created(pb::PodgroupCreated {
+            app: create.app,
+            stage: create.stage,
+            release: create.release,
+            image_digest: create.image_digest,
+            policy: Some(policy),
+            resources: Some(resources),
+            desired: policy.min_replicas,
+        }))
+    }
+
+    fn existing(&self) -> Result<(), Rejection> {
+        if self.exists {
+            Ok(())
+        } else {
+            Err(Rejection::not_found(
+                "podgroup.not_found",
+                "the podgroup does not exist",
+            ))
+        }
+    }
+}
+
+/// Checks a scale policy given as `field`.
+fn check_policy(field: &str, policy: &pb::ScalePolicy) -> Result<(), Rejection> {
+    let max = policy.max_replicas;
+    if !(1..=MAX_REPLICAS).contains(&max) {
+        return Err(Rejection::invalid(
+            "policy.max",
+            format!("{field}.max_replicas"),
+            format_args!("max replicas {max} is outside 1..={MAX_REPLICAS}"),
+        ));
+    }
+    if policy.min_replicas > max {
+        return Err(Rejection::invalid(
+            "policy.bounds",
+            format!("{field}.min_replicas"),
+            format_args!(
+                "min replicas {} is over max replicas {max}",
+                policy.min_replicas
+            ),
+        ));
+    }
+    for (name, percent) in [
+        ("target_cpu_percent", policy.target_cpu_percent),
+        ("target_memory_percent", policy.target_memory_percent),
+    ] {
+        if !(1..=100).contains(&percent) {
+            return Err(Rejection::invalid(
+                "policy.target",
+                format!("{field}.{name}"),
+                format_args!("{name} {percent} is outside 1..=100"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks resources given as `field`.
+fn check_resources(field: &str, resources: &pb::Resources) -> Result<(), Rejection> {
+    if resources.cpu_millis < MIN_CPU_MILLIS {
+        return Err(Rejection::invalid(
+            "resources.minimum",
+            format!("{field}.cpu_millis"),
+            format_args!(
+                "{} millicores is under the minimum of {MIN_CPU_MILLIS}",
+                resources.cpu_millis
+            ),
+        ));
+    }
+    if resources.memory_mib < MIN_MEMORY_MIB {
+        return Err(Rejection::invalid(
+            "resources.minimum",
+            format!("{field}.memory_mib"),
+            format_args!(
+                "{} MiB is under the minimum of {MIN_MEMORY_MIB}",
+                resources.memory_mib
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests/podgroup.rs"]
+mod tests;

@@ -1,0 +1,412 @@
+//! Given/when/then tests of the podgroup aggregate.
+
+use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
+
+use super::{default_policy, default_resources};
+use crate::aggregate::testing::{assert_refused, given, when};
+use crate::aggregate::{Aggregate, Rejection, RejectionCode};
+use crate::aggregates::fixtures::{accept_all, digest};
+
+type State = pb::PodgroupState;
+
+/// A change that makes a well-formed command malformed.
+type Spoil<T> = fn(&mut T);
+
+fn cmd(command: Command) -> pb::PodgroupCommand {
+    pb::PodgroupCommand {
+        command: Some(command),
+    }
+}
+
+fn ev(event: Event) -> pb::PodgroupEvent {
+    pb::PodgroupEvent { event: Some(event) }
+}
+
+fn run(
+    events: impl IntoIterator<Item = pb::PodgroupEvent>,
+    command: Command,
+) -> Result<Vec<pb::PodgroupEvent>, Rejection> {
+    when::<State>(events, cmd(command))
+}
+
+fn policy(min: u32, max: u32) -> pb::ScalePolicy {
+    pb::ScalePolicy {
+        min_replicas: min,
+        max_replicas: max,
+        ..default_policy()
+    }
+}
+
+fn resources(cpu_millis: u32, memory_mib: u32) -> pb::Resources {
+    pb::Resources {
+        cpu_millis,
+        memory_mib,
+    }
+}
+
+fn create_with(policy: Option<pb::ScalePolicy>, resources: Option<pb::Resources>) -> Command {
+    Command::Create(pb::CreatePodgroup {
+        app: "shop".into(),
+        stage: "prod".into(),
+        release: 1,
+        image_digest: digest('e'),
+        policy,
+        resources,
+    })
+}
+
+fn create() -> Command {
+    create_with(None, None)
+}
+
+fn created_with(policy: pb::ScalePolicy, resources: pb::Resources) -> pb::PodgroupEvent {
+    ev(Event::Created(pb::PodgroupCreated {
+        app: "shop".into(),
+        stage: "prod".into(),
+        release: 1,
+        image_digest: digest('e'),
+        policy: Some(policy),
+        resources: Some(resources),
+        desired: policy.min_replicas,
+    }))
+}
+
+/// A podgroup with the default policy (1..=3) and resources, at 1 replica.
+fn created() -> pb::PodgroupEvent {
+    created_with(default_policy(), default_resources())
+}
+
+fn set_policy(policy: pb::ScalePolicy) -> Command {
+    Command::SetPolicy(pb::SetScalePolicy {
+        policy: Some(policy),
+    })
+}
+
+fn policy_set(policy: pb::ScalePolicy, desired: u32) -> pb::PodgroupEvent {
+    ev(Event::PolicySet(pb::ScalePolicySet {
+        policy: Some(policy),
+        desired,
+    }))
+}
+
+fn scale(desired: u32) -> Command {
+    Command::Scale(pb::ScaleTo {
+        desired,
+        reason: "load".into(),
+    })
+}
+
+fn scaled(from: u32, to: u32) -> pb::PodgroupEvent {
+    ev(Event::Scaled(pb::ScaledTo {
+        from,
+        to,
+        reason: "load".into(),
+    }))
+}
+
+fn set_resources(resources: pb::Resources) -> Command {
+    Command::SetResources(pb::SetResources {
+        resources: Some(resources),
+    })
+}
+
+/// The rule and field of each malformed policy.
+fn malformed_policies() -> Vec<(pb::ScalePolicy, &'static str, &'static str)> {
+    vec![
+        (policy(0, 0), "policy.max", "max_replicas"),
+        (policy(1, 101), "policy.max", "max_replicas"),
+        (policy(4, 3), "policy.bounds", "min_replicas"),
+        (
+            pb::ScalePolicy {
+                target_cpu_percent: 0,
+                ..default_policy()
+            },
+            "policy.target",
+            "target_cpu_percent",
+        ),
+        (
+            pb::ScalePolicy {
+                target_memory_percent: 101,
+                ..default_policy()
+            },
+            "policy.target",
+            "target_memory_percent",
+        ),
+    ]
+}
+
+/// The field of each malformed resources.
+fn malformed_resources() -> Vec<(pb::Resources, &'static str)> {
+    vec![
+        (resources(9, 256), "cpu_millis"),
+        (resources(250, 15), "memory_mib"),
+    ]
+}
+
+// ---- create ----
+
+#[test]
+fn create_takes_the_defaults_and_starts_at_min() {
+    assert_eq!(run([], create()).expect("accepted"), vec![created()]);
+}
+
+#[test]
+fn create_with_a_policy_and_resources() {
+    let events = run(
+        [],
+        create_with(Some(policy(2, 10)), Some(resources(500, 1024))),
+    )
+    .expect("accepted");
+    assert_eq!(
+        events,
+        vec![created_with(policy(2, 10), resources(500, 1024))]
+    );
+}
+
+#[test]
+fn create_twice_is_refused() {
+    let r = run([created()], create()).expect_err("refused");
+    assert_eq!(r.rule, "podgroup.exists");
+    assert_eq!(r.code, RejectionCode::AlreadyExists);
+}
+
+#[test]
+fn create_refuses_invalid_names_and_digest() {
+    let cases: [(Spoil<pb::CreatePodgroup>, &str, &str); 3] = [
+        (|c| c.app = "sh op".into(), "podgroup.app", "create.app"),
+        (
+            |c| c.stage = "-prod".into(),
+            "podgroup.stage",
+            "create.stage",
+        ),
+        (
+            |c| c.image_digest = "sha256:".into(),
+            "podgroup.image_digest",
+            "create.image_digest",
+        ),
+    ];
+    for (spoil, rule, field) in cases {
+        let Command::Create(mut c) = create() else {
+            unreachable!()
+        };
+        spoil(&mut c);
+        let r = run([], Command::Create(c)).expect_err("refused");
+        assert_eq!((r.rule, r.field.as_deref()), (rule, Some(field)));
+    }
+}
+
+#[test]
+fn create_refuses_a_malformed_policy() {
+    for (p, rule, field) in malformed_policies() {
+        let r = run([], create_with(Some(p), None)).expect_err("refused");
+        assert_eq!(r.rule, rule, "{p:?}");
+        assert_eq!(r.code, RejectionCode::InvalidArgument);
+        assert_eq!(r.field, Some(format!("create.policy.{field}")));
+    }
+}
+
+#[test]
+fn create_accepts_the_policy_limits() {
+    assert!(run([], create_with(Some(policy(0, 1)), None)).is_ok());
+    assert!(run([], create_with(Some(policy(100, 100)), None)).is_ok());
+}
+
+#[test]
+fn create_refuses_resources_under_the_minimum() {
+    for (res, field) in malformed_resources() {
+        let r = run([], create_with(None, Some(res))).expect_err("refused");
+        assert_eq!(r.rule, "resources.minimum");
+        assert_eq!(r.field, Some(format!("create.resources.{field}")));
+    }
+    assert!(run([], create_with(None, Some(resources(10, 16)))).is_ok());
+}
+
+#[test]
+fn every_other_command_needs_the_podgroup() {
+    for command in [
+        set_policy(default_policy()),
+        scale(2),
+        set_resources(default_resources()),
+    ] {
+        let r = run([], command).expect_err("refused");
+        assert_eq!(r.rule, "podgroup.not_found");
+        assert_eq!(r.code, RejectionCode::NotFound);
+    }
+}
+
+#[test]
+fn a_command_without_an_operation_is_refused() {
+    assert_refused(
+        when::<State>([created()], pb::PodgroupCommand { command: None }),
+        "command.missing",
+    );
+}
+
+// ---- policy ----
+
+#[test]
+fn set_policy_keeps_desired_when_it_fits() {
+    let events = run([created(), scaled(1, 2)], set_policy(policy(1, 5))).expect("accepted");
+    assert_eq!(events, vec![policy_set(policy(1, 5), 2)]);
+}
+
+#[test]
+fn set_policy_clamps_desired_into_the_new_bounds() {
+    let events = run([created(), scaled(1, 3)], set_policy(policy(1, 2))).expect("accepted");
+    assert_eq!(events, vec![policy_set(policy(1, 2), 2)]);
+    let events = run([created()], set_policy(policy(4, 8))).expect("accepted");
+    assert_eq!(events, vec![policy_set(policy(4, 8), 4)]);
+}
+
+#[test]
+fn set_policy_refuses_a_malformed_or_missing_policy() {
+    for (p, rule, field) in malformed_policies() {
+        let r = run([created()], set_policy(p)).expect_err("refused");
+        assert_eq!(r.rule, rule, "{p:?}");
+        assert_eq!(r.field, Some(format!("set_policy.policy.{field}")));
+    }
+    let missing = Command::SetPolicy(pb::SetScalePolicy { policy: None });
+    assert_refused(run([created()], missing), "policy.missing");
+}
+
+// ---- scale ----
+
+#[test]
+fn scale_within_the_bounds() {
+    assert_eq!(
+        run([created()], scale(3)).expect("accepted"),
+        vec![scaled(1, 3)]
+    );
+}
+
+#[test]
+fn scale_outside_the_bounds_is_refused() {
+    let r = run([created()], scale(7)).expect_err("refused");
+    assert_eq!(r.rule, "podgroup.bounds");
+    assert_eq!(r.code, RejectionCode::FailedPrecondition);
+    assert_eq!(r.message, "desired 7 is outside 1..=3");
+    assert_refused(run([created()], scale(0)), "podgroup.bounds");
+}
+
+#[test]
+fn scale_to_the_current_count_is_refused() {
+    let r = run([created(), scaled(1, 2)], scale(2)).expect_err("refused");
+    assert_eq!(r.rule, "podgroup.unchanged");
+    assert_eq!(r.code, RejectionCode::FailedPrecondition);
+}
+
+// ---- resources ----
+
+#[test]
+fn set_new_resources() {
+    let events = run([created()], set_resources(resources(1000, 2048))).expect("accepted");
+    assert_eq!(
+        events,
+        vec![ev(Event::ResourcesSet(pb::ResourcesSet {
+            resources: Some(resources(1000, 2048))
+        }))]
+    );
+}
+
+#[test]
+fn set_resources_refuses_malformed_or_missing_resources() {
+    for (res, field) in malformed_resources() {
+        let r = run([created()], set_resources(res)).expect_err("refused");
+        assert_eq!(r.rule, "resources.minimum");
+        assert_eq!(r.field, Some(format!("set_resources.resources.{field}")));
+    }
+    let missing = Command::SetResources(pb::SetResources { resources: None });
+    assert_refused(run([created()], missing), "resources.missing");
+}
+
+// ---- folding ----
+
+#[test]
+fn folding_accepted_commands_gives_the_expected_state() {
+    let (state, events) = accept_all::<State>(
+        [
+            create(),
+            scale(3),
+            set_policy(policy(2, 10)),
+            scale(8),
+            set_policy(policy(1, 4)),
+            set_resources(resources(500, 512)),
+        ]
+        .map(cmd),
+    );
+    let expected = State {
+        exists: true,
+        app: "shop".into(),
+        stage: "prod".into(),
+        release: 1,
+        image_digest: digest('e'),
+        policy: Some(policy(1, 4)),
+        resources: Some(resources(500, 512)),
+        desired: 4,
+    };
+    assert_eq!(state, expected);
+    assert_eq!(given::<State>(events), expected);
+}
+
+#[test]
+fn min_le_desired_le_max_after_every_event() {
+    let commands = [
+        create_with(Some(policy(2, 6)), None),
+        scale(6),
+        set_policy(policy(1, 3)),
+        scale(1),
+        set_policy(policy(5, 9)),
+        scale(9),
+        set_policy(policy(0, 1)),
+        scale(0),
+        set_resources(resources(100, 100)),
+    ];
+    let mut state = State::default();
+    for command in commands {
+        let events = state.handle(cmd(command)).expect("accepted");
+        for e in &events {
+            state.apply(e);
+            let p = state.policy.unwrap_or_default();
+            assert!(
+                (p.min_replicas..=p.max_replicas).contains(&state.desired),
+                "desired {} outside {}..={} after {e:?}",
+                state.desired,
+                p.min_replicas,
+                p.max_replicas
+            );
+        }
+    }
+    assert_eq!(state.desired, 0);
+}
+
+#[test]
+fn an_unknown_event_leaves_the_state_unchanged() {
+    let before: State = given([created(), scaled(1, 2)]);
+    let mut after = before.clone();
+    let unknown = pb::PodgroupEvent { event: None };
+    after.apply(&unknown);
+    assert_eq!(after, before);
+    assert_eq!(State::event_type(&unknown), "Unknown");
+}
+
+#[test]
+fn event_types_are_the_event_message_names() {
+    let names: Vec<_> = [
+        created(),
+        policy_set(default_policy(), 1),
+        scaled(1, 2),
+        ev(Event::ResourcesSet(Default::default())),
+    ]
+    .iter()
+    .map(State::event_type)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "PodgroupCreated",
+            "ScalePolicySet",
+            "ScaledTo",
+            "ResourcesSet"
+        ]
+    );
+}

@@ -1,0 +1,375 @@
+//! The entity actor: rebuilds its state, then takes one command at a time: decide through the
+//! aggregate, append with the expected last sequence, and on a conflict catch up and decide
+//! again (bounded).
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{EntityRef, pb};
+use prost::Message as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr};
+use tokio::sync::oneshot;
+
+use super::{Accepted, CommandMeta, HostConfig, HostError, Recorded};
+use crate::aggregate::Aggregate;
+use crate::store::{EventStore, NewEvent, StoreError, StoredEvent};
+
+/// Command ids remembered per entity (also kept in its snapshot), so a retried command gets
+/// its original result even after the store's de-duplication window.
+pub(crate) const RECENT_COMMANDS: usize = 16;
+
+pub(crate) enum EntityMsg<A: Aggregate> {
+    Execute {
+        meta: CommandMeta,
+        command: A::Command,
+        reply: oneshot::Sender<Result<Accepted<A::Event>, HostError>>,
+    },
+    Read {
+        reply: oneshot::Sender<Result<(A, u64), HostError>>,
+    },
+}
+
+pub(crate) struct Args {
+    pub entity: EntityRef,
+    pub store: Arc<dyn EventStore>,
+    pub config: Arc<HostConfig>,
+}
+
+pub(crate) struct EntityActor<A>(PhantomData<fn() -> A>);
+
+impl<A> EntityActor<A> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+pub(crate) struct State<A> {
+    args: Args,
+    state: A,
+    sequence: u64,
+    recent: VecDeque<pb::AppliedCommand>,
+    since_snapshot: u64,
+}
+
+/// Decodes one stored event (through the upcasting hook) and folds it into `state`.
+///
+/// # Errors
+/// [`StoreError::Malformed`] when the payload cannot be decoded for this kind.
+pub fn fold_event<A: Aggregate>(
+    entity: &EntityRef,
+    state: &mut A,
+    stored: &StoredEvent,
+) -> Result<A::Event, StoreError> {
+    let malformed = |reason: String| StoreError::Malformed {
+        entity: entity.to_string(),
+        sequence: stored.sequence,
+        reason,
+    };
+    let payload = A::upcast(
+        &stored.meta.event_type,
+        stored.meta.schema_version,
+        stored.payload.clone(),
+    )
+    .map_err(|e| malformed(e.to_string()))?;
+    let event = A::Event::decode(payload)
+        .map_err(|e| malformed(format!("payload is not a {} event: {e}", A::KIND.as_str())))?;
+    if A::event_type(&event) != stored.meta.event_type {
+        return Err(malformed(format!(
+            "header says {} but payload holds {}",
+            stored.meta.event_type,
+            A::event_type(&event)
+        )));
+    }
+    state.apply(&event);
+    Ok(event)
+}
+
+/// Rebuilds an entity's state from the store: the latest snapshot (when `use_snapshot`) plus
+/// the events after it. Returns the state, the sequence it covers and the recent command ids.
+///
+/// # Errors
+/// [`StoreError`] when the store fails or an event is malformed.
+pub async fn restore<A: Aggregate>(
+    store: &dyn EventStore,
+    entity: &EntityRef,
+    use_snapshot: bool,
+) -> Result<(A, u64, Vec<pb::AppliedCommand>), StoreError> {
+    let last = store.last_sequence(entity).await?;
+    let mut state = A::default();
+    let mut sequence = 0;
+    let mut recent = VecDeque::new();
+    if last == 0 {
+        return Ok((state, 0, Vec::new()));
+    }
+    if use_snapshot && let Some(snap) = store.read_snapshot(entity).await? {
+        match A::decode(snap.state) {
+            Ok(s) if snap.sequence <= last => {
+                state = s;
+                sequence = snap.sequence;
+                recent.extend(snap.recent_commands);
+            }
+            Ok(_) => tracing::warn!(%entity, "snapshot is ahead of the log; ignoring it"),
+            Err(e) => tracing::warn!(%entity, error = %e, "ignoring undecodable snapshot"),
+        }
+    }
+    if sequence < last {
+        for stored in store.load(entity, sequence, last).await? {
+            fold_event(entity, &mut state, &stored)?;
+            remember(&mut recent, &stored);
+            sequence = stored.sequence;
+        }
+    }
+    Ok((state, sequence, recent.into()))
+}
+
+fn remember(recent: &mut VecDeque<pb::AppliedCommand>, stored: &StoredEvent) {
+    match recent.back_mut() {
+        Some(last) if last.command_id == stored.meta.command_id => {
+            last.last_sequence = stored.sequence;
+        }
+        _ => {
+            if recent.len() == RECENT_COMMANDS {
+                recent.pop_front();
+            }
+            recent.push_back(pb::AppliedCommand {
+                command_id: stored.meta.command_id.clone(),
+                first_sequence: stored.sequence,
+                last_sequence: stored.sequence,
+            });
+        }
+    }
+}
+
+/// Turns a failed spawn into the host error the caller should see.
+pub(crate) fn activation_error(e: SpawnErr) -> HostError {
+    if let SpawnErr::StartupFailed(inner) = &e
+        && let Some(store) = inner.downcast_ref::<StoreError>()
+    {
+        return HostError::Store(store.clone());
+    }
+    HostError::Stopped(format!("activation failed: {e}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<A: Aggregate> Actor for EntityActor<A> {
+    type Msg = EntityMsg<A>;
+    type State = State<A>;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Args,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (state, sequence, recent) = restore::<A>(args.store.as_ref(), &args.entity, true)
+            .await
+            .inspect_err(
+                |e| tracing::error!(entity = %args.entity, error = %e, "cannot activate entity"),
+            )?;
+        Ok(State {
+            args,
+            state,
+            sequence,
+            recent: recent.into(),
+            since_snapshot: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            EntityMsg::Execute {
+                meta,
+                command,
+                reply,
+            } => {
+                let result = st.execute(meta, command).await;
+                let _ = reply.send(result);
+            }
+            EntityMsg::Read { reply } => {
+                let result = st
+                    .catch_up()
+                    .await
+                    .map(|()| (st.state.clone(), st.sequence))
+                    .map_err(HostError::Store);
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<A: Aggregate> State<A> {
+    /// Folds the events other writers appended since this actor's sequence.
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        let events = self
+            .args
+            .store
+            .load(&self.args.entity, self.sequence, u64::MAX)
+            .await?;
+        for stored in &events {
+            fold_event(&self.args.entity, &mut self.state, stored)?;
+            remember(&mut self.recent, stored);
+            self.sequence = stored.sequence;
+        }
+        self.since_snapshot += events.len() as u64;
+        Ok(())
+    }
+
+    /// The original outcome of an already applied command id.
+    async fn replay_outcome(
+        &self,
+        applied: &pb::AppliedCommand,
+    ) -> Result<Accepted<A::Event>, HostError> {
+        let stored = self
+            .args
+            .store
+            .load(
+                &self.args.entity,
+                applied.first_sequence - 1,
+                applied.last_sequence,
+            )
+            .await
+            .map_err(HostError::Store)?;
+        let mut scratch = A::default();
+        let mut events = Vec::with_capacity(stored.len());
+        for s in &stored {
+            let event = fold_event(&self.args.entity, &mut scratch, s).map_err(HostError::Store)?;
+            events.push(Recorded {
+                sequence: s.sequence,
+                event_type: s.meta.event_type.clone(),
+                event,
+            });
+        }
+        Ok(Accepted {
+            events,
+            last_sequence: self.sequence,
+            duplicate: true,
+        })
+    }
+
+    fn applied(&self, command_id: &str) -> Option<pb::AppliedCommand> {
+        self.recent
+            .iter()
+            .find(|c| c.command_id == command_id)
+            .cloned()
+    }
+
+    async fn execute(
+        &mut self,
+        meta: CommandMeta,
+        command: A::Command,
+    ) -> Result<Accepted<A::Event>, HostError> {
+        if let Some(applied) = self.applied(&meta.command_id) {
+            return self.replay_outcome(&applied).await;
+        }
+        let attempts = self.args.config.max_conflict_retries + 1;
+        for attempt in 1..=attempts {
+            let events = self.state.handle(command.clone())?;
+            if events.is_empty() {
+                return Ok(Accepted {
+                    events: Vec::new(),
+                    last_sequence: self.sequence,
+                    duplicate: false,
+                });
+            }
+            let time_ms = now_ms();
+            let new: Vec<NewEvent> = events
+                .iter()
+                .map(|e| NewEvent {
+                    meta: EventMeta {
+                        event_type: A::event_type(e).to_owned(),
+                        schema_version: A::SCHEMA_VERSION,
+                        command_id: meta.command_id.clone(),
+                        correlation_id: meta.correlation_id.clone(),
+                        causation_id: meta.causation_id.clone(),
+                        who: meta.principal.clone(),
+                        time_ms,
+                        traceparent: meta.traceparent.clone(),
+                    },
+                    payload: Bytes::from(e.encode_to_vec()),
+                })
+                .collect();
+            match self
+                .args
+                .store
+                .append(&self.args.entity, self.sequence, new)
+                .await
+            {
+                Ok(appended) if !appended.duplicate => {
+                    let mut recorded = Vec::with_capacity(events.len());
+                    for (i, event) in events.into_iter().enumerate() {
+                        self.state.apply(&event);
+                        recorded.push(Recorded {
+                            sequence: appended.first_sequence + i as u64,
+                            event_type: A::event_type(&event).to_owned(),
+                            event,
+                        });
+                    }
+                    self.sequence = appended.last_sequence;
+                    if self.recent.len() == RECENT_COMMANDS {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(pb::AppliedCommand {
+                        command_id: meta.command_id,
+                        first_sequence: appended.first_sequence,
+                        last_sequence: appended.last_sequence,
+                    });
+                    self.since_snapshot += recorded.len() as u64;
+                    self.maybe_snapshot();
+                    return Ok(Accepted {
+                        events: recorded,
+                        last_sequence: self.sequence,
+                        duplicate: false,
+                    });
+                }
+                Ok(_) | Err(StoreError::Conflict { .. }) => {
+                    // Someone wrote first (maybe this very command, retried): catch up.
+                    tracing::debug!(entity = %self.args.entity, attempt, "append conflict; catching up");
+                    self.catch_up().await.map_err(HostError::Store)?;
+                    if let Some(applied) = self.applied(&meta.command_id) {
+                        return self.replay_outcome(&applied).await;
+                    }
+                }
+                Err(e) => return Err(HostError::Store(e)),
+            }
+        }
+        Err(HostError::Aborted {
+            entity: self.args.entity.to_string(),
+            attempts,
+        })
+    }
+
+    /// Writes a snapshot in the background once enough events accumulated.
+    fn maybe_snapshot(&mut self) {
+        if self.since_snapshot < self.args.config.snapshot_every {
+            return;
+        }
+        self.since_snapshot = 0;
+        let snapshot = pb::Snapshot {
+            state: Bytes::from(self.state.encode_to_vec()),
+            sequence: self.sequence,
+            recent_commands: self.recent.iter().cloned().collect(),
+        };
+        let store = self.args.store.clone();
+        let entity = self.args.entity.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.write_snapshot(&entity, &snapshot).await {
+                tracing::warn!(%entity, error = %e, "snapshot not written");
+            }
+        });
+    }
+}

@@ -1,0 +1,170 @@
+//! Command intake over NATS: request/reply on `neo.cmd.{tenant}.{kind}.{id}` and state queries
+//! on `neo.qry.{tenant}.{kind}.{id}`, both in queue group `neo-platform`, so that any platform
+//! process can serve any tenant.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use neo_protocol::pb::{self, ErrorCode};
+use neo_protocol::subjects;
+use prost::Message as _;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::platform::{Platform, error, invalid};
+
+/// Limits of the intake.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// The largest encoded command request accepted, in bytes.
+    pub max_command_bytes: usize,
+    /// Requests handled at once; more wait in the subscription.
+    pub max_in_flight: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            max_command_bytes: 256 * 1024,
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// Why the intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The subscription could not be made.
+    #[error("cannot subscribe to {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The running intake; dropping it stops serving.
+pub struct Intake {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts serving commands and queries for `platform` on `client`.
+///
+/// # Errors
+/// [`IntakeError::Subscribe`] when NATS refuses the subscriptions.
+pub async fn serve(
+    client: async_nats::Client,
+    platform: Arc<Platform>,
+    config: IntakeConfig,
+) -> Result<Intake, IntakeError> {
+    let limit = Arc::new(Semaphore::new(config.max_in_flight));
+    let mut tasks = Vec::new();
+    for subject in [subjects::COMMANDS_ALL, subjects::QUERIES_ALL] {
+        let mut sub = client
+            .queue_subscribe(subject, subjects::PLATFORM_QUEUE.to_owned())
+            .await
+            .map_err(|e| IntakeError::Subscribe {
+                subject,
+                reason: e.to_string(),
+            })?;
+        let (client, platform, limit, config) = (
+            client.clone(),
+            platform.clone(),
+            limit.clone(),
+            config.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, platform, config) = (client.clone(), platform.clone(), config.clone());
+                tokio::spawn(async move {
+                    handle(&client, &platform, &config, msg).await;
+                    drop(permit);
+                });
+            }
+        }));
+    }
+    tracing::info!(subjects = %format!("{} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL),
+        queue = subjects::PLATFORM_QUEUE, "command intake serving");
+    Ok(Intake { tasks })
+}
+
+fn command_error(e: pb::CommandError) -> Vec<u8> {
+    pb::CommandReply {
+        result: Some(pb::command_reply::Result::Error(e)),
+    }
+    .encode_to_vec()
+}
+
+async fn handle(
+    client: &async_nats::Client,
+    platform: &Platform,
+    config: &IntakeConfig,
+    msg: async_nats::Message,
+) {
+    let Some(reply_to) = msg.reply.clone() else {
+        tracing::warn!(subject = %msg.subject, "dropping a command without a reply subject");
+        return;
+    };
+    let subject = msg.subject.as_str();
+    let body = if subject.starts_with("neo.qry.") {
+        match subjects::parse_query(subject) {
+            Ok(entity) => platform.query(&entity).await.encode_to_vec(),
+            Err(e) => pb::StateReply {
+                result: Some(pb::state_reply::Result::Error(invalid(
+                    "subject",
+                    e.to_string(),
+                ))),
+            }
+            .encode_to_vec(),
+        }
+    } else {
+        answer_command(platform, config, subject, msg.payload).await
+    };
+    if let Err(e) = client.publish(reply_to, body.into()).await {
+        tracing::warn!(error = %e, "reply not sent");
+    }
+}
+
+async fn answer_command(
+    platform: &Platform,
+    config: &IntakeConfig,
+    subject: &str,
+    payload: bytes::Bytes,
+) -> Vec<u8> {
+    let entity = match subjects::parse_command(subject) {
+        Ok(e) => e,
+        Err(e) => return command_error(invalid("subject", e.to_string())),
+    };
+    if payload.len() > config.max_command_bytes {
+        return command_error(error(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "command is {} bytes; the limit is {}",
+                payload.len(),
+                config.max_command_bytes
+            ),
+        ));
+    }
+    let request = match pb::CommandRequest::decode(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            return command_error(invalid(
+                "request",
+                format!("payload is not a neo.v1.CommandRequest: {e}"),
+            ));
+        }
+    };
+    platform.dispatch(&entity, request).await.encode_to_vec()
+}

@@ -1,0 +1,25 @@
+//! Neo's event-sourced core: aggregates, the JetStream event store, the entity host on
+//! ractor, command intake over NATS, and reactors.
+//!
+//! # Layout
+//!
+//! - [`aggregate`]: the `Aggregate` trait (`handle` decides, `apply` folds) and `Rejection`.
+//! - [`aggregates`]: the five kinds (tenant, app, build, deployment, podgroup) and their rules.
+//! - [`store`]: the `EventStore` trait, the JetStream store and an in-memory one for tests.
+//! - [`host`]: one ractor actor per live entity: rehydrate, decide, append, retry on conflict,
+//!   passivate, supervise.
+//! - [`platform`]: one host per kind; dispatch of encoded commands and the error mapping.
+//! - [`intake`]: request/reply on `neo.cmd.…` and `neo.qry.…` in a queue group.
+//! - [`reactor`]: durable consumers turning events into commands.
+
+pub mod aggregate;
+pub mod aggregates;
+pub mod host;
+pub mod intake;
+pub mod platform;
+pub mod reactor;
+pub mod store;
+
+pub use aggregate::{Aggregate, Rejection, RejectionCode};
+pub use host::{Accepted, CommandMeta, EntityHost, HostConfig, HostError};
+pub use platform::Platform;

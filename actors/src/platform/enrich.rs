@@ -1,0 +1,187 @@
+//! Cross-entity facts a command needs before its aggregate decides: the stage order of the
+//! tenant, and the current release of the previous stage for a promotion. Also checks that a
+//! command names the same app, stage or revision as the entity it is addressed to.
+
+use neo_protocol::pb::{self, ErrorCode};
+use neo_protocol::{AppName, EntityRef, StageName};
+
+use super::{Platform, error, host_error, invalid};
+
+fn app_stage(entity: &EntityRef) -> Result<(AppName, StageName), pb::CommandError> {
+    entity.id.app_and_stage().ok_or_else(|| {
+        invalid(
+            "entity",
+            format!("{entity} is not an `{{app}}_{{stage}}` id"),
+        )
+    })
+}
+
+fn same(field: &str, given: &str, expected: &str) -> Result<(), pb::CommandError> {
+    if given.is_empty() || given == expected {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{field} is `{given}` but the command is addressed to `{expected}`"),
+        ))
+    }
+}
+
+fn fail(code: ErrorCode, rule: &str, message: String) -> pb::CommandError {
+    pb::CommandError {
+        rule: rule.to_owned(),
+        ..error(code, message)
+    }
+}
+
+/// A build command must name the app and revision of its entity id.
+pub(super) fn check_build(
+    entity: &EntityRef,
+    c: &pb::BuildCommand,
+) -> Result<(), pb::CommandError> {
+    if let Some(pb::build_command::Command::Request(r)) = &c.command {
+        let (app, revision) = entity
+            .id
+            .app_and_revision()
+            .ok_or_else(|| invalid("entity", format!("{entity} is not a build id")))?;
+        same("request.app", &r.app, app.as_str())?;
+        if r.revision != revision {
+            return Err(invalid(
+                "request.revision",
+                format!(
+                    "revision {} but the build is of revision {revision}",
+                    r.revision
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A podgroup command must name the app and stage of its entity id.
+pub(super) fn check_podgroup(
+    entity: &EntityRef,
+    c: &pb::PodgroupCommand,
+) -> Result<(), pb::CommandError> {
+    if let Some(pb::podgroup_command::Command::Create(cr)) = &c.command {
+        let (app, stage) = app_stage(entity)?;
+        same("create.app", &cr.app, app.as_str())?;
+        same("create.stage", &cr.stage, stage.as_str())?;
+    }
+    Ok(())
+}
+
+impl Platform {
+    /// The tenant's stages in promotion order; refuses an unknown tenant.
+    async fn stages(&self, entity: &EntityRef) -> Result<Vec<String>, pb::CommandError> {
+        let (tenant, _) = self
+            .tenants
+            .state(&EntityRef::tenant(&entity.tenant))
+            .await
+            .map_err(host_error)?;
+        if !tenant.exists {
+            return Err(fail(
+                ErrorCode::NotFound,
+                "tenant.not_found",
+                format!("tenant {} does not exist", entity.tenant),
+            ));
+        }
+        Ok(tenant.stages)
+    }
+
+    /// Checks a deploy or promotion against the tenant's stages, and fills a promotion's
+    /// source with the current release of the previous stage.
+    pub(super) async fn enrich_deployment(
+        &self,
+        entity: &EntityRef,
+        c: &mut pb::DeploymentCommand,
+    ) -> Result<(), pb::CommandError> {
+        use pb::deployment_command::Command;
+        let (app, stage) = app_stage(entity)?;
+        match &mut c.command {
+            Some(Command::Deploy(d)) => {
+                same("deploy.app", &d.app, app.as_str())?;
+                same("deploy.stage", &d.stage, stage.as_str())?;
+                d.app = app.to_string();
+                d.stage = stage.to_string();
+                self.stage_index(entity, &stage).await?;
+            }
+            Some(Command::Promote(p)) => {
+                same("promote.app", &p.app, app.as_str())?;
+                same("promote.stage", &p.stage, stage.as_str())?;
+                let stages = self.stages(entity).await?;
+                let index = position(&stages, &stage, entity)?;
+                let Some(previous) = index.checked_sub(1).map(|i| stages[i].clone()) else {
+                    return Err(fail(
+                        ErrorCode::FailedPrecondition,
+                        "promotion.first_stage",
+                        format!(
+                            "{stage} is the first stage of {}: deploy to it instead",
+                            entity.tenant
+                        ),
+                    ));
+                };
+                if !p.from_stage.is_empty() && p.from_stage != previous {
+                    return Err(fail(
+                        ErrorCode::FailedPrecondition,
+                        "promotion.order",
+                        format!(
+                            "{stage} is promoted from {previous}, not from {}",
+                            p.from_stage
+                        ),
+                    ));
+                }
+                let previous_stage = StageName::new(previous.clone())
+                    .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+                let source = EntityRef::deployment(&entity.tenant, &app, &previous_stage);
+                let (dep, _) = self.deployments.state(&source).await.map_err(host_error)?;
+                p.app = app.to_string();
+                p.stage = stage.to_string();
+                p.from_stage = previous.clone();
+                p.source = dep
+                    .releases
+                    .iter()
+                    .find(|r| r.number == dep.current)
+                    .map(|r| pb::ReleaseRef {
+                        stage: previous,
+                        number: r.number,
+                        image_digest: r.image_digest.clone(),
+                        revision: r.revision,
+                        build_id: r.build_id.clone(),
+                    });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn stage_index(
+        &self,
+        entity: &EntityRef,
+        stage: &StageName,
+    ) -> Result<usize, pb::CommandError> {
+        let stages = self.stages(entity).await?;
+        position(&stages, stage, entity)
+    }
+}
+
+fn position(
+    stages: &[String],
+    stage: &StageName,
+    entity: &EntityRef,
+) -> Result<usize, pb::CommandError> {
+    stages
+        .iter()
+        .position(|s| s == stage.as_str())
+        .ok_or_else(|| {
+            fail(
+                ErrorCode::FailedPrecondition,
+                "stage.not_found",
+                format!(
+                    "{stage} is not a stage of tenant {} (stages: {})",
+                    entity.tenant,
+                    stages.join(", ")
+                ),
+            )
+        })
+}

@@ -1,0 +1,186 @@
+//! Reactors: durable JetStream consumers that turn events into commands.
+//!
+//! A [`Reactor`] is pure: it *returns* the commands an event calls for. The runner feeds it
+//! from a durable consumer and dispatches what it returns. Each command id is derived from the
+//! triggering event's stream sequence, so a redelivered event does nothing twice.
+//!
+//! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
+
+pub mod podgroups;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use bytes::Bytes;
+use futures::StreamExt;
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::pb::{self, ErrorCode};
+use neo_protocol::{EntityRef, subjects};
+use tokio::task::JoinHandle;
+
+use crate::platform::Platform;
+
+/// One event, as a reactor sees it.
+#[derive(Debug, Clone)]
+pub struct ReactorEvent {
+    /// The entity it belongs to.
+    pub entity: EntityRef,
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// Its metadata.
+    pub meta: EventMeta,
+    /// The encoded `{Kind}Event`.
+    pub payload: Bytes,
+}
+
+/// A command a reactor wants run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    /// The entity to command.
+    pub entity: EntityRef,
+    /// The encoded `{Kind}Command` for that entity's kind.
+    pub command: Bytes,
+}
+
+/// A reactor could not read an event.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reactor}: cannot react to event {sequence}: {reason}")]
+pub struct ReactorError {
+    /// The reactor.
+    pub reactor: &'static str,
+    /// The event's sequence.
+    pub sequence: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Turns events into commands.
+pub trait Reactor: Send + Sync + 'static {
+    /// The durable consumer's name (stable: renaming it replays every event).
+    fn name(&self) -> &'static str;
+    /// The event subjects it consumes.
+    fn filter(&self) -> String;
+    /// The commands `event` calls for (none is fine).
+    fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError>;
+}
+
+/// The command envelope of the `index`-th reaction to `event`: its id is derived from the
+/// reactor and the event, and the event is its cause.
+pub fn reaction_request(
+    reactor: &str,
+    event: &ReactorEvent,
+    index: usize,
+    command: Bytes,
+) -> pb::CommandRequest {
+    pb::CommandRequest {
+        command_id: format!("{reactor}:{}:{index}", event.sequence),
+        correlation_id: event.meta.correlation_id.clone(),
+        causation_id: format!("evt:{}", event.sequence),
+        principal: format!("reactor:{reactor}"),
+        command,
+        traceparent: event.meta.traceparent.clone().unwrap_or_default(),
+    }
+}
+
+/// What to do with a delivered event after dispatching its reactions.
+enum Verdict {
+    Done,
+    Retry(String),
+}
+
+async fn process(platform: &Platform, reactor: &dyn Reactor, event: &ReactorEvent) -> Verdict {
+    let reactions = match reactor.react(event) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "skipping an event the reactor cannot read");
+            return Verdict::Done;
+        }
+    };
+    for (index, reaction) in reactions.into_iter().enumerate() {
+        let request = reaction_request(reactor.name(), event, index, reaction.command);
+        let reply = platform.dispatch(&reaction.entity, request).await;
+        if let Some(pb::command_reply::Result::Error(e)) = reply.result {
+            match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
+                ErrorCode::Unavailable | ErrorCode::Aborted | ErrorCode::Internal => {
+                    return Verdict::Retry(e.message);
+                }
+                _ => tracing::warn!(reactor = reactor.name(), entity = %reaction.entity,
+                    rule = %e.rule, message = %e.message, "reaction refused; not retrying"),
+            }
+        }
+    }
+    Verdict::Done
+}
+
+fn to_event(msg: &jetstream::Message) -> Result<ReactorEvent, String> {
+    let (entity, _) = subjects::parse_event(msg.subject.as_str()).map_err(|e| e.to_string())?;
+    let sequence = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+    let headers = msg.headers.clone().unwrap_or_default();
+    let meta = EventMeta::from_headers(|n| headers.get(n).map(|v| v.as_str()))
+        .map_err(|e| e.to_string())?;
+    Ok(ReactorEvent {
+        entity,
+        sequence,
+        meta,
+        payload: msg.payload.clone(),
+    })
+}
+
+/// Runs `reactor` on its durable consumer until the returned task is aborted. Survives NATS
+/// outages by re-attaching to the consumer.
+pub fn run(
+    js: jetstream::Context,
+    platform: Arc<Platform>,
+    reactor: Arc<dyn Reactor>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = consume(&js, &platform, reactor.as_ref()).await {
+                tracing::warn!(reactor = reactor.name(), error = %e, "reactor detached; retrying");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+async fn consume(
+    js: &jetstream::Context,
+    platform: &Platform,
+    reactor: &dyn Reactor,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = js.get_stream_no_info(subjects::EVENTS_STREAM).await?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            reactor.name(),
+            pull::Config {
+                durable_name: Some(reactor.name().to_owned()),
+                filter_subject: reactor.filter(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(msg) = messages.next().await {
+        let msg = msg?;
+        let verdict = match to_event(&msg) {
+            Ok(event) => process(platform, reactor, &event).await,
+            Err(reason) => {
+                tracing::error!(reactor = reactor.name(), subject = %msg.subject, %reason,
+                    "skipping a malformed event");
+                Verdict::Done
+            }
+        };
+        let ack = match verdict {
+            Verdict::Done => AckKind::Ack,
+            Verdict::Retry(reason) => {
+                tracing::warn!(reactor = reactor.name(), %reason, "reaction failed; will retry");
+                AckKind::Nak(Some(Duration::from_secs(1)))
+            }
+        };
+        msg.ack_with(ack).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! A deployment's first release on a stage creates the podgroup of that app and stage.
+
+use bytes::Bytes;
+use neo_protocol::pb;
+use neo_protocol::{EntityKind, EntityRef};
+use prost::Message;
+
+use super::{Reaction, Reactor, ReactorError, ReactorEvent};
+
+/// Creates the podgroup of an app and stage when its first release is created.
+pub struct PodgroupOnFirstRelease;
+
+impl Reactor for PodgroupOnFirstRelease {
+    fn name(&self) -> &'static str {
+        "podgroup-on-first-release"
+    }
+
+    fn filter(&self) -> String {
+        neo_protocol::subjects::kind_event_type(EntityKind::Deployment, "ReleaseCreated")
+    }
+
+    fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+        let err = |reason: String| ReactorError {
+            reactor: "podgroup-on-first-release",
+            sequence: event.sequence,
+            reason,
+        };
+        let decoded = pb::DeploymentEvent::decode(event.payload.clone())
+            .map_err(|e| err(format!("not a deployment event: {e}")))?;
+        let Some(pb::deployment_event::Event::ReleaseCreated(created)) = decoded.event else {
+            return Ok(Vec::new());
+        };
+        let Some(release) = created.release else {
+            return Err(err("release missing".into()));
+        };
+        if release.number != 1 {
+            return Ok(Vec::new());
+        }
+        let (app, stage) = event
+            .entity
+            .id
+            .app_and_stage()
+            .ok_or_else(|| err(format!("{} is not an app_stage id", event.entity.id)))?;
+        let command = pb::PodgroupCommand {
+            command: Some(pb::podgroup_command::Command::Create(pb::CreatePodgroup {
+                app: app.to_string(),
+                stage: stage.to_string(),
+                release: release.number,
+                image_digest: release.image_digest,
+                policy: None,
+                resources: None,
+            })),
+        };
+        Ok(vec![Reaction {
+            entity: EntityRef::podgroup(&event.entity.tenant, &app, &stage),
+            command: Bytes::from(command.encode_to_vec()),
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neo_protocol::envelope::EventMeta;
+    use neo_protocol::{AppName, StageName, TenantName};
+
+    fn release_event(number: u32) -> ReactorEvent {
+        let t = TenantName::new("acme").unwrap();
+        let a = AppName::new("shop").unwrap();
+        let s = StageName::new("dev").unwrap();
+        let event = pb::DeploymentEvent {
+            event: Some(pb::deployment_event::Event::ReleaseCreated(
+                pb::ReleaseCreated {
+                    app: "shop".into(),
+                    stage: "dev".into(),
+                    release: Some(pb::Release {
+                        number,
+                        image_digest: format!("sha256:{}", "a".repeat(64)),
+                        ..Default::default()
+                    }),
+                },
+            )),
+        };
+        ReactorEvent {
+            entity: EntityRef::deployment(&t, &a, &s),
+            sequence: 42,
+            meta: EventMeta::default(),
+            payload: Bytes::from(event.encode_to_vec()),
+        }
+    }
+
+    #[test]
+    fn first_release_creates_the_podgroup() {
+        let reactions = PodgroupOnFirstRelease.react(&release_event(1)).unwrap();
+        assert_eq!(reactions.len(), 1);
+        assert_eq!(reactions[0].entity.kind, EntityKind::Podgroup);
+        assert_eq!(reactions[0].entity.id.as_str(), "shop_dev");
+        let cmd = pb::PodgroupCommand::decode(reactions[0].command.clone()).unwrap();
+        let Some(pb::podgroup_command::Command::Create(c)) = cmd.command else {
+            panic!("expected a create command, got {cmd:?}");
+        };
+        assert_eq!(
+            (c.app.as_str(), c.stage.as_str(), c.release),
+            ("shop", "dev", 1)
+        );
+    }
+
+    #[test]
+    fn later_releases_do_nothing() {
+        assert!(
+            PodgroupOnFirstRelease
+                .react(&release_event(2))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut e = release_event(1);
+        e.payload = Bytes::from_static(b"\xff\xff\xff");
+        assert!(PodgroupOnFirstRelease.react(&e).is_err());
+    }
+}

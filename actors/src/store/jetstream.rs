@@ -1,0 +1,398 @@
+//! The JetStream event store: stream `NEO_EVENTS`, snapshots in KV bucket `neo_snapshots`.
+//!
+//! - Append sets `Nats-Expected-Last-Subject-Sequence` over the entity's subject filter and
+//!   `Nats-Msg-Id` from the command id. Several events of one command are one atomic batch
+//!   (ADR-50 atomic batch publish: all or nothing).
+//! - Load uses batched direct gets (`next_by_subj` over the entity's filter): one round trip per
+//!   1,024 events and no consumer to create.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, kv, stream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{EntityRef, headers, pb, subjects};
+use prost::Message as _;
+
+use super::{Appended, EventStore, NewEvent, StoreError, StoredEvent};
+
+/// Events fetched per direct-get round trip while loading.
+const LOAD_BATCH: usize = 1024;
+
+/// How the event stream and the snapshot bucket are set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Replicas of the stream and bucket: 1 on one machine, 3 in a cluster.
+    pub replicas: usize,
+    /// How long a command id is remembered by JetStream's de-duplication.
+    pub duplicate_window: Duration,
+    /// The largest single event accepted, in bytes.
+    pub max_event_bytes: i32,
+    /// How long to wait for the server on each request.
+    pub request_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(10 * 60),
+            max_event_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The event log on JetStream.
+#[derive(Clone)]
+pub struct JetStreamStore {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream<()>,
+    snapshots: kv::Store,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The stream configuration Neo needs, merged into what exists.
+///
+/// # Guarantees
+/// Existing subjects and limits are kept; Neo's required settings (append-only, direct get,
+/// atomic batches, de-duplication window, replicas) are set. Storage type cannot change in
+/// place, so a mismatch is an error rather than a silent re-creation.
+pub fn upgrade_stream_config(
+    existing: Option<stream::Config>,
+    config: &StoreConfig,
+) -> Result<stream::Config, StoreError> {
+    let mut next = match existing {
+        Some(existing) => {
+            if existing.storage != stream::StorageType::File {
+                return Err(StoreError::Other(format!(
+                    "stream {} uses {:?} storage; Neo needs file storage and will not \
+                     recreate it (that would lose events): migrate it by hand",
+                    subjects::EVENTS_STREAM,
+                    existing.storage
+                )));
+            }
+            existing
+        }
+        None => stream::Config {
+            name: subjects::EVENTS_STREAM.to_owned(),
+            description: Some("Neo entity events: neo.evt.{tenant}.{kind}.{id}.{type}".into()),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        },
+    };
+    if !next.subjects.iter().any(|s| s == subjects::EVENTS_ALL) {
+        next.subjects.push(subjects::EVENTS_ALL.to_owned());
+    }
+    next.deny_delete = true;
+    next.deny_purge = true;
+    next.allow_direct = true;
+    next.allow_atomic_publish = true;
+    next.duplicate_window = config.duplicate_window;
+    next.num_replicas = config.replicas;
+    next.max_message_size = config.max_event_bytes;
+    Ok(next)
+}
+
+impl JetStreamStore {
+    /// Opens the store: creates the stream and bucket, or upgrades their configuration safely.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when NATS or JetStream does not answer;
+    /// [`StoreError::Other`] when the existing stream cannot be upgraded in place.
+    pub async fn open(client: async_nats::Client, config: StoreConfig) -> Result<Self, StoreError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let existing = match js.get_stream(subjects::EVENTS_STREAM).await {
+            Ok(mut s) => Some(s.info().await.map_err(unavailable)?.config.clone()),
+            Err(e)
+                if matches!(&e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                None
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let desired = upgrade_stream_config(existing.clone(), &config)?;
+        match existing {
+            None => {
+                js.create_stream(desired).await.map_err(unavailable)?;
+                tracing::info!(stream = subjects::EVENTS_STREAM, "created event stream");
+            }
+            Some(current) if current != desired => {
+                js.update_stream(desired).await.map_err(unavailable)?;
+                tracing::info!(
+                    stream = subjects::EVENTS_STREAM,
+                    "upgraded event stream config"
+                );
+            }
+            Some(_) => {}
+        }
+        let stream = js
+            .get_stream_no_info(subjects::EVENTS_STREAM)
+            .await
+            .map_err(unavailable)?;
+        let snapshots = match js.get_key_value(subjects::SNAPSHOT_BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: subjects::SNAPSHOT_BUCKET.to_owned(),
+                    description: "Neo entity snapshots: key {tenant}.{kind}.{id}".into(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Self {
+            client,
+            js,
+            stream,
+            snapshots,
+            timeout: config.request_timeout,
+        })
+    }
+
+    /// The JetStream context this store uses.
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    fn publish_error(
+        entity: &EntityRef,
+        expected: u64,
+        e: jetstream::context::PublishError,
+    ) -> StoreError {
+        match e.kind() {
+            PublishErrorKind::WrongLastSequence => StoreError::Conflict {
+                entity: entity.to_string(),
+                expected,
+            },
+            PublishErrorKind::MaxPayloadExceeded => StoreError::TooLarge(e.to_string()),
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound => unavailable(e),
+            _ => {
+                let code = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<jetstream::Error>())
+                    .map(|j| j.error_code().0);
+                match code {
+                    Some(10071) => StoreError::Conflict {
+                        entity: entity.to_string(),
+                        expected,
+                    },
+                    Some(10054) => StoreError::TooLarge(e.to_string()),
+                    _ => StoreError::Other(format!("{e}: {:?}", std::error::Error::source(&e))),
+                }
+            }
+        }
+    }
+}
+
+fn event_headers(meta: &EventMeta) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in meta.to_headers() {
+        h.insert(name, value);
+    }
+    h
+}
+
+fn expect_sequence(h: &mut HeaderMap, entity: &EntityRef, expected_last: u64) {
+    h.insert(
+        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        expected_last.to_string(),
+    );
+    h.insert(
+        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+        subjects::entity_events(entity),
+    );
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| v.as_str())
+}
+
+#[async_trait]
+impl EventStore for JetStreamStore {
+    async fn append(
+        &self,
+        entity: &EntityRef,
+        expected_last: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let count = events.len() as u64;
+        if count == 0 {
+            return Err(StoreError::Other("append of no events".into()));
+        }
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut ack = None;
+        for (i, event) in events.into_iter().enumerate() {
+            let position = i as u64 + 1;
+            let subject = subjects::event(entity, &event.meta.event_type);
+            let mut h = event_headers(&event.meta);
+            if count == 1 {
+                h.insert(headers::NATS_MSG_ID, event.meta.command_id.as_str());
+                expect_sequence(&mut h, entity, expected_last);
+            } else {
+                h.insert(headers::BATCH_INDEX, format!("{position}/{count}"));
+                h.insert(headers::NATS_BATCH_ID, batch_id.as_str());
+                h.insert(headers::NATS_BATCH_SEQUENCE, position.to_string());
+                if position == 1 {
+                    h.insert(headers::NATS_MSG_ID, event.meta.command_id.as_str());
+                    expect_sequence(&mut h, entity, expected_last);
+                }
+                if position < count {
+                    self.client
+                        .publish_with_headers(subject, h, event.payload)
+                        .await
+                        .map_err(unavailable)?;
+                    continue;
+                }
+                h.insert(headers::NATS_BATCH_COMMIT, "1");
+            }
+            let pending = self
+                .js
+                .publish_with_headers(subject, h, event.payload)
+                .await
+                .map_err(|e| Self::publish_error(entity, expected_last, e))?;
+            ack = Some(
+                pending
+                    .await
+                    .map_err(|e| Self::publish_error(entity, expected_last, e))?,
+            );
+        }
+        let ack = ack.ok_or_else(|| StoreError::Other("no acknowledgement".into()))?;
+        let written = ack.batch_size.unwrap_or(count).max(1);
+        Ok(Appended {
+            first_sequence: ack.sequence + 1 - written,
+            last_sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn last_sequence(&self, entity: &EntityRef) -> Result<u64, StoreError> {
+        match self
+            .stream
+            .direct_get_last_for_subject(subjects::entity_events(entity))
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn load(
+        &self,
+        entity: &EntityRef,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let filter = subjects::entity_events(entity);
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        let inbox = self.client.new_inbox();
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(unavailable)?;
+        let api = format!("$JS.API.DIRECT.GET.{}", subjects::EVENTS_STREAM);
+        'batches: while next <= until {
+            let request = serde_json::json!({
+                "seq": next, "next_by_subj": filter, "batch": LOAD_BATCH,
+            });
+            self.client
+                .publish_with_reply(api.clone(), inbox.clone(), request.to_string().into())
+                .await
+                .map_err(unavailable)?;
+            let mut got = 0usize;
+            loop {
+                let msg = tokio::time::timeout(self.timeout, sub.next())
+                    .await
+                    .map_err(|_| unavailable("timed out loading events"))?
+                    .ok_or_else(|| unavailable("subscription closed while loading"))?;
+                if let Some(status) = msg.status {
+                    match status.as_u16() {
+                        204 => break,
+                        404 => break 'batches,
+                        code => {
+                            return Err(unavailable(format!(
+                                "direct get answered {code} {}",
+                                msg.description.unwrap_or_default()
+                            )));
+                        }
+                    }
+                }
+                got += 1;
+                let h = msg.headers.unwrap_or_default();
+                let sequence: u64 = header(&h, "Nats-Sequence")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Other("direct get reply lacks Nats-Sequence".into())
+                    })?;
+                if sequence > until {
+                    break 'batches;
+                }
+                next = sequence + 1;
+                let meta = EventMeta::from_headers(|name| header(&h, name)).map_err(|e| {
+                    StoreError::Malformed {
+                        entity: entity.to_string(),
+                        sequence,
+                        reason: e.to_string(),
+                    }
+                })?;
+                out.push(StoredEvent {
+                    sequence,
+                    meta,
+                    payload: msg.payload,
+                });
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(out)
+    }
+
+    async fn read_snapshot(&self, entity: &EntityRef) -> Result<Option<pb::Snapshot>, StoreError> {
+        let key = subjects::snapshot_key(entity);
+        match self.snapshots.get(key).await.map_err(unavailable)? {
+            None => Ok(None),
+            Some(bytes) => match pb::Snapshot::decode(bytes) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    // A snapshot only speeds recovery: a bad one is ignored, not fatal.
+                    tracing::warn!(%entity, error = %e, "ignoring undecodable snapshot");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    async fn write_snapshot(
+        &self,
+        entity: &EntityRef,
+        snapshot: &pb::Snapshot,
+    ) -> Result<(), StoreError> {
+        let key = subjects::snapshot_key(entity);
+        self.snapshots
+            .put(key, Bytes::from(snapshot.encode_to_vec()))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! Every NATS subject, stream, bucket and queue group name: built and parsed only here.
+
+use crate::kind::{EntityKind, EntityRef};
+use crate::names::{AppName, NameError, StageName, TenantName};
+
+/// The JetStream stream holding every entity event: subjects `neo.evt.>`.
+pub const EVENTS_STREAM: &str = "NEO_EVENTS";
+/// The subjects of [`EVENTS_STREAM`].
+pub const EVENTS_ALL: &str = "neo.evt.>";
+/// The KV bucket of entity snapshots; key `{tenant}.{kind}.{id}`.
+pub const SNAPSHOT_BUCKET: &str = "neo_snapshots";
+/// Every command subject, for the intake's subscription.
+pub const COMMANDS_ALL: &str = "neo.cmd.*.*.*";
+/// Every state query subject, for the intake's subscription.
+pub const QUERIES_ALL: &str = "neo.qry.*.*.*";
+/// The queue group shared by every platform process serving commands.
+pub const PLATFORM_QUEUE: &str = "neo-platform";
+
+/// Why a subject could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// The subject does not have the expected shape.
+    #[error("subject `{subject}` does not match `{pattern}`")]
+    Shape {
+        /// The subject received.
+        subject: String,
+        /// The pattern it should have matched.
+        pattern: &'static str,
+    },
+    /// A part of the subject is not a valid name or id.
+    #[error("subject `{subject}`: {source}")]
+    Name {
+        /// The subject received.
+        subject: String,
+        /// What was wrong with the part.
+        source: NameError,
+    },
+}
+
+/// `neo.cmd.{tenant}.{kind}.{id}`: a command to one entity (request/reply, queue group
+/// [`PLATFORM_QUEUE`]).
+pub fn command(entity: &EntityRef) -> String {
+    format!("neo.cmd.{}.{}.{}", entity.tenant, entity.kind, entity.id)
+}
+
+/// `neo.qry.{tenant}.{kind}.{id}`: a query for one entity's current state (request/reply).
+pub fn query(entity: &EntityRef) -> String {
+    format!("neo.qry.{}.{}.{}", entity.tenant, entity.kind, entity.id)
+}
+
+/// `neo.evt.{tenant}.{kind}.{id}.{event_type}`: one event of one entity.
+pub fn event(entity: &EntityRef, event_type: &str) -> String {
+    format!(
+        "neo.evt.{}.{}.{}.{event_type}",
+        entity.tenant, entity.kind, entity.id
+    )
+}
+
+/// `neo.evt.{tenant}.{kind}.{id}.*`: every event of one entity.
+pub fn entity_events(entity: &EntityRef) -> String {
+    event(entity, "*")
+}
+
+/// `neo.evt.{tenant}.>`: every event of one tenant.
+pub fn tenant_events(tenant: &TenantName) -> String {
+    format!("neo.evt.{tenant}.>")
+}
+
+/// `neo.evt.*.{kind}.*.*`: every event of one kind, across tenants (used by reactors).
+pub fn kind_events(kind: EntityKind) -> String {
+    format!("neo.evt.*.{kind}.*.*")
+}
+
+/// `neo.evt.*.{kind}.*.{event_type}`: one event type of one kind, across tenants.
+pub fn kind_event_type(kind: EntityKind, event_type: &str) -> String {
+    format!("neo.evt.*.{kind}.*.{event_type}")
+}
+
+/// `neo.rt.{tenant}.{stage}.{app}.{channel}`: runtime reports (health, logs, metrics).
+pub fn runtime(tenant: &TenantName, stage: &StageName, app: &AppName, channel: &str) -> String {
+    format!("neo.rt.{tenant}.{stage}.{app}.{channel}")
+}
+
+/// `{tenant}.{kind}.{id}`: the snapshot key of one entity in [`SNAPSHOT_BUCKET`].
+pub fn snapshot_key(entity: &EntityRef) -> String {
+    format!("{}.{}.{}", entity.tenant, entity.kind, entity.id)
+}
+
+fn tokens<'a, const N: usize>(
+    subject: &'a str,
+    prefix: &str,
+    pattern: &'static str,
+) -> Result<[&'a str; N], SubjectError> {
+    let shape = || SubjectError::Shape {
+        subject: subject.chars().take(200).collect(),
+        pattern,
+    };
+    let rest = subject.strip_prefix(prefix).ok_or_else(shape)?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    parts.try_into().map_err(|_| shape())
+}
+
+fn entity_from(subject: &str, t: &str, k: &str, i: &str) -> Result<EntityRef, SubjectError> {
+    EntityRef::parse(t, k, i).map_err(|source| SubjectError::Name {
+        subject: subject.chars().take(200).collect(),
+        source,
+    })
+}
+
+/// Parses `neo.cmd.{tenant}.{kind}.{id}`.
+pub fn parse_command(subject: &str) -> Result<EntityRef, SubjectError> {
+    let [t, k, i] = tokens(subject, "neo.cmd.", "neo.cmd.{tenant}.{kind}.{id}")?;
+    entity_from(subject, t, k, i)
+}
+
+/// Parses `neo.qry.{tenant}.{kind}.{id}`.
+pub fn parse_query(subject: &str) -> Result<EntityRef, SubjectError> {
+    let [t, k, i] = tokens(subject, "neo.qry.", "neo.qry.{tenant}.{kind}.{id}")?;
+    entity_from(subject, t, k, i)
+}
+
+/// Parses `neo.evt.{tenant}.{kind}.{id}.{event_type}` into the entity and the event type.
+pub fn parse_event(subject: &str) -> Result<(EntityRef, String), SubjectError> {
+    let pattern = "neo.evt.{tenant}.{kind}.{id}.{event_type}";
+    let [t, k, i, e] = tokens(subject, "neo.evt.", pattern)?;
+    let entity = entity_from(subject, t, k, i)?;
+    if e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(SubjectError::Shape {
+            subject: subject.chars().take(200).collect(),
+            pattern,
+        });
+    }
+    Ok((entity, e.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep() -> EntityRef {
+        EntityRef::deployment(
+            &TenantName::new("acme").unwrap(),
+            &AppName::new("shop").unwrap(),
+            &StageName::new("dev").unwrap(),
+        )
+    }
+
+    #[test]
+    fn builds_the_documented_subjects() {
+        assert_eq!(command(&dep()), "neo.cmd.acme.deployment.shop_dev");
+        assert_eq!(
+            event(&dep(), "ReleaseCreated"),
+            "neo.evt.acme.deployment.shop_dev.ReleaseCreated"
+        );
+        assert_eq!(entity_events(&dep()), "neo.evt.acme.deployment.shop_dev.*");
+        assert_eq!(snapshot_key(&dep()), "acme.deployment.shop_dev");
+    }
+
+    #[test]
+    fn parses_what_it_builds() {
+        assert_eq!(parse_command(&command(&dep())).unwrap(), dep());
+        assert_eq!(parse_query(&query(&dep())).unwrap(), dep());
+        let (entity, ty) = parse_event(&event(&dep(), "ReleaseCreated")).unwrap();
+        assert_eq!((entity, ty.as_str()), (dep(), "ReleaseCreated"));
+    }
+
+    #[test]
+    fn refuses_malformed_subjects() {
+        for bad in [
+            "neo.cmd.acme.app",
+            "neo.cmd.acme.app.x.y",
+            "neo.cmd.ACME.app.x",
+            "neo.cmd.acme.robot.x",
+            "neo.evt.acme.app.shop.",
+            "foo.cmd.acme.app.shop",
+        ] {
+            assert!(
+                parse_command(bad).is_err() && parse_event(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
