@@ -265,3 +265,6 @@ impl From<Rejection> for HostError {
         HostError::Rejected(r)
     }
 }
+
+#[cfg(test)]
+mod tests;

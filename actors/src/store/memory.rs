@@ -74,17 +74,18 @@ impl EventStore for MemoryStore {
             .first()
             .map(|e| e.meta.command_id.clone())
             .unwrap_or_default();
+        // Like JetStream: the expected sequence is checked before de-duplication.
+        if last_of(&inner, entity) != expected_last {
+            return Err(StoreError::Conflict {
+                entity: entity.to_string(),
+                expected: expected_last,
+            });
+        }
         if let Some(&(first, last)) = inner.applied.get(&command_id) {
             return Ok(Appended {
                 first_sequence: first,
                 last_sequence: last,
                 duplicate: true,
-            });
-        }
-        if last_of(&inner, entity) != expected_last {
-            return Err(StoreError::Conflict {
-                entity: entity.to_string(),
-                expected: expected_last,
             });
         }
         let first = inner.log.len() as u64 + 1;

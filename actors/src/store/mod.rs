@@ -82,8 +82,9 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// # Guarantees
     /// All of `events` are written, or none. Appending the same command id again writes
-    /// nothing and returns the original sequences with `duplicate: true` (within the store's
-    /// de-duplication window), or [`StoreError::Conflict`] when the entity moved on.
+    /// nothing: it is a [`StoreError::Conflict`] when the entity moved on (the caller catches
+    /// up and finds the command in the log), or, within the store's de-duplication window, an
+    /// answer with the original sequences and `duplicate: true`.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when another writer appended first.
