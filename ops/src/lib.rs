@@ -1,6 +1,10 @@
-//! The `neo` command's library: local servers for tests and benchmarks, and the CLI's parts.
+//! The `neo` command's library: running the platform, benchmarks, and local servers.
 //!
 //! # Layout
 //!
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
+//! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
+//! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
+pub mod bench;
+pub mod serve;
 pub mod servers;

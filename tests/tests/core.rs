@@ -1,6 +1,8 @@
 //! The event-sourced core end to end on a real nats-server: platform processes serving the
 //! NATS intake, concurrent writers, crashes, snapshots, reactors and bad input.
 
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

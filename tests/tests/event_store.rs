@@ -1,6 +1,8 @@
 //! The JetStream event store against a real nats-server: append, conflicts, de-duplication,
 //! atomic batches, loading, snapshots and the stream's configuration upgrade.
 
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
+
 use std::time::Duration;
 
 use async_nats::jetstream::stream;

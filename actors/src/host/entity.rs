@@ -170,11 +170,15 @@ impl<A: Aggregate> Actor for EntityActor<A> {
         _myself: ActorRef<Self::Msg>,
         args: Args,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (state, sequence, recent) = restore::<A>(args.store.as_ref(), &args.entity, true)
-            .await
-            .inspect_err(
-                |e| tracing::error!(entity = %args.entity, error = %e, "cannot activate entity"),
-            )?;
+        let (state, sequence, recent) = Box::pin(restore::<A>(
+            args.store.as_ref(),
+            &args.entity,
+            true,
+        ))
+        .await
+        .inspect_err(
+            |e| tracing::error!(entity = %args.entity, error = %e, "cannot activate entity"),
+        )?;
         Ok(State {
             args,
             state,
@@ -196,12 +200,13 @@ impl<A: Aggregate> Actor for EntityActor<A> {
                 command,
                 reply,
             } => {
-                let result = st.execute(meta, command).await;
+                // Boxed: the task of every live actor would otherwise reserve room for the
+                // largest state of this future, while it only exists during a command.
+                let result = Box::pin(st.execute(meta, command)).await;
                 let _ = reply.send(result);
             }
             EntityMsg::Read { reply } => {
-                let result = st
-                    .catch_up()
+                let result = Box::pin(st.catch_up())
                     .await
                     .map(|()| (st.state.clone(), st.sequence))
                     .map_err(HostError::Store);

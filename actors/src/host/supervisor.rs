@@ -39,15 +39,12 @@ impl<A: Aggregate> Actor for Supervisor<A> {
         event: SupervisionEvent,
         live: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                tracing::error!(kind = %A::KIND, actor = %cell.get_id(), error = %err,
-                    "entity actor crashed; it will be rebuilt from the log on its next command");
-                live.forget_actor(cell.get_id());
-            }
-            // A stopped actor was already removed by whoever stopped it; a stale entry is
-            // dropped when the next command finds its mailbox closed.
-            _ => {}
+        // A stopped actor was already removed by whoever stopped it; a stale entry is dropped
+        // when the next command finds its mailbox closed.
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            tracing::error!(kind = %A::KIND, actor = %cell.get_id(), error = %err,
+                "entity actor crashed; it will be rebuilt from the log on its next command");
+            live.forget_actor(cell.get_id());
         }
         Ok(())
     }

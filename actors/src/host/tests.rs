@@ -215,3 +215,88 @@ async fn a_rejection_writes_nothing() {
     );
     assert_eq!(store.last_sequence(&e).await.expect("store"), 0);
 }
+
+#[tokio::test]
+async fn an_event_from_a_newer_schema_is_a_clear_error() {
+    let store = Arc::new(MemoryStore::new());
+    let h = host(store.clone(), HostConfig::default()).await;
+    let e = app_ref("future");
+    store.inject(
+        &e,
+        NewEvent {
+            meta: EventMeta {
+                event_type: "AppCreated".into(),
+                schema_version: 9,
+                command_id: "x".into(),
+                ..EventMeta::default()
+            },
+            payload: Bytes::new(),
+        },
+    );
+    let err = h.state(&e).await.expect_err("newer schema");
+    assert!(err.to_string().contains("schema versions 1 to 1"), "{err}");
+}
+
+/// A tiny aggregate whose command 13 panics, to exercise supervision.
+mod crashing {
+    use crate::aggregate::{Aggregate, Rejection};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Counter {
+        #[prost(uint64, tag = "1")]
+        pub total: u64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Add {
+        #[prost(uint64, tag = "1")]
+        pub n: u64,
+    }
+
+    impl Aggregate for Counter {
+        const KIND: neo_protocol::EntityKind = neo_protocol::EntityKind::App;
+        type Command = Add;
+        type Event = Add;
+
+        fn handle(&self, command: Add) -> Result<Vec<Add>, Rejection> {
+            assert!(command.n != 13, "unlucky number");
+            Ok(vec![command])
+        }
+
+        fn apply(&mut self, event: &Add) {
+            self.total += event.n;
+        }
+
+        fn event_type(_: &Add) -> &'static str {
+            "Added"
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_actor_is_rebuilt_from_the_log_by_its_supervisor() {
+    let store = Arc::new(MemoryStore::new());
+    let h: EntityHost<crashing::Counter> = EntityHost::start(store.clone(), HostConfig::default())
+        .await
+        .expect("host");
+    let e = app_ref("counter");
+    h.execute(&e, CommandMeta::new("a"), crashing::Add { n: 2 })
+        .await
+        .expect("added");
+    h.execute(&e, CommandMeta::new("a"), crashing::Add { n: 3 })
+        .await
+        .expect("added");
+    let err = h
+        .execute(&e, CommandMeta::new("a"), crashing::Add { n: 13 })
+        .await
+        .expect_err("the actor panicked");
+    assert!(matches!(err, HostError::Stopped(_)), "{err}");
+    // The next command reaches a fresh actor that rebuilt the state from the log.
+    let done = h
+        .execute(&e, CommandMeta::new("a"), crashing::Add { n: 5 })
+        .await
+        .expect("added");
+    assert_eq!(done.last_sequence, 3);
+    let (state, _) = h.state(&e).await.expect("state");
+    assert_eq!(state.total, 10);
+}

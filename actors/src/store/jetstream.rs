@@ -20,7 +20,7 @@ use prost::Message as _;
 use super::{Appended, EventStore, NewEvent, StoreError, StoredEvent};
 
 /// Events fetched per direct-get round trip while loading.
-const LOAD_BATCH: usize = 1024;
+const LOAD_BATCH: usize = 4096;
 
 /// How the event stream and the snapshot bucket are set up.
 #[derive(Debug, Clone)]

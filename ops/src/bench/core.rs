@@ -1,0 +1,523 @@
+//! `neo bench core`: the event-sourced core on a nats-server of its own.
+//!
+//! Phases, in order (memory first, on a fresh heap):
+//! 1. `bytes_per_live_actor`: RSS growth over N live actors, divided by N;
+//! 2. `raw_publish_per_s`: async-nats publish-with-ack into `NEO_EVENTS` with the
+//!    expected-sequence headers, same payload size, entities and concurrency: the baseline;
+//! 3. `host_commands_per_s`: the in-process entity host (decide, append, reply);
+//! 4. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
+//!    request/reply and the intake;
+//! 5. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
+//!    events, without and with a snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use neo_actors::intake::{self, IntakeConfig};
+use neo_actors::store::EventStore;
+use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
+use neo_actors::{CommandMeta, HostConfig, Platform};
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{AppName, EntityRef, StageName, TenantName, headers, pb, subjects};
+use prost::Message;
+use serde::Serialize;
+
+use super::BenchArgs;
+use super::stats::{median_ms, percentile_ms, rate, rss_bytes};
+use crate::servers::NatsServer;
+
+/// The figures `neo bench core` prints.
+#[derive(Debug, Serialize)]
+pub struct CoreFigures {
+    /// Baseline: raw publish-with-ack per second.
+    pub raw_publish_per_s: f64,
+    /// In-process entity host commands per second.
+    pub host_commands_per_s: f64,
+    /// Commands per second through NATS request/reply.
+    pub nats_commands_per_s: f64,
+    /// Median command latency through NATS.
+    pub command_p50_ms: f64,
+    /// 99th percentile command latency through NATS.
+    pub command_p99_ms: f64,
+    /// Activation of one entity with `rehydrate_events` events, no snapshot.
+    pub rehydrate_100k_ms: f64,
+    /// The same with a snapshot covering them.
+    pub rehydrate_100k_snapshot_ms: f64,
+    /// RSS growth per live actor.
+    pub bytes_per_live_actor: f64,
+    /// `host_commands_per_s / raw_publish_per_s` (target ≥ 0.7).
+    pub host_to_raw_ratio: f64,
+    /// How the run was shaped.
+    pub entities: usize,
+    /// Commands per entity.
+    pub commands_per_entity: usize,
+    /// Concurrency.
+    pub concurrency: usize,
+    /// Events rehydrated.
+    pub rehydrate_events: usize,
+    /// Live actors measured.
+    pub live_actors: usize,
+}
+
+fn name(s: &str) -> anyhow::Result<AppName> {
+    Ok(AppName::new(s)?)
+}
+
+fn create_app() -> pb::AppCommand {
+    pb::AppCommand {
+        command: Some(pb::app_command::Command::Create(pb::CreateApp {
+            description: "bench".into(),
+        })),
+    }
+}
+
+fn revision(n: usize) -> pb::AppCommand {
+    pb::AppCommand {
+        command: Some(pb::app_command::Command::CreateRevision(
+            pb::CreateRevision {
+                digest: format!("sha256:{n:064x}"),
+                size: 1000,
+                author: "bench".into(),
+                message: "bench".into(),
+                dependencies: vec![],
+            },
+        )),
+    }
+}
+
+fn command(i: usize) -> pb::AppCommand {
+    if i == 0 { create_app() } else { revision(i) }
+}
+
+/// Runs `per_worker(worker)` on `concurrency` tasks and returns the elapsed time.
+async fn in_parallel<F, Fut>(concurrency: usize, per_worker: F) -> anyhow::Result<Duration>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|w| tokio::spawn(per_worker(w)))
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(start.elapsed())
+}
+
+/// The entity indices worker `w` of `c` handles.
+fn share(w: usize, c: usize, entities: usize) -> impl Iterator<Item = usize> {
+    (w..entities).step_by(c)
+}
+
+async fn live_actor_memory(store: Arc<JetStreamStore>, n: usize, c: usize) -> anyhow::Result<f64> {
+    let platform = Platform::start(
+        store,
+        HostConfig {
+            max_live: n + 10_000,
+            ..HostConfig::default()
+        },
+    )
+    .await?;
+    let tenant = TenantName::new("mem")?;
+    let activate = |range: std::ops::Range<usize>| {
+        let platform = platform.clone();
+        let tenant = tenant.clone();
+        in_parallel(c, move |w| {
+            let (platform, tenant, range) = (platform.clone(), tenant.clone(), range.clone());
+            async move {
+                for i in share(w, c, range.len()) {
+                    let e = EntityRef::app(&tenant, &name(&format!("m{}", range.start + i))?);
+                    platform.apps.state(&e).await?;
+                }
+                Ok(())
+            }
+        })
+    };
+    activate(0..2_000).await?; // warm the allocator and the runtime
+    let before = rss_bytes().context("cannot read /proc/self/statm")?;
+    activate(2_000..2_000 + n).await?;
+    let after = rss_bytes().context("cannot read /proc/self/statm")?;
+    anyhow::ensure!(
+        platform.live_count() == n + 2_000,
+        "actors were stopped during the run"
+    );
+    platform.passivate_all();
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+async fn raw_publish(
+    client: &async_nats::Client,
+    args: &BenchArgs,
+    payload: usize,
+) -> anyhow::Result<f64> {
+    let js = async_nats::jetstream::new(client.clone());
+    let body = Bytes::from(vec![b'x'; payload]);
+    let k = args.commands_per_entity;
+    let elapsed = in_parallel(args.concurrency, |w| {
+        let (js, body, entities, c) = (js.clone(), body.clone(), args.entities, args.concurrency);
+        async move {
+            for i in share(w, c, entities) {
+                let filter = format!("neo.evt.rawbench.app.e{i}.*");
+                let mut last = 0u64;
+                for _ in 0..k {
+                    let mut h = HeaderMap::new();
+                    h.insert(
+                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                        last.to_string(),
+                    );
+                    h.insert(
+                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                        filter.as_str(),
+                    );
+                    let ack = js
+                        .publish_with_headers(
+                            format!("neo.evt.rawbench.app.e{i}.RevisionCreated"),
+                            h,
+                            body.clone(),
+                        )
+                        .await?
+                        .await?;
+                    last = ack.sequence;
+                }
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(args.entities * k, elapsed))
+}
+
+async fn host_commands(platform: &Arc<Platform>, args: &BenchArgs) -> anyhow::Result<f64> {
+    let tenant = TenantName::new("hostbench")?;
+    let k = args.commands_per_entity;
+    let elapsed = in_parallel(args.concurrency, |w| {
+        let (platform, tenant, entities, c) = (
+            platform.clone(),
+            tenant.clone(),
+            args.entities,
+            args.concurrency,
+        );
+        async move {
+            for i in share(w, c, entities) {
+                let e = EntityRef::app(&tenant, &name(&format!("e{i}"))?);
+                for j in 0..k {
+                    platform
+                        .apps
+                        .execute(&e, CommandMeta::new("bench"), command(j))
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(args.entities * k, elapsed))
+}
+
+async fn nats_commands(
+    client: &async_nats::Client,
+    args: &BenchArgs,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let tenant = TenantName::new("natsbench")?;
+    let k = args.commands_per_entity;
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.entities * k)));
+    let elapsed = in_parallel(args.concurrency, |w| {
+        let (client, tenant, latencies) = (client.clone(), tenant.clone(), latencies.clone());
+        let (entities, c) = (args.entities, args.concurrency);
+        async move {
+            let mut mine = Vec::new();
+            for i in share(w, c, entities) {
+                let subject = subjects::command(&EntityRef::app(&tenant, &name(&format!("e{i}"))?));
+                for j in 0..k {
+                    let request = pb::CommandRequest {
+                        command_id: uuid::Uuid::new_v4().to_string(),
+                        principal: "bench".into(),
+                        command: Bytes::from(command(j).encode_to_vec()),
+                        ..Default::default()
+                    };
+                    let start = Instant::now();
+                    let reply = client
+                        .request(subject.clone(), Bytes::from(request.encode_to_vec()))
+                        .await?;
+                    mine.push(start.elapsed());
+                    let reply = pb::CommandReply::decode(reply.payload)?;
+                    if let Some(pb::command_reply::Result::Error(e)) = reply.result {
+                        anyhow::bail!("command refused: {}", e.message);
+                    }
+                }
+            }
+            latencies
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .extend(mine);
+            Ok(())
+        }
+    })
+    .await?;
+    let mut samples =
+        std::mem::take(&mut *latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    Ok((
+        rate(args.entities * k, elapsed),
+        percentile_ms(&mut samples, 50.0),
+        percentile_ms(&mut samples, 99.0),
+    ))
+}
+
+fn podgroup_event(event: pb::podgroup_event::Event) -> (String, Bytes) {
+    let e = pb::PodgroupEvent { event: Some(event) };
+    let ty = <pb::PodgroupState as neo_actors::Aggregate>::event_type(&e).to_owned();
+    (ty, Bytes::from(e.encode_to_vec()))
+}
+
+/// Writes one podgroup with `n` events, pipelined.
+async fn write_long_entity(
+    client: &async_nats::Client,
+    entity: &EntityRef,
+    n: usize,
+) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut pending = FuturesUnordered::new();
+    for i in 0..n {
+        let (event_type, payload) = if i == 0 {
+            podgroup_event(pb::podgroup_event::Event::Created(pb::PodgroupCreated {
+                app: "big".into(),
+                stage: "dev".into(),
+                release: 1,
+                image_digest: format!("sha256:{:064x}", 1),
+                policy: Some(pb::ScalePolicy {
+                    min_replicas: 1,
+                    max_replicas: 3,
+                    target_cpu_percent: 70,
+                    target_memory_percent: 80,
+                    scale_down_window_s: 300,
+                }),
+                resources: Some(pb::Resources {
+                    cpu_millis: 250,
+                    memory_mib: 256,
+                }),
+                desired: 1,
+            }))
+        } else {
+            let (from, to) = if i % 2 == 1 { (1, 2) } else { (2, 1) };
+            podgroup_event(pb::podgroup_event::Event::Scaled(pb::ScaledTo {
+                from,
+                to,
+                reason: "bench".into(),
+            }))
+        };
+        let meta = EventMeta {
+            event_type: event_type.clone(),
+            schema_version: 1,
+            command_id: format!("bench-{i}"),
+            correlation_id: format!("bench-{i}"),
+            who: "bench".into(),
+            time_ms: 1,
+            ..EventMeta::default()
+        };
+        let mut h = HeaderMap::new();
+        for (k, v) in meta.to_headers() {
+            h.insert(k, v);
+        }
+        pending.push(
+            js.publish_with_headers(subjects::event(entity, &event_type), h, payload)
+                .await?
+                .into_future(),
+        );
+        if pending.len() >= 2_000
+            && let Some(ack) = pending.next().await
+        {
+            ack?;
+        }
+    }
+    while let Some(ack) = pending.next().await {
+        ack?;
+    }
+    Ok(())
+}
+
+async fn rehydration(
+    client: &async_nats::Client,
+    store: Arc<JetStreamStore>,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let entity = EntityRef::podgroup(
+        &TenantName::new("rehydrate")?,
+        &name("big")?,
+        &StageName::new("dev")?,
+    );
+    write_long_entity(client, &entity, n).await?;
+    let platform = Platform::start(store.clone(), HostConfig::default()).await?;
+    let time_activation = |runs: usize| {
+        let (platform, entity) = (platform.clone(), entity.clone());
+        async move {
+            let mut samples = Vec::new();
+            let mut state = None;
+            for _ in 0..runs {
+                platform.passivate_all();
+                let start = Instant::now();
+                let (s, seq) = platform.podgroups.state(&entity).await?;
+                samples.push(start.elapsed());
+                state = Some((s, seq));
+            }
+            anyhow::Ok((median_ms(&mut samples), state))
+        }
+    };
+    let (without, state) = time_activation(3).await?;
+    let (state, sequence) = state.context("no state")?;
+    anyhow::ensure!(state.exists, "the long entity did not rebuild");
+    store
+        .write_snapshot(
+            &entity,
+            &pb::Snapshot {
+                state: Bytes::from(state.encode_to_vec()),
+                sequence,
+                recent_commands: vec![],
+            },
+        )
+        .await?;
+    let (with, snap_state) = time_activation(21).await?;
+    anyhow::ensure!(
+        snap_state.map(|s| s.0) == Some(state),
+        "state from the snapshot differs"
+    );
+    Ok((without, with))
+}
+
+/// Runs the benchmark and prints its figures.
+///
+/// # Errors
+/// When the nats-server cannot start or a phase fails.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let progress = |msg: &str| {
+        if !args.json {
+            eprintln!("… {msg}");
+        }
+    };
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+
+    progress(&format!("activating {} live actors", args.live_actors));
+    let bytes_per_live_actor =
+        live_actor_memory(store.clone(), args.live_actors, args.concurrency).await?;
+
+    let payload = pb::AppEvent {
+        event: Some(pb::app_event::Event::RevisionCreated(pb::RevisionCreated {
+            revision: Some(pb::Revision {
+                number: 2,
+                digest: format!("sha256:{:064x}", 2),
+                size: 1000,
+                author: "bench".into(),
+                message: "bench".into(),
+                dependencies: vec![],
+            }),
+        })),
+    }
+    .encoded_len();
+    let total = args.entities * args.commands_per_entity;
+    progress(&format!(
+        "raw publish: {total} acks over {} subjects",
+        args.entities
+    ));
+    let raw_publish_per_s = raw_publish(&client, &args, payload).await?;
+
+    progress(&format!(
+        "entity host: {total} commands over {} entities",
+        args.entities
+    ));
+    let platform = Platform::start(store.clone(), HostConfig::default()).await?;
+    let host_commands_per_s = host_commands(&platform, &args).await?;
+
+    progress("NATS request/reply through the intake");
+    let intake_client = async_nats::connect(nats.url()).await?;
+    let _intake = intake::serve(intake_client, platform.clone(), IntakeConfig::default()).await?;
+    let (nats_commands_per_s, command_p50_ms, command_p99_ms) =
+        nats_commands(&client, &args).await?;
+    platform.passivate_all();
+
+    progress(&format!(
+        "rehydrating one entity of {} events",
+        args.rehydrate_events
+    ));
+    let (rehydrate_100k_ms, rehydrate_100k_snapshot_ms) =
+        rehydration(&client, store.clone(), args.rehydrate_events).await?;
+
+    let figures = CoreFigures {
+        raw_publish_per_s,
+        host_commands_per_s,
+        nats_commands_per_s,
+        command_p50_ms,
+        command_p99_ms,
+        rehydrate_100k_ms,
+        rehydrate_100k_snapshot_ms,
+        bytes_per_live_actor,
+        host_to_raw_ratio: host_commands_per_s / raw_publish_per_s,
+        entities: args.entities,
+        commands_per_entity: args.commands_per_entity,
+        concurrency: args.concurrency,
+        rehydrate_events: args.rehydrate_events,
+        live_actors: args.live_actors,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&figures)?);
+    } else {
+        print_table(&figures);
+    }
+    Ok(())
+}
+
+fn print_table(f: &CoreFigures) {
+    let rows = [
+        (
+            "raw_publish_per_s",
+            format!("{:.0}", f.raw_publish_per_s),
+            "baseline",
+        ),
+        (
+            "host_commands_per_s",
+            format!("{:.0}", f.host_commands_per_s),
+            "≥ 0.7 × raw",
+        ),
+        (
+            "host_to_raw_ratio",
+            format!("{:.2}", f.host_to_raw_ratio),
+            "≥ 0.70",
+        ),
+        (
+            "nats_commands_per_s",
+            format!("{:.0}", f.nats_commands_per_s),
+            "",
+        ),
+        ("command_p50_ms", format!("{:.2}", f.command_p50_ms), ""),
+        ("command_p99_ms", format!("{:.2}", f.command_p99_ms), ""),
+        (
+            "rehydrate_100k_ms",
+            format!("{:.1}", f.rehydrate_100k_ms),
+            "",
+        ),
+        (
+            "rehydrate_100k_snapshot_ms",
+            format!("{:.2}", f.rehydrate_100k_snapshot_ms),
+            "< 5",
+        ),
+        (
+            "bytes_per_live_actor",
+            format!("{:.0}", f.bytes_per_live_actor),
+            "≤ 10240",
+        ),
+    ];
+    println!("{:<28} {:>12}  target", "figure", "value");
+    for (name, value, target) in rows {
+        println!("{name:<28} {value:>12}  {target}");
+    }
+    println!(
+        "({} entities × {} commands, concurrency {}, {} events rehydrated, {} live actors)",
+        f.entities, f.commands_per_entity, f.concurrency, f.rehydrate_events, f.live_actors
+    );
+}

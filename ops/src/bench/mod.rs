@@ -1,0 +1,33 @@
+//! `neo bench …`: benchmarks that start their own servers and print a table, or one JSON
+//! object with `--json`.
+//!
+//! - [`core`]: the event-sourced core.
+//! - [`stats`]: percentiles, rates and process memory.
+
+pub mod core;
+pub mod stats;
+
+/// Options shared by the benchmarks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Distinct entities commanded.
+    #[arg(long, default_value_t = 10_000)]
+    pub entities: usize,
+    /// Commands per entity (one create, then revisions).
+    #[arg(long, default_value_t = 5)]
+    pub commands_per_entity: usize,
+    /// Commands in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Events of the one entity rehydrated.
+    #[arg(long, default_value_t = 100_000)]
+    pub rehydrate_events: usize,
+    /// Actors kept live for the memory figure.
+    #[arg(long, default_value_t = 100_000)]
+    pub live_actors: usize,
+}
+
+pub use self::core::run as core;
