@@ -1,26 +1,36 @@
-//! `neo`: run the platform and benchmark it.
+//! `neo`: run the platform, use it through the gateway, and benchmark it.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use neo_ops::bench::{self, BenchArgs};
+use neo_ops::cli::{self, ClientCommand, GlobalArgs};
 use neo_ops::serve::{self, ServeArgs};
 
 /// Neo, the cloud-native app platform.
 #[derive(Debug, Parser)]
 #[command(name = "neo", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a platform process (entity hosts, NATS command intake, reactors).
+    /// Run a platform process (entity hosts, NATS command intake, reactors, gRPC gateway).
     Serve(ServeArgs),
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,10 +65,17 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Core(args),
             } => bench::core::run(args).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "neo", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Client(command) => return Ok(Some(cli::run(cli.global, command).await)),
         }
+        .map(|()| None)
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Some(code)) => code,
+        Ok(None) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
