@@ -1,8 +1,29 @@
-//! Neo's gRPC gateway.
+//! Neo's gRPC gateway: the API that Service Studio, the CLI and any gRPC client use.
+//!
+//! Every call is authenticated by a signed, expiring bearer token and authorised by tenant
+//! and role, then turned into commands and state queries to the platform over NATS.
 //!
 //! # Layout
 //!
 //! - [`api`]: the generated `neo.gateway.v1` services, clients and messages.
+//! - [`server`]: binding, TLS, health, reflection, message-size limits.
+//! - [`services`]: one module per gRPC service.
+//! - [`auth`]: tokens (HS256 JWT) and the role rules.
+//! - [`identity`]: users and argon2 password hashes in KV `neo_users`.
+//! - [`bus`]: NATS request/reply to the platform.
+//! - [`listing`]: listing entities from stream subjects, and paging.
+//! - [`blobs`]: uploaded revision content, content-addressed.
+//! - [`error`]: the one mapping to gRPC statuses.
+
+pub mod auth;
+pub mod blobs;
+pub mod bus;
+pub mod error;
+pub mod identity;
+pub mod listing;
+pub mod server;
+pub mod services;
+
 pub mod api {
     //! The generated `neo.gateway.v1` API (clients for the CLI, servers for the gateway).
     #![allow(clippy::all, missing_docs)]
@@ -12,3 +33,6 @@ pub mod api {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("gateway_descriptor");
 }
+
+pub use error::GatewayError;
+pub use server::{Gateway, GatewayConfig, TlsFiles};

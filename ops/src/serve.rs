@@ -1,6 +1,7 @@
-//! `neo serve`: one platform process: the entity hosts, the NATS command intake and the
-//! reactors, on a JetStream event store. Several can serve the same NATS at once.
+//! `neo serve`: one platform process: the entity hosts, the NATS command intake, the
+//! reactors and the gRPC gateway, on a JetStream event store. Several can serve the same NATS at once.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::reactor::{self, podgroups::PodgroupOnFirstRelease};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
+use neo_gateway::{Gateway, GatewayConfig, TlsFiles};
 
 /// Options of `neo serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +33,91 @@ pub struct ServeArgs {
     /// Largest command accepted, in bytes.
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_command_bytes: usize,
+    /// Where the gRPC gateway listens (`off` to run without it).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc_listen: String,
+    /// File holding the token signing key (created with a random key if absent).
+    #[arg(long, env = "NEO_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+    /// Token lifetime in seconds.
+    #[arg(long, default_value_t = 12 * 3600)]
+    pub token_ttl_s: u64,
+    /// PEM certificate for the gateway's TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the gateway's TLS.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest revision upload, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// Create platform admin `admin` with the password in this file, unless it exists.
+    #[arg(long, env = "NEO_ADMIN_PASSWORD_FILE")]
+    pub bootstrap_admin_password_file: Option<PathBuf>,
+}
+
+/// Reads the token key from `path`, creating it with 32 random bytes (hex) when absent.
+fn token_key(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    let Some(path) = path else {
+        tracing::warn!("no --token-key-file: tokens die with this process");
+        return Ok(uuid::Uuid::new_v4().as_bytes().repeat(2));
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        std::fs::write(path, key)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let key = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        key.len() >= 32,
+        "{} must hold at least 32 bytes",
+        path.display()
+    );
+    Ok(key)
+}
+
+async fn start_gateway(
+    client: async_nats::Client,
+    args: &ServeArgs,
+) -> anyhow::Result<Option<Gateway>> {
+    if args.grpc_listen == "off" {
+        return Ok(None);
+    }
+    if let Some(file) = &args.bootstrap_admin_password_file {
+        let password =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        if neo_gateway::identity::bootstrap_admin(&client, "admin", password.trim()).await? {
+            tracing::info!("created platform admin `admin`");
+        }
+    }
+    let config = GatewayConfig {
+        listen: args.grpc_listen.parse().context("--grpc-listen")?,
+        token_key: token_key(args.token_key_file.as_deref())?,
+        token_ttl: Duration::from_secs(args.token_ttl_s),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        max_upload_bytes: args.max_upload_bytes,
+        ..GatewayConfig::local(Vec::new())
+    };
+    let gateway = Gateway::start(client, config).await?;
+    println!("gRPC gateway: {}", gateway.endpoint());
+    Ok(Some(gateway))
 }
 
 /// Runs the platform until Ctrl-C or SIGTERM.
@@ -70,10 +157,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         platform.clone(),
         Arc::new(PodgroupOnFirstRelease),
     );
+    let gateway = start_gateway(client.clone(), &args).await?;
     println!("neo platform ready: NATS {}", args.nats);
     tracing::info!(nats = %args.nats, "neo platform ready");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(g) = gateway {
+        g.shutdown().await;
+    }
     reactor.abort();
     platform.passivate_all();
     client.flush().await.ok();

@@ -1,0 +1,183 @@
+//! Users and their passwords: KV bucket `neo_users` (key: user name; value: JSON with an
+//! argon2 password hash and the platform-admin flag). Roles live in the tenant entity.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The KV bucket holding users.
+pub const USERS_BUCKET: &str = "neo_users";
+/// Shortest password accepted.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password accepted.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Identity failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The user name is not valid.
+    #[error("user: {0}")]
+    BadName(neo_protocol::NameError),
+    /// The password is too short or too long.
+    #[error("password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")]
+    BadPassword,
+    /// The user exists already.
+    #[error("user `{0}` already exists")]
+    Exists(String),
+    /// The user store cannot be reached.
+    #[error("user store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be read.
+    #[error("user record of `{0}` is corrupt")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserRecord {
+    password_hash: String,
+    platform_admin: bool,
+}
+
+/// A user known to Neo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The name.
+    pub name: String,
+    /// Administers the whole platform.
+    pub platform_admin: bool,
+}
+
+/// The user store.
+#[derive(Clone)]
+pub struct Users {
+    kv: kv::Store,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> IdentityError {
+    IdentityError::Unavailable(e.to_string())
+}
+
+fn check(user: &str, password: &str) -> Result<(), IdentityError> {
+    neo_protocol::names::validate_name("user", user).map_err(IdentityError::BadName)?;
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
+        return Err(IdentityError::BadPassword);
+    }
+    Ok(())
+}
+
+impl Users {
+    /// Opens (or creates) the user bucket.
+    ///
+    /// # Errors
+    /// [`IdentityError::Unavailable`] when JetStream does not answer.
+    pub async fn open(client: &async_nats::Client) -> Result<Self, IdentityError> {
+        let js = jetstream::new(client.clone());
+        let kv = match js.get_key_value(USERS_BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: USERS_BUCKET.into(),
+                    description: "Neo users: argon2 password hashes".into(),
+                    history: 1,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Self { kv })
+    }
+
+    /// Creates a user; fails if the name is taken.
+    ///
+    /// # Errors
+    /// Bad name or password, [`IdentityError::Exists`], or the store is unavailable.
+    pub async fn create(
+        &self,
+        user: &str,
+        password: &str,
+        platform_admin: bool,
+    ) -> Result<User, IdentityError> {
+        check(user, password)?;
+        let salt = SaltString::encode_b64(&uuid::Uuid::new_v4().into_bytes())
+            .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+        let password_hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| IdentityError::Unavailable(e.to_string()))?
+            .to_string();
+        let record = UserRecord {
+            password_hash,
+            platform_admin,
+        };
+        let value =
+            serde_json::to_vec(&record).map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+        match self.kv.create(user, Bytes::from(value)).await {
+            Ok(_) => Ok(User {
+                name: user.into(),
+                platform_admin,
+            }),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(IdentityError::Exists(user.into()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The user if `password` is theirs; `None` for an unknown user or a wrong password alike.
+    ///
+    /// # Errors
+    /// The store is unavailable or the record is corrupt.
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<User>, IdentityError> {
+        if neo_protocol::names::validate_name("user", user).is_err() {
+            return Ok(None);
+        }
+        let Some(value) = self.kv.get(user).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let record: UserRecord =
+            serde_json::from_slice(&value).map_err(|_| IdentityError::Corrupt(user.into()))?;
+        let hash = PasswordHash::new(&record.password_hash)
+            .map_err(|_| IdentityError::Corrupt(user.into()))?;
+        if Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        Ok(Some(User {
+            name: user.into(),
+            platform_admin: record.platform_admin,
+        }))
+    }
+
+    /// Whether a user of this name exists.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn exists(&self, user: &str) -> Result<bool, IdentityError> {
+        Ok(self.kv.get(user).await.map_err(unavailable)?.is_some())
+    }
+}
+
+/// Creates platform admin `user` unless a user of that name exists; true when created.
+///
+/// # Errors
+/// Bad name or password, or the store is unavailable.
+pub async fn bootstrap_admin(
+    client: &async_nats::Client,
+    user: &str,
+    password: &str,
+) -> Result<bool, IdentityError> {
+    let users = Users::open(client).await?;
+    match users.create(user, password, true).await {
+        Ok(_) => Ok(true),
+        Err(IdentityError::Exists(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,255 @@
+//! The gateway server: binds, serves every service plus `grpc.health.v1` and server
+//! reflection, optionally over TLS, and shuts down on request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
+
+use crate::api;
+use crate::blobs::Blobs;
+use crate::bus::Bus;
+use crate::error::GatewayError;
+use crate::identity::Users;
+use crate::services::{
+    Ctx, apps::AppsService, builds::BuildsService, deployments::DeploymentsService,
+    events::EventsService, identity::IdentityService, tenants::TenantsService,
+};
+
+/// PEM certificate and key files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// How the gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The key that signs and verifies tokens (HS256).
+    pub token_key: Vec<u8>,
+    /// How long a token lives.
+    pub token_ttl: Duration,
+    /// TLS, when set.
+    pub tls: Option<TlsFiles>,
+    /// Largest revision upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Largest single request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest wait for the platform per request (the gRPC deadline, if shorter, wins).
+    pub request_timeout: Duration,
+}
+
+impl GatewayConfig {
+    /// Loopback on a free port, 1 h tokens, no TLS, 8 MiB uploads, 4 MiB messages, 10 s.
+    pub fn local(token_key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token_key: token_key.into(),
+            token_ttl: Duration::from_secs(3600),
+            tls: None,
+            max_upload_bytes: 8 * 1024 * 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    tls: bool,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+fn nats_error(what: &'static str) -> impl Fn(String) -> GatewayError {
+    move |reason| GatewayError::Nats { what, reason }
+}
+
+macro_rules! limited {
+    ($server:ty, $svc:expr, $max:expr) => {
+        <$server>::new($svc)
+            .max_decoding_message_size($max)
+            .max_encoding_message_size($max)
+    };
+}
+
+impl Gateway {
+    /// Binds and starts serving.
+    ///
+    /// # Errors
+    /// The address cannot be bound, the TLS files cannot be read, or NATS refuses the
+    /// buckets the gateway needs.
+    pub async fn start(
+        client: async_nats::Client,
+        config: GatewayConfig,
+    ) -> Result<Self, GatewayError> {
+        let users = Users::open(&client)
+            .await
+            .map_err(|e| nats_error("users")(e.to_string()))?;
+        let blobs = Blobs::open(&client)
+            .await
+            .map_err(nats_error("revision store"))?;
+        let ctx = Arc::new(Ctx {
+            bus: Bus::new(client.clone(), config.request_timeout),
+            js: jetstream::new(client),
+            users,
+            blobs,
+            key: config.token_key.clone(),
+            token_ttl: config.token_ttl,
+            max_upload_bytes: config.max_upload_bytes,
+        });
+        let max = config.max_message_bytes;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<api::identity_server::IdentityServer<IdentityService>>()
+            .await;
+        health
+            .set_serving::<api::tenants_server::TenantsServer<TenantsService>>()
+            .await;
+        health
+            .set_serving::<api::apps_server::AppsServer<AppsService>>()
+            .await;
+        health
+            .set_serving::<api::builds_server::BuildsServer<BuildsService>>()
+            .await;
+        health
+            .set_serving::<api::deployments_server::DeploymentsServer<DeploymentsService>>()
+            .await;
+        health
+            .set_serving::<api::events_server::EventsServer<EventsService>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| nats_error("reflection")(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| nats_error("reflection")(e.to_string()))?;
+
+        let mut builder = Server::builder().timeout(config.request_timeout * 6);
+        let tls = config.tls.is_some();
+        if let Some(files) = &config.tls {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| GatewayError::Tls {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let identity = TlsIdentity::from_pem(read(&files.cert)?, read(&files.key)?);
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(identity))
+                .map_err(|e| GatewayError::Tls {
+                    path: files.cert.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(limited!(
+                api::identity_server::IdentityServer<IdentityService>,
+                IdentityService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::tenants_server::TenantsServer<TenantsService>,
+                TenantsService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::apps_server::AppsServer<AppsService>,
+                AppsService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::builds_server::BuildsServer<BuildsService>,
+                BuildsService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::deployments_server::DeploymentsServer<DeploymentsService>,
+                DeploymentsService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::events_server::EventsServer<EventsService>,
+                EventsService(ctx),
+                max
+            ));
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "gateway stopped with an error");
+            }
+        });
+        tracing::info!(%addr, tls, "gRPC gateway serving");
+        Ok(Self {
+            addr,
+            tls,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients connect to.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting calls and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

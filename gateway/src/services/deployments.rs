@@ -1,0 +1,181 @@
+//! `neo.gateway.v1.Deployments`: deploy, promote, roll back, get, releases.
+
+use neo_protocol::pb::{self, deployment_command::Command};
+use neo_protocol::{AppName, EntityRef, StageName, TenantName};
+use tonic::{Request, Response, Status};
+
+use super::{Shared, app, stage, tenant};
+use crate::api::{self, deployments_server::Deployments};
+use crate::auth::Action;
+use crate::error::{invalid, refused};
+use crate::listing::{page_request, paginate};
+
+/// The deployments service.
+pub struct DeploymentsService(pub Shared);
+
+type Target = (TenantName, AppName, StageName);
+
+fn target(tenant_v: &str, app_v: &str, stage_v: &str) -> Result<Target, Status> {
+    Ok((
+        tenant("tenant", tenant_v)?,
+        app("app", app_v)?,
+        stage("stage", stage_v)?,
+    ))
+}
+
+impl DeploymentsService {
+    async fn get(&self, (t, a, s): &Target) -> Result<api::Deployment, Status> {
+        let (state, sequence) = self
+            .0
+            .bus
+            .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
+            .await?;
+        if state.releases.is_empty() {
+            return Err(Status::not_found(format!(
+                "app `{a}` has never been deployed to `{s}`"
+            )));
+        }
+        Ok(api::Deployment {
+            tenant: t.to_string(),
+            app: a.to_string(),
+            stage: s.to_string(),
+            state: Some(state),
+            sequence,
+        })
+    }
+
+    async fn run(
+        &self,
+        target: &Target,
+        principal: &str,
+        command: Command,
+    ) -> Result<api::Deployment, Status> {
+        let (t, a, s) = target;
+        let command = pb::DeploymentCommand {
+            command: Some(command),
+        };
+        self.0
+            .bus
+            .command(&EntityRef::deployment(t, a, s), principal, &command)
+            .await?;
+        self.get(target).await
+    }
+
+    /// Authenticates, then authorises a release on the target's stage (first or later).
+    async fn allow_release<T>(
+        &self,
+        request: &Request<T>,
+        target: &Target,
+        promotion: bool,
+    ) -> Result<String, Status> {
+        let principal = self.0.authenticate(request)?;
+        // The tenant scope is checked before anything about the tenant is revealed.
+        principal.authorize(Some(&target.0), crate::auth::Action::Read)?;
+        let action = self.0.release_action(&target.0, &target.2).await?;
+        let action = if promotion {
+            Action::ReleaseLaterStage
+        } else {
+            action
+        };
+        principal.authorize(Some(&target.0), action)?;
+        Ok(principal.user().to_owned())
+    }
+}
+
+#[tonic::async_trait]
+impl Deployments for DeploymentsService {
+    async fn deploy(
+        &self,
+        request: Request<api::DeployRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        if r.revision == 0 {
+            return Err(invalid("revision", "revisions are numbered from 1"));
+        }
+        let user = self.allow_release(&request, &target, false).await?;
+        let revision = request.get_ref().revision;
+        let (t, a, _) = &target;
+        let build = EntityRef::build(t, a, revision);
+        let (state, _) = self.0.bus.state::<pb::BuildState>(&build).await?;
+        if state.status != pb::BuildStatus::Succeeded as i32 {
+            return Err(refused(
+                "deploy.build_not_succeeded",
+                format!(
+                    "revision {revision} of `{a}` has no succeeded build (build `{}`)",
+                    build.id
+                ),
+            ));
+        }
+        let command = Command::Deploy(pb::Deploy {
+            app: a.to_string(),
+            stage: target.2.to_string(),
+            build_id: build.id.to_string(),
+            revision,
+            image_digest: state.image_digest,
+        });
+        Ok(Response::new(self.run(&target, &user, command).await?))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<api::PromoteRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        let user = self.allow_release(&request, &target, true).await?;
+        let command = Command::Promote(pb::Promote {
+            app: target.1.to_string(),
+            stage: target.2.to_string(),
+            from_stage: String::new(),
+            source: None,
+        });
+        Ok(Response::new(self.run(&target, &user, command).await?))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<api::RollbackRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        if r.to_release == 0 {
+            return Err(invalid("to_release", "releases are numbered from 1"));
+        }
+        let user = self.allow_release(&request, &target, false).await?;
+        let command = Command::Rollback(pb::Rollback {
+            to_release: request.get_ref().to_release,
+        });
+        Ok(Response::new(self.run(&target, &user, command).await?))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<api::GetDeploymentRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        self.0.allow(&request, Some(&target.0), Action::Read)?;
+        Ok(Response::new(self.get(&target).await?))
+    }
+
+    async fn list_releases(
+        &self,
+        request: Request<api::ListReleasesRequest>,
+    ) -> Result<Response<api::ListReleasesResponse>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        self.0.allow(&request, Some(&target.0), Action::Read)?;
+        let page = page_request(r.page.as_ref())?;
+        let deployment = self.get(&target).await?;
+        let mut releases = deployment.state.map(|s| s.releases).unwrap_or_default();
+        releases.reverse();
+        // Newest first: the key sorts descending numbers ascending.
+        let (releases, next_page_token) =
+            paginate(&releases, |r| format!("{:010}", u32::MAX - r.number), &page);
+        Ok(Response::new(api::ListReleasesResponse {
+            releases,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,163 @@
+//! `neo.gateway.v1.Events`: a tenant's events from JetStream, filtered, resumable by sequence.
+
+use std::pin::Pin;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use futures::{Stream, StreamExt};
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{EntityKind, EntityRef, subjects};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{Shared, tenant};
+use crate::api::{self, events_server::Events};
+use crate::auth::Action;
+use crate::error::{bad_name, invalid, unavailable};
+
+/// The events service.
+pub struct EventsService(pub Shared);
+
+/// The watched events.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
+
+fn filter(r: &api::WatchRequest) -> Result<String, Status> {
+    let kind = if r.kind.is_empty() {
+        "*".to_owned()
+    } else {
+        EntityKind::parse(&r.kind)
+            .map_err(|e| bad_name("kind", e))?
+            .to_string()
+    };
+    let id = if r.entity_id.is_empty() {
+        "*".to_owned()
+    } else {
+        if r.kind.is_empty() {
+            return Err(invalid(
+                "entity_id",
+                "filtering by entity needs the kind too",
+            ));
+        }
+        EntityRef::parse(&r.tenant, &kind, &r.entity_id)
+            .map_err(|e| bad_name("entity_id", e))?
+            .id
+            .to_string()
+    };
+    let event_type = if r.event_type.is_empty() {
+        "*".to_owned()
+    } else if r.event_type.len() <= 64 && r.event_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        r.event_type.clone()
+    } else {
+        return Err(invalid(
+            "event_type",
+            "an event type name such as ReleaseCreated",
+        ));
+    };
+    Ok(format!("neo.evt.{}.{kind}.{id}.{event_type}", r.tenant))
+}
+
+fn to_event(msg: &async_nats::jetstream::Message) -> Option<api::Event> {
+    let (entity, event_type) = subjects::parse_event(msg.subject.as_str()).ok()?;
+    let sequence = msg.info().ok()?.stream_sequence;
+    let headers = msg.headers.clone().unwrap_or_default();
+    let meta = EventMeta::from_headers(|n| headers.get(n).map(|v| v.as_str())).unwrap_or_default();
+    Some(api::Event {
+        sequence,
+        tenant: entity.tenant.to_string(),
+        kind: entity.kind.to_string(),
+        entity_id: entity.id.to_string(),
+        event_type,
+        schema_version: meta.schema_version,
+        time_ms: meta.time_ms,
+        who: meta.who,
+        command_id: meta.command_id,
+        correlation_id: meta.correlation_id,
+        causation_id: meta.causation_id,
+        payload: msg.payload.clone(),
+    })
+}
+
+#[tonic::async_trait]
+impl Events for EventsService {
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<api::WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let r = request.into_inner();
+        let filter_subject = filter(&r)?;
+        let stream = self
+            .0
+            .js
+            .get_stream(subjects::EVENTS_STREAM)
+            .await
+            .map_err(|e| unavailable(format!("event stream unavailable: {e}")))?;
+        let deliver_policy = match r.after_sequence {
+            0 => DeliverPolicy::All,
+            n => DeliverPolicy::ByStartSequence {
+                start_sequence: n + 1,
+            },
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(format!("cannot watch: {e}")))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(format!("cannot watch: {e}")))?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some(next) = messages.next().await {
+                let item = match next {
+                    Ok(msg) => match to_event(&msg) {
+                        Some(event) => Ok(event),
+                        None => continue,
+                    },
+                    Err(e) => Err(unavailable(format!("watch interrupted: {e}"))),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(kind: &str, id: &str, ty: &str) -> api::WatchRequest {
+        api::WatchRequest {
+            tenant: "acme".into(),
+            kind: kind.into(),
+            entity_id: id.into(),
+            event_type: ty.into(),
+            after_sequence: 0,
+        }
+    }
+
+    #[test]
+    fn filters_become_subjects_and_bad_ones_are_refused() {
+        assert_eq!(filter(&req("", "", "")).unwrap(), "neo.evt.acme.*.*.*");
+        assert_eq!(
+            filter(&req("deployment", "shop_dev", "ReleaseCreated")).unwrap(),
+            "neo.evt.acme.deployment.shop_dev.ReleaseCreated"
+        );
+        assert!(filter(&req("robot", "", "")).is_err());
+        assert!(filter(&req("", "shop", "")).is_err());
+        assert!(filter(&req("app", "a.b", "")).is_err());
+        assert!(filter(&req("", "", ">")).is_err());
+    }
+}

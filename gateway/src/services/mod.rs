@@ -1,0 +1,125 @@
+//! The gRPC services, one module each, over a shared [`Ctx`].
+
+pub mod apps;
+pub mod builds;
+pub mod deployments;
+pub mod events;
+pub mod identity;
+pub mod tenants;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
+use tonic::{Request, Status};
+
+use crate::auth::{Action, Principal};
+use crate::blobs::Blobs;
+use crate::bus::Bus;
+use crate::error::bad_name;
+use crate::identity::Users;
+
+/// What every service needs.
+pub struct Ctx {
+    /// Commands and queries to the platform.
+    pub bus: Bus,
+    /// JetStream, for listing and watching.
+    pub js: jetstream::Context,
+    /// Users and passwords.
+    pub users: Users,
+    /// Revision content.
+    pub blobs: Blobs,
+    /// The token signing key.
+    pub key: Vec<u8>,
+    /// Token lifetime.
+    pub token_ttl: Duration,
+    /// Largest revision upload.
+    pub max_upload_bytes: usize,
+}
+
+/// Shared context handle.
+pub type Shared = Arc<Ctx>;
+
+/// Validates a tenant name from a request field.
+pub fn tenant(field: &str, value: &str) -> Result<TenantName, Status> {
+    TenantName::new(value).map_err(|e| bad_name(field, e))
+}
+
+/// Validates an app name from a request field.
+pub fn app(field: &str, value: &str) -> Result<AppName, Status> {
+    AppName::new(value).map_err(|e| bad_name(field, e))
+}
+
+/// Validates a stage name from a request field.
+pub fn stage(field: &str, value: &str) -> Result<StageName, Status> {
+    StageName::new(value).map_err(|e| bad_name(field, e))
+}
+
+impl Ctx {
+    /// Authenticates the request and checks that it may do `action` on `tenant`.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+    pub fn allow<T>(
+        &self,
+        request: &Request<T>,
+        tenant: Option<&TenantName>,
+        action: Action,
+    ) -> Result<Principal, Status> {
+        let principal = Principal::from_request(&self.key, request)?;
+        principal.authorize(tenant, action)?;
+        Ok(principal)
+    }
+
+    /// Authenticates the request without an authorisation check.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED`.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        Principal::from_request(&self.key, request)
+    }
+
+    /// The tenant's state, `NOT_FOUND` if it does not exist.
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `UNAVAILABLE`.
+    pub async fn tenant_state(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<(pb::TenantState, u64), Status> {
+        let (state, seq) = self
+            .bus
+            .state::<pb::TenantState>(&EntityRef::tenant(tenant))
+            .await?;
+        if !state.exists {
+            return Err(Status::not_found(format!(
+                "tenant `{tenant}` does not exist"
+            )));
+        }
+        Ok((state, seq))
+    }
+
+    /// The action a release on `stage` needs: first stage or later.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` for an unknown tenant; `FAILED_PRECONDITION` for a stage it lacks.
+    pub async fn release_action(
+        &self,
+        tenant: &TenantName,
+        stage: &StageName,
+    ) -> Result<Action, Status> {
+        let (state, _) = self.tenant_state(tenant).await?;
+        match state.stages.iter().position(|s| s == stage.as_str()) {
+            Some(0) => Ok(Action::ReleaseFirstStage),
+            Some(_) => Ok(Action::ReleaseLaterStage),
+            None => Err(crate::error::refused(
+                "stage.not_found",
+                format!(
+                    "`{stage}` is not a stage of tenant `{tenant}` (stages: {})",
+                    state.stages.join(", ")
+                ),
+            )),
+        }
+    }
+}
