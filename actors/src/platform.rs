@@ -147,6 +147,7 @@ async fn run<A: Aggregate>(
                     .collect(),
                 last_sequence: accepted.last_sequence,
                 duplicate: accepted.duplicate,
+                state: accepted.state,
             })),
         },
         Err(e) => {

@@ -1,5 +1,9 @@
-//! The gateway's way to the platform: NATS request/reply on `neo.cmd.…` and `neo.qry.…`.
+//! The gateway's way to the platform: a [`Dispatch`] that runs encoded commands and state
+//! queries. [`NatsDispatch`] sends them over NATS request/reply on `neo.cmd.…` / `neo.qry.…`
+//! (any platform process answers); a process that hosts the platform itself can hand the
+//! gateway an in-process dispatch instead and skip the network hop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,11 +13,50 @@ use tonic::Status;
 
 use crate::error::{from_command_error, unavailable};
 
-/// Sends commands and state queries to whichever platform process serves them.
-#[derive(Clone)]
-pub struct Bus {
+/// Runs commands and queries against the platform.
+#[tonic::async_trait]
+pub trait Dispatch: Send + Sync + 'static {
+    /// Runs one command.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` (or another status) when the platform cannot be reached; a refusal by the
+    /// platform is an `Ok` reply carrying its error.
+    async fn command(
+        &self,
+        entity: &EntityRef,
+        request: pb::CommandRequest,
+    ) -> Result<pb::CommandReply, Status>;
+
+    /// Reads one entity's state.
+    ///
+    /// # Errors
+    /// As for [`Dispatch::command`].
+    async fn query(&self, entity: &EntityRef) -> Result<pb::StateReply, Status>;
+}
+
+/// Dispatch over NATS request/reply.
+pub struct NatsDispatch {
     client: async_nats::Client,
     timeout: Duration,
+}
+
+impl NatsDispatch {
+    /// Requests over `client`, waiting at most `timeout` each.
+    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    async fn request(&self, subject: String, payload: Vec<u8>) -> Result<Bytes, Status> {
+        let request = async_nats::Request::new()
+            .payload(Bytes::from(payload))
+            .timeout(Some(self.timeout));
+        let reply = self
+            .client
+            .send_request(subject, request)
+            .await
+            .map_err(request_error)?;
+        Ok(reply.payload)
+    }
 }
 
 fn request_error(e: async_nats::RequestError) -> Status {
@@ -28,27 +71,41 @@ fn request_error(e: async_nats::RequestError) -> Status {
     }
 }
 
-impl Bus {
-    /// A bus over `client`, waiting at most `timeout` per request.
-    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
-        Self { client, timeout }
-    }
+fn undecodable(e: prost::DecodeError) -> Status {
+    Status::internal(format!("undecodable platform reply: {e}"))
+}
 
-    /// The NATS client.
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    async fn request(&self, subject: String, payload: Vec<u8>) -> Result<Bytes, Status> {
-        let request = async_nats::Request::new()
-            .payload(Bytes::from(payload))
-            .timeout(Some(self.timeout));
+#[tonic::async_trait]
+impl Dispatch for NatsDispatch {
+    async fn command(
+        &self,
+        entity: &EntityRef,
+        request: pb::CommandRequest,
+    ) -> Result<pb::CommandReply, Status> {
         let reply = self
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(request_error)?;
-        Ok(reply.payload)
+            .request(subjects::command(entity), request.encode_to_vec())
+            .await?;
+        pb::CommandReply::decode(reply).map_err(undecodable)
+    }
+
+    async fn query(&self, entity: &EntityRef) -> Result<pb::StateReply, Status> {
+        let reply = self
+            .request(subjects::query(entity), pb::StateRequest {}.encode_to_vec())
+            .await?;
+        pb::StateReply::decode(reply).map_err(undecodable)
+    }
+}
+
+/// Sends commands and state queries to the platform and maps replies to statuses.
+#[derive(Clone)]
+pub struct Bus {
+    dispatch: Arc<dyn Dispatch>,
+}
+
+impl Bus {
+    /// A bus over `dispatch`.
+    pub fn new(dispatch: Arc<dyn Dispatch>) -> Self {
+        Self { dispatch }
     }
 
     /// Runs `command` (a `{Kind}Command`) against `entity` on behalf of `principal`.
@@ -70,12 +127,7 @@ impl Bus {
             command: Bytes::from(command.encode_to_vec()),
             traceparent: String::new(),
         };
-        let reply = self
-            .request(subjects::command(entity), request.encode_to_vec())
-            .await?;
-        let reply = pb::CommandReply::decode(reply)
-            .map_err(|e| Status::internal(format!("undecodable platform reply: {e}")))?;
-        match reply.result {
+        match self.dispatch.command(entity, request).await?.result {
             Some(pb::command_reply::Result::Accepted(a)) => Ok(a),
             Some(pb::command_reply::Result::Error(e)) => Err(from_command_error(e)),
             None => Err(Status::internal("empty platform reply")),
@@ -90,12 +142,7 @@ impl Bus {
         &self,
         entity: &EntityRef,
     ) -> Result<(S, u64), Status> {
-        let reply = self
-            .request(subjects::query(entity), pb::StateRequest {}.encode_to_vec())
-            .await?;
-        let reply = pb::StateReply::decode(reply)
-            .map_err(|e| Status::internal(format!("undecodable platform reply: {e}")))?;
-        match reply.result {
+        match self.dispatch.query(entity).await?.result {
             Some(pb::state_reply::Result::State(s)) => {
                 let state = S::decode(s.state)
                     .map_err(|e| Status::internal(format!("undecodable state: {e}")))?;

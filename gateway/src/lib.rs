@@ -10,7 +10,7 @@
 //! - [`services`]: one module per gRPC service.
 //! - [`auth`]: tokens (HS256 JWT) and the role rules.
 //! - [`identity`]: users and argon2 password hashes in KV `neo_users`.
-//! - [`bus`]: NATS request/reply to the platform.
+//! - [`bus`]: the way to the platform: NATS request/reply, or in-process.
 //! - [`listing`]: listing entities from stream subjects, and paging.
 //! - [`blobs`]: uploaded revision content, content-addressed.
 //! - [`error`]: the one mapping to gRPC statuses.
@@ -34,5 +34,6 @@ pub mod api {
         tonic::include_file_descriptor_set!("gateway_descriptor");
 }
 
+pub use bus::{Dispatch, NatsDispatch};
 pub use error::GatewayError;
 pub use server::{Gateway, GatewayConfig, TlsFiles};

@@ -13,7 +13,7 @@ use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::api;
 use crate::blobs::Blobs;
-use crate::bus::Bus;
+use crate::bus::{Bus, Dispatch, NatsDispatch};
 use crate::error::GatewayError;
 use crate::identity::Users;
 use crate::services::{
@@ -94,6 +94,20 @@ impl Gateway {
         client: async_nats::Client,
         config: GatewayConfig,
     ) -> Result<Self, GatewayError> {
+        let dispatch = Arc::new(NatsDispatch::new(client.clone(), config.request_timeout));
+        Self::start_with(client, config, dispatch).await
+    }
+
+    /// Like [`Gateway::start`], with commands and queries going through `dispatch` (e.g. the
+    /// platform of this very process) instead of NATS request/reply.
+    ///
+    /// # Errors
+    /// As for [`Gateway::start`].
+    pub async fn start_with(
+        client: async_nats::Client,
+        config: GatewayConfig,
+        dispatch: Arc<dyn Dispatch>,
+    ) -> Result<Self, GatewayError> {
         let users = Users::open(&client)
             .await
             .map_err(|e| nats_error("users")(e.to_string()))?;
@@ -101,13 +115,14 @@ impl Gateway {
             .await
             .map_err(nats_error("revision store"))?;
         let ctx = Arc::new(Ctx {
-            bus: Bus::new(client.clone(), config.request_timeout),
+            bus: Bus::new(dispatch),
             js: jetstream::new(client),
             users,
             blobs,
             key: config.token_key.clone(),
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,
+            known_tenants: Default::default(),
         });
         let max = config.max_message_bytes;
 

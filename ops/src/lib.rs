@@ -3,10 +3,12 @@
 //! # Layout
 //!
 //! - [`cli`]: the client commands (`neo login`, `neo tenant …`, …) over the gRPC gateway.
+//! - [`local`]: the gateway's in-process dispatch to the platform of the same process.
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
 pub mod bench;
 pub mod cli;
+pub mod local;
 pub mod serve;
 pub mod servers;

@@ -5,6 +5,10 @@ use neo_ops::bench::{self, BenchArgs};
 use neo_ops::cli::{self, ClientCommand, GlobalArgs};
 use neo_ops::serve::{self, ServeArgs};
 
+/// mimalloc: the platform allocates from many threads at once, where glibc's malloc contends.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Neo, the cloud-native app platform.
 #[derive(Debug, Parser)]
 #[command(name = "neo", version, about)]
@@ -38,6 +42,8 @@ enum Bench {
     /// The event-sourced core: raw JetStream vs entity host vs NATS intake, rehydration,
     /// memory per live actor.
     Core(BenchArgs),
+    /// The gRPC gateway: 64 concurrent clients against the in-process entity host.
+    Gateway(bench::gateway::GatewayBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +71,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Core(args),
             } => bench::core::run(args).await,
+            Command::Bench {
+                which: Bench::Gateway(args),
+            } => bench::gateway::run(args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "neo", &mut std::io::stdout());
                 Ok(())

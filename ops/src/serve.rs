@@ -12,6 +12,8 @@ use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
 use neo_gateway::{Gateway, GatewayConfig, TlsFiles};
 
+use crate::local::LocalDispatch;
+
 /// Options of `neo serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -89,6 +91,7 @@ fn token_key(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
 
 async fn start_gateway(
     client: async_nats::Client,
+    platform: Arc<Platform>,
     args: &ServeArgs,
 ) -> anyhow::Result<Option<Gateway>> {
     if args.grpc_listen == "off" {
@@ -115,7 +118,7 @@ async fn start_gateway(
         max_upload_bytes: args.max_upload_bytes,
         ..GatewayConfig::local(Vec::new())
     };
-    let gateway = Gateway::start(client, config).await?;
+    let gateway = Gateway::start_with(client, config, Arc::new(LocalDispatch(platform))).await?;
     println!("gRPC gateway: {}", gateway.endpoint());
     Ok(Some(gateway))
 }
@@ -157,7 +160,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         platform.clone(),
         Arc::new(PodgroupOnFirstRelease),
     );
-    let gateway = start_gateway(client.clone(), &args).await?;
+    let gateway = start_gateway(client.clone(), platform.clone(), &args).await?;
     println!("neo platform ready: NATS {}", args.nats);
     tracing::info!(nats = %args.nats, "neo platform ready");
     shutdown_signal().await;

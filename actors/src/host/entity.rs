@@ -263,6 +263,7 @@ impl<A: Aggregate> State<A> {
             events,
             last_sequence: self.sequence,
             duplicate: true,
+            state: Bytes::from(self.state.encode_to_vec()),
         })
     }
 
@@ -289,6 +290,7 @@ impl<A: Aggregate> State<A> {
                     events: Vec::new(),
                     last_sequence: self.sequence,
                     duplicate: false,
+                    state: Bytes::from(self.state.encode_to_vec()),
                 });
             }
             let time_ms = now_ms();
@@ -339,6 +341,7 @@ impl<A: Aggregate> State<A> {
                         events: recorded,
                         last_sequence: self.sequence,
                         duplicate: false,
+                        state: Bytes::from(self.state.encode_to_vec()),
                     });
                 }
                 Ok(_) | Err(StoreError::Conflict { .. }) => {

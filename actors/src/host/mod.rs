@@ -100,6 +100,8 @@ pub struct Accepted<E> {
     pub last_sequence: u64,
     /// The command id had already been applied; nothing new was written.
     pub duplicate: bool,
+    /// The entity's state after the command, encoded (`{Kind}State`).
+    pub state: bytes::Bytes,
 }
 
 /// Why a command did not succeed: refusal, lost races, or infrastructure, kept apart.

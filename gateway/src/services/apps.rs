@@ -8,7 +8,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Shared, app, tenant};
+use super::{Shared, app, state_after, tenant};
 use crate::api::{self, apps_server::Apps, upload_revision_request::Part};
 use crate::auth::Action;
 use crate::error::invalid;
@@ -52,17 +52,23 @@ impl Apps for AppsService {
         let t = tenant("tenant", &request.get_ref().tenant)?;
         let a = app("app", &request.get_ref().app)?;
         let p = self.0.allow(&request, Some(&t), Action::Develop)?;
-        self.0.tenant_state(&t).await?;
+        self.0.tenant_exists(&t).await?;
         let command = pb::AppCommand {
             command: Some(Command::Create(pb::CreateApp {
                 description: request.into_inner().description,
             })),
         };
-        self.0
+        let accepted = self
+            .0
             .bus
             .command(&EntityRef::app(&t, &a), p.user(), &command)
             .await?;
-        Ok(Response::new(self.get(&t, &a).await?))
+        Ok(Response::new(api::App {
+            tenant: t.to_string(),
+            name: a.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        }))
     }
 
     async fn get_app(

@@ -4,7 +4,7 @@ use neo_protocol::pb::{self, build_command::Command};
 use neo_protocol::{EntityKind, EntityRef, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, app, tenant};
+use super::{Shared, app, state_after, tenant};
 use crate::api::{self, builds_server::Builds};
 use crate::auth::Action;
 use crate::error::{bad_name, invalid};
@@ -72,8 +72,13 @@ impl Builds for BuildsService {
                 revision_digest: revision.digest.clone(),
             })),
         };
-        self.0.bus.command(&entity, p.user(), &command).await?;
-        Ok(Response::new(self.get(&entity).await?))
+        let accepted = self.0.bus.command(&entity, p.user(), &command).await?;
+        Ok(Response::new(api::Build {
+            tenant: t.to_string(),
+            id: entity.id.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        }))
     }
 
     async fn get_build(
@@ -131,7 +136,12 @@ impl Builds for BuildsService {
                 reason: request.into_inner().reason,
             })),
         };
-        self.0.bus.command(&entity, p.user(), &command).await?;
-        Ok(Response::new(self.get(&entity).await?))
+        let accepted = self.0.bus.command(&entity, p.user(), &command).await?;
+        Ok(Response::new(api::Build {
+            tenant: t.to_string(),
+            id: entity.id.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        }))
     }
 }

@@ -4,7 +4,7 @@ use neo_protocol::pb::{self, deployment_command::Command};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, app, stage, tenant};
+use super::{Shared, app, stage, state_after, tenant};
 use crate::api::{self, deployments_server::Deployments};
 use crate::auth::Action;
 use crate::error::{invalid, refused};
@@ -54,11 +54,18 @@ impl DeploymentsService {
         let command = pb::DeploymentCommand {
             command: Some(command),
         };
-        self.0
+        let accepted = self
+            .0
             .bus
             .command(&EntityRef::deployment(t, a, s), principal, &command)
             .await?;
-        self.get(target).await
+        Ok(api::Deployment {
+            tenant: t.to_string(),
+            app: a.to_string(),
+            stage: s.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        })
     }
 
     /// Authenticates, then authorises a release on the target's stage (first or later).

@@ -36,10 +36,26 @@ pub struct Ctx {
     pub token_ttl: Duration,
     /// Largest revision upload.
     pub max_upload_bytes: usize,
+    /// Tenants seen to exist recently, to spare a query per command.
+    pub known_tenants: std::sync::Mutex<std::collections::HashMap<TenantName, std::time::Instant>>,
 }
+
+/// How long a tenant seen to exist is trusted to exist without asking again.
+const TENANT_CACHE: Duration = Duration::from_secs(10);
 
 /// Shared context handle.
 pub type Shared = Arc<Ctx>;
+
+/// The entity state a command left behind, from its reply.
+///
+/// # Errors
+/// `INTERNAL` if the platform's reply holds an undecodable state.
+pub fn state_after<S: prost::Message + Default>(
+    accepted: &pb::CommandAccepted,
+) -> Result<S, Status> {
+    S::decode(accepted.state.clone())
+        .map_err(|e| Status::internal(format!("undecodable state in reply: {e}")))
+}
 
 /// Validates a tenant name from a request field.
 pub fn tenant(field: &str, value: &str) -> Result<TenantName, Status> {
@@ -98,6 +114,26 @@ impl Ctx {
             )));
         }
         Ok((state, seq))
+    }
+
+    /// Checks that the tenant exists (cached briefly: tenants are not deleted in passing).
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `UNAVAILABLE`.
+    pub async fn tenant_exists(&self, tenant: &TenantName) -> Result<(), Status> {
+        let fresh = |known: &std::collections::HashMap<TenantName, std::time::Instant>| {
+            known
+                .get(tenant)
+                .is_some_and(|t| t.elapsed() < TENANT_CACHE)
+        };
+        if self.known_tenants.lock().is_ok_and(|k| fresh(&k)) {
+            return Ok(());
+        }
+        self.tenant_state(tenant).await?;
+        if let Ok(mut known) = self.known_tenants.lock() {
+            known.insert(tenant.clone(), std::time::Instant::now());
+        }
+        Ok(())
     }
 
     /// The action a release on `stage` needs: first stage or later.

@@ -4,7 +4,7 @@ use neo_protocol::pb::{self, Role, tenant_command::Command};
 use neo_protocol::{EntityRef, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, stage, tenant};
+use super::{Shared, stage, state_after, tenant};
 use crate::api::{self, tenants_server::Tenants};
 use crate::auth::Action;
 use crate::error::invalid;
@@ -21,17 +21,15 @@ impl TenantsService {
         command: Command,
     ) -> Result<api::Tenant, Status> {
         let entity = EntityRef::tenant(t);
-        self.0
-            .bus
-            .command(
-                &entity,
-                principal,
-                &pb::TenantCommand {
-                    command: Some(command),
-                },
-            )
-            .await?;
-        self.get(t).await
+        let command = pb::TenantCommand {
+            command: Some(command),
+        };
+        let accepted = self.0.bus.command(&entity, principal, &command).await?;
+        Ok(api::Tenant {
+            name: t.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        })
     }
 
     async fn get(&self, t: &TenantName) -> Result<api::Tenant, Status> {

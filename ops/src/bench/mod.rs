@@ -2,9 +2,11 @@
 //! object with `--json`.
 //!
 //! - [`core`]: the event-sourced core.
+//! - [`gateway`]: the gRPC gateway against the in-process host.
 //! - [`stats`]: percentiles, rates and process memory.
 
 pub mod core;
+pub mod gateway;
 pub mod stats;
 
 /// Options shared by the benchmarks.

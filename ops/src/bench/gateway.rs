@@ -1,0 +1,214 @@
+//! `neo bench gateway`: commands through the gRPC gateway (64 concurrent clients over
+//! loopback, distinct entities) against the in-process entity host, in one run.
+//!
+//! Both paths run the same workload: one `CreateApp` per distinct app.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use neo_actors::intake::{self, IntakeConfig};
+use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
+use neo_actors::{CommandMeta, HostConfig, Platform};
+use neo_gateway::api::{self, apps_client::AppsClient, identity_client::IdentityClient};
+use neo_gateway::{Gateway, GatewayConfig};
+use neo_protocol::{AppName, EntityRef, TenantName, pb};
+use serde::Serialize;
+use tonic::Request;
+
+use super::stats::{percentile_ms, rate};
+use crate::servers::NatsServer;
+
+/// Options of `neo bench gateway`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayBenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Distinct apps created on each path.
+    #[arg(long, default_value_t = 20_000)]
+    pub entities: usize,
+    /// Concurrent gRPC clients (one HTTP/2 connection each) and host callers.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+/// The figures `neo bench gateway` prints.
+#[derive(Debug, Serialize)]
+pub struct GatewayFigures {
+    /// Commands per second through gRPC → gateway → NATS → platform.
+    pub grpc_commands_per_s: f64,
+    /// Median gRPC command latency.
+    pub grpc_p50_ms: f64,
+    /// 99th percentile gRPC command latency.
+    pub grpc_p99_ms: f64,
+    /// The same workload on the in-process entity host.
+    pub host_commands_per_s: f64,
+    /// `grpc_commands_per_s / host_commands_per_s` (target ≥ 0.5).
+    pub grpc_to_host_ratio: f64,
+    /// Apps per path.
+    pub entities: usize,
+    /// Concurrency.
+    pub concurrency: usize,
+}
+
+fn create_app() -> pb::AppCommand {
+    pb::AppCommand {
+        command: Some(pb::app_command::Command::Create(pb::CreateApp {
+            description: "bench".into(),
+        })),
+    }
+}
+
+async fn host_path(platform: &Arc<Platform>, args: &GatewayBenchArgs) -> anyhow::Result<f64> {
+    let tenant = TenantName::new("bench")?;
+    let c = args.concurrency;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..c)
+        .map(|w| {
+            let (platform, tenant, n) = (platform.clone(), tenant.clone(), args.entities);
+            tokio::spawn(async move {
+                for i in (w..n).step_by(c) {
+                    let e = EntityRef::app(&tenant, &AppName::new(format!("h{i}"))?);
+                    platform
+                        .apps
+                        .execute(&e, CommandMeta::new("bench"), create_app())
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(rate(args.entities, start.elapsed()))
+}
+
+async fn grpc_path(
+    endpoint: &str,
+    token: &str,
+    args: &GatewayBenchArgs,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let c = args.concurrency;
+    let mut clients = Vec::with_capacity(c);
+    for _ in 0..c {
+        clients.push(AppsClient::connect(endpoint.to_owned()).await?);
+    }
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut client)| {
+            let (bearer, n) = (bearer.clone(), args.entities);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in (w..n).step_by(c) {
+                    let mut request = Request::new(api::CreateAppRequest {
+                        tenant: "bench".into(),
+                        app: format!("g{i}"),
+                        description: "bench".into(),
+                    });
+                    request
+                        .metadata_mut()
+                        .insert("authorization", bearer.clone());
+                    let t = Instant::now();
+                    client.create_app(request).await?;
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(args.entities);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((rate(args.entities, start.elapsed()), all))
+}
+
+/// Runs the benchmark and prints its figures.
+///
+/// # Errors
+/// When a server cannot start or a phase fails.
+pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+    let platform = Platform::start(store, HostConfig::default()).await?;
+    let _intake = intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
+    let gateway_client = async_nats::connect(nats.url()).await?;
+    let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
+    // As `neo serve` runs it: the gateway dispatches to the platform of its own process.
+    let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
+    let gateway =
+        Gateway::start_with(gateway_client.clone(), GatewayConfig::local(key), local).await?;
+    neo_gateway::identity::bootstrap_admin(&gateway_client, "admin", "bench-password").await?;
+    let endpoint = gateway.endpoint();
+    let token = IdentityClient::connect(endpoint.clone())
+        .await?
+        .login(api::LoginRequest {
+            user: "admin".into(),
+            password: "bench-password".into(),
+            tenant: String::new(),
+        })
+        .await?
+        .into_inner()
+        .token;
+    let mut create = Request::new(api::CreateTenantRequest {
+        name: "bench".into(),
+        ..Default::default()
+    });
+    create
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    neo_gateway::api::tenants_client::TenantsClient::connect(endpoint.clone())
+        .await?
+        .create_tenant(create)
+        .await?;
+
+    if !args.json {
+        eprintln!(
+            "… host: {} apps, concurrency {}",
+            args.entities, args.concurrency
+        );
+    }
+    let host_commands_per_s = host_path(&platform, &args).await?;
+    if !args.json {
+        eprintln!(
+            "… gRPC: {} apps, {} clients",
+            args.entities, args.concurrency
+        );
+    }
+    let (grpc_commands_per_s, mut latencies) = grpc_path(&endpoint, &token, &args).await?;
+    let figures = GatewayFigures {
+        grpc_commands_per_s,
+        grpc_p50_ms: percentile_ms(&mut latencies, 50.0),
+        grpc_p99_ms: percentile_ms(&mut latencies, 99.0),
+        host_commands_per_s,
+        grpc_to_host_ratio: grpc_commands_per_s / host_commands_per_s,
+        entities: args.entities,
+        concurrency: args.concurrency,
+    };
+    gateway.shutdown().await;
+    if args.json {
+        println!("{}", serde_json::to_string(&figures)?);
+    } else {
+        println!("{:<24} {:>10}  target", "figure", "value");
+        println!(
+            "{:<24} {:>10.0}",
+            "grpc_commands_per_s", figures.grpc_commands_per_s
+        );
+        println!("{:<24} {:>10.2}", "grpc_p50_ms", figures.grpc_p50_ms);
+        println!("{:<24} {:>10.2}", "grpc_p99_ms", figures.grpc_p99_ms);
+        println!(
+            "{:<24} {:>10.0}",
+            "host_commands_per_s", figures.host_commands_per_s
+        );
+        println!(
+            "{:<24} {:>10.2}  ≥ 0.50",
+            "grpc_to_host_ratio", figures.grpc_to_host_ratio
+        );
+    }
+    Ok(())
+}
