@@ -102,10 +102,10 @@ pub async fn subject_tokens(
     let found: Vec<(String, usize)> = stream
         .info_with_subjects(filter)
         .await
-        .map_err(|e| unavailable(e))?
+        .map_err(unavailable)?
         .try_collect()
         .await
-        .map_err(|e| unavailable(e))?;
+        .map_err(unavailable)?;
     let mut tokens: Vec<String> = found
         .into_iter()
         .filter_map(|(subject, _)| subject.split('.').nth(index).map(str::to_owned))

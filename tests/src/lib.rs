@@ -5,8 +5,11 @@
 //!
 //! - [`Core`]: one nats-server plus helpers to start platforms and send commands.
 //! - [`commands`]: builders for the commands the tests send.
+//! - [`gateway`]: the gRPC gateway on top of [`Core`], with authorised clients and a
+//!   two-tenant fixture.
 
 pub mod commands;
+pub mod gateway;
 
 use std::sync::Arc;
 use std::time::Duration;

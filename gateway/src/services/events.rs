@@ -30,13 +30,20 @@ fn filter(r: &api::WatchRequest) -> Result<String, Status> {
     };
     let id = if r.entity_id.is_empty() {
         "*".to_owned()
+    } else if r.kind.is_empty() {
+        // Any kind whose ids can take this shape (e.g. `shop` is an app, `shop_dev` a
+        // deployment or podgroup).
+        EntityKind::ALL
+            .iter()
+            .find_map(|k| EntityRef::parse(&r.tenant, k.as_str(), &r.entity_id).ok())
+            .map(|e| e.id.to_string())
+            .ok_or_else(|| {
+                invalid(
+                    "entity_id",
+                    format!("`{}` is not an entity id", r.entity_id),
+                )
+            })?
     } else {
-        if r.kind.is_empty() {
-            return Err(invalid(
-                "entity_id",
-                "filtering by entity needs the kind too",
-            ));
-        }
         EntityRef::parse(&r.tenant, &kind, &r.entity_id)
             .map_err(|e| bad_name("entity_id", e))?
             .id
@@ -156,7 +163,11 @@ mod tests {
             "neo.evt.acme.deployment.shop_dev.ReleaseCreated"
         );
         assert!(filter(&req("robot", "", "")).is_err());
-        assert!(filter(&req("", "shop", "")).is_err());
+        assert_eq!(
+            filter(&req("", "shop", "")).unwrap(),
+            "neo.evt.acme.*.shop.*"
+        );
+        assert!(filter(&req("", "a.b", "")).is_err());
         assert!(filter(&req("app", "a.b", "")).is_err());
         assert!(filter(&req("", "", ">")).is_err());
     }

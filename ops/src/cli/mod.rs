@@ -1,15 +1,211 @@
-//! The `neo` client commands (login, tenant, app, build, deploy, …) over the gRPC gateway.
-//! (Stub: the client commands are being written.)
+//! The `neo` client commands (login, tenant, app, build, deploy, events, …) over the gRPC gateway.
+//!
+//! Every command reads the config file (see [`config`]), connects to the gateway with the saved
+//! or given token, makes its calls with a deadline of `--timeout` seconds each, and prints a
+//! table (or, with `--output json`, a JSON document; `neo events watch` prints one JSON object
+//! per line). Errors go to stderr as `error: <message>`, with the gateway's `neo-rule` and
+//! `neo-field` details when it sent them. A closed stdout (`neo … | head`) ends a command
+//! quietly with 0.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | any other error (config file, local files, unexpected gRPC codes) |
+//! | 2 | usage or input error: bad command line (clap), `INVALID_ARGUMENT`, `OUT_OF_RANGE` |
+//! | 3 | not found (`NOT_FOUND`) |
+//! | 4 | not logged in, `UNAUTHENTICATED`, `PERMISSION_DENIED` |
+//! | 5 | refused by a rule or a conflict: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED` |
+//! | 6 | cannot connect, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` (the client's deadline) |
+//! | 7 | too large (`RESOURCE_EXHAUSTED`) |
+//!
+//! # Layout
+//!
+//! - [`config`]: the config file (endpoint, tenant, user, token, CA), read and written 0600.
+//! - [`connect`]: the gateway connection (TLS, deadline, bearer token) and the API clients.
+//! - [`error`]: [`CliError`], its message and its exit code.
+//! - [`output`]: the output format, table helpers, enum values and times as words.
+//! - [`render`]: the JSON document and the table of each API message.
+//! - [`progress`]: spinners and the upload's byte bar (stderr, terminals only).
+//! - [`pack`]: the deterministic archive of a directory that `neo app upload` sends.
+//! - [`commands`]: one module per command group, each with its clap arguments and its runner.
+
+pub mod commands;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod output;
+pub mod pack;
+pub mod progress;
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use connect::Context;
+pub use error::CliError;
+pub use output::{OutputFormat, Sink};
+/// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
+pub use serde_json;
+
+use commands::{app, build, deploy, events, login, tenant};
 
 /// Options every client command takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GlobalArgs {}
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// The gateway URL, e.g. `https://neo.example.com:443` (`http://` is assumed without a
+    /// scheme); default: the one saved by `neo login`.
+    #[arg(long, global = true, env = "NEO_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The tenant to act on; default: the one saved by `neo login`.
+    #[arg(long, global = true, env = "NEO_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// The bearer token to present; default: the one saved by `neo login`.
+    #[arg(
+        long,
+        global = true,
+        env = "NEO_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The config file; default: `$XDG_CONFIG_HOME/neo/config.toml` or
+    /// `~/.config/neo/config.toml`.
+    #[arg(long, global = true, env = "NEO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// How to print results.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// A PEM file of the CA that signed an https gateway's certificate; default: the one saved
+    /// by `neo login`, else the system's trusted roots.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// The deadline of each gateway call, in seconds (0: none). An upload is one call.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+}
 
 /// The client commands.
 #[derive(Debug, Clone, clap::Subcommand)]
-pub enum ClientCommand {}
-
-/// Runs a client command and returns the process exit code.
-pub async fn run(_global: GlobalArgs, command: ClientCommand) -> std::process::ExitCode {
-    match command {}
+pub enum ClientCommand {
+    /// Log in to a gateway (--endpoint) as a user, into a tenant (--tenant; without it the token
+    /// is platform-wide, for platform admins), and save the endpoint, user, tenant and token.
+    Login(login::LoginArgs),
+    /// Forget the saved token (the endpoint, user and tenant stay).
+    Logout,
+    /// Show who the token says you are.
+    Whoami,
+    /// Manage users.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: login::UserCommand,
+    },
+    /// Manage tenants: stages, members and roles.
+    Tenant {
+        /// What to do.
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// Manage apps and upload their revisions.
+    App {
+        /// What to do.
+        #[command(subcommand)]
+        command: app::AppCommand,
+    },
+    /// Request, inspect and cancel builds.
+    Build {
+        /// What to do.
+        #[command(subcommand)]
+        command: build::BuildCommand,
+    },
+    /// Deploy the built image of an app revision to a stage.
+    Deploy(deploy::DeployArgs),
+    /// Promote the current release of the previous stage into a stage (same image).
+    Promote(deploy::PromoteArgs),
+    /// Roll a stage back to an earlier release, as a new release.
+    Rollback(deploy::RollbackArgs),
+    /// List the releases of an app on a stage, newest first.
+    Releases(deploy::ReleasesArgs),
+    /// Inspect deployments.
+    Deployment {
+        /// What to do.
+        #[command(subcommand)]
+        command: deploy::DeploymentCommand,
+    },
+    /// Follow the tenant's events.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
 }
+
+/// Runs a client command and returns the process exit code, printing any error to stderr.
+pub async fn run(global: GlobalArgs, command: ClientCommand) -> ExitCode {
+    let result = match Context::load(global) {
+        Ok(mut cx) => execute(&mut cx, command).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs a client command in a loaded context (whose sink receives what it prints).
+///
+/// # Errors
+///
+/// The command's [`CliError`]; [`CliError::exit_code`] gives its exit code.
+pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), CliError> {
+    match command {
+        ClientCommand::Login(args) => login::login(cx, args).await,
+        ClientCommand::Logout => login::logout(cx),
+        ClientCommand::Whoami => login::whoami(cx).await,
+        ClientCommand::User { command } => login::user(cx, command).await,
+        ClientCommand::Tenant { command } => tenant::run(cx, command).await,
+        ClientCommand::App { command } => app::run(cx, command).await,
+        ClientCommand::Build { command } => build::run(cx, command).await,
+        ClientCommand::Deploy(args) => deploy::deploy(cx, args).await,
+        ClientCommand::Promote(args) => deploy::promote(cx, args).await,
+        ClientCommand::Rollback(args) => deploy::rollback(cx, args).await,
+        ClientCommand::Releases(args) => deploy::releases(cx, args).await,
+        ClientCommand::Deployment { command } => deploy::deployment(cx, command).await,
+        ClientCommand::Events { command } => events::run(cx, command).await,
+    }
+}
+
+/// The client half of `neo`'s command line (the binary adds serve, bench and completions).
+#[derive(Debug, clap::Parser)]
+#[command(name = "neo")]
+struct ClientCli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+/// Parses a client command line (`args` starts with the program name), for running commands
+/// in process with [`execute`].
+///
+/// # Errors
+///
+/// clap's error for an invalid command line (its `exit_code()` is 2).
+pub fn parse<I, T>(args: I) -> Result<(GlobalArgs, ClientCommand), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = <ClientCli as clap::Parser>::try_parse_from(args)?;
+    Ok((cli.global, cli.command))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! `neo deploy`, `neo promote`, `neo rollback`, `neo releases` and `neo deployment get`.
+
+use neo_gateway::api;
+use serde_json::json;
+
+use super::all_pages;
+use crate::cli::connect::Context;
+use crate::cli::error::CliError;
+use crate::cli::progress::with_spinner;
+use crate::cli::render;
+
+/// Arguments of `neo deploy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// The app.
+    pub app: String,
+    /// The stage to deploy to.
+    pub stage: String,
+    /// The revision whose succeeded build is deployed.
+    #[arg(long, value_name = "N")]
+    pub revision: u32,
+}
+
+/// Arguments of `neo promote`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromoteArgs {
+    /// The app.
+    pub app: String,
+    /// The stage to promote into (from the stage before it).
+    pub stage: String,
+}
+
+/// Arguments of `neo rollback`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    /// The app.
+    pub app: String,
+    /// The stage to roll back.
+    pub stage: String,
+    /// The earlier release whose image is restored (`3` or `v3`).
+    #[arg(long = "to", value_name = "RELEASE", value_parser = parse_release)]
+    pub to: u32,
+}
+
+/// Arguments of `neo releases`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReleasesArgs {
+    /// The app.
+    pub app: String,
+    /// The stage.
+    pub stage: String,
+}
+
+/// `neo deployment …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DeploymentCommand {
+    /// Show the deployment of an app to a stage: its current release and all releases.
+    Get {
+        /// The app.
+        app: String,
+        /// The stage.
+        stage: String,
+    },
+}
+
+/// A release number, with or without its `v`.
+fn parse_release(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix('v').unwrap_or(text);
+    match digits.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a release number (like 3 or v3)")),
+    }
+}
+
+/// `neo deploy`.
+///
+/// # Errors
+///
+/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error
+/// (exit 5 when the revision has no succeeded build).
+pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
+    let request = api::DeployRequest {
+        tenant: cx.tenant()?,
+        app: args.app,
+        stage: args.stage,
+        revision: args.revision,
+    };
+    let mut client = cx.connect().await?.deployments();
+    let message = format!("deploying revision {}", request.revision);
+    let deployment = with_spinner(message, client.deploy(request)).await?;
+    show_new_release(cx, &deployment.into_inner())
+}
+
+/// `neo promote`.
+///
+/// # Errors
+///
+/// As [`deploy`] (exit 5 when the previous stage has no current release).
+pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
+    let request = api::PromoteRequest {
+        tenant: cx.tenant()?,
+        app: args.app,
+        stage: args.stage,
+    };
+    let mut client = cx.connect().await?.deployments();
+    let message = format!("promoting into {}", request.stage);
+    let deployment = with_spinner(message, client.promote(request)).await?;
+    show_new_release(cx, &deployment.into_inner())
+}
+
+/// `neo rollback`.
+///
+/// # Errors
+///
+/// As [`deploy`] (exit 5 when the release cannot be restored).
+pub async fn rollback(cx: &Context, args: RollbackArgs) -> Result<(), CliError> {
+    let request = api::RollbackRequest {
+        tenant: cx.tenant()?,
+        app: args.app,
+        stage: args.stage,
+        to_release: args.to,
+    };
+    let mut client = cx.connect().await?.deployments();
+    let message = format!("rolling back to v{}", request.to_release);
+    let deployment = with_spinner(message, client.rollback(request)).await?;
+    show_new_release(cx, &deployment.into_inner())
+}
+
+/// Prints the release a deploy, promotion or rollback made.
+fn show_new_release(cx: &Context, deployment: &api::Deployment) -> Result<(), CliError> {
+    cx.print(
+        || render::deployment_json(deployment),
+        || render::current_release_table(deployment),
+    )
+}
+
+/// `neo releases`: every page of the releases, newest first.
+///
+/// # Errors
+///
+/// As [`deploy`].
+pub async fn releases(cx: &Context, args: ReleasesArgs) -> Result<(), CliError> {
+    let tenant = cx.tenant()?;
+    let client = cx.connect().await?.deployments();
+    let releases = all_pages(|page| {
+        let mut client = client.clone();
+        let request = api::ListReleasesRequest {
+            tenant: tenant.clone(),
+            app: args.app.clone(),
+            stage: args.stage.clone(),
+            page: Some(page),
+        };
+        async move {
+            let response = client.list_releases(request).await?.into_inner();
+            Ok((response.releases, response.next_page_token))
+        }
+    })
+    .await?;
+    cx.print(
+        || {
+            json!(
+                releases
+                    .iter()
+                    .map(render::release_json)
+                    .collect::<Vec<_>>()
+            )
+        },
+        || render::releases_table(&releases, None),
+    )
+}
+
+/// `neo deployment get`.
+///
+/// # Errors
+///
+/// As [`deploy`] (exit 3 when nothing was ever deployed there).
+pub async fn deployment(cx: &Context, command: DeploymentCommand) -> Result<(), CliError> {
+    let DeploymentCommand::Get { app, stage } = command;
+    let request = api::GetDeploymentRequest {
+        tenant: cx.tenant()?,
+        app,
+        stage,
+    };
+    let deployment = cx
+        .connect()
+        .await?
+        .deployments()
+        .get_deployment(request)
+        .await?
+        .into_inner();
+    cx.print(
+        || render::deployment_json(&deployment),
+        || render::deployment_table(&deployment),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_number_may_carry_its_v() {
+        assert_eq!(parse_release("3"), Ok(3));
+        assert_eq!(parse_release("v12"), Ok(12));
+        assert!(parse_release("0").is_err());
+        assert!(parse_release("latest").is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! `neo tenant …`: create, show and list tenants; manage their stages and members.
+
+use neo_gateway::api;
+use neo_protocol::pb;
+
+use super::all_pages;
+use crate::cli::connect::Context;
+use crate::cli::error::CliError;
+use crate::cli::progress::with_spinner;
+use crate::cli::render;
+
+/// `neo tenant …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (platform admins).
+    Create(CreateArgs),
+    /// Show a tenant: its stages in order, members and roles, quota and suspension.
+    Get {
+        /// The tenant; default: --tenant or the saved one.
+        name: Option<String>,
+    },
+    /// List the tenants.
+    List,
+    /// Add or remove a stage of the tenant (--tenant or the saved one).
+    Stage {
+        /// What to do.
+        #[command(subcommand)]
+        command: StageCommand,
+    },
+    /// Set or remove a member of the tenant (--tenant or the saved one).
+    Member {
+        /// What to do.
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+/// Arguments of `neo tenant create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateArgs {
+    /// The tenant's name (1–63 chars of a-z, 0-9 and -).
+    pub name: String,
+    /// A human-readable name.
+    #[arg(long, value_name = "TEXT")]
+    pub display_name: Option<String>,
+    /// A stage, in promotion order; repeat for each (default: dev, test, prod).
+    #[arg(long = "stage", value_name = "STAGE")]
+    pub stages: Vec<String>,
+    /// An existing user who becomes the tenant's first admin.
+    #[arg(long, value_name = "USER")]
+    pub admin: Option<String>,
+}
+
+/// `neo tenant stage …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum StageCommand {
+    /// Add a stage to the promotion order.
+    Add {
+        /// The new stage.
+        stage: String,
+        /// Insert it after this stage (default: first).
+        #[arg(long, value_name = "STAGE")]
+        after: Option<String>,
+    },
+    /// Remove a stage.
+    Remove {
+        /// The stage.
+        stage: String,
+    },
+}
+
+/// `neo tenant member …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to the tenant, or change their role.
+    Set {
+        /// The user.
+        user: String,
+        /// The role.
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Remove a user from the tenant (the last admin cannot be removed).
+    Remove {
+        /// The user.
+        user: String,
+    },
+}
+
+/// A member's role, as typed on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Reads everything.
+    Viewer,
+    /// Also creates apps, uploads revisions and requests builds.
+    Developer,
+    /// Also deploys, promotes and rolls back.
+    Devops,
+    /// Also manages stages and members.
+    Admin,
+}
+
+impl From<RoleArg> for pb::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Viewer => Self::Viewer,
+            RoleArg::Developer => Self::Developer,
+            RoleArg::Devops => Self::Devops,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
+/// Runs `neo tenant …`.
+///
+/// # Errors
+///
+/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error.
+pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
+    let gateway = cx.connect().await?;
+    let mut client = gateway.tenants();
+    let tenant = match command {
+        TenantCommand::Create(args) => {
+            let request = api::CreateTenantRequest {
+                name: args.name,
+                display_name: args.display_name.unwrap_or_default(),
+                stages: args.stages,
+                admin: args.admin.unwrap_or_default(),
+            };
+            with_spinner("creating the tenant", client.create_tenant(request)).await?
+        }
+        TenantCommand::Get { name } => {
+            let tenant = match name {
+                Some(name) => name,
+                None => cx.tenant()?,
+            };
+            client.get_tenant(api::GetTenantRequest { tenant }).await?
+        }
+        TenantCommand::List => {
+            let names = all_pages(|page| {
+                let mut client = client.clone();
+                async move {
+                    let request = api::ListTenantsRequest { page: Some(page) };
+                    let response = client.list_tenants(request).await?.into_inner();
+                    Ok((response.tenants, response.next_page_token))
+                }
+            })
+            .await?;
+            return cx.print(
+                || render::names_json(&names),
+                || render::names_table("TENANT", &names),
+            );
+        }
+        TenantCommand::Stage { command } => {
+            let tenant = cx.tenant()?;
+            match command {
+                StageCommand::Add { stage, after } => {
+                    let request = api::AddStageRequest {
+                        tenant,
+                        stage,
+                        after: after.unwrap_or_default(),
+                    };
+                    client.add_stage(request).await?
+                }
+                StageCommand::Remove { stage } => {
+                    let request = api::RemoveStageRequest { tenant, stage };
+                    client.remove_stage(request).await?
+                }
+            }
+        }
+        TenantCommand::Member { command } => {
+            let tenant = cx.tenant()?;
+            match command {
+                MemberCommand::Set { user, role } => {
+                    let request = api::SetMemberRequest {
+                        tenant,
+                        user,
+                        role: pb::Role::from(role) as i32,
+                    };
+                    client.set_member(request).await?
+                }
+                MemberCommand::Remove { user } => {
+                    let request = api::RemoveMemberRequest { tenant, user };
+                    client.remove_member(request).await?
+                }
+            }
+        }
+    }
+    .into_inner();
+    cx.print(
+        || render::tenant_json(&tenant),
+        || render::tenant_table(&tenant),
+    )
+}

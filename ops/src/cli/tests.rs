@@ -1,0 +1,187 @@
+//! Tests of the command line: how `neo` parses the client commands and the global options.
+
+use clap::{CommandFactory as _, Parser};
+
+use super::commands::{app, build, deploy, events, login, tenant};
+use super::*;
+
+/// The client half of `neo`'s command line.
+#[derive(Debug, Parser)]
+#[command(name = "neo")]
+struct T {
+    #[command(flatten)]
+    g: GlobalArgs,
+    #[command(subcommand)]
+    c: ClientCommand,
+}
+
+fn parse(args: &[&str]) -> T {
+    T::try_parse_from(std::iter::once("neo").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn the_command_line_is_well_formed() {
+    T::command().debug_assert();
+}
+
+#[test]
+fn login_takes_the_global_endpoint_and_tenant() {
+    let t = parse(&[
+        "login",
+        "--endpoint",
+        "http://127.0.0.1:50051",
+        "--user",
+        "alice",
+        "--tenant",
+        "acme",
+        "--password-stdin",
+    ]);
+    assert_eq!(t.g.endpoint.as_deref(), Some("http://127.0.0.1:50051"));
+    assert_eq!(t.g.tenant.as_deref(), Some("acme"));
+    let ClientCommand::Login(args) = t.c else {
+        panic!("not login: {:?}", t.c)
+    };
+    assert_eq!(args.user.as_deref(), Some("alice"));
+    assert!(args.password_stdin);
+}
+
+#[test]
+fn global_options_go_anywhere_and_have_defaults() {
+    let t = parse(&["tenant", "list"]);
+    assert_eq!(t.g.output, OutputFormat::Table);
+    assert_eq!(t.g.timeout, 30);
+    let t = parse(&[
+        "app",
+        "list",
+        "--output",
+        "json",
+        "--timeout",
+        "5",
+        "--tenant",
+        "x",
+    ]);
+    assert_eq!(t.g.output, OutputFormat::Json);
+    assert_eq!(t.g.timeout, 5);
+    assert_eq!(t.g.tenant.as_deref(), Some("x"));
+    let t = parse(&["-o", "json", "--config", "/tmp/c.toml", "whoami"]);
+    assert_eq!(
+        t.g.config.as_deref(),
+        Some(std::path::Path::new("/tmp/c.toml"))
+    );
+    assert!(T::try_parse_from(["neo", "whoami", "--output", "yaml"]).is_err());
+}
+
+#[test]
+fn tenant_create_takes_repeated_stages() {
+    let t = parse(&[
+        "tenant", "create", "acme", "--stage", "dev", "--stage", "prod", "--admin", "alice",
+    ]);
+    let ClientCommand::Tenant {
+        command: tenant::TenantCommand::Create(args),
+    } = t.c
+    else {
+        panic!("not tenant create: {:?}", t.c)
+    };
+    assert_eq!(args.name, "acme");
+    assert_eq!(args.stages, ["dev", "prod"]);
+    assert_eq!(args.admin.as_deref(), Some("alice"));
+    assert_eq!(args.display_name, None);
+}
+
+#[test]
+fn member_roles_are_words() {
+    let t = parse(&["tenant", "member", "set", "bob", "devops"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Tenant {
+            command: tenant::TenantCommand::Member {
+                command: tenant::MemberCommand::Set {
+                    role: tenant::RoleArg::Devops,
+                    ..
+                }
+            }
+        }
+    ));
+    assert!(T::try_parse_from(["neo", "tenant", "member", "set", "bob", "owner"]).is_err());
+}
+
+#[test]
+fn upload_build_and_deploy_commands_parse() {
+    let t = parse(&["app", "upload", "shop", "./model", "-m", "first"]);
+    let ClientCommand::App {
+        command: app::AppCommand::Upload(args),
+    } = t.c
+    else {
+        panic!("not upload: {:?}", t.c)
+    };
+    assert_eq!(args.path, std::path::PathBuf::from("./model"));
+    assert_eq!(args.message.as_deref(), Some("first"));
+
+    let t = parse(&["build", "request", "shop", "2"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Build {
+            command: build::BuildCommand::Request { revision: 2, .. }
+        }
+    ));
+    let t = parse(&["deploy", "shop", "dev", "--revision", "2"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Deploy(deploy::DeployArgs { revision: 2, .. })
+    ));
+    let t = parse(&["rollback", "shop", "prod", "--to", "v1"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Rollback(deploy::RollbackArgs { to: 1, .. })
+    ));
+    assert!(T::try_parse_from(["neo", "deploy", "shop", "dev"]).is_err());
+}
+
+#[test]
+fn events_watch_takes_its_filters() {
+    let t = parse(&[
+        "events",
+        "watch",
+        "--kind",
+        "app",
+        "--type",
+        "revision_created",
+        "--after",
+        "9",
+    ]);
+    let ClientCommand::Events {
+        command: events::EventsCommand::Watch(args),
+    } = t.c
+    else {
+        panic!("not watch: {:?}", t.c)
+    };
+    assert_eq!(args.kind.as_deref(), Some("app"));
+    assert_eq!(args.event_type.as_deref(), Some("revision_created"));
+    assert_eq!(args.after, 9);
+    assert_eq!(args.entity, None);
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin_when_asked() {
+    let t = parse(&["user", "create", "bob", "--password-stdin"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::User {
+            command: login::UserCommand::Create {
+                password_stdin: true,
+                ..
+            }
+        }
+    ));
+}
+
+#[test]
+fn the_public_parser_splits_global_options_from_the_command() {
+    let (global, command) =
+        crate::cli::parse(["neo", "releases", "shop", "prod", "--tenant", "acme"]).unwrap();
+    assert_eq!(global.tenant.as_deref(), Some("acme"));
+    assert!(matches!(command, ClientCommand::Releases(_)));
+    let error = crate::cli::parse(["neo", "serve"]).unwrap_err();
+    assert_eq!(error.exit_code(), 2);
+}

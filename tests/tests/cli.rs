@@ -1,0 +1,346 @@
+//! The `neo` client commands end to end, run in process against a real gateway stack: login and
+//! the saved config, tenants, apps and uploads, builds, deploy → promote → roll back, events,
+//! and the exit codes of refusals and failures.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use neo_ops::cli::commands::login::{LoginArgs, login_with_password};
+use neo_ops::cli::config::Config;
+use neo_ops::cli::serde_json::{self, Value, json};
+use neo_ops::cli::{self, CliError, Context, Sink, pack};
+use neo_tests::gateway::{People, ROOT, ROOT_PASSWORD, Stack, content_digest, password};
+
+/// A config file in a temporary directory, and the gateway's endpoint.
+struct Neo {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    endpoint: String,
+}
+
+impl Neo {
+    fn new(stack: &Stack) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("neo/config.toml");
+        Self {
+            _dir: dir,
+            config,
+            endpoint: stack.gateway.endpoint(),
+        }
+    }
+
+    /// Runs `neo --config … ARGS` in process; returns the result and what it printed.
+    async fn run(&self, args: &[&str]) -> (Result<(), CliError>, String) {
+        let config = self.config.to_str().unwrap();
+        let line = ["neo", "--config", config, "--timeout", "10"]
+            .into_iter()
+            .chain(args.iter().copied());
+        let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut cx = Context::load(global).unwrap();
+        cx.sink = Sink::memory();
+        let result = cli::execute(&mut cx, command).await;
+        (result, cx.sink.contents())
+    }
+
+    /// Runs a command that must succeed and print JSON; returns that JSON.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = vec!["--output", "json"];
+        with_json.extend_from_slice(args);
+        let (result, out) = self.run(&with_json).await;
+        if let Err(e) = result {
+            panic!("neo {args:?} failed: {e}");
+        }
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("neo {args:?} printed {out}: {e}"))
+    }
+
+    /// Runs a command that must fail with `exit`; returns the error message.
+    async fn fails(&self, args: &[&str], exit: u8) -> String {
+        let (result, out) = self.run(args).await;
+        let error = result
+            .err()
+            .unwrap_or_else(|| panic!("neo {args:?} succeeded: {out}"));
+        assert_eq!(error.exit_code(), exit, "neo {args:?}: {error}");
+        error.to_string()
+    }
+
+    /// `neo login --endpoint … --user USER [--tenant TENANT]` with the fixture's password.
+    async fn login(&self, user: &str, tenant: Option<&str>) -> Result<(), CliError> {
+        self.login_with(user, &password(user), tenant).await
+    }
+
+    /// `neo login --endpoint … --user USER [--tenant TENANT]` with `secret`.
+    async fn login_with(
+        &self,
+        user: &str,
+        secret: &str,
+        tenant: Option<&str>,
+    ) -> Result<(), CliError> {
+        let config = self.config.to_str().unwrap();
+        let mut line = vec!["neo", "--config", config, "--endpoint", &self.endpoint];
+        if let Some(tenant) = tenant {
+            line.extend(["--tenant", tenant]);
+        }
+        line.extend(["--output", "json", "login", "--user", user]);
+        let (global, _) = cli::parse(line).unwrap();
+        let mut cx = Context::load(global).unwrap();
+        cx.sink = Sink::memory();
+        let args = LoginArgs {
+            user: Some(user.to_owned()),
+            password_stdin: false,
+        };
+        login_with_password(&mut cx, args, secret.to_owned()).await
+    }
+
+    fn saved(&self) -> Config {
+        Config::load(&self.config).unwrap()
+    }
+}
+
+async fn stack() -> (Stack, People) {
+    let stack = Stack::start().await.unwrap();
+    let people = stack.people().await.unwrap();
+    (stack, people)
+}
+
+fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("entities")).unwrap();
+    std::fs::write(dir.path().join("model.json"), b"{\"name\":\"shop\"}").unwrap();
+    std::fs::write(dir.path().join("entities/order.json"), vec![7u8; 200_000]).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn login_saves_the_token_and_logout_forgets_it() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    assert_eq!(
+        neo.fails(&["whoami"], 4).await,
+        "not logged in: run `neo login --endpoint URL --user NAME [--tenant TENANT]`"
+    );
+
+    neo.login("alice", Some("acme")).await.unwrap();
+    let saved = neo.saved();
+    assert_eq!(saved.tenant.as_deref(), Some("acme"));
+    assert_eq!(saved.user.as_deref(), Some("alice"));
+    assert_eq!(saved.endpoint, Some(stack.gateway.endpoint()));
+    assert!(!saved.token.unwrap().is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&neo.config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let who = neo.json(&["whoami"]).await;
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["tenant"], "acme");
+    assert_eq!(who["role"], "admin");
+
+    neo.json(&["logout"]).await;
+    assert_eq!(neo.saved().token, None);
+    assert_eq!(neo.saved().tenant.as_deref(), Some("acme"));
+    neo.fails(&["whoami"], 4).await;
+
+    let wrong = neo.login("nobody", Some("acme")).await.unwrap_err();
+    assert_eq!(wrong.exit_code(), 4, "{wrong}");
+    neo.fails(&["--token", "not-a-token", "whoami"], 4).await;
+}
+
+#[tokio::test]
+async fn tenants_stages_and_members() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login_with(ROOT, ROOT_PASSWORD, None).await.unwrap();
+    let created = neo
+        .json(&[
+            "tenant", "create", "gamma", "--stage", "dev", "--stage", "prod", "--admin", "bob",
+        ])
+        .await;
+    assert_eq!(created["stages"], json!(["dev", "prod"]));
+    assert_eq!(created["members"]["bob"], "admin");
+    let tenants = neo.json(&["tenant", "list"]).await;
+    assert_eq!(tenants, json!(["acme", "beta", "gamma"]));
+    neo.fails(&["tenant", "create", "gamma"], 5).await;
+
+    let tenant = neo
+        .json(&[
+            "--tenant", "gamma", "tenant", "stage", "add", "qa", "--after", "dev",
+        ])
+        .await;
+    assert_eq!(tenant["stages"], json!(["dev", "qa", "prod"]));
+    let tenant = neo
+        .json(&[
+            "--tenant", "gamma", "tenant", "member", "set", "dave", "devops",
+        ])
+        .await;
+    assert_eq!(tenant["members"]["dave"], "devops");
+    let refused = neo
+        .fails(
+            &["--tenant", "gamma", "tenant", "member", "remove", "bob"],
+            5,
+        )
+        .await;
+    assert!(refused.starts_with("refused by rule "), "{refused}");
+    neo.fails(&["tenant", "get", "nope"], 3).await;
+
+    let (result, table) = neo.run(&["tenant", "get", "gamma"]).await;
+    result.unwrap();
+    assert!(table.contains("dev → qa → prod"), "{table}");
+    assert!(table.contains("devops"), "{table}");
+}
+
+#[tokio::test]
+async fn upload_build_deploy_promote_and_roll_back() {
+    let (stack, people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login("alice", Some("acme")).await.unwrap();
+
+    neo.json(&["app", "create", "shop", "--description", "a shop"])
+        .await;
+    neo.fails(&["app", "create", "shop"], 5).await;
+    neo.fails(&["app", "create", "Not_A_Name"], 2).await;
+    neo.fails(&["app", "get", "nope"], 3).await;
+
+    let model = model_dir();
+    let dir = model.path().to_str().unwrap();
+    let first = neo
+        .json(&["app", "upload", "shop", dir, "-m", "first"])
+        .await;
+    let packed = pack::pack_dir(model.path()).unwrap();
+    assert_eq!(first["number"], 1);
+    assert_eq!(first["digest"], content_digest(&packed));
+    assert_eq!(first["message"], "first");
+    let file = model.path().join("model.json");
+    let second = neo
+        .json(&["app", "upload", "shop", file.to_str().unwrap()])
+        .await;
+    assert_eq!(second["digest"], content_digest(b"{\"name\":\"shop\"}"));
+    let revisions = neo.json(&["app", "revisions", "shop"]).await;
+    assert_eq!(revisions.as_array().unwrap().len(), 2);
+    assert_eq!(neo.json(&["app", "list"]).await, json!(["shop"]));
+    let app = neo.json(&["app", "get", "shop"]).await;
+    assert_eq!(app["description"], "a shop");
+
+    let build = neo.json(&["build", "request", "shop", "1"]).await;
+    assert_eq!(build["id"], "shop_r1");
+    assert_eq!(build["status"], "requested");
+    let refused = neo
+        .fails(&["deploy", "shop", "dev", "--revision", "1"], 5)
+        .await;
+    assert!(refused.contains("deploy.build_not_succeeded"), "{refused}");
+    let image = stack.finish_build("acme", "shop", 1, 1).await.unwrap();
+    let build = neo.json(&["build", "get", "shop_r1"]).await;
+    assert_eq!(build["status"], "succeeded");
+    assert_eq!(build["image_digest"], image);
+    let builds = neo.json(&["build", "list", "--app", "shop"]).await;
+    assert_eq!(builds[0]["id"], "shop_r1");
+
+    let refused = neo.fails(&["promote", "shop", "test"], 5).await;
+    assert!(refused.starts_with("refused by rule "), "{refused}");
+    let deployed = neo
+        .json(&["deploy", "shop", "dev", "--revision", "1"])
+        .await;
+    assert_eq!(deployed["current"], 1);
+    assert_eq!(deployed["releases"][0]["origin"], "deploy");
+    assert_eq!(deployed["releases"][0]["image_digest"], image);
+    let promoted = neo.json(&["promote", "shop", "test"]).await;
+    assert_eq!(promoted["releases"][0]["origin"], "promotion");
+    assert_eq!(promoted["releases"][0]["promoted_from"]["stage"], "dev");
+
+    stack
+        .built(&people.alice, "acme", "shop", 2, 2)
+        .await
+        .unwrap();
+    neo.json(&["deploy", "shop", "dev", "--revision", "2"])
+        .await;
+    let rolled = neo.json(&["rollback", "shop", "dev", "--to", "v1"]).await;
+    assert_eq!(rolled["current"], 3);
+    assert_eq!(rolled["releases"][2]["origin"], "rollback");
+    assert_eq!(rolled["releases"][2]["rolled_back_to"], 1);
+    assert_eq!(rolled["releases"][2]["image_digest"], image);
+
+    let releases = neo.json(&["releases", "shop", "dev"]).await;
+    let numbers: Vec<u64> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 2, 1], "newest first");
+    let (result, table) = neo.run(&["deployment", "get", "shop", "dev"]).await;
+    result.unwrap();
+    assert!(table.contains("v3 *"), "{table}");
+    assert!(table.contains("rollback"), "{table}");
+
+    // A viewer may read but not deploy.
+    let viewer = Neo::new(&stack);
+    viewer.login("vic", Some("acme")).await.unwrap();
+    viewer.json(&["releases", "shop", "dev"]).await;
+    viewer
+        .fails(&["deploy", "shop", "test", "--revision", "2"], 4)
+        .await;
+}
+
+#[tokio::test]
+async fn events_watch_prints_events_as_json_lines() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login("alice", Some("acme")).await.unwrap();
+    neo.json(&["app", "create", "shop"]).await;
+
+    let config = neo.config.to_str().unwrap().to_owned();
+    let line = [
+        "neo", "--config", &config, "-o", "json", "events", "watch", "--kind", "app",
+    ];
+    let (global, command) = cli::parse(line).unwrap();
+    let mut cx = Context::load(global).unwrap();
+    let sink = Sink::memory();
+    cx.sink = sink.clone();
+    let watch = tokio::spawn(async move { cli::execute(&mut cx, command).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !sink.contents().contains("\"entity_id\":\"shop\"") {
+        assert!(!watch.is_finished(), "the watch ended: {:?}", watch.await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event: {}",
+            sink.contents()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watch.abort();
+    let first: Value = serde_json::from_str(sink.contents().lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "app");
+    assert_eq!(first["tenant"], "acme");
+    assert!(first["sequence"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_gateway_is_exit_6() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let line = [
+        "neo",
+        "--config",
+        config.to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:1",
+        "--token",
+        "t",
+        "--timeout",
+        "2",
+        "whoami",
+    ];
+    let (global, command) = cli::parse(line).unwrap();
+    let mut cx = Context::load(global).unwrap();
+    let error = cli::execute(&mut cx, command).await.unwrap_err();
+    assert_eq!(error.exit_code(), 6, "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot connect to http://127.0.0.1:1")
+    );
+    assert!(!Path::new(&config).exists(), "nothing was saved");
+}

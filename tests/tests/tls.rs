@@ -1,0 +1,105 @@
+//! The gateway over TLS from certificate files: a client trusting the CA gets answers; a
+//! client without TLS or without the CA gets nothing.
+
+#![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
+
+use neo_actors::HostConfig;
+use neo_gateway::api::{WhoAmIRequest, identity_client::IdentityClient};
+use neo_gateway::{Gateway, GatewayConfig, TlsFiles};
+use neo_tests::Core;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// A CA and a server certificate for localhost signed by it, written as PEM files.
+fn certificates(dir: &std::path::Path) -> (String, TlsFiles) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let files = TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.cert, leaf.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    (ca.pem(), files)
+}
+
+#[tokio::test]
+async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
+    let core = Core::start().await.unwrap();
+    let _platform = core.platform(HostConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, files) = certificates(dir.path());
+    let config = GatewayConfig {
+        tls: Some(files),
+        ..GatewayConfig::local(vec![7u8; 32])
+    };
+    let gateway = Gateway::start(core.connect().await.unwrap(), config)
+        .await
+        .unwrap();
+    assert!(gateway.endpoint().starts_with("https://"));
+    let port = gateway.local_addr().port();
+
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca_pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The call reaches the server over TLS: it answers (no token: unauthenticated).
+    let status = IdentityClient::new(channel)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    // Without TLS, or without trusting the CA, no answer comes back.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let e = IdentityClient::new(channel)
+            .who_am_i(WhoAmIRequest {})
+            .await
+            .unwrap_err();
+        assert_ne!(
+            e.code(),
+            tonic::Code::Unauthenticated,
+            "a plaintext call was served"
+        );
+    }
+    let other_ca = CertifiedIssuer::self_signed(
+        {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p
+        },
+        KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let untrusting = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(other_ca.pem()))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "a client that does not trust the CA connected"
+    );
+    gateway.shutdown().await;
+}
