@@ -95,6 +95,12 @@ pub async fn serve(
             }
         }));
     }
+    // The subscriptions are in effect once the server has seen them: a request sent right
+    // after `serve` returns must find a responder.
+    client.flush().await.map_err(|e| IntakeError::Subscribe {
+        subject: subjects::COMMANDS_ALL,
+        reason: e.to_string(),
+    })?;
     tracing::info!(subjects = %format!("{} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL),
         queue = subjects::PLATFORM_QUEUE, "command intake serving");
     Ok(Intake { tasks })

@@ -124,6 +124,7 @@ pub fn command_meta(request: &pb::CommandRequest) -> Result<CommandMeta, pb::Com
         causation_id: request.causation_id.clone(),
         principal: request.principal.clone(),
         traceparent: (!request.traceparent.is_empty()).then(|| request.traceparent.clone()),
+        want_state: request.want_state,
     })
 }
 

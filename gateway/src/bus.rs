@@ -126,6 +126,7 @@ impl Bus {
             principal: principal.to_owned(),
             command: Bytes::from(command.encode_to_vec()),
             traceparent: String::new(),
+            want_state: true,
         };
         match self.dispatch.command(entity, request).await?.result {
             Some(pb::command_reply::Result::Accepted(a)) => Ok(a),

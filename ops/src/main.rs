@@ -44,6 +44,9 @@ enum Bench {
     Core(BenchArgs),
     /// The gRPC gateway: 64 concurrent clients against the in-process entity host.
     Gateway(bench::gateway::GatewayBenchArgs),
+    /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
+    #[command(hide = true)]
+    LiveActors(bench::core::LiveActorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +77,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Gateway(args),
             } => bench::gateway::run(args).await,
+            Command::Bench {
+                which: Bench::LiveActors(args),
+            } => bench::core::live_actors(args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "neo", &mut std::io::stdout());
                 Ok(())

@@ -40,17 +40,20 @@ pub enum MetaError {
 }
 
 impl EventMeta {
-    /// The headers to publish with the event, in a fixed order.
+    /// The headers to publish with the event, in a fixed order. An empty causation id and an
+    /// absent trace context are left out (every header costs the server a scan per lookup).
     pub fn to_headers(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![
             (headers::EVENT_TYPE, self.event_type.clone()),
             (headers::SCHEMA_VERSION, self.schema_version.to_string()),
             (headers::COMMAND_ID, self.command_id.clone()),
             (headers::CORRELATION_ID, self.correlation_id.clone()),
-            (headers::CAUSATION_ID, self.causation_id.clone()),
             (headers::WHO, self.who.clone()),
             (headers::TIME, self.time_ms.to_string()),
         ];
+        if !self.causation_id.is_empty() {
+            out.push((headers::CAUSATION_ID, self.causation_id.clone()));
+        }
         if let Some(tp) = &self.traceparent {
             out.push((headers::TRACEPARENT, tp.clone()));
         }

@@ -18,6 +18,7 @@ pub fn request_with_id(id: &str, command: impl Message) -> pb::CommandRequest {
         principal: "tester".into(),
         command: Bytes::from(command.encode_to_vec()),
         traceparent: String::new(),
+        want_state: false,
     }
 }
 

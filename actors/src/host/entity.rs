@@ -53,6 +53,8 @@ pub(crate) struct State<A> {
     sequence: u64,
     recent: VecDeque<pb::AppliedCommand>,
     since_snapshot: u64,
+    /// False until the state was read from the store or proven empty by an append.
+    loaded: bool,
 }
 
 /// Decodes one stored event (through the upcasting hook) and folds it into `state`.
@@ -165,26 +167,20 @@ impl<A: Aggregate> Actor for EntityActor<A> {
     type State = State<A>;
     type Arguments = Args;
 
+    /// Activation is lazy: the state is loaded by the first command that needs it (see
+    /// [`State::execute`]), so activating a brand-new entity costs no read.
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         args: Args,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (state, sequence, recent) = Box::pin(restore::<A>(
-            args.store.as_ref(),
-            &args.entity,
-            true,
-        ))
-        .await
-        .inspect_err(
-            |e| tracing::error!(entity = %args.entity, error = %e, "cannot activate entity"),
-        )?;
         Ok(State {
             args,
-            state,
-            sequence,
-            recent: recent.into(),
+            state: A::default(),
+            sequence: 0,
+            recent: VecDeque::new(),
             since_snapshot: 0,
+            loaded: false,
         })
     }
 
@@ -206,7 +202,7 @@ impl<A: Aggregate> Actor for EntityActor<A> {
                 let _ = reply.send(result);
             }
             EntityMsg::Read { reply } => {
-                let result = Box::pin(st.catch_up())
+                let result = Box::pin(st.load_and_catch_up())
                     .await
                     .map(|()| (st.state.clone(), st.sequence))
                     .map_err(HostError::Store);
@@ -218,6 +214,32 @@ impl<A: Aggregate> Actor for EntityActor<A> {
 }
 
 impl<A: Aggregate> State<A> {
+    /// Rebuilds the state from the latest snapshot and the events after it, once.
+    async fn load(&mut self) -> Result<(), StoreError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let (state, sequence, recent) =
+            restore::<A>(self.args.store.as_ref(), &self.args.entity, true)
+                .await
+                .inspect_err(|e| {
+                    tracing::error!(entity = %self.args.entity, error = %e, "cannot load entity");
+                })?;
+        self.state = state;
+        self.sequence = sequence;
+        self.recent = recent.into();
+        self.loaded = true;
+        Ok(())
+    }
+
+    async fn load_and_catch_up(&mut self) -> Result<(), StoreError> {
+        if self.loaded {
+            self.catch_up().await
+        } else {
+            self.load().await
+        }
+    }
+
     /// Folds the events other writers appended since this actor's sequence.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
         let events = self
@@ -238,6 +260,7 @@ impl<A: Aggregate> State<A> {
     async fn replay_outcome(
         &self,
         applied: &pb::AppliedCommand,
+        want_state: bool,
     ) -> Result<Accepted<A::Event>, HostError> {
         let stored = self
             .args
@@ -263,8 +286,16 @@ impl<A: Aggregate> State<A> {
             events,
             last_sequence: self.sequence,
             duplicate: true,
-            state: Bytes::from(self.state.encode_to_vec()),
+            state: self.encoded_state(want_state),
         })
+    }
+
+    fn encoded_state(&self, wanted: bool) -> Bytes {
+        if wanted {
+            Bytes::from(self.state.encode_to_vec())
+        } else {
+            Bytes::new()
+        }
     }
 
     fn applied(&self, command_id: &str) -> Option<pb::AppliedCommand> {
@@ -280,17 +311,30 @@ impl<A: Aggregate> State<A> {
         command: A::Command,
     ) -> Result<Accepted<A::Event>, HostError> {
         if let Some(applied) = self.applied(&meta.command_id) {
-            return self.replay_outcome(&applied).await;
+            return self.replay_outcome(&applied, meta.want_state).await;
         }
         let attempts = self.args.config.max_conflict_retries + 1;
         for attempt in 1..=attempts {
-            let events = self.state.handle(command.clone())?;
+            // Not loaded yet: decide optimistically against the empty state. Only an append
+            // with expected sequence 0 can prove that right; anything else loads and decides
+            // again, so no answer ever rests on an unproven state.
+            let events = match self.state.handle(command.clone()) {
+                Ok(events) if self.loaded || !events.is_empty() => events,
+                Err(rejection) if self.loaded => return Err(rejection.into()),
+                _ => {
+                    self.load().await.map_err(HostError::Store)?;
+                    if let Some(applied) = self.applied(&meta.command_id) {
+                        return self.replay_outcome(&applied, meta.want_state).await;
+                    }
+                    self.state.handle(command.clone())?
+                }
+            };
             if events.is_empty() {
                 return Ok(Accepted {
                     events: Vec::new(),
                     last_sequence: self.sequence,
                     duplicate: false,
-                    state: Bytes::from(self.state.encode_to_vec()),
+                    state: self.encoded_state(meta.want_state),
                 });
             }
             let time_ms = now_ms();
@@ -317,6 +361,8 @@ impl<A: Aggregate> State<A> {
                 .await
             {
                 Ok(appended) if !appended.duplicate => {
+                    // An append at sequence 0 proves the entity had no events.
+                    self.loaded = true;
                     let mut recorded = Vec::with_capacity(events.len());
                     for (i, event) in events.into_iter().enumerate() {
                         self.state.apply(&event);
@@ -341,18 +387,25 @@ impl<A: Aggregate> State<A> {
                         events: recorded,
                         last_sequence: self.sequence,
                         duplicate: false,
-                        state: Bytes::from(self.state.encode_to_vec()),
+                        state: self.encoded_state(meta.want_state),
                     });
                 }
                 Ok(_) | Err(StoreError::Conflict { .. }) => {
                     // Someone wrote first (maybe this very command, retried): catch up.
                     tracing::debug!(entity = %self.args.entity, attempt, "append conflict; catching up");
+                    if !self.loaded {
+                        self.load().await.map_err(HostError::Store)?;
+                        if let Some(applied) = self.applied(&meta.command_id) {
+                            return self.replay_outcome(&applied, meta.want_state).await;
+                        }
+                        continue;
+                    }
                     // A little jitter keeps two hot writers from colliding in lockstep.
                     let pause = fastrand::u64(0..=u64::from(attempt.min(8)) * 500);
                     tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
                     self.catch_up().await.map_err(HostError::Store)?;
                     if let Some(applied) = self.applied(&meta.command_id) {
-                        return self.replay_outcome(&applied).await;
+                        return self.replay_outcome(&applied, meta.want_state).await;
                     }
                 }
                 Err(e) => return Err(HostError::Store(e)),

@@ -1,8 +1,8 @@
 //! The entity host: one live actor per entity, activated on demand, passivated when idle.
 //!
-//! [`EntityHost::execute`] routes a command to the entity's actor (activating it, which rebuilds
-//! its state from the latest snapshot plus the events after it), and returns what the actor
-//! decided. One actor per entity per process makes it the entity's only writer here; writers in
+//! [`EntityHost::execute`] routes a command to the entity's actor (activating it; its state is
+//! rebuilt from the latest snapshot plus the events after it by the first command that needs
+//! it), and returns what the actor decided. One actor per entity per process makes it the entity's only writer here; writers in
 //! other processes are reconciled by the log's optimistic concurrency.
 //!
 //! - [`entity`]: the actor (load, decide through the aggregate, append, reply).
@@ -64,6 +64,8 @@ pub struct CommandMeta {
     pub principal: String,
     /// W3C trace context.
     pub traceparent: Option<String>,
+    /// Return the entity's encoded state in [`Accepted::state`].
+    pub want_state: bool,
 }
 
 impl CommandMeta {
@@ -76,6 +78,7 @@ impl CommandMeta {
             causation_id: String::new(),
             principal: principal.into(),
             traceparent: None,
+            want_state: false,
         }
     }
 }
@@ -100,7 +103,8 @@ pub struct Accepted<E> {
     pub last_sequence: u64,
     /// The command id had already been applied; nothing new was written.
     pub duplicate: bool,
-    /// The entity's state after the command, encoded (`{Kind}State`).
+    /// The entity's state after the command, encoded (`{Kind}State`), when asked for
+    /// ([`CommandMeta::want_state`]); empty otherwise.
     pub state: bytes::Bytes,
 }
 

@@ -80,6 +80,7 @@ pub fn reaction_request(
         principal: format!("reactor:{reactor}"),
         command,
         traceparent: event.meta.traceparent.clone().unwrap_or_default(),
+        want_state: false,
     }
 }
 

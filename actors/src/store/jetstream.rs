@@ -236,7 +236,11 @@ impl EventStore for JetStreamStore {
         if count == 0 {
             return Err(StoreError::Other("append of no events".into()));
         }
-        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let batch_id = if count > 1 {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            String::new()
+        };
         let mut ack = None;
         for (i, event) in events.into_iter().enumerate() {
             let position = i as u64 + 1;

@@ -1,14 +1,15 @@
 //! `neo bench core`: the event-sourced core on a nats-server of its own.
 //!
-//! Phases, in order (memory first, on a fresh heap):
-//! 1. `bytes_per_live_actor`: RSS growth over N live actors, divided by N;
-//! 2. `raw_publish_per_s`: async-nats publish-with-ack into `NEO_EVENTS` with the
+//! Phases, in order:
+//! 1. `raw_publish_per_s`: async-nats publish-with-ack into `NEO_EVENTS` with the
 //!    expected-sequence headers, same payload size, entities and concurrency: the baseline;
-//! 3. `host_commands_per_s`: the in-process entity host (decide, append, reply);
-//! 4. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
+//! 2. `host_commands_per_s`: the in-process entity host (decide, append, reply);
+//! 3. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
 //!    request/reply and the intake;
-//! 5. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
-//!    events, without and with a snapshot.
+//! 4. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
+//!    events, without and with a snapshot;
+//! 5. `bytes_per_live_actor`: RSS growth over N live actors, divided by N, measured by a child
+//!    process (`neo bench live-actors`) on a fresh heap.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ use crate::servers::NatsServer;
 pub struct CoreFigures {
     /// Baseline: raw publish-with-ack per second.
     pub raw_publish_per_s: f64,
+    /// The same raw publish carrying the headers Neo puts on every event (ids, who, time,
+    /// `Nats-Msg-Id`): what the log itself costs.
+    pub raw_publish_neo_headers_per_s: f64,
     /// In-process entity host commands per second.
     pub host_commands_per_s: f64,
     /// Commands per second through NATS request/reply.
@@ -115,7 +119,29 @@ fn share(w: usize, c: usize, entities: usize) -> impl Iterator<Item = usize> {
     (w..entities).step_by(c)
 }
 
-async fn live_actor_memory(store: Arc<JetStreamStore>, n: usize, c: usize) -> anyhow::Result<f64> {
+/// Options of the hidden `neo bench live-actors`, which `neo bench core` runs as a child
+/// process so that the memory figure is taken on a fresh heap and nothing else runs meanwhile.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveActorArgs {
+    /// The NATS server to use.
+    #[arg(long)]
+    pub nats: String,
+    /// Actors to activate.
+    #[arg(long)]
+    pub count: usize,
+    /// Activations in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+/// Activates `count` actors and prints `{"bytes_per_live_actor": …}`.
+///
+/// # Errors
+/// When NATS is unreachable or `/proc/self/statm` cannot be read.
+pub async fn live_actors(args: LiveActorArgs) -> anyhow::Result<()> {
+    let client = async_nats::connect(&args.nats).await?;
+    let store = Arc::new(JetStreamStore::open(client, StoreConfig::default()).await?);
+    let (n, c) = (args.count, args.concurrency);
     let platform = Platform::start(
         store,
         HostConfig {
@@ -147,14 +173,59 @@ async fn live_actor_memory(store: Arc<JetStreamStore>, n: usize, c: usize) -> an
         platform.live_count() == n + 2_000,
         "actors were stopped during the run"
     );
-    platform.passivate_all();
-    Ok(after.saturating_sub(before) as f64 / n as f64)
+    let per_actor = after.saturating_sub(before) as f64 / n as f64;
+    println!(
+        "{}",
+        serde_json::json!({ "bytes_per_live_actor": per_actor })
+    );
+    Ok(())
+}
+
+/// Runs `neo bench live-actors` in a child process and reads its figure.
+async fn live_actor_memory(nats: &str, n: usize, c: usize) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe().context("locating the neo binary")?;
+    let output = tokio::process::Command::new(exe)
+        .args(["bench", "live-actors", "--nats", nats])
+        .args(["--count", &n.to_string(), "--concurrency", &c.to_string()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .context("running neo bench live-actors")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "neo bench live-actors failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figure: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    figure["bytes_per_live_actor"]
+        .as_f64()
+        .context("neo bench live-actors printed no figure")
+}
+
+/// The headers Neo puts on an event besides the expected-sequence ones, for the second
+/// baseline (`raw_publish_neo_headers_per_s`).
+fn neo_headers(h: &mut HeaderMap, i: usize) {
+    let meta = EventMeta {
+        event_type: "RevisionCreated".into(),
+        schema_version: 1,
+        command_id: uuid::Uuid::new_v4().to_string(),
+        correlation_id: format!("raw-{i}"),
+        who: "bench".into(),
+        time_ms: 1,
+        ..EventMeta::default()
+    };
+    for (k, v) in meta.to_headers() {
+        h.insert(k, v);
+    }
+    h.insert(headers::NATS_MSG_ID, meta.command_id);
 }
 
 async fn raw_publish(
     client: &async_nats::Client,
     args: &BenchArgs,
     payload: usize,
+    tenant: &'static str,
+    with_neo_headers: bool,
 ) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(client.clone());
     let body = Bytes::from(vec![b'x'; payload]);
@@ -163,7 +234,7 @@ async fn raw_publish(
         let (js, body, entities, c) = (js.clone(), body.clone(), args.entities, args.concurrency);
         async move {
             for i in share(w, c, entities) {
-                let filter = format!("neo.evt.rawbench.app.e{i}.*");
+                let filter = format!("neo.evt.{tenant}.app.e{i}.*");
                 let mut last = 0u64;
                 for _ in 0..k {
                     let mut h = HeaderMap::new();
@@ -175,9 +246,12 @@ async fn raw_publish(
                         headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
                         filter.as_str(),
                     );
+                    if with_neo_headers {
+                        neo_headers(&mut h, i);
+                    }
                     let ack = js
                         .publish_with_headers(
-                            format!("neo.evt.rawbench.app.e{i}.RevisionCreated"),
+                            format!("neo.evt.{tenant}.app.e{i}.RevisionCreated"),
                             h,
                             body.clone(),
                         )
@@ -403,10 +477,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = async_nats::connect(nats.url()).await?;
     let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
 
-    progress(&format!("activating {} live actors", args.live_actors));
-    let bytes_per_live_actor =
-        live_actor_memory(store.clone(), args.live_actors, args.concurrency).await?;
-
     let payload = pb::AppEvent {
         event: Some(pb::app_event::Event::RevisionCreated(pb::RevisionCreated {
             revision: Some(pb::Revision {
@@ -425,7 +495,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "raw publish: {total} acks over {} subjects",
         args.entities
     ));
-    let raw_publish_per_s = raw_publish(&client, &args, payload).await?;
+    let raw_publish_per_s = raw_publish(&client, &args, payload, "rawbench", false).await?;
+    progress("raw publish again, with the headers Neo puts on every event");
+    let raw_publish_neo_headers_per_s =
+        raw_publish(&client, &args, payload, "rawheaders", true).await?;
 
     progress(&format!(
         "entity host: {total} commands over {} entities",
@@ -448,8 +521,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (rehydrate_100k_ms, rehydrate_100k_snapshot_ms) =
         rehydration(&client, store.clone(), args.rehydrate_events).await?;
 
+    progress(&format!(
+        "activating {} live actors (in a child process)",
+        args.live_actors
+    ));
+    let bytes_per_live_actor =
+        live_actor_memory(&nats.url(), args.live_actors, args.concurrency).await?;
+
     let figures = CoreFigures {
         raw_publish_per_s,
+        raw_publish_neo_headers_per_s,
         host_commands_per_s,
         nats_commands_per_s,
         command_p50_ms,
@@ -478,6 +559,11 @@ fn print_table(f: &CoreFigures) {
             "raw_publish_per_s",
             format!("{:.0}", f.raw_publish_per_s),
             "baseline",
+        ),
+        (
+            "raw_publish_neo_headers_per_s",
+            format!("{:.0}", f.raw_publish_neo_headers_per_s),
+            "same, with Neo's event headers",
         ),
         (
             "host_commands_per_s",
@@ -512,9 +598,9 @@ fn print_table(f: &CoreFigures) {
             "≤ 10240",
         ),
     ];
-    println!("{:<28} {:>12}  target", "figure", "value");
+    println!("{:<30} {:>12}  target", "figure", "value");
     for (name, value, target) in rows {
-        println!("{name:<28} {value:>12}  {target}");
+        println!("{name:<30} {value:>12}  {target}");
     }
     println!(
         "({} entities × {} commands, concurrency {}, {} events rehydrated, {} live actors)",
