@@ -19,6 +19,21 @@ fn build_ref(t: &TenantName, id: &str) -> Result<EntityRef, Status> {
 }
 
 impl BuildsService {
+    async fn run(
+        &self,
+        entity: &EntityRef,
+        user: &str,
+        command: pb::BuildCommand,
+    ) -> Result<api::Build, Status> {
+        let accepted = self.0.bus.command(entity, user, &command).await?;
+        Ok(api::Build {
+            tenant: entity.tenant.to_string(),
+            id: entity.id.to_string(),
+            state: Some(state_after(&accepted)?),
+            sequence: accepted.last_sequence,
+        })
+    }
+
     async fn get(&self, entity: &EntityRef) -> Result<api::Build, Status> {
         let (state, sequence) = self.0.bus.state::<pb::BuildState>(entity).await?;
         if state.status == pb::BuildStatus::Unspecified as i32 {
@@ -72,13 +87,7 @@ impl Builds for BuildsService {
                 revision_digest: revision.digest.clone(),
             })),
         };
-        let accepted = self.0.bus.command(&entity, p.user(), &command).await?;
-        Ok(Response::new(api::Build {
-            tenant: t.to_string(),
-            id: entity.id.to_string(),
-            state: Some(state_after(&accepted)?),
-            sequence: accepted.last_sequence,
-        }))
+        Ok(Response::new(self.run(&entity, p.user(), command).await?))
     }
 
     async fn get_build(
@@ -136,12 +145,6 @@ impl Builds for BuildsService {
                 reason: request.into_inner().reason,
             })),
         };
-        let accepted = self.0.bus.command(&entity, p.user(), &command).await?;
-        Ok(Response::new(api::Build {
-            tenant: t.to_string(),
-            id: entity.id.to_string(),
-            state: Some(state_after(&accepted)?),
-            sequence: accepted.last_sequence,
-        }))
+        Ok(Response::new(self.run(&entity, p.user(), command).await?))
     }
 }

@@ -41,6 +41,8 @@ pub struct GatewayFigures {
     pub grpc_p50_ms: f64,
     /// 99th percentile gRPC command latency.
     pub grpc_p99_ms: f64,
+    /// Authenticated no-op calls per second over the same clients: the gRPC stack alone.
+    pub grpc_noop_per_s: f64,
     /// The same workload on the in-process entity host.
     pub host_commands_per_s: f64,
     /// `grpc_commands_per_s / host_commands_per_s` (target ≥ 0.5).
@@ -127,6 +129,39 @@ async fn grpc_path(
     Ok((rate(args.entities, start.elapsed()), all))
 }
 
+/// Authenticated no-op calls (`Identity.WhoAmI`) per second: the cost of the gRPC stack and
+/// token check alone, to read the command figure against.
+async fn grpc_noop(endpoint: &str, token: &str, args: &GatewayBenchArgs) -> anyhow::Result<f64> {
+    let c = args.concurrency;
+    let mut clients = Vec::with_capacity(c);
+    for _ in 0..c {
+        clients.push(IdentityClient::connect(endpoint.to_owned()).await?);
+    }
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut client)| {
+            let (bearer, n) = (bearer.clone(), args.entities);
+            tokio::spawn(async move {
+                for _ in (w..n).step_by(c) {
+                    let mut request = Request::new(api::WhoAmIRequest {});
+                    request
+                        .metadata_mut()
+                        .insert("authorization", bearer.clone());
+                    client.who_am_i(request).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(rate(args.entities, start.elapsed()))
+}
+
 /// Runs the benchmark and prints its figures.
 ///
 /// # Errors
@@ -181,10 +216,12 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         );
     }
     let (grpc_commands_per_s, mut latencies) = grpc_path(&endpoint, &token, &args).await?;
+    let grpc_noop_per_s = grpc_noop(&endpoint, &token, &args).await?;
     let figures = GatewayFigures {
         grpc_commands_per_s,
         grpc_p50_ms: percentile_ms(&mut latencies, 50.0),
         grpc_p99_ms: percentile_ms(&mut latencies, 99.0),
+        grpc_noop_per_s,
         host_commands_per_s,
         grpc_to_host_ratio: grpc_commands_per_s / host_commands_per_s,
         entities: args.entities,
@@ -201,6 +238,10 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         );
         println!("{:<24} {:>10.2}", "grpc_p50_ms", figures.grpc_p50_ms);
         println!("{:<24} {:>10.2}", "grpc_p99_ms", figures.grpc_p99_ms);
+        println!(
+            "{:<24} {:>10.0}",
+            "grpc_noop_per_s", figures.grpc_noop_per_s
+        );
         println!(
             "{:<24} {:>10.0}",
             "host_commands_per_s", figures.host_commands_per_s
