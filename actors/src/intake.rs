@@ -95,15 +95,37 @@ pub async fn serve(
             }
         }));
     }
-    // The subscriptions are in effect once the server has seen them: a request sent right
-    // after `serve` returns must find a responder.
-    client.flush().await.map_err(|e| IntakeError::Subscribe {
-        subject: subjects::COMMANDS_ALL,
-        reason: e.to_string(),
-    })?;
+    // The subscriptions are in effect once the server has processed them: a message this
+    // connection sends to itself and gets back proves it did, so a request made right after
+    // `serve` returns finds a responder.
+    sync_with_server(&client)
+        .await
+        .map_err(|reason| IntakeError::Subscribe {
+            subject: subjects::COMMANDS_ALL,
+            reason,
+        })?;
     tracing::info!(subjects = %format!("{} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL),
         queue = subjects::PLATFORM_QUEUE, "command intake serving");
     Ok(Intake { tasks })
+}
+
+/// Returns once the server has processed everything this connection sent before the call.
+async fn sync_with_server(client: &async_nats::Client) -> Result<(), String> {
+    let probe = client.new_inbox();
+    let mut sub = client
+        .subscribe(probe.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(probe, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+        .await
+        .map_err(|_| "the server did not answer in 10 s".to_owned())?
+        .ok_or_else(|| "the connection closed".to_owned())?;
+    let _ = sub.unsubscribe().await;
+    Ok(())
 }
 
 fn command_error(e: pb::CommandError) -> Vec<u8> {
