@@ -442,3 +442,17 @@ async fn the_first_release_creates_the_podgroup_and_promotion_reuses_the_image()
     let _ = deployed;
     rx.abort();
 }
+
+#[tokio::test]
+async fn a_request_right_after_the_intake_starts_finds_it() {
+    for i in 0..10 {
+        let core = Core::start().await.unwrap();
+        let client = core.connect().await.unwrap();
+        let _p = core.platform(HostConfig::default()).await.unwrap();
+        // No pause: `serve` returns only once the server has the intake's subscriptions.
+        let reply = send(&client, &app(&format!("a{i}")), &request(commands::create_app()))
+            .await
+            .unwrap();
+        expect_accepted(reply);
+    }
+}
