@@ -450,9 +450,13 @@ async fn a_request_right_after_the_intake_starts_finds_it() {
         let client = core.connect().await.unwrap();
         let _p = core.platform(HostConfig::default()).await.unwrap();
         // No pause: `serve` returns only once the server has the intake's subscriptions.
-        let reply = send(&client, &app(&format!("a{i}")), &request(commands::create_app()))
-            .await
-            .unwrap();
+        let reply = send(
+            &client,
+            &app(&format!("a{i}")),
+            &request(commands::create_app()),
+        )
+        .await
+        .unwrap();
         expect_accepted(reply);
     }
 }
