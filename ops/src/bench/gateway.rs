@@ -14,6 +14,7 @@ use neo_gateway::{Gateway, GatewayConfig};
 use neo_protocol::{AppName, EntityRef, TenantName, pb};
 use serde::Serialize;
 use tonic::Request;
+use tonic::transport::Channel;
 
 use super::stats::{percentile_ms, rate};
 use crate::servers::NatsServer;
@@ -86,36 +87,37 @@ async fn host_path(platform: &Arc<Platform>, args: &GatewayBenchArgs) -> anyhow:
     Ok(rate(args.entities, start.elapsed()))
 }
 
-async fn grpc_path(
+type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// Makes `args.entities` calls over `args.concurrency` connections (one HTTP/2 connection
+/// each); call `i` is `call(channel, i, bearer)`. Returns the rate and each call's latency.
+async fn drive<F, Fut>(
     endpoint: &str,
     token: &str,
     args: &GatewayBenchArgs,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
+    call: F,
+) -> anyhow::Result<(f64, Vec<Duration>)>
+where
+    F: Fn(Channel, usize, Bearer) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let c = args.concurrency;
-    let mut clients = Vec::with_capacity(c);
+    let mut channels = Vec::with_capacity(c);
     for _ in 0..c {
-        clients.push(AppsClient::connect(endpoint.to_owned()).await?);
+        channels.push(Channel::from_shared(endpoint.to_owned())?.connect().await?);
     }
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let bearer: Bearer = format!("Bearer {token}").parse()?;
     let start = Instant::now();
-    let tasks: Vec<_> = clients
+    let tasks: Vec<_> = channels
         .into_iter()
         .enumerate()
-        .map(|(w, mut client)| {
-            let (bearer, n) = (bearer.clone(), args.entities);
+        .map(|(w, channel)| {
+            let (bearer, n, call) = (bearer.clone(), args.entities, call.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 for i in (w..n).step_by(c) {
-                    let mut request = Request::new(api::CreateAppRequest {
-                        tenant: "bench".into(),
-                        app: format!("g{i}"),
-                        description: "bench".into(),
-                    });
-                    request
-                        .metadata_mut()
-                        .insert("authorization", bearer.clone());
                     let t = Instant::now();
-                    client.create_app(request).await?;
+                    call(channel.clone(), i, bearer.clone()).await?;
                     latencies.push(t.elapsed());
                 }
                 anyhow::Ok(latencies)
@@ -129,37 +131,43 @@ async fn grpc_path(
     Ok((rate(args.entities, start.elapsed()), all))
 }
 
+fn authorised<T>(message: T, bearer: Bearer) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", bearer);
+    request
+}
+
+/// One `CreateApp` per distinct app.
+async fn grpc_path(
+    endpoint: &str,
+    token: &str,
+    args: &GatewayBenchArgs,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    drive(endpoint, token, args, |channel, i, bearer| async move {
+        let request = api::CreateAppRequest {
+            tenant: "bench".into(),
+            app: format!("g{i}"),
+            description: "bench".into(),
+        };
+        AppsClient::new(channel)
+            .create_app(authorised(request, bearer))
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Authenticated no-op calls (`Identity.WhoAmI`) per second: the cost of the gRPC stack and
 /// token check alone, to read the command figure against.
 async fn grpc_noop(endpoint: &str, token: &str, args: &GatewayBenchArgs) -> anyhow::Result<f64> {
-    let c = args.concurrency;
-    let mut clients = Vec::with_capacity(c);
-    for _ in 0..c {
-        clients.push(IdentityClient::connect(endpoint.to_owned()).await?);
-    }
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let start = Instant::now();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(w, mut client)| {
-            let (bearer, n) = (bearer.clone(), args.entities);
-            tokio::spawn(async move {
-                for _ in (w..n).step_by(c) {
-                    let mut request = Request::new(api::WhoAmIRequest {});
-                    request
-                        .metadata_mut()
-                        .insert("authorization", bearer.clone());
-                    client.who_am_i(request).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    Ok(rate(args.entities, start.elapsed()))
+    let (rate, _) = drive(endpoint, token, args, |channel, _, bearer| async move {
+        IdentityClient::new(channel)
+            .who_am_i(authorised(api::WhoAmIRequest {}, bearer))
+            .await?;
+        Ok(())
+    })
+    .await?;
+    Ok(rate)
 }
 
 /// Runs the benchmark and prints its figures.
