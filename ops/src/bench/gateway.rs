@@ -209,6 +209,39 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         .await?
         .create_tenant(create)
         .await?;
+    // The calls are made as a developer of the tenant, as a real client would.
+    let admin = format!("Bearer {token}").parse::<Bearer>()?;
+    IdentityClient::connect(endpoint.clone())
+        .await?
+        .create_user(authorised(
+            api::CreateUserRequest {
+                user: "dev".into(),
+                password: "bench-password".into(),
+            },
+            admin.clone(),
+        ))
+        .await?;
+    neo_gateway::api::tenants_client::TenantsClient::connect(endpoint.clone())
+        .await?
+        .set_member(authorised(
+            api::SetMemberRequest {
+                tenant: "bench".into(),
+                user: "dev".into(),
+                role: pb::Role::Developer as i32,
+            },
+            admin,
+        ))
+        .await?;
+    let token = IdentityClient::connect(endpoint.clone())
+        .await?
+        .login(api::LoginRequest {
+            user: "dev".into(),
+            password: "bench-password".into(),
+            tenant: "bench".into(),
+        })
+        .await?
+        .into_inner()
+        .token;
 
     if !args.json {
         eprintln!(
