@@ -59,7 +59,7 @@ pub fn token_after(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
 
-/// One page of `keys` (sorted by `order`), and the next token.
+/// One page of `items` (already sorted by `key`), and the token for the next page.
 pub fn paginate<T: Clone>(
     items: &[T],
     key: impl Fn(&T) -> String,

@@ -393,17 +393,12 @@ impl<A: Aggregate> State<A> {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {
                     // Someone wrote first (maybe this very command, retried): catch up.
                     tracing::debug!(entity = %self.args.entity, attempt, "append conflict; catching up");
-                    if !self.loaded {
-                        self.load().await.map_err(HostError::Store)?;
-                        if let Some(applied) = self.applied(&meta.command_id) {
-                            return self.replay_outcome(&applied, meta.want_state).await;
-                        }
-                        continue;
+                    if self.loaded {
+                        // A little jitter keeps two hot writers from colliding in lockstep.
+                        let pause = fastrand::u64(0..=u64::from(attempt.min(8)) * 500);
+                        tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
                     }
-                    // A little jitter keeps two hot writers from colliding in lockstep.
-                    let pause = fastrand::u64(0..=u64::from(attempt.min(8)) * 500);
-                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
-                    self.catch_up().await.map_err(HostError::Store)?;
+                    self.load_and_catch_up().await.map_err(HostError::Store)?;
                     if let Some(applied) = self.applied(&meta.command_id) {
                         return self.replay_outcome(&applied, meta.want_state).await;
                     }

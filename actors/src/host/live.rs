@@ -143,7 +143,7 @@ fn evict_oldest<A: Aggregate>(slots: &mut HashMap<EntityRef, Slot<A>>, count: us
 }
 
 /// Periodically passivates idle actors until the map is dropped.
-pub(super) async fn reap<A: Aggregate>(live: Weak<LiveMap<A>>, idle: Duration, _max: usize) {
+pub(super) async fn reap<A: Aggregate>(live: Weak<LiveMap<A>>, idle: Duration) {
     let period = (idle / 4).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(period).await;

@@ -149,11 +149,7 @@ impl<A: Aggregate> EntityHost<A> {
         let (supervisor, _) = Actor::spawn(None, Supervisor::<A>::new(), live.clone())
             .await
             .map_err(|e| HostError::Stopped(format!("supervisor: {e}")))?;
-        let reaper = tokio::spawn(live::reap(
-            Arc::downgrade(&live),
-            config.idle_timeout,
-            config.max_live,
-        ));
+        let reaper = tokio::spawn(live::reap(Arc::downgrade(&live), config.idle_timeout));
         Ok(Self {
             live,
             store,
@@ -209,26 +205,12 @@ impl<A: Aggregate> EntityHost<A> {
         meta: CommandMeta,
         command: A::Command,
     ) -> Result<Accepted<A::Event>, HostError> {
-        // An actor may be stopped (passivated or evicted) between lookup and delivery; the
-        // command is then undelivered and safe to route again to a fresh activation.
-        for _ in 0..3 {
-            let actor = self.actor(entity).await?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let msg = EntityMsg::Execute {
-                meta: meta.clone(),
-                command: command.clone(),
-                reply: tx,
-            };
-            if actor.send_message(msg).is_err() {
-                self.live.forget(entity, &actor);
-                continue;
-            }
-            match rx.await {
-                Ok(result) => return result,
-                Err(_) => self.live.forget(entity, &actor),
-            }
-        }
-        Err(HostError::Stopped(entity.to_string()))
+        self.ask(entity, |reply| EntityMsg::Execute {
+            meta: meta.clone(),
+            command: command.clone(),
+            reply,
+        })
+        .await
     }
 
     /// The entity's current state and the sequence it covers, caught up with the log first.
@@ -236,10 +218,22 @@ impl<A: Aggregate> EntityHost<A> {
     /// # Errors
     /// [`HostError::Store`] when the log fails or the entity's events cannot be read.
     pub async fn state(&self, entity: &EntityRef) -> Result<(A, u64), HostError> {
+        self.ask(entity, |reply| EntityMsg::Read { reply }).await
+    }
+
+    /// Sends the message `make` builds to the entity's actor and waits for its answer.
+    ///
+    /// An actor may be stopped (passivated or evicted) between lookup and delivery; the
+    /// message is then undelivered and safe to route again to a fresh activation.
+    async fn ask<T>(
+        &self,
+        entity: &EntityRef,
+        make: impl Fn(tokio::sync::oneshot::Sender<Result<T, HostError>>) -> EntityMsg<A>,
+    ) -> Result<T, HostError> {
         for _ in 0..3 {
             let actor = self.actor(entity).await?;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if actor.send_message(EntityMsg::Read { reply: tx }).is_err() {
+            if actor.send_message(make(tx)).is_err() {
                 self.live.forget(entity, &actor);
                 continue;
             }
@@ -265,7 +259,7 @@ impl<A: Aggregate> Drop for EntityHost<A> {
     }
 }
 
-/// Classifies a rejection-or-store error for logs and replies.
+/// A domain refusal is a host error as it stands.
 impl From<Rejection> for HostError {
     fn from(r: Rejection) -> Self {
         HostError::Rejected(r)

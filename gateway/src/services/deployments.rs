@@ -77,7 +77,7 @@ impl DeploymentsService {
     ) -> Result<String, Status> {
         let principal = self.0.authenticate(request)?;
         // The tenant scope is checked before anything about the tenant is revealed.
-        principal.authorize(Some(&target.0), crate::auth::Action::Read)?;
+        principal.authorize(Some(&target.0), Action::Read)?;
         let action = self.0.release_action(&target.0, &target.2).await?;
         let action = if promotion {
             Action::ReleaseLaterStage
