@@ -99,7 +99,10 @@ fn command(i: usize) -> pb::AppCommand {
 }
 
 /// Runs `per_worker(worker)` on `concurrency` tasks and returns the elapsed time.
-async fn in_parallel<F, Fut>(concurrency: usize, per_worker: F) -> anyhow::Result<Duration>
+pub(super) async fn in_parallel<F, Fut>(
+    concurrency: usize,
+    per_worker: F,
+) -> anyhow::Result<Duration>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -115,7 +118,7 @@ where
 }
 
 /// The entity indices worker `w` of `c` handles.
-fn share(w: usize, c: usize, entities: usize) -> impl Iterator<Item = usize> {
+pub(super) fn share(w: usize, c: usize, entities: usize) -> impl Iterator<Item = usize> {
     (w..entities).step_by(c)
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tonic::Request;
 use tonic::transport::Channel;
 
+use super::core::{in_parallel, share};
 use super::stats::{percentile_ms, rate};
 use crate::servers::NatsServer;
 
@@ -64,27 +65,22 @@ fn create_app() -> pb::AppCommand {
 
 async fn host_path(platform: &Arc<Platform>, args: &GatewayBenchArgs) -> anyhow::Result<f64> {
     let tenant = TenantName::new("bench")?;
-    let c = args.concurrency;
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..c)
-        .map(|w| {
-            let (platform, tenant, n) = (platform.clone(), tenant.clone(), args.entities);
-            tokio::spawn(async move {
-                for i in (w..n).step_by(c) {
-                    let e = EntityRef::app(&tenant, &AppName::new(format!("h{i}"))?);
-                    platform
-                        .apps
-                        .execute(&e, CommandMeta::new("bench"), create_app())
-                        .await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    Ok(rate(args.entities, start.elapsed()))
+    let (c, n) = (args.concurrency, args.entities);
+    let elapsed = in_parallel(c, |w| {
+        let (platform, tenant) = (platform.clone(), tenant.clone());
+        async move {
+            for i in share(w, c, n) {
+                let e = EntityRef::app(&tenant, &AppName::new(format!("h{i}"))?);
+                platform
+                    .apps
+                    .execute(&e, CommandMeta::new("bench"), create_app())
+                    .await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(n, elapsed))
 }
 
 type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
