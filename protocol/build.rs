@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let root = // Read at run time: a build script compiled in another checkout sharing the target
+    // directory must not point at that checkout.
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let files = [
         "neo/v1/envelope.proto",
         "neo/v1/tenant.proto",

@@ -57,6 +57,7 @@ pub fn revision(n: u64) -> pb::AppCommand {
                 author: "alice".into(),
                 message: format!("change {n}"),
                 dependencies: vec![],
+                deploy_to: String::new(),
             },
         )),
     }
@@ -71,6 +72,7 @@ pub fn deploy(app: &str, stage: &str, revision: u32, image: u64) -> pb::Deployme
             build_id: format!("{app}_r{revision}"),
             revision,
             image_digest: digest(image),
+            ..Default::default()
         })),
     }
 }

@@ -130,7 +130,7 @@ pub mod req {
             tenant: tenant.into(), build_id: build_id.into(), reason: reason.into()
         }
         deploy(tenant: &str, app: &str, stage: &str, revision: u32) -> DeployRequest {
-            tenant: tenant.into(), app: app.into(), stage: stage.into(), revision
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), revision, force: false
         }
         promote(tenant: &str, app: &str, stage: &str) -> PromoteRequest {
             tenant: tenant.into(), app: app.into(), stage: stage.into()
@@ -447,11 +447,13 @@ impl Stack {
             pb::build_command::Command::Start(pb::StartBuild {
                 attempt,
                 worker: "w1".into(),
+                takeover: false,
             }),
             pb::build_command::Command::Succeed(pb::SucceedBuild {
                 attempt,
                 image_digest: digest.clone(),
                 image_ref: String::new(),
+                ..Default::default()
             }),
         ];
         for step in steps {

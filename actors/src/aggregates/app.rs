@@ -172,6 +172,7 @@ impl Rules<'_> {
                 author: create.author,
                 message: create.message,
                 dependencies: create.dependencies,
+                deploy_to: create.deploy_to,
             }),
         }))
     }

@@ -18,7 +18,7 @@
 //! | `build.worker` | invalid | start without a worker |
 //! | `build.image_digest` | invalid | succeed with a malformed image digest |
 //! | `build.reason` | invalid | fail without a reason |
-//! | `build.transition` | precondition | the build's status does not allow the command |
+//! | `build.transition` | precondition | the build's status does not allow the command (a start with `takeover` is allowed on a started build: its worker lost the lease) |
 //! | `build.attempt` | precondition | the command names another attempt than the current one |
 
 use std::fmt;
@@ -46,11 +46,17 @@ impl Aggregate for pb::BuildState {
             Command::Start(start) => {
                 rules.existing()?;
                 check_present("build.worker", "start.worker", &start.worker)?;
-                rules.transition("start", &[BuildStatus::Requested])?;
+                if start.takeover {
+                    rules
+                        .transition("take over", &[BuildStatus::Requested, BuildStatus::Started])?;
+                } else {
+                    rules.transition("start", &[BuildStatus::Requested])?;
+                }
                 rules.same_attempt(start.attempt)?;
                 Event::Started(pb::BuildStarted {
                     attempt: start.attempt,
                     worker: start.worker,
+                    takeover: start.takeover,
                 })
             }
             Command::Succeed(succeed) => {
@@ -66,6 +72,11 @@ impl Aggregate for pb::BuildState {
                     attempt: succeed.attempt,
                     image_digest: succeed.image_digest,
                     image_ref: succeed.image_ref,
+                    dependencies: succeed.dependencies,
+                    exposes: succeed.exposes,
+                    deploy_to: self.deploy_to.clone(),
+                    app: self.app.clone(),
+                    revision: self.revision,
                 })
             }
             Command::Fail(fail) => {
@@ -100,7 +111,10 @@ impl Aggregate for pb::BuildState {
                 self.revision_digest.clone_from(&e.revision_digest);
                 self.set_status(BuildStatus::Requested);
                 self.attempt = e.attempt;
+                self.deploy_to.clone_from(&e.deploy_to);
                 self.worker.clear();
+                self.dependencies.clear();
+                self.exposes.clear();
                 self.image_digest.clear();
                 self.image_ref.clear();
                 self.reason.clear();
@@ -116,6 +130,8 @@ impl Aggregate for pb::BuildState {
                 self.attempt = e.attempt;
                 self.image_digest.clone_from(&e.image_digest);
                 self.image_ref.clone_from(&e.image_ref);
+                self.dependencies.clone_from(&e.dependencies);
+                self.exposes.clone_from(&e.exposes);
             }
             Event::Failed(e) => {
                 self.set_status(BuildStatus::Failed);
@@ -220,6 +236,7 @@ impl Rules<'_> {
                     revision: request.revision,
                     revision_digest: request.revision_digest,
                     attempt: self.attempt.saturating_add(1),
+                    deploy_to: request.deploy_to,
                 }))
             }
         }

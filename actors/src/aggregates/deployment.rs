@@ -122,6 +122,8 @@ impl Rules<'_> {
                 revision: deploy.revision,
                 build_id: deploy.build_id,
                 origin: ReleaseOrigin::Deploy.into(),
+                forced: deploy.forced,
+                forced_blockers: deploy.forced_blockers,
                 ..Default::default()
             },
         ))

@@ -36,6 +36,7 @@ fn revision(n: u32) -> pb::AppCommand {
                 author: "alice".into(),
                 message: format!("change {n}"),
                 dependencies: vec![],
+                ..Default::default()
             },
         )),
     }

@@ -118,6 +118,16 @@ impl Apps for AppsService {
         }))
     }
 
+    type PublishStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<api::PublishProgress, Status>> + Send>>;
+
+    async fn publish(
+        &self,
+        _request: Request<tonic::Streaming<api::PublishRequest>>,
+    ) -> Result<Response<Self::PublishStream>, Status> {
+        Err(Status::unimplemented("publish: not yet"))
+    }
+
     async fn upload_revision(
         &self,
         request: Request<Streaming<api::UploadRevisionRequest>>,
@@ -173,6 +183,7 @@ impl Apps for AppsService {
                 author: principal.user().to_owned(),
                 message: header.message,
                 dependencies: header.dependencies,
+                deploy_to: String::new(),
             })),
         };
         let accepted = self

@@ -85,6 +85,7 @@ impl Builds for BuildsService {
                 app: a.to_string(),
                 revision: number,
                 revision_digest: revision.digest.clone(),
+                deploy_to: String::new(),
             })),
         };
         Ok(Response::new(self.run(&entity, p.user(), command).await?))
@@ -131,6 +132,16 @@ impl Builds for BuildsService {
             builds,
             next_page_token,
         }))
+    }
+
+    type BuildLogStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::BuildLogLine, Status>> + Send>>;
+
+    async fn build_log(
+        &self,
+        _request: Request<api::BuildLogRequest>,
+    ) -> Result<Response<Self::BuildLogStream>, Status> {
+        Err(Status::unimplemented("build log: not yet"))
     }
 
     async fn cancel_build(

@@ -120,6 +120,8 @@ impl Deployments for DeploymentsService {
             build_id: build.id.to_string(),
             revision,
             image_digest: state.image_digest,
+            forced: false,
+            forced_blockers: Vec::new(),
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
@@ -164,6 +166,13 @@ impl Deployments for DeploymentsService {
         let target = target(&r.tenant, &r.app, &r.stage)?;
         self.0.allow(&request, Some(&target.0), Action::Read)?;
         Ok(Response::new(self.get(&target).await?))
+    }
+
+    async fn impact(
+        &self,
+        _request: Request<api::ImpactRequest>,
+    ) -> Result<Response<api::ImpactReport>, Status> {
+        Err(Status::unimplemented("impact: not yet"))
     }
 
     async fn list_releases(

@@ -89,6 +89,7 @@ fn revision(n: usize) -> pb::AppCommand {
                 author: "bench".into(),
                 message: "bench".into(),
                 dependencies: vec![],
+                deploy_to: String::new(),
             },
         )),
     }
@@ -489,6 +490,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 author: "bench".into(),
                 message: "bench".into(),
                 dependencies: vec![],
+                deploy_to: String::new(),
             }),
         })),
     }

@@ -48,6 +48,7 @@ fn dependency(producer_app: &str, entity: &str, producer_revision: u32) -> pb::D
         producer_app: producer_app.into(),
         entity: entity.into(),
         producer_revision,
+        ..Default::default()
     }
 }
 
@@ -58,6 +59,7 @@ fn create_revision(digest: &str) -> pb::CreateRevision {
         author: "alice".into(),
         message: "first".into(),
         dependencies: vec![dependency("crm", "customer", 3)],
+        ..Default::default()
     }
 }
 
@@ -70,6 +72,7 @@ fn revision(number: u32, digest: &str) -> pb::Revision {
         author: c.author,
         message: c.message,
         dependencies: c.dependencies,
+        ..Default::default()
     }
 }
 

@@ -30,6 +30,7 @@ fn request() -> Command {
         app: "shop".into(),
         revision: 2,
         revision_digest: digest('a'),
+        ..Default::default()
     })
 }
 
@@ -37,6 +38,7 @@ fn start(attempt: u32) -> Command {
     Command::Start(pb::StartBuild {
         attempt,
         worker: "builder-1".into(),
+        ..Default::default()
     })
 }
 
@@ -45,6 +47,7 @@ fn succeed(attempt: u32) -> Command {
         attempt,
         image_digest: digest('f'),
         image_ref: "registry.local/acme/shop".into(),
+        ..Default::default()
     })
 }
 
@@ -77,6 +80,7 @@ fn requested(attempt: u32) -> pb::BuildEvent {
         revision: 2,
         revision_digest: digest('a'),
         attempt,
+        ..Default::default()
     }))
 }
 
@@ -84,6 +88,7 @@ fn started(attempt: u32) -> pb::BuildEvent {
     ev(Event::Started(pb::BuildStarted {
         attempt,
         worker: "builder-1".into(),
+        ..Default::default()
     }))
 }
 
@@ -92,6 +97,7 @@ fn succeeded(attempt: u32) -> pb::BuildEvent {
         attempt,
         image_digest: digest('f'),
         image_ref: "registry.local/acme/shop".into(),
+        ..Default::default()
     }))
 }
 
@@ -156,6 +162,7 @@ fn a_request_refuses_malformed_fields() {
             app: app.into(),
             revision,
             revision_digest,
+            ..Default::default()
         })
     };
     let r = run([], with("Shop", 2, digest('a'))).expect_err("refused");
@@ -188,6 +195,7 @@ fn a_request_for_another_revision_is_refused() {
             app: app.into(),
             revision,
             revision_digest,
+            ..Default::default()
         });
         let r = run(given_events.clone(), command).expect_err("refused");
         assert_eq!(r.rule, "build.revision_mismatch");
@@ -226,6 +234,7 @@ fn start_needs_a_worker() {
     let command = Command::Start(pb::StartBuild {
         attempt: 1,
         worker: String::new(),
+        ..Default::default()
     });
     assert_refused(run([requested(1)], command), "build.worker");
 }
@@ -254,6 +263,7 @@ fn succeed_needs_a_valid_image_digest() {
         attempt: 1,
         image_digest: "latest".into(),
         image_ref: String::new(),
+        ..Default::default()
     });
     let r = run([requested(1), started(1)], command).expect_err("refused");
     assert_eq!(r.rule, "build.image_digest");
@@ -378,6 +388,7 @@ fn folding_accepted_commands_gives_the_expected_state() {
         image_ref: "registry.local/acme/shop".into(),
         reason: String::new(),
         diagnostics: vec![],
+        ..Default::default()
     };
     assert_eq!(state, expected);
     assert_eq!(given::<State>(events), expected);

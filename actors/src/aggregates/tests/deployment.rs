@@ -38,6 +38,7 @@ fn deploy(rev: u32, c: char) -> Command {
         build_id: format!("shop_r{rev}"),
         revision: rev,
         image_digest: digest(c),
+        ..Default::default()
     })
 }
 
@@ -52,6 +53,7 @@ fn release(number: u32, rev: u32, c: char, origin: ReleaseOrigin) -> pb::Release
         rolled_back_to: 0,
         rollout: RolloutStatus::Pending.into(),
         rollout_reason: String::new(),
+        ..Default::default()
     }
 }
 
@@ -177,6 +179,7 @@ fn deploy_refuses_another_app_or_stage() {
             build_id: "x_r1".into(),
             revision: 1,
             image_digest: digest('d'),
+            ..Default::default()
         });
         let r = run(two_releases(), command).expect_err("refused");
         assert_eq!(r.rule, "deployment.target_mismatch");

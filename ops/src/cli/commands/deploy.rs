@@ -84,6 +84,7 @@ pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
         app: args.app,
         stage: args.stage,
         revision: args.revision,
+        force: false,
     };
     let mut client = cx.connect().await?.deployments();
     let message = format!("deploying revision {}", request.revision);

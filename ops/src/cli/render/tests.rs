@@ -27,6 +27,8 @@ fn promoted_release() -> pb::Release {
             build_id: "shop_r2".into(),
         }),
         rolled_back_to: 0,
+        forced: false,
+        forced_blockers: Vec::new(),
         rollout: pb::RolloutStatus::Succeeded as i32,
         rollout_reason: String::new(),
     }

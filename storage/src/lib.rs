@@ -1,0 +1,1 @@
+//! Revision blobs in S3 (being written).
