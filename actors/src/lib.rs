@@ -17,7 +17,9 @@ pub mod aggregates;
 pub mod host;
 pub mod intake;
 pub mod platform;
+pub mod projections;
 pub mod reactor;
+pub mod read_models;
 pub mod store;
 
 pub use aggregate::{Aggregate, Rejection, RejectionCode};

@@ -1,1 +1,215 @@
-//! (being written)
+//! The compiled bundle of an app (normalised model, SQL migration, screens, settings) and
+//! its deterministic image layer under `app/bundle/`.
+//!
+//! Compiling is pure and cannot fail: the [`Model`] was validated by [`crate::model::load`]
+//! and its dependencies resolved by [`crate::compat::resolve`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use neo_protocol::pb;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::model::{FieldType, Model};
+use crate::project::{Project, TarEntry, gzip, sha256_digest, tar};
+
+/// Where the bundle's files sit in the image.
+pub const LAYER_ROOT: &str = "app/bundle";
+/// The normalised model, with the resolved dependencies.
+pub const MODEL_JSON: &str = "model.json";
+/// The schema migration.
+pub const SCHEMA_SQL: &str = "migrations/0001_schema.sql";
+/// The declared settings (with defaults) and secret names.
+pub const SETTINGS_JSON: &str = "settings.json";
+/// The version of the bundle's layout, written into `model.json`.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// The files of a compiled app: bundle-relative paths to contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// An image layer: a gzipped tar and its digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The compressed layer, as pushed to the registry.
+    pub tar_gz: Vec<u8>,
+    /// `sha256:<hex>` of `tar_gz`: the layer's digest in the manifest.
+    pub digest: String,
+    /// `sha256:<hex>` of the uncompressed tar: the layer's `diff_id` in the image config.
+    pub diff_id: String,
+}
+
+/// Compiles a validated model, its project and its resolved dependencies into a bundle.
+///
+/// # Guarantees
+///
+/// The same inputs give the same files. The bundle holds `model.json`,
+/// `migrations/0001_schema.sql`, `settings.json` and every project file under `screens/`.
+pub fn compile(model: &Model, project: &Project, dependencies: &[pb::Dependency]) -> Bundle {
+    let mut files = BTreeMap::new();
+    files.insert(MODEL_JSON.to_owned(), model_json(model, dependencies));
+    files.insert(SCHEMA_SQL.to_owned(), schema_sql(model).into_bytes());
+    files.insert(SETTINGS_JSON.to_owned(), settings_json(model));
+    for (path, contents) in project.files() {
+        if path.starts_with("screens/") {
+            files.insert(path.clone(), contents.clone());
+        }
+    }
+    Bundle { files }
+}
+
+impl Bundle {
+    /// All files, sorted by path.
+    pub fn files(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.files
+    }
+
+    /// The bundle as a deterministic layer: every file under `app/bundle/`, with a directory
+    /// entry for each folder (`app/`, `app/bundle/`, …), sorted by path, mode 0644 (files) and
+    /// 0755 (folders), mtime 0, uid/gid 0; gzip header mtime 0. The same bundle gives the same
+    /// digest.
+    pub fn layer(&self) -> Layer {
+        let mut dirs = BTreeSet::new();
+        let mut paths = BTreeMap::new();
+        for (path, contents) in &self.files {
+            let full = format!("{LAYER_ROOT}/{path}");
+            let mut end = 0;
+            while let Some(i) = full[end..].find('/') {
+                end += i;
+                dirs.insert(full[..end].to_owned());
+                end += 1;
+            }
+            paths.insert(full, contents.as_slice());
+        }
+        // Sort by the path as it appears in the tar (folders end with `/`).
+        let mut entries: Vec<(String, TarEntry<'_>)> = dirs
+            .into_iter()
+            .map(|d| (format!("{d}/"), TarEntry::Dir { path: d }))
+            .chain(paths.into_iter().map(|(p, c)| {
+                (
+                    p.clone(),
+                    TarEntry::File {
+                        path: p,
+                        contents: c,
+                    },
+                )
+            }))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let tar = tar(entries.into_iter().map(|(_, e)| e));
+        let tar_gz = gzip(&tar);
+        Layer {
+            digest: sha256_digest(&tar_gz),
+            diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&tar))),
+            tar_gz,
+        }
+    }
+}
+
+/// One resolved dependency, as written into `model.json`.
+#[derive(Serialize)]
+struct DependencyJson<'a> {
+    producer_app: &'a str,
+    entity: &'a str,
+    producer_revision: u32,
+    fields: &'a [String],
+}
+
+/// `model.json`: the bundle format, the model and its dependencies.
+#[derive(Serialize)]
+struct ModelJson<'a> {
+    format: u32,
+    #[serde(flatten)]
+    model: &'a Model,
+    dependencies: Vec<DependencyJson<'a>>,
+}
+
+fn model_json(model: &Model, dependencies: &[pb::Dependency]) -> Vec<u8> {
+    let doc = ModelJson {
+        format: BUNDLE_FORMAT,
+        model,
+        dependencies: dependencies
+            .iter()
+            .map(|d| DependencyJson {
+                producer_app: &d.producer_app,
+                entity: &d.entity,
+                producer_revision: d.producer_revision,
+                fields: &d.fields,
+            })
+            .collect(),
+    };
+    pretty_json(&doc)
+}
+
+fn settings_json(model: &Model) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct SettingsJson<'a> {
+        settings: &'a [crate::model::Setting],
+        secrets: Vec<&'a str>,
+    }
+    pretty_json(&SettingsJson {
+        settings: &model.settings,
+        secrets: model.secrets.iter().map(|s| s.name.as_str()).collect(),
+    })
+}
+
+fn pretty_json(value: &impl Serialize) -> Vec<u8> {
+    // Serialising plain structs of strings, numbers and vectors cannot fail.
+    let mut json = serde_json::to_vec_pretty(value).unwrap_or_default();
+    json.push(b'\n');
+    json
+}
+
+/// The Postgres column type of a field type.
+pub fn sql_type(ty: &FieldType) -> &'static str {
+    match ty {
+        FieldType::Text => "TEXT",
+        FieldType::Integer => "BIGINT",
+        FieldType::Decimal => "NUMERIC",
+        FieldType::Boolean => "BOOLEAN",
+        FieldType::Date => "DATE",
+        FieldType::DateTime => "TIMESTAMPTZ",
+        FieldType::Ref(_) => "BIGINT",
+    }
+}
+
+/// The schema migration: idempotent and additive, so applying it again, or after an earlier
+/// revision's, is safe. No schema name: the apphost sets `search_path`.
+///
+/// Columns are nullable: `required` is enforced by the apphost, so a field added to a table
+/// that has rows needs no default. A ref is a `BIGINT` id without a foreign key (it may point
+/// into another app's schema).
+pub fn schema_sql(model: &Model) -> String {
+    let mut sql = format!(
+        "-- Schema of app `{}`, generated by the Neo Build Service. Idempotent and additive.\n",
+        model.name
+    );
+    for entity in &model.entities {
+        let table = quote(&entity.table_name());
+        let _ = write!(
+            sql,
+            "\n-- Entity {}\nCREATE TABLE IF NOT EXISTS {table} (\n    \
+             \"id\" BIGSERIAL PRIMARY KEY,\n    \
+             \"created_at\" TIMESTAMPTZ NOT NULL DEFAULT now(),\n    \
+             \"updated_at\" TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n",
+            entity.name
+        );
+        for field in &entity.fields {
+            let _ = writeln!(
+                sql,
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {};",
+                quote(&field.name),
+                sql_type(&field.ty)
+            );
+        }
+    }
+    sql
+}
+
+/// A quoted SQL identifier.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}

@@ -12,17 +12,17 @@
 //! - [`identity`]: users and argon2 password hashes in KV `neo_users`.
 //! - [`bus`]: the way to the platform: NATS request/reply, or in-process.
 //! - [`listing`]: listing entities from stream subjects, and paging.
-//! - [`blobs`]: uploaded revision content, content-addressed.
+//! - [`upload`]: client-streamed uploads, stored content-addressed in S3.
 //! - [`error`]: the one mapping to gRPC statuses.
 
 pub mod auth;
-pub mod blobs;
 pub mod bus;
 pub mod error;
 pub mod identity;
 pub mod listing;
 pub mod server;
 pub mod services;
+pub mod upload;
 
 pub mod api {
     //! The generated `neo.gateway.v1` API (clients for the CLI, servers for the gateway).
@@ -36,4 +36,4 @@ pub mod api {
 
 pub use bus::{Dispatch, NatsDispatch};
 pub use error::GatewayError;
-pub use server::{Gateway, GatewayConfig, TlsFiles};
+pub use server::{Backends, Gateway, GatewayConfig, TlsFiles};

@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::api;
-use crate::blobs::Blobs;
 use crate::bus::{Bus, Dispatch, NatsDispatch};
 use crate::error::GatewayError;
 use crate::identity::Users;
@@ -64,6 +63,15 @@ impl GatewayConfig {
     }
 }
 
+/// What the gateway stores and reads besides NATS.
+#[derive(Clone)]
+pub struct Backends {
+    /// Revision content (S3).
+    pub revisions: neo_storage::RevisionStore,
+    /// Consumers per stage, from the read models, for impact analysis (none: no analysis).
+    pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+}
+
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
@@ -93,9 +101,10 @@ impl Gateway {
     pub async fn start(
         client: async_nats::Client,
         config: GatewayConfig,
+        backends: Backends,
     ) -> Result<Self, GatewayError> {
         let dispatch = Arc::new(NatsDispatch::new(client.clone(), config.request_timeout));
-        Self::start_with(client, config, dispatch).await
+        Self::start_with(client, config, dispatch, backends).await
     }
 
     /// Like [`Gateway::start`], with commands and queries going through `dispatch` (e.g. the
@@ -107,18 +116,17 @@ impl Gateway {
         client: async_nats::Client,
         config: GatewayConfig,
         dispatch: Arc<dyn Dispatch>,
+        backends: Backends,
     ) -> Result<Self, GatewayError> {
         let users = Users::open(&client)
             .await
             .map_err(|e| nats_error("users")(e.to_string()))?;
-        let blobs = Blobs::open(&client)
-            .await
-            .map_err(nats_error("revision store"))?;
         let ctx = Arc::new(Ctx {
             bus: Bus::new(dispatch),
             js: jetstream::new(client),
             users,
-            blobs,
+            revisions: backends.revisions,
+            consumers: backends.consumers,
             key: config.token_key.clone(),
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,

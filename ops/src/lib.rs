@@ -8,6 +8,7 @@
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
 pub mod bench;
+pub mod build_service;
 pub mod cli;
 pub mod local;
 pub mod serve;

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a platform process (entity hosts, NATS command intake, reactors, gRPC gateway).
     Serve(ServeArgs),
+    /// Run build workers only (they take builds from the platform's work queue).
+    BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -76,6 +78,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
             Command::Bench {
                 which: Bench::Core(args),
             } => bench::core::run(args).await,

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use neo_actors::intake::{self, IntakeConfig};
+use neo_actors::projections::Projections;
+use neo_actors::reactor::publish::{BuildOnPublish, DeployOnBuild};
 use neo_actors::reactor::{self, podgroups::PodgroupOnFirstRelease};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
-use neo_gateway::{Gateway, GatewayConfig, TlsFiles};
+use neo_builder::impact::Consumers;
+use neo_builder::meta::MetaStore;
+use neo_gateway::{Backends, Gateway, GatewayConfig, TlsFiles};
 
+use crate::build_service::{self, ImageArgs, S3Args, WorkerArgs};
 use crate::local::LocalDispatch;
 
 /// Options of `neo serve`.
@@ -56,6 +61,18 @@ pub struct ServeArgs {
     /// Create platform admin `admin` with the password in this file, unless it exists.
     #[arg(long, env = "NEO_ADMIN_PASSWORD_FILE")]
     pub bootstrap_admin_password_file: Option<PathBuf>,
+    /// Postgres for the read models (projections) and impact analysis; absent: neither.
+    #[arg(long, env = "NEO_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Build workers in this process (0: builds wait for `neo build-worker` elsewhere).
+    #[arg(long, default_value_t = 1)]
+    pub build_workers: usize,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// Reads the token key from `path`, creating it with 32 random bytes (hex) when absent.
@@ -93,6 +110,7 @@ async fn start_gateway(
     client: async_nats::Client,
     platform: Arc<Platform>,
     args: &ServeArgs,
+    backends: Backends,
 ) -> anyhow::Result<Option<Gateway>> {
     if args.grpc_listen == "off" {
         return Ok(None);
@@ -118,7 +136,8 @@ async fn start_gateway(
         max_upload_bytes: args.max_upload_bytes,
         ..GatewayConfig::local(Vec::new())
     };
-    let gateway = Gateway::start_with(client, config, Arc::new(LocalDispatch(platform))).await?;
+    let gateway =
+        Gateway::start_with(client, config, Arc::new(LocalDispatch(platform)), backends).await?;
     println!("gRPC gateway: {}", gateway.endpoint());
     Ok(Some(gateway))
 }
@@ -155,12 +174,61 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..IntakeConfig::default()
     };
     let _intake = intake::serve(client.clone(), platform.clone(), intake_config).await?;
-    let reactor = reactor::run(
-        store.context().clone(),
-        platform.clone(),
-        Arc::new(PodgroupOnFirstRelease),
-    );
-    let gateway = start_gateway(client.clone(), platform.clone(), &args).await?;
+    let js = store.context().clone();
+    let (revisions, _embedded_s3) = build_service::revision_store(&args.s3).await?;
+    let projections = match &args.database_url {
+        Some(url) => Some(Arc::new(
+            Projections::connect(url)
+                .await
+                .context("connecting to the read models' Postgres")?,
+        )),
+        None => {
+            tracing::warn!("no --database-url: no read models, no impact analysis");
+            None
+        }
+    };
+    let consumers = projections.clone().map(|p| p as Arc<dyn Consumers>);
+    let mut tasks = vec![
+        reactor::run(
+            js.clone(),
+            platform.clone(),
+            Arc::new(PodgroupOnFirstRelease),
+        ),
+        reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
+        reactor::run(
+            js.clone(),
+            platform.clone(),
+            Arc::new(DeployOnBuild::new(consumers.clone(), platform.clone())),
+        ),
+        neo_builder::queue::run_enqueuer(js.clone()),
+    ];
+    if let Some(p) = &projections {
+        tasks.push(p.run(js.clone()));
+    }
+    match build_service::registry_settings(&args.image) {
+        Some(registry) => {
+            MetaStore::open(&js).await?.set_registry(&registry).await?;
+            if args.build_workers > 0 {
+                tasks.extend(
+                    build_service::start_workers(
+                        &client,
+                        revisions.clone(),
+                        registry,
+                        &args.image,
+                        &args.worker,
+                        args.build_workers,
+                    )
+                    .await?,
+                );
+            }
+        }
+        None => tracing::warn!("no --registry: builds wait until one is configured"),
+    }
+    let backends = Backends {
+        revisions,
+        consumers,
+    };
+    let gateway = start_gateway(client.clone(), platform.clone(), &args, backends).await?;
     println!("neo platform ready: NATS {}", args.nats);
     tracing::info!(nats = %args.nats, "neo platform ready");
     shutdown_signal().await;
@@ -168,13 +236,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(g) = gateway {
         g.shutdown().await;
     }
-    reactor.abort();
+    for task in tasks {
+        task.abort();
+    }
     platform.passivate_all();
     client.flush().await.ok();
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -40,6 +40,8 @@ pub struct Stack {
     pub gateway: Gateway,
     /// The key the gateway signs tokens with.
     pub key: Vec<u8>,
+    /// The S3 endpoint holding revision content.
+    pub s3: crate::storage::S3,
     channel: Channel,
 }
 
@@ -269,7 +271,12 @@ impl Stack {
             .await
             .context("bootstrapping the platform admin")?;
         let key = format!("neo-test-key-{}", uuid::Uuid::new_v4()).into_bytes();
-        let gateway = Gateway::start(client, GatewayConfig::local(key.clone()))
+        let s3 = crate::storage::S3::start().await?;
+        let backends = neo_gateway::Backends {
+            revisions: s3.store.clone(),
+            consumers: None,
+        };
+        let gateway = Gateway::start(client, GatewayConfig::local(key.clone()), backends)
             .await
             .context("starting the gateway")?;
         let channel = Endpoint::from_shared(gateway.endpoint())?
@@ -280,6 +287,7 @@ impl Stack {
             platform,
             gateway,
             key,
+            s3,
             channel,
         })
     }

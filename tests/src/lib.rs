@@ -10,6 +10,7 @@
 
 pub mod commands;
 pub mod gateway;
+pub mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -39,7 +39,12 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
         tls: Some(files),
         ..GatewayConfig::local(vec![7u8; 32])
     };
-    let gateway = Gateway::start(core.connect().await.unwrap(), config)
+    let s3 = neo_tests::storage::S3::start().await.unwrap();
+    let backends = neo_gateway::Backends {
+        revisions: s3.store.clone(),
+        consumers: None,
+    };
+    let gateway = Gateway::start(core.connect().await.unwrap(), config, backends)
         .await
         .unwrap();
     assert!(gateway.endpoint().starts_with("https://"));

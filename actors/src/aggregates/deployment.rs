@@ -25,6 +25,10 @@
 //! | `release.not_found` | not found | roll back to, or record the rollout of, a release that does not exist |
 //! | `rollout.status` | invalid | record a rollout that is neither succeeded nor failed |
 //! | `rollout.recorded` | precondition | record the rollout of a release whose rollout is recorded |
+//!
+//! A deploy that carries impact-analysis blockers and is not forced is not refused: it is
+//! recorded as `DeployBlocked` (no release), so the blocked attempt is part of the history and a
+//! publish following it can report it.
 
 use std::ops::Deref;
 
@@ -69,6 +73,12 @@ impl Aggregate for pb::DeploymentState {
                     self.releases.push(release.clone());
                 }
             }
+            Event::DeployBlocked(e) => {
+                if self.app.is_empty() {
+                    self.app.clone_from(&e.app);
+                    self.stage.clone_from(&e.stage);
+                }
+            }
             Event::RolloutRecorded(e) => {
                 if let Some(release) = self.releases.iter_mut().find(|r| r.number == e.release) {
                     release.rollout = e.status;
@@ -82,6 +92,7 @@ impl Aggregate for pb::DeploymentState {
         match &event.event {
             Some(Event::ReleaseCreated(_)) => "ReleaseCreated",
             Some(Event::RolloutRecorded(_)) => "RolloutRecorded",
+            Some(Event::DeployBlocked(_)) => "DeployBlocked",
             None => "Unknown",
         }
     }
@@ -114,6 +125,15 @@ impl Rules<'_> {
             "deploy.image_digest",
             &deploy.image_digest,
         )?;
+        if !deploy.blockers.is_empty() && !deploy.forced {
+            return Ok(Event::DeployBlocked(pb::DeployBlocked {
+                app: deploy.app,
+                stage: deploy.stage,
+                build_id: deploy.build_id,
+                revision: deploy.revision,
+                blockers: deploy.blockers,
+            }));
+        }
         Ok(self.release_created(
             deploy.app,
             deploy.stage,
@@ -123,7 +143,11 @@ impl Rules<'_> {
                 build_id: deploy.build_id,
                 origin: ReleaseOrigin::Deploy.into(),
                 forced: deploy.forced,
-                forced_blockers: deploy.forced_blockers,
+                forced_blockers: if deploy.forced {
+                    deploy.blockers
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             },
         ))

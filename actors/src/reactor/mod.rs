@@ -5,8 +5,10 @@
 //! triggering event's stream sequence, so a redelivered event does nothing twice.
 //!
 //! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
+//! - [`publish`]: 1-Click Publish: a published revision is built, then deployed.
 
 pub mod podgroups;
+pub mod publish;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +58,15 @@ pub struct ReactorError {
 }
 
 /// Turns events into commands.
+#[async_trait::async_trait]
 pub trait Reactor: Send + Sync + 'static {
     /// The durable consumer's name (stable: renaming it replays every event).
     fn name(&self) -> &'static str;
     /// The event subjects it consumes.
     fn filter(&self) -> String;
     /// The commands `event` calls for (none is fine).
-    fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError>;
+    /// (Async so a reactor may consult read models, as impact analysis does; most don't.)
+    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError>;
 }
 
 /// The command envelope of the `index`-th reaction to `event`: its id is derived from the
@@ -91,7 +95,7 @@ enum Verdict {
 }
 
 async fn process(platform: &Platform, reactor: &dyn Reactor, event: &ReactorEvent) -> Verdict {
-    let reactions = match reactor.react(event) {
+    let reactions = match reactor.react(event).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "skipping an event the reactor cannot read");

@@ -10,6 +10,7 @@ use super::{Reaction, Reactor, ReactorError, ReactorEvent};
 /// Creates the podgroup of an app and stage when its first release is created.
 pub struct PodgroupOnFirstRelease;
 
+#[async_trait::async_trait]
 impl Reactor for PodgroupOnFirstRelease {
     fn name(&self) -> &'static str {
         "podgroup-on-first-release"
@@ -19,7 +20,7 @@ impl Reactor for PodgroupOnFirstRelease {
         neo_protocol::subjects::kind_event_type(EntityKind::Deployment, "ReleaseCreated")
     }
 
-    fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
         let err = |reason: String| ReactorError {
             reactor: "podgroup-on-first-release",
             sequence: event.sequence,
@@ -89,9 +90,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn first_release_creates_the_podgroup() {
-        let reactions = PodgroupOnFirstRelease.react(&release_event(1)).unwrap();
+    #[tokio::test]
+    async fn first_release_creates_the_podgroup() {
+        let reactions = PodgroupOnFirstRelease
+            .react(&release_event(1))
+            .await
+            .unwrap();
         assert_eq!(reactions.len(), 1);
         assert_eq!(reactions[0].entity.kind, EntityKind::Podgroup);
         assert_eq!(reactions[0].entity.id.as_str(), "shop_dev");
@@ -105,20 +109,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn later_releases_do_nothing() {
+    #[tokio::test]
+    async fn later_releases_do_nothing() {
         assert!(
             PodgroupOnFirstRelease
                 .react(&release_event(2))
+                .await
                 .unwrap()
                 .is_empty()
         );
     }
 
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
+    #[tokio::test]
+    async fn garbage_is_an_error_not_a_panic() {
         let mut e = release_event(1);
         e.payload = Bytes::from_static(b"\xff\xff\xff");
-        assert!(PodgroupOnFirstRelease.react(&e).is_err());
+        assert!(PodgroupOnFirstRelease.react(&e).await.is_err());
     }
 }

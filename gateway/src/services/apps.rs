@@ -1,18 +1,23 @@
 //! `neo.gateway.v1.Apps`: create, get, list, revisions, and revision upload (client stream).
 
-use bytes::BytesMut;
-use futures::StreamExt;
 use neo_protocol::pb::{self, app_command::Command};
 use neo_protocol::{AppName, EntityKind, EntityRef, TenantName};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Shared, app, state_after, tenant};
 use crate::api::{self, apps_server::Apps, upload_revision_request::Part};
 use crate::auth::Action;
-use crate::error::invalid;
 use crate::listing::{page_request, paginate, subject_tokens};
+use crate::upload;
+
+fn upload_part(m: api::UploadRevisionRequest) -> upload::Part<api::RevisionHeader> {
+    match m.part {
+        Some(Part::Header(h)) => upload::Part::Header(h),
+        Some(Part::Chunk(c)) => upload::Part::Chunk(c),
+        None => upload::Part::Empty,
+    }
+}
 
 /// The apps service.
 pub struct AppsService(pub Shared);
@@ -118,14 +123,13 @@ impl Apps for AppsService {
         }))
     }
 
-    type PublishStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<api::PublishProgress, Status>> + Send>>;
+    type PublishStream = super::publish::ProgressStream;
 
     async fn publish(
         &self,
-        _request: Request<tonic::Streaming<api::PublishRequest>>,
+        request: Request<Streaming<api::PublishRequest>>,
     ) -> Result<Response<Self::PublishStream>, Status> {
-        Err(Status::unimplemented("publish: not yet"))
+        super::publish::publish(&self.0, request).await
     }
 
     async fn upload_revision(
@@ -134,52 +138,19 @@ impl Apps for AppsService {
     ) -> Result<Response<pb::Revision>, Status> {
         let principal = self.0.authenticate(&request)?;
         let mut stream = request.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(api::UploadRevisionRequest {
-                part: Some(Part::Header(h)),
-            })) => h,
-            Some(Ok(_)) => {
-                return Err(invalid(
-                    "header",
-                    "the first message must be the revision header",
-                ));
-            }
-            Some(Err(e)) => return Err(e),
-            None => return Err(invalid("header", "empty upload")),
-        };
+        // The header first, to authorise before reading any content.
+        let header = upload::header(&mut stream, upload_part).await?;
         let t = tenant("header.tenant", &header.tenant)?;
         let a = app("header.app", &header.app)?;
         principal.authorize(Some(&t), Action::Develop)?;
         self.state(&t, &a).await?;
-        let limit = self.0.max_upload_bytes;
-        let mut content = BytesMut::new();
-        let mut hasher = Sha256::new();
-        while let Some(message) = stream.next().await {
-            match message?.part {
-                Some(Part::Chunk(chunk)) => {
-                    if content.len() + chunk.len() > limit {
-                        return Err(Status::resource_exhausted(format!(
-                            "revision content exceeds the {limit}-byte limit"
-                        )));
-                    }
-                    hasher.update(&chunk);
-                    content.extend_from_slice(&chunk);
-                }
-                Some(Part::Header(_)) => {
-                    return Err(invalid("header", "only the first message may be a header"));
-                }
-                None => return Err(invalid("part", "a message must carry a header or a chunk")),
-            }
-        }
-        if content.is_empty() {
-            return Err(invalid("chunk", "the revision has no content"));
-        }
-        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-        self.0.blobs.put(&digest, &content).await?;
+        let content = upload::content(&mut stream, self.0.max_upload_bytes, upload_part).await?;
+        let stored = upload::store(&self.0.revisions, &t, content).await?;
+        let digest = stored.digest;
         let command = pb::AppCommand {
             command: Some(Command::CreateRevision(pb::CreateRevision {
                 digest: digest.clone(),
-                size: content.len() as u64,
+                size: stored.size,
                 author: principal.user().to_owned(),
                 message: header.message,
                 dependencies: header.dependencies,

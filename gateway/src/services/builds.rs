@@ -9,6 +9,7 @@ use crate::api::{self, builds_server::Builds};
 use crate::auth::Action;
 use crate::error::{bad_name, invalid};
 use crate::listing::{page_request, paginate, subject_tokens};
+use crate::services::buildlog;
 
 /// The builds service.
 pub struct BuildsService(pub Shared);
@@ -134,14 +135,32 @@ impl Builds for BuildsService {
         }))
     }
 
-    type BuildLogStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::BuildLogLine, Status>> + Send>>;
+    type BuildLogStream = buildlog::Lines;
 
     async fn build_log(
         &self,
-        _request: Request<api::BuildLogRequest>,
+        request: Request<api::BuildLogRequest>,
     ) -> Result<Response<Self::BuildLogStream>, Status> {
-        Err(Status::unimplemented("build log: not yet"))
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        let entity = build_ref(&t, &request.get_ref().build_id)?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let build = self.get(&entity).await?;
+        let state = build.state.unwrap_or_default();
+        if state.status() == pb::BuildStatus::Unspecified {
+            return Err(Status::not_found(format!(
+                "build `{}` was never requested",
+                entity.id
+            )));
+        }
+        let lines = buildlog::lines(
+            &self.0.js,
+            t.as_str(),
+            entity.id.as_str(),
+            request.get_ref().follow,
+            state.attempt,
+        )
+        .await?;
+        Ok(Response::new(lines))
     }
 
     async fn cancel_build(

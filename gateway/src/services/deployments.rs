@@ -4,7 +4,7 @@ use neo_protocol::pb::{self, deployment_command::Command};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, app, stage, state_after, tenant};
+use super::{Shared, app, impact, stage, state_after, tenant};
 use crate::api::{self, deployments_server::Deployments};
 use crate::auth::Action;
 use crate::error::{invalid, refused};
@@ -13,7 +13,7 @@ use crate::listing::{page_request, paginate};
 /// The deployments service.
 pub struct DeploymentsService(pub Shared);
 
-type Target = (TenantName, AppName, StageName);
+pub(crate) type Target = (TenantName, AppName, StageName);
 
 fn target(tenant_v: &str, app_v: &str, stage_v: &str) -> Result<Target, Status> {
     Ok((
@@ -69,6 +69,27 @@ impl DeploymentsService {
     }
 
     /// Authenticates, then authorises a release on the target's stage (first or later).
+    /// The succeeded build of `revision`, or `FAILED_PRECONDITION`.
+    async fn succeeded_build(
+        &self,
+        target: &Target,
+        revision: u32,
+    ) -> Result<pb::BuildState, Status> {
+        let (t, a, _) = target;
+        let build = EntityRef::build(t, a, revision);
+        let (state, _) = self.0.bus.state::<pb::BuildState>(&build).await?;
+        if state.status() != pb::BuildStatus::Succeeded {
+            return Err(refused(
+                "deploy.build_not_succeeded",
+                format!(
+                    "revision {revision} of `{a}` has no succeeded build (build `{}`)",
+                    build.id
+                ),
+            ));
+        }
+        Ok(state)
+    }
+
     async fn allow_release<T>(
         &self,
         request: &Request<T>,
@@ -102,26 +123,33 @@ impl Deployments for DeploymentsService {
         }
         let user = self.allow_release(&request, &target, false).await?;
         let revision = request.get_ref().revision;
-        let (t, a, _) = &target;
-        let build = EntityRef::build(t, a, revision);
-        let (state, _) = self.0.bus.state::<pb::BuildState>(&build).await?;
-        if state.status != pb::BuildStatus::Succeeded as i32 {
+        let force = request.get_ref().force;
+        let (_, a, s) = &target;
+        let build = self.succeeded_build(&target, revision).await?;
+        let blockers = impact::assess(&self.0, &target, &build)
+            .await?
+            .blocker_lines();
+        if !blockers.is_empty() && !force {
             return Err(refused(
-                "deploy.build_not_succeeded",
+                "deploy.impact_blockers",
                 format!(
-                    "revision {revision} of `{a}` has no succeeded build (build `{}`)",
-                    build.id
+                    "deploying revision {revision} of `{a}` to {s} would break: {}; \
+                     deploy with force to go ahead anyway (the force is recorded)",
+                    blockers.join("; ")
                 ),
             ));
         }
+        if force && !blockers.is_empty() {
+            tracing::warn!(app = %a, stage = %s, revision, user = %user, ?blockers, "deploy forced over impact blockers");
+        }
         let command = Command::Deploy(pb::Deploy {
             app: a.to_string(),
-            stage: target.2.to_string(),
-            build_id: build.id.to_string(),
+            stage: s.to_string(),
+            build_id: format!("{a}_r{revision}"),
             revision,
-            image_digest: state.image_digest,
-            forced: false,
-            forced_blockers: Vec::new(),
+            image_digest: build.image_digest,
+            forced: force && !blockers.is_empty(),
+            blockers,
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
@@ -170,9 +198,20 @@ impl Deployments for DeploymentsService {
 
     async fn impact(
         &self,
-        _request: Request<api::ImpactRequest>,
+        request: Request<api::ImpactRequest>,
     ) -> Result<Response<api::ImpactReport>, Status> {
-        Err(Status::unimplemented("impact: not yet"))
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        if r.revision == 0 {
+            return Err(invalid("revision", "revisions are numbered from 1"));
+        }
+        let revision = r.revision;
+        self.0.allow(&request, Some(&target.0), Action::Read)?;
+        impact::available(&self.0)?;
+        self.0.release_action(&target.0, &target.2).await?;
+        let build = self.succeeded_build(&target, revision).await?;
+        let report = impact::assess(&self.0, &target, &build).await?;
+        Ok(Response::new(impact::to_api(&report)))
     }
 
     async fn list_releases(

@@ -1,10 +1,13 @@
 //! The gRPC services, one module each, over a shared [`Ctx`].
 
 pub mod apps;
+pub mod buildlog;
 pub mod builds;
 pub mod deployments;
 pub mod events;
 pub mod identity;
+pub mod impact;
+pub mod publish;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -15,7 +18,6 @@ use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
 use tonic::{Request, Status};
 
 use crate::auth::{Action, Principal};
-use crate::blobs::Blobs;
 use crate::bus::Bus;
 use crate::error::bad_name;
 use crate::identity::Users;
@@ -28,8 +30,11 @@ pub struct Ctx {
     pub js: jetstream::Context,
     /// Users and passwords.
     pub users: Users,
-    /// Revision content.
-    pub blobs: Blobs,
+    /// Revision content in S3.
+    pub revisions: neo_storage::RevisionStore,
+    /// The read models' view of which consumers run where, for impact analysis (none: no
+    /// read models configured, no analysis).
+    pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
     /// The token signing key.
     pub key: Vec<u8>,
     /// Token lifetime.

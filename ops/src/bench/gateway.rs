@@ -180,8 +180,19 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
     // As `neo serve` runs it: the gateway dispatches to the platform of its own process.
     let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
-    let gateway =
-        Gateway::start_with(gateway_client.clone(), GatewayConfig::local(key), local).await?;
+    let s3_dir = tempfile::tempdir()?;
+    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
+    let backends = neo_gateway::Backends {
+        revisions: neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?,
+        consumers: None,
+    };
+    let gateway = Gateway::start_with(
+        gateway_client.clone(),
+        GatewayConfig::local(key),
+        local,
+        backends,
+    )
+    .await?;
     neo_gateway::identity::bootstrap_admin(&gateway_client, "admin", "bench-password").await?;
     let endpoint = gateway.endpoint();
     let token = IdentityClient::connect(endpoint.clone())

@@ -5,8 +5,12 @@
 //! The binaries come from `ops/install-deps`.
 
 pub mod nats;
+pub mod postgres;
+pub mod registry;
 
 pub use nats::NatsServer;
+pub use postgres::PostgresServer;
+pub use registry::RegistryServer;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;

@@ -97,6 +97,8 @@ fn succeeded(attempt: u32) -> pb::BuildEvent {
         attempt,
         image_digest: digest('f'),
         image_ref: "registry.local/acme/shop".into(),
+        app: "shop".into(),
+        revision: 2,
         ..Default::default()
     }))
 }
@@ -426,4 +428,74 @@ fn event_types_are_the_event_message_names() {
             "BuildCancelled"
         ]
     );
+}
+
+fn takeover(attempt: u32, worker: &str) -> Command {
+    Command::Start(pb::StartBuild {
+        attempt,
+        worker: worker.into(),
+        takeover: true,
+    })
+}
+
+#[test]
+fn a_worker_takes_over_a_started_attempt_whose_worker_lost_its_lease() {
+    assert_eq!(
+        run([requested(1), started(1)], takeover(1, "builder-2")).expect("accepted"),
+        vec![ev(Event::Started(pb::BuildStarted {
+            attempt: 1,
+            worker: "builder-2".into(),
+            takeover: true,
+        }))]
+    );
+}
+
+#[test]
+fn a_plain_start_of_a_started_build_is_refused() {
+    assert_refused(
+        run([requested(1), started(1)], start(1)),
+        "build.transition",
+    );
+}
+
+#[test]
+fn takeover_is_refused_once_the_build_ended() {
+    assert_refused(
+        run(
+            [requested(1), started(1), succeeded(1)],
+            takeover(1, "builder-2"),
+        ),
+        "build.transition",
+    );
+}
+
+#[test]
+fn success_carries_the_resolved_dependencies_and_the_publish_target() {
+    let dependency = pb::Dependency {
+        producer_app: "catalog".into(),
+        entity: "Product".into(),
+        producer_revision: 3,
+        fields: vec!["title".into()],
+    };
+    let mut requested = requested(1);
+    if let Some(Event::Requested(r)) = &mut requested.event {
+        r.deploy_to = "dev".into();
+    }
+    let events = run(
+        [requested, started(1)],
+        Command::Succeed(pb::SucceedBuild {
+            attempt: 1,
+            image_digest: digest('f'),
+            image_ref: "registry.local/acme/shop".into(),
+            dependencies: vec![dependency.clone()],
+            exposes: vec![],
+        }),
+    )
+    .expect("accepted");
+    let Some(Event::Succeeded(succeeded)) = &events[0].event else {
+        panic!("a success: {events:?}")
+    };
+    assert_eq!(succeeded.deploy_to, "dev");
+    assert_eq!(succeeded.dependencies, vec![dependency]);
+    assert_eq!((succeeded.app.as_str(), succeeded.revision), ("shop", 2));
 }

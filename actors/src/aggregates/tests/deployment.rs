@@ -139,6 +139,46 @@ fn each_deploy_is_the_next_release() {
     );
 }
 
+fn with_blockers(command: Command, forced: bool) -> Command {
+    let Command::Deploy(deploy) = command else {
+        unreachable!("a deploy")
+    };
+    Command::Deploy(pb::Deploy {
+        forced,
+        blockers: vec!["reviews r2 uses Product.title, which is gone".into()],
+        ..deploy
+    })
+}
+
+#[test]
+fn a_deploy_with_blockers_is_recorded_as_blocked_and_creates_no_release() {
+    let events = run(two_releases(), with_blockers(deploy(3, 'c'), false)).expect("accepted");
+    assert_eq!(
+        events,
+        vec![ev(Event::DeployBlocked(pb::DeployBlocked {
+            app: "shop".into(),
+            stage: "test".into(),
+            build_id: "shop_r3".into(),
+            revision: 3,
+            blockers: vec!["reviews r2 uses Product.title, which is gone".into()],
+        }))]
+    );
+    let mut state = State::default();
+    for e in two_releases().iter().chain(&events) {
+        state.apply(e);
+    }
+    assert_eq!(state.current, 2, "the current release is unchanged");
+}
+
+#[test]
+fn a_forced_deploy_over_blockers_records_the_force_and_the_blockers() {
+    let events = run(two_releases(), with_blockers(deploy(3, 'c'), true)).expect("accepted");
+    let mut expected = release(3, 3, 'c', ReleaseOrigin::Deploy);
+    expected.forced = true;
+    expected.forced_blockers = vec!["reviews r2 uses Product.title, which is gone".into()];
+    assert_eq!(events, vec![created(expected)]);
+}
+
 #[test]
 fn deploy_refuses_malformed_fields() {
     let cases: [(Spoil<pb::Deploy>, &str, &str); 5] = [

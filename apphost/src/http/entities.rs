@@ -1,0 +1,275 @@
+//! The REST API of the app's entities: create, read, list, replace, update, delete.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use sqlx::postgres::PgDatabaseError;
+
+use super::{ApiError, json_text};
+use crate::model::{Entity, Field, RESERVED_COLUMNS};
+use crate::sql::{self, Statement};
+use crate::state::AppState;
+use crate::values;
+
+/// Rows per page when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// The largest page; a larger `limit` is cut down to it.
+pub const MAX_LIMIT: i64 = 500;
+
+/// `POST /api/{entity}`: 201 with the new row.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (pool, entity) = target(&state, &name)?;
+    let body = object(&body)?;
+    let values = checked_values(entity, &body, true)?;
+    let row = fetch(pool, sql::insert(entity, values))
+        .await
+        .map_err(|e| write_error(entity, e))?;
+    let row = row
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("no {name} created")))?;
+    Ok(json_text(StatusCode::CREATED, row))
+}
+
+/// `GET /api/{entity}/{id}`.
+pub async fn read(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (pool, entity) = target(&state, &name)?;
+    let id = row_id(&id)?;
+    let row = fetch(pool, sql::get(entity, id))
+        .await
+        .map_err(ApiError::Database)?;
+    one(row, &name, id)
+}
+
+/// `GET /api/{entity}?limit=&offset=&<field>=<value>`: `{"items": [...], "limit", "offset"}`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (pool, entity) = target(&state, &name)?;
+    let mut limit = DEFAULT_LIMIT;
+    let mut offset = 0;
+    let mut filters: Vec<(&Field, String)> = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "limit" => limit = count(&key, &value)?.min(MAX_LIMIT),
+            "offset" => offset = count(&key, &value)?,
+            other => {
+                let field = entity.field(other).ok_or_else(|| {
+                    ApiError::field(other, format!("unknown filter field {other:?}"))
+                })?;
+                let value = values::from_text(&field.kind, &value)
+                    .map_err(|m| ApiError::field(other, format!("filter {other}: {m}")))?;
+                filters.push((field, value));
+            }
+        }
+    }
+    let rows = fetch(pool, sql::list(entity, &filters, limit, offset))
+        .await
+        .map_err(ApiError::Database)?;
+    let body = format!(
+        r#"{{"items":[{}],"limit":{limit},"offset":{offset}}}"#,
+        rows.join(",")
+    );
+    Ok(json_text(StatusCode::OK, body))
+}
+
+/// `PUT /api/{entity}/{id}`: replaces every field (absent ones become null).
+pub async fn replace(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write(&state, &name, &id, &body, true).await
+}
+
+/// `PATCH /api/{entity}/{id}`: changes the fields given.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write(&state, &name, &id, &body, false).await
+}
+
+/// `DELETE /api/{entity}/{id}`: 204.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (pool, entity) = target(&state, &name)?;
+    let id = row_id(&id)?;
+    let st = sql::delete(entity, id);
+    let mut query = sqlx::query(&st.sql);
+    for p in st.params {
+        query = query.bind(p);
+    }
+    let done = query
+        .execute(pool)
+        .await
+        .map_err(|e| match code(&e).as_deref() {
+            Some("23503") => ApiError::Conflict(format!("{name} {id} is referenced by other rows")),
+            _ => ApiError::Database(e),
+        })?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!("no {name} with id {id}")));
+    }
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+async fn write(
+    state: &AppState,
+    name: &str,
+    id: &str,
+    body: &[u8],
+    full: bool,
+) -> Result<Response, ApiError> {
+    let (pool, entity) = target(state, name)?;
+    let id = row_id(id)?;
+    let body = object(body)?;
+    let values = checked_values(entity, &body, full)?;
+    let row = fetch(pool, sql::update(entity, id, values))
+        .await
+        .map_err(|e| write_error(entity, e))?;
+    one(row, name, id)
+}
+
+/// The entity served at `/api/{name}` and the pool, or 404 / 503.
+fn target<'a>(state: &'a AppState, name: &str) -> Result<(&'a PgPool, &'a Entity), ApiError> {
+    let entity = state
+        .bundle
+        .model
+        .entity(name)
+        .ok_or_else(|| ApiError::NotFound(format!("no entity {name:?}")))?;
+    let pool = state
+        .ready_pool()
+        .ok_or_else(|| ApiError::Unavailable("the database is not ready".into()))?;
+    Ok((pool, entity))
+}
+
+fn row_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::field("id", "id must be an integer"))
+}
+
+fn count(key: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::field(key, format!("{key} must be a non-negative integer")))
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::BadRequest {
+            message: "the body must be a JSON object".into(),
+            field: None,
+        }),
+        Err(e) => Err(ApiError::BadRequest {
+            message: format!("the body is not valid JSON: {e}"),
+            field: None,
+        }),
+    }
+}
+
+/// Checks a body against the entity: every key a field (`id`, `created_at` and `updated_at`
+/// are ignored), every value of its field's type, required fields present and not null. With
+/// `full`, every field gets a value (absent → null); else only the body's keys.
+fn checked_values<'e>(
+    entity: &'e Entity,
+    body: &Map<String, Value>,
+    full: bool,
+) -> Result<Vec<(&'e Field, Option<String>)>, ApiError> {
+    for key in body.keys() {
+        if entity.field(key).is_none() && !RESERVED_COLUMNS.contains(&key.as_str()) {
+            return Err(ApiError::field(key, format!("unknown field {key:?}")));
+        }
+    }
+    let mut values = Vec::with_capacity(entity.fields.len());
+    for field in &entity.fields {
+        let value = match body.get(&field.name) {
+            Some(v) => v,
+            None if full => &Value::Null,
+            None => continue,
+        };
+        let value = values::from_json(&field.kind, value)
+            .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?;
+        if value.is_none() && field.required {
+            return Err(ApiError::field(
+                &field.name,
+                format!("{} is required", field.name),
+            ));
+        }
+        values.push((field, value));
+    }
+    Ok(values)
+}
+
+async fn fetch(pool: &PgPool, st: Statement) -> Result<Vec<String>, sqlx::Error> {
+    let mut query = sqlx::query_scalar::<_, String>(&st.sql);
+    for p in st.params {
+        query = query.bind(p);
+    }
+    query.fetch_all(pool).await
+}
+
+fn one(rows: Vec<String>, name: &str, id: i64) -> Result<Response, ApiError> {
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("no {name} with id {id}")))?;
+    Ok(json_text(StatusCode::OK, row))
+}
+
+fn code(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Maps the database's refusals of a write to 400/409 naming the field where it can.
+fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
+    let sqlx::Error::Database(db) = &e else {
+        return ApiError::Database(e);
+    };
+    let pg = db.try_downcast_ref::<PgDatabaseError>();
+    let column = pg.and_then(PgDatabaseError::column);
+    let detail = pg.and_then(PgDatabaseError::detail).unwrap_or("");
+    let field = entity
+        .fields
+        .iter()
+        .find(|f| {
+            column == Some(f.column.as_str()) || detail.contains(&format!("Key ({})=", f.column))
+        })
+        .map(|f| f.name.clone());
+    let bad = |message: &str| ApiError::BadRequest {
+        message: message.to_owned(),
+        field: field.clone(),
+    };
+    match code(&e).as_deref() {
+        Some("23503") => bad("the referenced row does not exist"),
+        Some("23502") => bad("a value is required"),
+        Some("23514") => bad("the value breaks a check"),
+        Some("22003" | "22008" | "22007" | "22P02" | "22001") => bad("the value is out of range"),
+        Some("23505") => ApiError::Conflict("a row with this value already exists".into()),
+        _ => ApiError::Database(e),
+    }
+}

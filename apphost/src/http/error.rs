@@ -1,0 +1,70 @@
+//! The API's errors and their JSON form: `{"error": "...", "field": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::error;
+
+/// A request the API refuses or could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; `field` names the culprit when there is one (400).
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// The field, parameter or body key at fault.
+        field: Option<String>,
+    },
+    /// No such entity, row or file (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The write conflicts with a row already there (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The host is not ready to serve data (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The database failed; the detail goes to the log, not to the client (500).
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            Self::BadRequest {
+                message,
+                field: Some(field),
+            } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": message, "field": field}),
+            ),
+            Self::BadRequest {
+                message,
+                field: None,
+            } => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
+            Self::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
+            Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),
+            Self::Database(e) => {
+                error!(error = %e, "database error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "database error"}),
+                )
+            }
+        };
+        super::json(status, &body)
+    }
+}

@@ -1,0 +1,276 @@
+//! The entity REST API against a real Postgres: round trips, paging, filters, validation.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Host, Postgres, config_with_secret};
+
+#[tokio::test]
+async fn create_read_list_update_patch_delete_round_trip() {
+    let pg = Postgres::start();
+    let host = Host::start_ready(config_with_secret(Some(&pg))).await;
+
+    let product = host
+        .send(
+            "POST",
+            "/api/product",
+            r#"{"title":"Lamp","price":"19.90"}"#,
+        )
+        .await;
+    assert_eq!(product.status, 201, "{}", product.body);
+    assert!(product.content_type.starts_with("application/json"));
+    let product_id = product.json()["id"].as_i64().unwrap();
+
+    let big = "12345678901234567890.123456789";
+    let body = json!({"customer": "Ann", "total": big, "quantity": 3, "paid": true, "due": "2025-02-28",
+        "placed_at": "2025-02-01T10:30:00Z", "product": product_id});
+    let created = host.send("POST", "/api/order", &body.to_string()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let order = created.json();
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(order["customer"], "Ann");
+    assert_eq!(
+        order["total"], big,
+        "decimals keep their precision, as strings"
+    );
+    assert_eq!(order["quantity"], 3);
+    assert_eq!(order["paid"], true);
+    assert_eq!(order["due"], "2025-02-28");
+    assert_eq!(order["placed_at"], "2025-02-01T10:30:00+00:00");
+    assert_eq!(order["product"], product_id);
+    assert!(order["created_at"].is_string() && order["updated_at"].is_string());
+
+    let read = host.get(&format!("/api/order/{id}")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json(), order);
+
+    // A decimal given as a JSON number is accepted too.
+    for (i, customer) in ["Bob", "Cid", "Dee", "Bob"].iter().enumerate() {
+        let body = json!({"customer": customer, "total": 10.5, "paid": i % 2 == 0});
+        assert_eq!(
+            host.send("POST", "/api/order", &body.to_string())
+                .await
+                .status,
+            201
+        );
+    }
+
+    let all = host.get("/api/order").await.json();
+    assert_eq!(all["limit"], 50);
+    assert_eq!(all["items"].as_array().unwrap().len(), 5);
+    assert_eq!(all["items"][1]["total"], "10.5");
+
+    let page = host.get("/api/order?limit=2&offset=2").await.json();
+    let customers: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["Cid", "Dee"], "pages are ordered by id");
+    assert_eq!(
+        (page["limit"].clone(), page["offset"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(
+        host.get("/api/order?limit=100000").await.json()["limit"],
+        500,
+        "limit is capped"
+    );
+
+    let bobs = host.get("/api/order?customer=Bob").await.json();
+    assert_eq!(bobs["items"].as_array().unwrap().len(), 2);
+    let paid_bobs = host.get("/api/order?customer=Bob&paid=true").await.json();
+    assert_eq!(paid_bobs["items"].as_array().unwrap().len(), 1);
+    let by_total = host.get("/api/order?total=10.50").await.json();
+    assert_eq!(
+        by_total["items"].as_array().unwrap().len(),
+        4,
+        "decimal filters compare numerically"
+    );
+    let by_ref = host
+        .get(&format!("/api/order?product={product_id}"))
+        .await
+        .json();
+    assert_eq!(by_ref["items"][0]["id"], id);
+
+    // PUT replaces: absent optional fields become null.
+    let put = host
+        .send(
+            "PUT",
+            &format!("/api/order/{id}"),
+            r#"{"customer":"Ann B.","quantity":4}"#,
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let put = put.json();
+    assert_eq!(put["customer"], "Ann B.");
+    assert_eq!(put["quantity"], 4);
+    assert_eq!(put["total"], Value::Null);
+    assert_eq!(put["created_at"], order["created_at"]);
+
+    // PATCH changes only what it is given; id and timestamps in the body are ignored.
+    let patch = host
+        .send(
+            "PATCH",
+            &format!("/api/order/{id}"),
+            r#"{"paid":false,"id":999,"created_at":"x"}"#,
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.body);
+    let patch = patch.json();
+    assert_eq!(
+        (
+            patch["customer"].clone(),
+            patch["paid"].clone(),
+            patch["id"].clone()
+        ),
+        (json!("Ann B."), json!(false), json!(id))
+    );
+
+    assert_eq!(
+        host.send("DELETE", &format!("/api/order/{id}"), "")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(host.get(&format!("/api/order/{id}")).await.status, 404);
+    assert_eq!(
+        host.send("DELETE", &format!("/api/order/{id}"), "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        host.send("PATCH", &format!("/api/order/{id}"), "{}")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(host.get("/api/invoice").await.status, 404);
+    assert_eq!(host.get("/api/invoice/1").await.status, 404);
+
+    host.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_naming_the_field() {
+    let pg = Postgres::start();
+    let host = Host::start_ready(config_with_secret(Some(&pg))).await;
+
+    let cases = [
+        ("POST", "/api/order", r#"{"total":"1"}"#, "customer"),
+        ("POST", "/api/order", r#"{"customer":null}"#, "customer"),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","quantity":"three"}"#,
+            "quantity",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","quantity":1.5}"#,
+            "quantity",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","total":"ten"}"#,
+            "total",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","paid":"yes"}"#,
+            "paid",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","due":"2025-02-30"}"#,
+            "due",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","placed_at":"yesterday"}"#,
+            "placed_at",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","product":"lamp"}"#,
+            "product",
+        ),
+        (
+            "POST",
+            "/api/order",
+            r#"{"customer":"A","colour":"red"}"#,
+            "colour",
+        ),
+        ("POST", "/api/order", r#"{"customer":42}"#, "customer"),
+    ];
+    for (method, path, body, field) in cases {
+        let r = host.send(method, path, body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.json()["field"], field, "{body}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(field),
+            "{}",
+            r.body
+        );
+    }
+
+    let created = host
+        .send("POST", "/api/order", r#"{"customer":"A"}"#)
+        .await
+        .json();
+    let id = created["id"].as_i64().unwrap();
+    let r = host
+        .send("PUT", &format!("/api/order/{id}"), r#"{"total":"2"}"#)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (400, json!("customer")),
+        "PUT needs required fields"
+    );
+    let r = host
+        .send("PATCH", &format!("/api/order/{id}"), r#"{"customer":null}"#)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (400, json!("customer"))
+    );
+
+    for bad in ["not json", "[1,2]", ""] {
+        let r = host.send("POST", "/api/order", bad).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json()["error"].is_string());
+    }
+    let r = host.get("/api/order?colour=red").await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (400, json!("colour"))
+    );
+    let r = host.get("/api/order?quantity=many").await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (400, json!("quantity"))
+    );
+    let r = host.get("/api/order?limit=-1").await;
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("limit")));
+    let r = host.get("/api/order/abc").await;
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("id")));
+
+    // Nothing invalid got in.
+    assert_eq!(
+        host.get("/api/order").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    host.stop().await.unwrap();
+}

@@ -1,0 +1,418 @@
+//! OCI image assembly without a container engine, and the registry push (`oci-client`).
+//!
+//! An app image is the apphost base layer (the `apphost` binary at `/app/apphost`) plus the
+//! app's bundle layer (`/app/bundle/…`), an image config whose entrypoint is the apphost, and
+//! an OCI manifest pushed under the tag `r{revision}` and referred to by its digest. Blobs the
+//! repository already holds are not pushed again; the base layer is pushed once to the base
+//! repository and mounted from there into each app's repository.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciDescriptor,
+    OciImageManifest, OciManifest,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use crate::bundle::Layer;
+
+/// Where the apphost lives inside every image.
+pub const APPHOST_PATH: &str = "/app/apphost";
+/// Where the bundle lives inside every image.
+pub const BUNDLE_DIR: &str = "/app/bundle";
+
+/// Image assembly or push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The apphost binary could not be read.
+    #[error("cannot read the apphost binary {path}: {source}")]
+    Apphost {
+        /// The path tried.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer could not be written.
+    #[error("cannot assemble a layer: {0}")]
+    Layer(#[from] std::io::Error),
+    /// The registry refused or could not be reached.
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// How to reach the registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// `host[:port]`.
+    pub host: String,
+    /// Plain HTTP (a loopback registry), not HTTPS.
+    pub insecure: bool,
+    /// Repositories are `{prefix}/{tenant}/{app}`; the base is `{prefix}/apphost`.
+    pub prefix: String,
+    /// Basic credentials, if the registry wants them.
+    pub credentials: Option<(String, String)>,
+}
+
+/// The base layers every app image starts from.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// The layers, bottom first.
+    pub layers: Vec<Layer>,
+}
+
+impl BaseImage {
+    /// The base made of the apphost binary at `path` (installed as [`APPHOST_PATH`], mode 0755).
+    ///
+    /// # Errors
+    /// When the binary cannot be read.
+    pub fn from_apphost(path: &Path) -> Result<Self, ImageError> {
+        let binary = std::fs::read(path).map_err(|source| ImageError::Apphost {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let layer = tar_gz_layer(&[("app/", 0o755, None), ("app/apphost", 0o755, Some(&binary))])?;
+        Ok(Self {
+            layers: vec![layer],
+        })
+    }
+}
+
+/// A deterministic gzip-compressed tar layer of `entries` (path, mode, content; `None` is a
+/// directory): zero times, root owner, entries in the given order.
+fn tar_gz_layer(entries: &[(&str, u32, Option<&[u8]>)]) -> Result<Layer, std::io::Error> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, mode, content) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(*mode);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        match content {
+            Some(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                header.set_cksum();
+                tar.append_data(&mut header, path, *bytes)?;
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_cksum();
+                tar.append_data(&mut header, path, std::io::empty())?;
+            }
+        }
+    }
+    let tar = tar.into_inner()?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar)?;
+    let tar_gz = gz.finish()?;
+    Ok(Layer {
+        digest: sha256(&tar_gz),
+        diff_id: sha256(&tar),
+        tar_gz,
+    })
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An image in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedImage {
+    /// The manifest digest.
+    pub digest: String,
+    /// `host/repository@digest`.
+    pub reference: String,
+    /// The repository.
+    pub repository: String,
+    /// Bytes of the layers and config the push actually uploaded (0 when all were there).
+    pub uploaded_bytes: u64,
+}
+
+/// Labels and identity of an app image.
+#[derive(Debug, Clone)]
+pub struct ImageSpec<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The app.
+    pub app: &'a str,
+    /// The revision.
+    pub revision: u32,
+    /// The model's content digest.
+    pub revision_digest: &'a str,
+}
+
+/// Pushes images to one registry.
+pub struct Registry {
+    client: Client,
+    config: RegistryConfig,
+    auth: RegistryAuth,
+    /// Blobs known to be in a repository: `(repository, digest)`.
+    known: Mutex<HashSet<(String, String)>>,
+}
+
+impl Registry {
+    /// A client of the registry described by `config`.
+    pub fn new(config: RegistryConfig) -> Self {
+        let protocol = if config.insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        let auth = match &config.credentials {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        Self {
+            client,
+            config,
+            auth,
+            known: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The registry host.
+    pub fn host(&self) -> &str {
+        &self.config.host
+    }
+
+    /// The repository of an app's images.
+    pub fn repository(&self, tenant: &str, app: &str) -> String {
+        format!("{}/{tenant}/{app}", self.config.prefix)
+    }
+
+    fn base_repository(&self) -> String {
+        format!("{}/apphost", self.config.prefix)
+    }
+
+    fn reference(&self, repository: &str, tag: &str) -> Reference {
+        Reference::with_tag(
+            self.config.host.clone(),
+            repository.to_owned(),
+            tag.to_owned(),
+        )
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> ImageError {
+        ImageError::Registry {
+            registry: self.config.host.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn is_known(&self, repository: &str, digest: &str) -> bool {
+        self.known
+            .lock()
+            .map(|k| k.contains(&(repository.to_owned(), digest.to_owned())))
+            .unwrap_or(false)
+    }
+
+    fn remember(&self, repository: &str, digest: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.insert((repository.to_owned(), digest.to_owned()));
+        }
+    }
+
+    /// Makes sure `repository` holds the blob `digest`: known, present, mounted from `source`,
+    /// or uploaded. Returns the bytes uploaded.
+    async fn ensure_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        data: &Bytes,
+        source: Option<&str>,
+    ) -> Result<u64, ImageError> {
+        if self.is_known(repository, digest) {
+            return Ok(0);
+        }
+        let target = self.reference(repository, "latest");
+        let present = self
+            .client
+            .blob_exists(&target, digest)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut uploaded = 0;
+        if !present {
+            let mounted = match source {
+                Some(source) => {
+                    let from = self.reference(source, "latest");
+                    self.client.mount_blob(&target, &from, digest).await.is_ok()
+                }
+                None => false,
+            };
+            if !mounted {
+                self.client
+                    .push_blob(&target, data.clone(), digest)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                uploaded = data.len() as u64;
+            }
+        }
+        self.remember(repository, digest);
+        Ok(uploaded)
+    }
+
+    /// Pushes the base layers to the base repository (once; later calls find them there).
+    ///
+    /// # Errors
+    /// When the registry refuses or cannot be reached.
+    pub async fn push_base(&self, base: &BaseImage) -> Result<u64, ImageError> {
+        self.client
+            .store_auth_if_needed(&self.config.host, &self.auth)
+            .await;
+        let repository = self.base_repository();
+        let mut uploaded = 0;
+        for layer in &base.layers {
+            let data = Bytes::from(layer.tar_gz.clone());
+            uploaded += self
+                .ensure_blob(&repository, &layer.digest, &data, None)
+                .await?;
+        }
+        Ok(uploaded)
+    }
+
+    /// Assembles and pushes the image of one app revision: the base layers, the bundle layer,
+    /// the config and the manifest (tag `r{revision}`).
+    ///
+    /// # Errors
+    /// When the registry refuses or cannot be reached.
+    pub async fn push_app(
+        &self,
+        spec: &ImageSpec<'_>,
+        base: &BaseImage,
+        bundle: &Layer,
+    ) -> Result<PushedImage, ImageError> {
+        let mut uploaded = self.push_base(base).await?;
+        let repository = self.repository(spec.tenant, spec.app);
+        let base_repository = self.base_repository();
+        for layer in &base.layers {
+            let data = Bytes::from(layer.tar_gz.clone());
+            uploaded += self
+                .ensure_blob(&repository, &layer.digest, &data, Some(&base_repository))
+                .await?;
+        }
+        let bundle_data = Bytes::from(bundle.tar_gz.clone());
+        uploaded += self
+            .ensure_blob(&repository, &bundle.digest, &bundle_data, None)
+            .await?;
+        let layers: Vec<&Layer> = base.layers.iter().chain(std::iter::once(bundle)).collect();
+        let config = Bytes::from(image_config(spec, &layers));
+        let config_digest = sha256(&config);
+        uploaded += self
+            .ensure_blob(&repository, &config_digest, &config, None)
+            .await?;
+        let manifest = OciImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_owned()),
+            config: OciDescriptor {
+                media_type: IMAGE_CONFIG_MEDIA_TYPE.to_owned(),
+                digest: config_digest,
+                size: i64::try_from(config.len()).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+            layers: layers
+                .iter()
+                .map(|l| OciDescriptor {
+                    media_type: IMAGE_LAYER_GZIP_MEDIA_TYPE.to_owned(),
+                    digest: l.digest.clone(),
+                    size: i64::try_from(l.tar_gz.len()).unwrap_or(i64::MAX),
+                    ..Default::default()
+                })
+                .collect(),
+            subject: None,
+            artifact_type: None,
+            annotations: Some(labels(spec)),
+        };
+        let tagged = self.reference(&repository, &format!("r{}", spec.revision));
+        self.client
+            .push_manifest(&tagged, &OciManifest::Image(manifest))
+            .await
+            .map_err(|e| self.error(e))?;
+        let digest = self
+            .client
+            .fetch_manifest_digest(&tagged, &self.auth)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(PushedImage {
+            reference: format!("{}/{repository}@{digest}", self.config.host),
+            digest,
+            repository,
+            uploaded_bytes: uploaded,
+        })
+    }
+
+    /// Pulls an image by reference (`host/repo@digest` or `host/repo:tag`): its manifest digest
+    /// and its layers, bottom first.
+    ///
+    /// # Errors
+    /// When the reference is malformed or the registry refuses.
+    pub async fn pull(&self, reference: &str) -> Result<(String, Vec<Bytes>), ImageError> {
+        let reference: Reference = reference.parse().map_err(|e| self.error(e))?;
+        let image = self
+            .client
+            .pull(&reference, &self.auth, vec![IMAGE_LAYER_GZIP_MEDIA_TYPE])
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((
+            image.digest.unwrap_or_default(),
+            image.layers.into_iter().map(|l| l.data).collect(),
+        ))
+    }
+}
+
+fn labels(spec: &ImageSpec<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("dev.neo.tenant".to_owned(), spec.tenant.to_owned()),
+        ("dev.neo.app".to_owned(), spec.app.to_owned()),
+        ("dev.neo.revision".to_owned(), spec.revision.to_string()),
+        (
+            "dev.neo.revision-digest".to_owned(),
+            spec.revision_digest.to_owned(),
+        ),
+    ])
+}
+
+/// The OCI image config: linux/amd64, the apphost as entrypoint, the layers' diff ids.
+fn image_config(spec: &ImageSpec<'_>, layers: &[&Layer]) -> Vec<u8> {
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": [APPHOST_PATH],
+            "Env": [
+                format!("NEO_BUNDLE_DIR={BUNDLE_DIR}"),
+                format!("NEO_APP={}", spec.app),
+                format!("NEO_TENANT={}", spec.tenant),
+            ],
+            "WorkingDir": "/app",
+            "ExposedPorts": {"8080/tcp": {}},
+            "Labels": labels(spec),
+        },
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+        },
+        "history": [
+            {"created_by": "neo: apphost base", "created": "1970-01-01T00:00:00Z"},
+            {"created_by": format!("neo: bundle of {} r{}", spec.app, spec.revision), "created": "1970-01-01T00:00:00Z"},
+        ],
+    });
+    serde_json::to_vec(&config).unwrap_or_default()
+}

@@ -1,0 +1,261 @@
+//! A real OCI distribution registry (Debian's `docker-registry`) on a free loopback port.
+//!
+//! The binary is `$NEO_DOCKER_REGISTRY`, else `docker-registry` on `PATH` (`ops/install-deps`
+//! installs the Debian package). Its config, storage and log live in a temporary directory;
+//! there is no auth and no TLS (loopback only), and deleting manifests is enabled. Dropping the
+//! handle kills the process and removes the directory.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::ServerError;
+use super::postgres::{free_port, log_tail};
+
+const BINARY: &str = "docker-registry";
+const ENV: &str = "NEO_DOCKER_REGISTRY";
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const START_ATTEMPTS: usize = 5;
+
+/// A running docker-registry child process; killed when dropped.
+#[derive(Debug)]
+pub struct RegistryServer {
+    child: Option<Child>,
+    binary: PathBuf,
+    port: u16,
+    // Declared last: removed after `Drop::drop` has killed the child.
+    dir: TempDir,
+}
+
+impl RegistryServer {
+    /// Starts a registry on a free 127.0.0.1 port and waits until `GET /v2/` answers 200.
+    ///
+    /// # Errors
+    /// [`ServerError::BinaryNotFound`] without `docker-registry` (run `ops/install-deps`);
+    /// [`ServerError::Exited`] / [`ServerError::NotReady`] with the end of its log.
+    pub async fn start() -> Result<RegistryServer, ServerError> {
+        let binary = find_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("neo-registry-")
+            .tempdir()
+            .map_err(ServerError::io("creating the registry temp dir"))?;
+        let mut server = RegistryServer {
+            child: None,
+            binary,
+            port: 0,
+            dir,
+        };
+        let mut attempt = 1;
+        loop {
+            server.port = free_port()?;
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
+                Err(e @ ServerError::Exited { .. })
+                    if attempt < START_ATTEMPTS
+                        && e.to_string().contains("address already in use") =>
+                {
+                    tracing::warn!(port = server.port, attempt, "registry port taken; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The registry's host, `127.0.0.1:PORT` (an image is `HOST/REPOSITORY:TAG`).
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the registry stores blobs and manifests.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The registry's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// Whether the registry process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Kills the registry and waits for it; its storage is kept until the handle is dropped.
+    /// Does nothing if it is not running.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = child.kill() {
+                tracing::debug!(error = %e, "killing docker-registry");
+            }
+            if let Err(e) = child.wait() {
+                tracing::warn!(error = %e, "waiting for docker-registry");
+            }
+            tracing::info!(port = self.port, "docker-registry stopped");
+        }
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
+        let config = self.dir.path().join("config.yml");
+        std::fs::write(&config, config_text(self.port, &self.storage_dir()))
+            .map_err(ServerError::io(format!("writing {}", config.display())))?;
+        let log_path = self.log_path();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(ServerError::io(format!("opening {}", log_path.display())))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let log_err = log
+            .try_clone()
+            .map_err(ServerError::io("cloning the log handle"))?;
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .arg(&config)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(ServerError::io(format!(
+                "spawning {}",
+                self.binary.display()
+            )))?;
+        tracing::debug!(
+            port = self.port,
+            pid = child.id(),
+            "docker-registry spawned"
+        );
+        self.child = Some(child);
+
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(ServerError::Exited {
+                    binary: BINARY,
+                    status,
+                    log_tail: log_tail(&log_path, log_start),
+                    log: log_path,
+                });
+            }
+            if v2_answers_ok(self.port).await {
+                tracing::info!(host = %self.host(), "docker-registry ready");
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                self.stop();
+                return Err(ServerError::NotReady {
+                    binary: BINARY,
+                    waited: READY_TIMEOUT,
+                    log_tail: log_tail(&log_path, log_start),
+                    log: log_path,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config_text(port: u16, storage: &Path) -> String {
+    format!(
+        "# written by neo-ops (RegistryServer)\n\
+         version: 0.1\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {storage:?}\n  delete:\n    enabled: true\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        storage = storage.display().to_string(),
+    )
+}
+
+/// Whether `GET /v2/` on 127.0.0.1:`port` answers `200` (one HTTP/1.1 request, 1 s at most).
+async fn v2_answers_ok(port: u16) -> bool {
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request =
+            format!("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 32];
+        let mut read = 0;
+        while read < 12 {
+            let n = stream.read(&mut head[read..]).await?;
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        Ok::<bool, std::io::Error>(
+            head[..read].starts_with(b"HTTP/1.1 200") || head[..read].starts_with(b"HTTP/1.0 200"),
+        )
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Ok(true))
+    )
+}
+
+fn find_binary() -> Result<PathBuf, ServerError> {
+    let mut looked_in = Vec::new();
+    if let Some(path) = std::env::var_os(ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        looked_in.push(format!("{ENV}={}", path.display()));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        if let Some(path) = std::env::split_paths(&paths)
+            .map(|dir| dir.join(BINARY))
+            .find(|p| p.is_file())
+        {
+            return Ok(path);
+        }
+        looked_in.push("PATH".to_owned());
+    }
+    Err(ServerError::BinaryNotFound {
+        binary: BINARY,
+        env: ENV,
+        looked_in: looked_in.join(", "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn starts_answers_v2_and_stops() -> anyhow::Result<()> {
+        let mut server = RegistryServer::start().await?;
+        let port = server.port();
+        assert_eq!(server.host(), format!("127.0.0.1:{port}"));
+        assert!(server.is_running());
+        assert!(v2_answers_ok(port).await);
+        let dir = server.dir.path().to_owned();
+
+        server.stop();
+        assert!(!server.is_running());
+        server.stop(); // idempotent
+        assert!(!v2_answers_ok(port).await);
+        drop(server);
+        assert!(!dir.exists(), "the registry's directory is removed");
+        Ok(())
+    }
+}
