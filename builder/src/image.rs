@@ -167,6 +167,8 @@ pub struct Registry {
 impl Registry {
     /// A client of the registry described by `config`.
     pub fn new(config: RegistryConfig) -> Self {
+        // The one TLS crypto provider of the process (ring); installing it again is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let protocol = if config.insecure {
             ClientProtocol::Http
         } else {
@@ -370,10 +372,18 @@ impl Registry {
             .pull(&reference, &self.auth, vec![IMAGE_LAYER_GZIP_MEDIA_TYPE])
             .await
             .map_err(|e| self.error(e))?;
-        Ok((
-            image.digest.unwrap_or_default(),
-            image.layers.into_iter().map(|l| l.data).collect(),
-        ))
+        // Layers may arrive in any order: put them in the manifest's.
+        let mut by_digest: BTreeMap<String, Bytes> = image
+            .layers
+            .into_iter()
+            .map(|l| (l.sha256_digest(), l.data))
+            .collect();
+        let order = image.manifest.map(|m| m.layers).unwrap_or_default();
+        let layers = order
+            .iter()
+            .filter_map(|d| by_digest.remove(&d.digest))
+            .collect();
+        Ok((image.digest.unwrap_or_default(), layers))
     }
 }
 

@@ -46,6 +46,9 @@ enum Bench {
     Core(BenchArgs),
     /// The gRPC gateway: 64 concurrent clients against the in-process entity host.
     Gateway(bench::gateway::GatewayBenchArgs),
+    /// The Build Service: 1-Click Publish of an example to a real registry (build and
+    /// publish-to-image times).
+    Build(bench::build::BuildBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
@@ -85,6 +88,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Gateway(args),
             } => bench::gateway::run(args).await,
+            Command::Bench {
+                which: Bench::Build(args),
+            } => bench::build::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

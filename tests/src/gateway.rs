@@ -264,6 +264,13 @@ impl Stack {
     /// Starts nats-server, a platform process and the gateway (`GatewayConfig::local`), and
     /// bootstraps the platform admin [`ROOT`].
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`Stack::start`], with impact analysis answered by `consumers`.
+    pub async fn start_with(
+        consumers: Option<std::sync::Arc<dyn neo_builder::impact::Consumers>>,
+    ) -> anyhow::Result<Self> {
         let core = Core::start().await?;
         let platform = core.platform(HostConfig::default()).await?;
         let client = core.connect().await?;
@@ -274,7 +281,7 @@ impl Stack {
         let s3 = crate::storage::S3::start().await?;
         let backends = neo_gateway::Backends {
             revisions: s3.store.clone(),
-            consumers: None,
+            consumers,
         };
         let gateway = Gateway::start(client, GatewayConfig::local(key.clone()), backends)
             .await

@@ -8,6 +8,7 @@
 //! - [`gateway`]: the gRPC gateway on top of [`Core`], with authorised clients and a
 //!   two-tenant fixture.
 
+pub mod build_stack;
 pub mod commands;
 pub mod gateway;
 pub mod storage;

@@ -5,6 +5,7 @@
 //! - [`gateway`]: the gRPC gateway against the in-process host.
 //! - [`stats`]: percentiles, rates and process memory.
 
+pub mod build;
 pub mod core;
 pub mod gateway;
 pub mod stats;

@@ -1,0 +1,281 @@
+//! `neo bench build`: 1-Click Publish of an example app through the gRPC gateway to a real
+//! registry, on its own servers (nats-server, docker-registry, the embedded S3 endpoint) and
+//! one in-process build worker on the real apphost base layer.
+//!
+//! Each round publishes the example with a new description (so it is a new revision):
+//! `publish_to_image_ms` runs from the publish call to the build-succeeded message (the image
+//! is in the registry); `build_ms` is the worker's own time (fetch, validate, resolve, compile,
+//! assemble and push), from the build metadata. A first publish (not counted) puts the base
+//! layers in the registry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use neo_actors::intake::{self, IntakeConfig};
+use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
+use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
+use neo_actors::{HostConfig, Platform};
+use neo_builder::meta::MetaStore;
+use neo_builder::meta::RegistrySettings;
+use neo_builder::project::Project;
+use neo_gateway::api::{
+    self, PublishStep, apps_client::AppsClient, identity_client::IdentityClient,
+};
+use neo_gateway::{Backends, Gateway, GatewayConfig};
+use serde::Serialize;
+use tonic::Request;
+
+use super::stats::percentile_ms;
+use crate::build_service::{self, ImageArgs, WorkerArgs};
+use crate::servers::{NatsServer, RegistryServer};
+
+/// Options of `neo bench build`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildBenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Publishes measured (after one warm-up publish).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// The example app's folder.
+    #[arg(long, default_value = "examples/catalog")]
+    pub example: PathBuf,
+    /// The apphost binary (default: `neo-apphost` next to this program).
+    #[arg(long, env = "NEO_APPHOST")]
+    pub apphost: Option<PathBuf>,
+}
+
+/// The figures printed.
+#[derive(Debug, Serialize)]
+pub struct BuildFigures {
+    /// Median worker time per build: fetch, validate, resolve, compile, assemble, push.
+    pub build_ms_p50: f64,
+    /// 90th percentile of the same.
+    pub build_ms_p90: f64,
+    /// Median time from the publish call to the image being in the registry.
+    pub publish_to_image_ms_p50: f64,
+    /// 90th percentile of the same.
+    pub publish_to_image_ms_p90: f64,
+    /// Median time from the publish call to the release on the first stage.
+    pub publish_to_deployed_ms_p50: f64,
+    /// The base layer's compressed size.
+    pub base_layer_bytes: u64,
+    /// Publishes measured.
+    pub rounds: usize,
+}
+
+/// Runs the benchmark and prints its figures.
+///
+/// # Errors
+/// When a server cannot start, the example does not load, or a publish fails.
+pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
+    let project = Project::from_dir(&args.example)
+        .with_context(|| format!("reading {}", args.example.display()))?;
+    let model = neo_builder::model::load(&project)
+        .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
+    let manifest = String::from_utf8(project.file("neo.toml").unwrap_or_default().to_vec())?;
+
+    let nats = NatsServer::start().await?;
+    let registry_server = RegistryServer::start().await?;
+    let s3_dir = tempfile::tempdir()?;
+    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
+    let revisions = neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?;
+
+    let client = async_nats::connect(nats.url()).await?;
+    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+    let platform = Platform::start(store.clone(), HostConfig::default()).await?;
+    let _intake = intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
+    let js = store.context().clone();
+    let mut tasks = vec![
+        reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
+        reactor::run(
+            js.clone(),
+            platform.clone(),
+            Arc::new(DeployOnBuild::new(None, platform.clone())),
+        ),
+        neo_builder::queue::run_enqueuer(js.clone()),
+    ];
+    let image = ImageArgs {
+        registry: Some(registry_server.host()),
+        registry_tls: false,
+        registry_prefix: "neo".into(),
+        apphost: args.apphost.clone(),
+    };
+    let base_layer_bytes = std::fs::metadata(build_service::apphost_path(&image)?)?.len();
+    let settings = RegistrySettings {
+        host: registry_server.host(),
+        insecure: true,
+        prefix: "neo".into(),
+    };
+    let worker = WorkerArgs {
+        build_lease_s: 30,
+        build_max_deliveries: 4,
+        build_step_delay_ms: 0,
+    };
+    tasks.extend(
+        build_service::start_workers(&client, revisions.clone(), settings, &image, &worker, 1)
+            .await?,
+    );
+    let backends = Backends {
+        revisions,
+        consumers: None,
+    };
+    let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
+    let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
+    let gateway =
+        Gateway::start_with(client.clone(), GatewayConfig::local(key), local, backends).await?;
+    neo_gateway::identity::bootstrap_admin(&client, "admin", "bench-password").await?;
+    let endpoint = gateway.endpoint();
+    let token = IdentityClient::connect(endpoint.clone())
+        .await?
+        .login(api::LoginRequest {
+            user: "admin".into(),
+            password: "bench-password".into(),
+            tenant: String::new(),
+        })
+        .await?
+        .into_inner()
+        .token;
+    let bearer = format!("Bearer {token}");
+    let mut create = Request::new(api::CreateTenantRequest {
+        name: "bench".into(),
+        admin: "admin".into(),
+        ..Default::default()
+    });
+    create
+        .metadata_mut()
+        .insert("authorization", bearer.parse()?);
+    api::tenants_client::TenantsClient::connect(endpoint.clone())
+        .await?
+        .create_tenant(create)
+        .await?;
+
+    let meta = MetaStore::open(&js).await?;
+    let apps = AppsClient::connect(endpoint.clone()).await?;
+    let mut to_image = Vec::with_capacity(args.rounds);
+    let mut to_deployed = Vec::with_capacity(args.rounds);
+    let mut build = Vec::with_capacity(args.rounds);
+    for round in 0..=args.rounds {
+        // A new description each round: a new revision, built for real.
+        let edited = manifest.replacen(
+            &format!("description = \"{}\"", model.description),
+            &format!(
+                "description = \"{} (bench round {round})\"",
+                model.description
+            ),
+            1,
+        );
+        let mut files: Vec<(String, Vec<u8>)> = project
+            .files()
+            .iter()
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect();
+        for (path, content) in &mut files {
+            if path == "neo.toml" {
+                *content = edited.clone().into_bytes();
+            }
+        }
+        let content = Project::from_files(files)?.pack();
+        let (image_at, deployed_at, build_id) =
+            publish(apps.clone(), &bearer, &model.name, content).await?;
+        if round == 0 {
+            continue; // warm-up: the base layers go into the registry
+        }
+        to_image.push(image_at);
+        to_deployed.push(deployed_at);
+        let recorded = meta
+            .get("bench", &build_id)
+            .await?
+            .context("no build metadata")?;
+        build.push(Duration::from_secs_f64(
+            recorded.steps_ms.values().sum::<f64>() / 1e3,
+        ));
+    }
+    let figures = BuildFigures {
+        build_ms_p50: percentile_ms(&mut build, 50.0),
+        build_ms_p90: percentile_ms(&mut build, 90.0),
+        publish_to_image_ms_p50: percentile_ms(&mut to_image, 50.0),
+        publish_to_image_ms_p90: percentile_ms(&mut to_image, 90.0),
+        publish_to_deployed_ms_p50: percentile_ms(&mut to_deployed, 50.0),
+        base_layer_bytes,
+        rounds: args.rounds,
+    };
+    gateway.shutdown().await;
+    for task in tasks {
+        task.abort();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&figures)?);
+    } else {
+        println!("{:<28} {:>10}  target", "figure", "value");
+        println!("{:<28} {:>10.1}", "build_ms_p50", figures.build_ms_p50);
+        println!("{:<28} {:>10.1}", "build_ms_p90", figures.build_ms_p90);
+        println!(
+            "{:<28} {:>10.1}  < 1000",
+            "publish_to_image_ms_p50", figures.publish_to_image_ms_p50
+        );
+        println!(
+            "{:<28} {:>10.1}",
+            "publish_to_image_ms_p90", figures.publish_to_image_ms_p90
+        );
+        println!(
+            "{:<28} {:>10.1}",
+            "publish_to_deployed_ms_p50", figures.publish_to_deployed_ms_p50
+        );
+        println!(
+            "{:<28} {:>10}",
+            "base_layer_bytes", figures.base_layer_bytes
+        );
+    }
+    Ok(())
+}
+
+/// One publish: time to the image, time to the release, and the build id.
+async fn publish(
+    mut apps: AppsClient<tonic::transport::Channel>,
+    bearer: &str,
+    app: &str,
+    content: Vec<u8>,
+) -> anyhow::Result<(Duration, Duration, String)> {
+    let mut messages = vec![api::PublishRequest {
+        part: Some(api::publish_request::Part::Header(api::PublishHeader {
+            tenant: "bench".into(),
+            app: app.into(),
+            message: "bench".into(),
+            stage: String::new(),
+        })),
+    }];
+    for chunk in content.chunks(64 * 1024) {
+        messages.push(api::PublishRequest {
+            part: Some(api::publish_request::Part::Chunk(chunk.to_vec().into())),
+        });
+    }
+    let mut request = Request::new(futures::stream::iter(messages));
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse()?);
+    let start = Instant::now();
+    let mut stream = apps.publish(request).await?.into_inner();
+    let mut image_at = None;
+    let mut build_id = String::new();
+    while let Some(progress) = stream.message().await? {
+        match PublishStep::try_from(progress.step).unwrap_or(PublishStep::Unspecified) {
+            PublishStep::BuildSucceeded => {
+                image_at = Some(start.elapsed());
+                build_id = progress.build_id;
+            }
+            PublishStep::Deployed => {
+                let image_at = image_at.context("deployed before the image was built")?;
+                return Ok((image_at, start.elapsed(), build_id));
+            }
+            PublishStep::BuildFailed | PublishStep::DeployRefused => {
+                anyhow::bail!("publish failed: {}", progress.message)
+            }
+            _ => {}
+        }
+    }
+    anyhow::bail!("the publish ended without a deploy")
+}

@@ -1,0 +1,196 @@
+//! The whole Build Service for end-to-end tests, on real servers: nats-server, Postgres (read
+//! models), docker-registry, the embedded S3 endpoint, the platform with its publish reactors
+//! and build enqueuer, build workers, and the gateway with impact analysis.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use neo_actors::projections::Projections;
+use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
+use neo_builder::image::{BaseImage, Registry, RegistryConfig};
+use neo_builder::impact::Consumers;
+use neo_builder::queue::QueueConfig;
+use neo_builder::worker::{self, WorkerConfig, WorkerContext};
+use neo_gateway::api;
+use neo_ops::servers::{PostgresServer, RegistryServer};
+use tokio::task::JoinHandle;
+
+use crate::gateway::Stack;
+
+/// Repository prefix in the test registry.
+pub const PREFIX: &str = "neo";
+
+/// Every server and task of the Build Service; all stopped when dropped.
+pub struct BuildStack {
+    /// NATS, the platform, the gateway, S3.
+    pub stack: Stack,
+    /// The read models' Postgres.
+    pub postgres: PostgresServer,
+    /// The read models.
+    pub projections: Arc<Projections>,
+    /// The OCI registry.
+    pub registry: RegistryServer,
+    /// A registry client (for pulling images back).
+    pub images: Arc<Registry>,
+    /// The base layers workers build on.
+    pub base: Arc<BaseImage>,
+    /// Reactors, enqueuer, projection runner, in-process workers.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for BuildStack {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A small stand-in for the apphost binary as the base layer (tests check the bundle layer;
+/// the runtime tests use the real apphost).
+pub fn base_image() -> anyhow::Result<BaseImage> {
+    let dir = std::env::temp_dir().join("neo-test-apphost");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("apphost");
+    std::fs::write(&path, b"#!/bin/sh\necho apphost\n")?;
+    Ok(BaseImage::from_apphost(&path)?)
+}
+
+/// An example app's folder.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+impl BuildStack {
+    /// Starts everything, with `workers` build workers in this process.
+    pub async fn start(workers: usize) -> anyhow::Result<Self> {
+        Self::start_with(workers, QueueConfig::default()).await
+    }
+
+    /// Starts everything with the given queue settings.
+    pub async fn start_with(workers: usize, queue: QueueConfig) -> anyhow::Result<Self> {
+        let postgres = PostgresServer::start().await?;
+        postgres.create_database("neo").await?;
+        let projections = Arc::new(Projections::connect(&postgres.url("neo")).await?);
+        let consumers: Arc<dyn Consumers> = projections.clone();
+        let stack = Stack::start_with(Some(consumers.clone())).await?;
+        let registry = RegistryServer::start().await?;
+        let images = Arc::new(Registry::new(RegistryConfig {
+            host: registry.host(),
+            insecure: true,
+            prefix: PREFIX.into(),
+            credentials: None,
+        }));
+        let base = Arc::new(base_image()?);
+        let platform = stack.platform.platform.clone();
+        let js = stack.platform.store.context().clone();
+        let mut tasks = vec![
+            reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
+            reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(DeployOnBuild::new(Some(consumers), platform.clone())),
+            ),
+            neo_builder::queue::run_enqueuer(js.clone()),
+            projections.run(js.clone()),
+        ];
+        let mut this = Self {
+            stack,
+            postgres,
+            projections,
+            registry,
+            images,
+            base,
+            tasks: Vec::new(),
+        };
+        for _ in 0..workers {
+            tasks.push(this.worker(queue, Duration::ZERO).await?);
+        }
+        this.tasks = tasks;
+        Ok(this)
+    }
+
+    /// Starts one more in-process worker.
+    pub async fn worker(
+        &self,
+        queue: QueueConfig,
+        step_delay: Duration,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let context = WorkerContext {
+            nats: self.stack.core.connect().await?,
+            revisions: self.stack.s3.store.clone(),
+            registry: self.images.clone(),
+            base: self.base.clone(),
+        };
+        let config = WorkerConfig {
+            queue,
+            step_delay,
+            ..WorkerConfig::default()
+        };
+        Ok(worker::spawn(context, config).await?)
+    }
+
+    /// Publishes a folder to the tenant's first stage and collects every progress message.
+    pub async fn publish(
+        &self,
+        token: &str,
+        tenant: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<api::PublishProgress>> {
+        let project = neo_builder::project::Project::from_dir(dir)?;
+        let model = neo_builder::model::load(&project)
+            .map_err(|d| anyhow::anyhow!("example does not load: {d:?}"))?;
+        self.publish_bytes(token, tenant, &model.name, project.pack())
+            .await
+    }
+
+    /// Publishes packed content as `app`.
+    pub async fn publish_bytes(
+        &self,
+        token: &str,
+        tenant: &str,
+        app: &str,
+        content: Vec<u8>,
+    ) -> anyhow::Result<Vec<api::PublishProgress>> {
+        let mut messages = vec![api::PublishRequest {
+            part: Some(api::publish_request::Part::Header(api::PublishHeader {
+                tenant: tenant.into(),
+                app: app.into(),
+                message: "published by a test".into(),
+                stage: String::new(),
+            })),
+        }];
+        for chunk in content.chunks(64 * 1024) {
+            messages.push(api::PublishRequest {
+                part: Some(api::publish_request::Part::Chunk(chunk.to_vec().into())),
+            });
+        }
+        let mut stream = self
+            .stack
+            .apps(token)
+            .publish(futures::stream::iter(messages))
+            .await?
+            .into_inner();
+        let mut progress = Vec::new();
+        let deadline = Duration::from_secs(60);
+        while let Some(p) = tokio::time::timeout(deadline, stream.message())
+            .await
+            .context("publish progress stalled")??
+        {
+            progress.push(p);
+        }
+        Ok(progress)
+    }
+}
+
+/// The progress message of `step`, if any.
+pub fn step(
+    progress: &[api::PublishProgress],
+    step: api::PublishStep,
+) -> Option<&api::PublishProgress> {
+    progress.iter().find(|p| p.step == step as i32)
+}
