@@ -1,16 +1,18 @@
 //! The `neo` client commands end to end, run in process against a real gateway stack: login and
 //! the saved config, tenants, apps and uploads, builds, deploy → promote → roll back, events,
-//! and the exit codes of refusals and failures.
+//! the parts of publish, impact and build logs that need no build worker, and the exit codes of
+//! refusals and failures. (Publish with real workers is in `build_service.rs`.)
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use neo_builder::project::Project;
 use neo_ops::cli::commands::login::{LoginArgs, login_with_password};
 use neo_ops::cli::config::Config;
 use neo_ops::cli::serde_json::{self, Value, json};
-use neo_ops::cli::{self, CliError, Context, Sink, pack};
+use neo_ops::cli::{self, CliError, Context, Sink};
 use neo_tests::gateway::{People, ROOT, ROOT_PASSWORD, Stack, content_digest, password};
 
 /// A config file in a temporary directory, and the gateway's endpoint.
@@ -209,9 +211,9 @@ async fn upload_build_deploy_promote_and_roll_back() {
     let first = neo
         .json(&["app", "upload", "shop", dir, "-m", "first"])
         .await;
-    let packed = pack::pack_dir(model.path()).unwrap();
+    let project = Project::from_dir(model.path()).unwrap();
     assert_eq!(first["number"], 1);
-    assert_eq!(first["digest"], content_digest(&packed));
+    assert_eq!(first["digest"], project.digest());
     assert_eq!(first["message"], "first");
     let file = model.path().join("model.json");
     let second = neo
@@ -282,6 +284,189 @@ async fn upload_build_deploy_promote_and_roll_back() {
     viewer
         .fails(&["deploy", "shop", "test", "--revision", "2"], 4)
         .await;
+}
+
+/// One of the example apps under `examples/`.
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// A copy of the files under `from` in `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn upload_of_a_project_directory_records_its_project_digest() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login("alice", Some("acme")).await.unwrap();
+    neo.json(&["app", "create", "catalog"]).await;
+
+    let catalog = example("catalog");
+    let uploaded = neo
+        .json(&["app", "upload", "catalog", catalog.to_str().unwrap()])
+        .await;
+    let expected = Project::from_dir(&catalog).unwrap().digest();
+    assert_eq!(uploaded["digest"], expected);
+    assert_eq!(uploaded["number"], 1);
+
+    // Dot-files and `target/` are not part of the project: the same content, so the gateway
+    // refuses it as unchanged.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&catalog, copy.path());
+    std::fs::create_dir_all(copy.path().join(".git")).unwrap();
+    std::fs::write(copy.path().join(".git/HEAD"), b"ref: refs/heads/main").unwrap();
+    std::fs::create_dir_all(copy.path().join("target")).unwrap();
+    std::fs::write(copy.path().join("target/junk"), b"junk").unwrap();
+    assert_eq!(Project::from_dir(copy.path()).unwrap().digest(), expected);
+    let unchanged = neo
+        .fails(
+            &["app", "upload", "catalog", copy.path().to_str().unwrap()],
+            5,
+        )
+        .await;
+    assert!(unchanged.contains("revision.unchanged"), "{unchanged}");
+
+    // Another example is another content.
+    let orders = example("orders");
+    let other = neo
+        .json(&["app", "upload", "catalog", orders.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        other["digest"],
+        Project::from_dir(&orders).unwrap().digest()
+    );
+    assert_eq!(other["number"], 2);
+}
+
+#[tokio::test]
+async fn publish_reports_model_errors_without_contacting_the_gateway() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login("alice", Some("acme")).await.unwrap();
+
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&example("reviews"), broken.path());
+    let manifest = broken.path().join("neo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text = text.replacen("name = \"reviews\"", "name = \"Reviews!\"", 1);
+    text.push_str(
+        "\n[[entities]]\nname = \"Note\"\nfields = [{ name = \"body\", type = \"strng\" }]\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let dir = broken.path().to_str().unwrap();
+
+    let events = stack.event_count().await.unwrap();
+    let message = neo.fails(&["publish", dir, "-m", "broken"], 2).await;
+    let mut lines = message.lines();
+    assert!(
+        lines.next().unwrap().starts_with("the model has "),
+        "{message}"
+    );
+    let positioned: Vec<&str> = lines.collect();
+    assert!(positioned.len() >= 2, "{message}");
+    for line in &positioned {
+        let mut parts = line.splitn(4, ':');
+        assert_eq!(parts.next(), Some("neo.toml"), "{line}");
+        assert!(parts.next().unwrap().parse::<u32>().unwrap() > 0, "{line}");
+        assert!(parts.next().unwrap().parse::<u32>().unwrap() > 0, "{line}");
+        assert!(!parts.next().unwrap().trim().is_empty(), "{line}");
+    }
+    assert!(message.contains("strng"), "{message}");
+
+    // Nothing reached the gateway: no app, no event, and an unreachable gateway changes nothing.
+    neo.fails(&["app", "get", "reviews"], 3).await;
+    assert_eq!(stack.event_count().await.unwrap(), events);
+    let offline = neo
+        .fails(
+            &[
+                "--endpoint",
+                "http://127.0.0.1:1",
+                "publish",
+                dir,
+                "--app",
+                "x",
+            ],
+            2,
+        )
+        .await;
+    assert_eq!(offline, message);
+    let empty = tempfile::tempdir().unwrap();
+    let missing = neo
+        .fails(&["publish", empty.path().to_str().unwrap()], 2)
+        .await;
+    assert!(missing.contains("\nneo.toml:1:1: "), "{missing}");
+}
+
+#[tokio::test]
+async fn impact_build_log_and_forced_deploys_without_workers() {
+    let (stack, _people) = stack().await;
+    let neo = Neo::new(&stack);
+    neo.login("alice", Some("acme")).await.unwrap();
+    neo.json(&["app", "create", "catalog"]).await;
+    let catalog = example("catalog");
+    neo.json(&["app", "upload", "catalog", catalog.to_str().unwrap()])
+        .await;
+
+    // No succeeded build (and, in this stack, no read models): a clear refusal, exit 5.
+    let refused = neo
+        .fails(
+            &["impact", "catalog", "--stage", "dev", "--revision", "1"],
+            5,
+        )
+        .await;
+    assert!(
+        refused.starts_with("refused by rule impact.unavailable")
+            || refused.starts_with("refused by rule deploy.build_not_succeeded"),
+        "{refused}"
+    );
+    neo.fails(
+        &["impact", "catalog", "--stage", "dev", "--revision", "0"],
+        2,
+    )
+    .await;
+
+    // Build logs: an unknown build is not found.
+    let missing = neo.fails(&["build", "log", "ghost_r1"], 3).await;
+    assert!(missing.starts_with("not found"), "{missing}");
+    neo.fails(&["build", "log", "ghost_r1", "--follow"], 3)
+        .await;
+
+    // --force does not skip the build check, and with no blockers records no force.
+    let refused = neo
+        .fails(
+            &["deploy", "catalog", "dev", "--revision", "1", "--force"],
+            5,
+        )
+        .await;
+    assert!(refused.contains("deploy.build_not_succeeded"), "{refused}");
+    neo.json(&["build", "request", "catalog", "1"]).await;
+    // A requested build has no log lines yet: nothing printed, and no wait without --follow.
+    let (result, out) = neo.run(&["build", "log", "catalog_r1"]).await;
+    result.unwrap();
+    assert_eq!(out, "");
+    let image = stack.finish_build("acme", "catalog", 1, 1).await.unwrap();
+    let deployed = neo
+        .json(&["deploy", "catalog", "dev", "--revision", "1", "--force"])
+        .await;
+    assert_eq!(deployed["releases"][0]["image_digest"], image);
+    assert_eq!(deployed["releases"][0]["forced"], false);
+    assert_eq!(deployed["releases"][0]["forced_blockers"], json!([]));
+    let (result, table) = neo.run(&["releases", "catalog", "dev"]).await;
+    result.unwrap();
+    assert!(table.contains("FORCED"), "{table}");
 }
 
 #[tokio::test]

@@ -61,8 +61,8 @@ pub struct BuildFigures {
     pub publish_to_image_ms_p90: f64,
     /// Median time from the publish call to the release on the first stage.
     pub publish_to_deployed_ms_p50: f64,
-    /// The base layer's compressed size.
-    pub base_layer_bytes: u64,
+    /// The apphost binary's size (the base layer, before compression).
+    pub apphost_bytes: u64,
     /// Publishes measured.
     pub rounds: usize,
 }
@@ -104,7 +104,7 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
         registry_prefix: "neo".into(),
         apphost: args.apphost.clone(),
     };
-    let base_layer_bytes = std::fs::metadata(build_service::apphost_path(&image)?)?.len();
+    let apphost_bytes = std::fs::metadata(build_service::apphost_path(&image)?)?.len();
     let settings = RegistrySettings {
         host: registry_server.host(),
         insecure: true,
@@ -200,7 +200,7 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
         publish_to_image_ms_p50: percentile_ms(&mut to_image, 50.0),
         publish_to_image_ms_p90: percentile_ms(&mut to_image, 90.0),
         publish_to_deployed_ms_p50: percentile_ms(&mut to_deployed, 50.0),
-        base_layer_bytes,
+        apphost_bytes,
         rounds: args.rounds,
     };
     gateway.shutdown().await;
@@ -225,10 +225,7 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
             "{:<28} {:>10.1}",
             "publish_to_deployed_ms_p50", figures.publish_to_deployed_ms_p50
         );
-        println!(
-            "{:<28} {:>10}",
-            "base_layer_bytes", figures.base_layer_bytes
-        );
+        println!("{:<28} {:>10}", "apphost_bytes", figures.apphost_bytes);
     }
     Ok(())
 }

@@ -279,11 +279,19 @@ impl Gateway {
 
     /// The Events service, with no deadline: a watch lasts until stopped.
     pub fn events(&self) -> EventsClient<AuthChannel> {
-        let auth = Auth {
-            deadline: None,
-            ..self.auth.clone()
-        };
-        EventsClient::new(InterceptedService::new(self.channel.clone(), auth))
+        EventsClient::new(self.without_deadline().with_auth())
+    }
+
+    /// The same connection with no per-call deadline, for streams that last as long as what
+    /// they follow (a publish, a followed build log).
+    pub fn without_deadline(&self) -> Gateway {
+        Gateway {
+            channel: self.channel.clone(),
+            auth: Auth {
+                deadline: None,
+                ..self.auth.clone()
+            },
+        }
     }
 }
 

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use tonic::Code;
 
+use neo_builder::project::ProjectError;
+use neo_protocol::pb::Diagnostic;
+
 use super::config::ConfigError;
-use super::pack::PackError;
 
 /// The gateway's trailer naming the domain rule that refused a command.
 pub const RULE_METADATA: &str = "neo-rule";
@@ -26,6 +28,8 @@ pub const EXIT_REFUSED: u8 = 5;
 pub const EXIT_UNAVAILABLE: u8 = 6;
 /// Exit code: too large.
 pub const EXIT_TOO_LARGE: u8 = 7;
+/// Exit code: a build failed (`neo publish`).
+pub const EXIT_BUILD_FAILED: u8 = 8;
 
 /// A failed client command.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +51,53 @@ pub enum CliError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The directory to upload could not be packed.
+    /// The directory to upload could not be read as a project (see `neo_builder::project`).
     #[error(transparent)]
-    Pack(#[from] PackError),
+    Project(#[from] ProjectError),
+    /// The project's model (`neo.toml`) is invalid; nothing was sent.
+    #[error("{}", invalid_model(.0))]
+    InvalidModel(Vec<Diagnostic>),
+    /// A publish's build failed, with the reason and the builder's diagnostics.
+    #[error("{}", with_diagnostics(.message, .diagnostics))]
+    BuildFailed {
+        /// The gateway's line, e.g. `build failed: …`.
+        message: String,
+        /// Where the model or the build went wrong.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A publish's deploy was refused by impact analysis (the revision is built, not deployed).
+    #[error(
+        "{message}\nsee what would break: neo impact {app} --stage {stage} --revision {revision}\n\
+         deploy anyway: neo deploy {app} {stage} --revision {revision} --force"
+    )]
+    DeployRefused {
+        /// The gateway's line, naming the blockers.
+        message: String,
+        /// The app.
+        app: String,
+        /// The stage it was not deployed to.
+        stage: String,
+        /// The built revision.
+        revision: u32,
+    },
+    /// `neo impact` found blockers: deploying the revision would be refused.
+    #[error(
+        "{count} blocker(s): deploying revision {revision} of {app} to {stage} would be refused \
+         (`neo deploy --force` deploys anyway)"
+    )]
+    ImpactBlockers {
+        /// How many blockers.
+        count: usize,
+        /// The app.
+        app: String,
+        /// The stage.
+        stage: String,
+        /// The revision.
+        revision: u32,
+    },
+    /// The gateway ended a stream before its last message (a publish before its outcome).
+    #[error("{0}")]
+    Unfinished(String),
     /// The password could not be read from stdin or the terminal.
     #[error("cannot read the password: {0}")]
     Password(std::io::Error),
@@ -77,10 +125,17 @@ impl CliError {
             Self::Usage(_) => EXIT_USAGE,
             Self::Connect { .. } => EXIT_UNAVAILABLE,
             Self::Rpc(status) => exit_code_for(status.code()),
+            Self::InvalidModel(_) => EXIT_USAGE,
+            Self::BuildFailed { .. } => EXIT_BUILD_FAILED,
+            Self::DeployRefused { .. } | Self::ImpactBlockers { .. } => EXIT_REFUSED,
+            Self::Project(ProjectError::TooLarge { .. } | ProjectError::TooManyFiles { .. }) => {
+                EXIT_TOO_LARGE
+            }
             Self::Config(_)
             | Self::Read { .. }
-            | Self::Pack(_)
+            | Self::Project(_)
             | Self::Password(_)
+            | Self::Unfinished(_)
             | Self::Stdout(_) => EXIT_OTHER,
         }
     }
@@ -144,6 +199,30 @@ pub fn describe_status(status: &tonic::Status) -> String {
         _ => {}
     }
     text
+}
+
+/// The message of an invalid model: a summary, then each diagnostic on its own line.
+fn invalid_model(diagnostics: &[Diagnostic]) -> String {
+    let summary = match diagnostics.len() {
+        1 => "the model has 1 error; nothing was uploaded".to_owned(),
+        n => format!("the model has {n} errors; nothing was uploaded"),
+    };
+    with_diagnostics(&summary, diagnostics)
+}
+
+/// `message`, then each diagnostic as `file:line:column: message` on its own line.
+pub fn with_diagnostics(message: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut text = message.to_owned();
+    for d in diagnostics {
+        text.push('\n');
+        text.push_str(&diagnostic_line(d));
+    }
+    text
+}
+
+/// A diagnostic as `file:line:column: message`, as compilers print them.
+pub fn diagnostic_line(d: &Diagnostic) -> String {
+    format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message)
 }
 
 /// Whether tonic cancelled the call because the client's own deadline (`--timeout`) passed.
@@ -252,6 +331,58 @@ mod tests {
             CliError::NotLoggedIn
                 .to_string()
                 .starts_with("not logged in: run `neo login")
+        );
+        assert_eq!(CliError::InvalidModel(Vec::new()).exit_code(), 2);
+        let failed = CliError::BuildFailed {
+            message: "build failed: 1 error".into(),
+            diagnostics: vec![diagnostic()],
+        };
+        assert_eq!(failed.exit_code(), 8);
+        assert_eq!(
+            failed.to_string(),
+            "build failed: 1 error\nneo.toml:3:8: unknown type `strng`"
+        );
+        let refused = CliError::DeployRefused {
+            message: "not deployed to dev: it would break reviews r1".into(),
+            app: "catalog".into(),
+            stage: "dev".into(),
+            revision: 2,
+        };
+        assert_eq!(refused.exit_code(), 5);
+        assert_eq!(
+            refused.to_string(),
+            "not deployed to dev: it would break reviews r1\n\
+             see what would break: neo impact catalog --stage dev --revision 2\n\
+             deploy anyway: neo deploy catalog dev --revision 2 --force"
+        );
+        let blockers = CliError::ImpactBlockers {
+            count: 2,
+            app: "catalog".into(),
+            stage: "dev".into(),
+            revision: 3,
+        };
+        assert_eq!(blockers.exit_code(), 5);
+        let too_large = neo_builder::project::ProjectError::TooLarge { limit: 1 };
+        assert_eq!(CliError::Project(too_large).exit_code(), 7);
+    }
+
+    fn diagnostic() -> Diagnostic {
+        Diagnostic {
+            file: "neo.toml".into(),
+            line: 3,
+            column: 8,
+            message: "unknown type `strng`".into(),
+        }
+    }
+
+    #[test]
+    fn an_invalid_model_lists_every_positioned_diagnostic() {
+        let error = CliError::InvalidModel(vec![diagnostic(), diagnostic()]);
+        assert_eq!(
+            error.to_string(),
+            "the model has 2 errors; nothing was uploaded\n\
+             neo.toml:3:8: unknown type `strng`\n\
+             neo.toml:3:8: unknown type `strng`"
         );
     }
 

@@ -3,7 +3,7 @@
 //! Every command reads the config file (see [`config`]), connects to the gateway with the saved
 //! or given token, makes its calls with a deadline of `--timeout` seconds each, and prints a
 //! table (or, with `--output json`, a JSON document; `neo events watch` prints one JSON object
-//! per line). Errors go to stderr as `error: <message>`, with the gateway's `neo-rule` and
+//! per line; so do `neo publish` and `neo build log`). Errors go to stderr as `error: <message>`, with the gateway's `neo-rule` and
 //! `neo-field` details when it sent them. A closed stdout (`neo … | head`) ends a command
 //! quietly with 0.
 //!
@@ -12,13 +12,14 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success |
-//! | 1 | any other error (config file, local files, unexpected gRPC codes) |
-//! | 2 | usage or input error: bad command line (clap), `INVALID_ARGUMENT`, `OUT_OF_RANGE` |
+//! | 1 | any other error (config file, local files, unexpected gRPC codes, a cut-off publish) |
+//! | 2 | usage or input error: bad command line (clap), `INVALID_ARGUMENT`, `OUT_OF_RANGE`, an invalid `neo.toml` (`neo publish`, checked before any upload) |
 //! | 3 | not found (`NOT_FOUND`) |
 //! | 4 | not logged in, `UNAUTHENTICATED`, `PERMISSION_DENIED` |
-//! | 5 | refused by a rule or a conflict: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED` |
+//! | 5 | refused by a rule or a conflict: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED`; a publish whose deploy impact analysis refused; `neo impact` finding blockers |
 //! | 6 | cannot connect, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` (the client's deadline) |
-//! | 7 | too large (`RESOURCE_EXHAUSTED`) |
+//! | 7 | too large (`RESOURCE_EXHAUSTED`, a project over the size or file-count limit) |
+//! | 8 | the build failed (`neo publish`; its diagnostics are printed) |
 //!
 //! # Layout
 //!
@@ -28,7 +29,6 @@
 //! - [`output`]: the output format, table helpers, enum values and times as words.
 //! - [`render`]: the JSON document and the table of each API message.
 //! - [`progress`]: spinners and the upload's byte bar (stderr, terminals only).
-//! - [`pack`]: the deterministic archive of a directory that `neo app upload` sends.
 //! - [`commands`]: one module per command group, each with its clap arguments and its runner.
 
 pub mod commands;
@@ -36,7 +36,6 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod output;
-pub mod pack;
 pub mod progress;
 pub mod render;
 
@@ -49,7 +48,7 @@ pub use output::{OutputFormat, Sink};
 /// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
 pub use serde_json;
 
-use commands::{app, build, deploy, events, login, tenant};
+use commands::{app, build, deploy, events, login, publish, tenant};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -115,14 +114,19 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: app::AppCommand,
     },
-    /// Request, inspect and cancel builds.
+    /// Request, inspect and cancel builds; print their logs.
     Build {
         /// What to do.
         #[command(subcommand)]
         command: build::BuildCommand,
     },
+    /// 1-Click Publish: check a project's model, upload it as the app's next revision, build
+    /// it and deploy it, printing each step as it happens.
+    Publish(publish::PublishArgs),
     /// Deploy the built image of an app revision to a stage.
     Deploy(deploy::DeployArgs),
+    /// Show what deploying a revision to a stage would break (exit 5 when there are blockers).
+    Impact(deploy::ImpactArgs),
     /// Promote the current release of the previous stage into a stage (same image).
     Promote(deploy::PromoteArgs),
     /// Roll a stage back to an earlier release, as a new release.
@@ -173,7 +177,9 @@ pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), Cli
         ClientCommand::Tenant { command } => tenant::run(cx, command).await,
         ClientCommand::App { command } => app::run(cx, command).await,
         ClientCommand::Build { command } => build::run(cx, command).await,
+        ClientCommand::Publish(args) => publish::publish(cx, args).await,
         ClientCommand::Deploy(args) => deploy::deploy(cx, args).await,
+        ClientCommand::Impact(args) => deploy::impact(cx, args).await,
         ClientCommand::Promote(args) => deploy::promote(cx, args).await,
         ClientCommand::Rollback(args) => deploy::rollback(cx, args).await,
         ClientCommand::Releases(args) => deploy::releases(cx, args).await,

@@ -1,6 +1,6 @@
 //! Printing results: the output format, table helpers, and enum values and times as words.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use comfy_table::{ContentArrangement, Table, presets};
@@ -46,6 +46,14 @@ impl Sink {
         }
     }
 
+    /// Whether this is stdout on a terminal (where styling such as [`dim`] is shown), and
+    /// `NO_COLOR` is not set.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Stdout)
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    }
+
     /// Prints a result as JSON or as a table, building only the one asked for.
     ///
     /// # Errors
@@ -89,6 +97,11 @@ impl Sink {
 /// A JSON value on several indented lines.
 pub fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// `text` dimmed with ANSI escapes (for a terminal only; see [`Sink::is_terminal`]).
+pub fn dim(text: &str) -> String {
+    format!("\x1b[2m{text}\x1b[0m")
 }
 
 /// A borderless table with these column headers, wrapped to the terminal's width.
@@ -190,6 +203,25 @@ pub fn rollout_word(status: i32) -> String {
     }
 }
 
+/// A publish step as a word (`uploaded`, `revision_created`, `build_log`, …).
+pub fn publish_step_word(step: i32) -> String {
+    use neo_gateway::api::PublishStep as S;
+    let word = match S::try_from(step) {
+        Ok(S::Unspecified) => "unspecified",
+        Ok(S::Uploaded) => "uploaded",
+        Ok(S::RevisionCreated) => "revision_created",
+        Ok(S::BuildRequested) => "build_requested",
+        Ok(S::BuildStarted) => "build_started",
+        Ok(S::BuildLog) => "build_log",
+        Ok(S::BuildSucceeded) => "build_succeeded",
+        Ok(S::BuildFailed) => "build_failed",
+        Ok(S::Deployed) => "deployed",
+        Ok(S::DeployRefused) => "deploy_refused",
+        Err(_) => return format!("unknown({step})"),
+    };
+    word.to_owned()
+}
+
 /// Unix seconds as an RFC 3339 UTC time (the number itself when out of range).
 pub fn unix_secs(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -230,6 +262,9 @@ mod tests {
         );
         assert_eq!(rollout_word(pb::RolloutStatus::Pending as i32), "pending");
         assert_eq!(rollout_word(42), "unknown(42)");
+        let step = neo_gateway::api::PublishStep::DeployRefused as i32;
+        assert_eq!(publish_step_word(step), "deploy_refused");
+        assert_eq!(publish_step_word(99), "unknown(99)");
     }
 
     #[test]

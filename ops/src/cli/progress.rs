@@ -9,11 +9,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// How often spinners move.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Runs `future` with a spinner showing `message`, cleared when it ends.
-pub async fn with_spinner<F: Future>(message: impl Into<String>, future: F) -> F::Output {
+/// A spinner showing `message` until cleared; print beside it with `suspend`.
+pub fn spinner(message: impl Into<String>) -> ProgressBar {
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(message.into());
     spinner.enable_steady_tick(TICK);
+    spinner
+}
+
+/// Runs `future` with a spinner showing `message`, cleared when it ends.
+pub async fn with_spinner<F: Future>(message: impl Into<String>, future: F) -> F::Output {
+    let spinner = spinner(message);
     let output = future.await;
     spinner.finish_and_clear();
     output

@@ -4,9 +4,10 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::{Value, json};
 
+use super::error::diagnostic_line;
 use super::output::{
-    build_status_word, fields, or_dash, origin_word, role_word, rollout_word, short_digest, table,
-    unix_millis, unix_secs, yes_no,
+    build_status_word, fields, or_dash, origin_word, publish_step_word, role_word, rollout_word,
+    short_digest, table, unix_millis, unix_secs, yes_no,
 };
 
 /// A list of names (tenants, apps) as JSON.
@@ -155,13 +156,23 @@ pub fn build_json(build: &api::Build) -> Value {
         "image_digest": state.image_digest,
         "image_ref": state.image_ref,
         "reason": state.reason,
-        "diagnostics": state.diagnostics.iter().map(|d| json!({
-            "file": d.file,
-            "line": d.line,
-            "column": d.column,
-            "message": d.message,
-        })).collect::<Vec<_>>(),
+        "diagnostics": diagnostics_json(&state.diagnostics),
     })
+}
+
+/// Diagnostics as JSON objects.
+fn diagnostics_json(diagnostics: &[pb::Diagnostic]) -> Value {
+    json!(
+        diagnostics
+            .iter()
+            .map(|d| json!({
+                "file": d.file,
+                "line": d.line,
+                "column": d.column,
+                "message": d.message,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// A build as its fields, then its diagnostics.
@@ -182,14 +193,29 @@ pub fn build_table(build: &api::Build) -> String {
     if state.diagnostics.is_empty() {
         return summary.to_string();
     }
-    let mut diagnostics = table(["WHERE", "MESSAGE"]);
-    for d in &state.diagnostics {
-        diagnostics.add_row([
-            format!("{}:{}:{}", d.file, d.line, d.column),
-            d.message.clone(),
-        ]);
-    }
-    format!("{summary}\n\n{diagnostics}")
+    let diagnostics: Vec<String> = state.diagnostics.iter().map(diagnostic_line).collect();
+    format!("{summary}\n\n{}", diagnostics.join("\n"))
+}
+
+/// A build log line as JSON.
+pub fn build_log_json(line: &pb::BuildLogLine) -> Value {
+    json!({
+        "attempt": line.attempt,
+        "time": line.time,
+        "level": line.level,
+        "text": line.text,
+        "end": line.end,
+    })
+}
+
+/// A build log line as `time level text`.
+pub fn build_log_line(line: &pb::BuildLogLine) -> String {
+    format!(
+        "{} {:<5} {}",
+        or_dash(&line.time),
+        or_dash(&line.level),
+        line.text
+    )
 }
 
 /// Builds as a table.
@@ -226,7 +252,32 @@ pub fn release_json(release: &pb::Release) -> Value {
         "rolled_back_to": (release.rolled_back_to > 0).then_some(release.rolled_back_to),
         "rollout": rollout_word(release.rollout),
         "rollout_reason": release.rollout_reason,
+        "forced": release.forced,
+        "forced_blockers": release.forced_blockers,
     })
+}
+
+/// Whether a release was forced over impact blockers, in a few words.
+fn forced_text(release: &pb::Release) -> String {
+    match (release.forced, release.forced_blockers.len()) {
+        (false, _) => "-".to_owned(),
+        (true, 0) => "yes".to_owned(),
+        (true, 1) => "yes (1 blocker)".to_owned(),
+        (true, n) => format!("yes ({n} blockers)"),
+    }
+}
+
+/// The blockers of the forced releases among `releases`, one line each (`v3 forced over: …`).
+fn forced_lines(releases: &[pb::Release]) -> Vec<String> {
+    releases
+        .iter()
+        .filter(|r| r.forced)
+        .flat_map(|r| {
+            r.forced_blockers
+                .iter()
+                .map(move |b| format!("v{} forced over: {b}", r.number))
+        })
+        .collect()
 }
 
 /// Where a release's image came from: its build, the promoted release, or the restored one.
@@ -257,6 +308,7 @@ pub fn releases_table(releases: &[pb::Release], current: Option<u32>) -> String 
         "REVISION",
         "SOURCE",
         "ROLLOUT",
+        "FORCED",
     ]);
     for r in releases {
         let mark = if current == Some(r.number) { " *" } else { "" };
@@ -267,9 +319,15 @@ pub fn releases_table(releases: &[pb::Release], current: Option<u32>) -> String 
             r.revision.to_string(),
             release_source(r),
             rollout_text(r),
+            forced_text(r),
         ]);
     }
-    t.to_string()
+    let forced = forced_lines(releases);
+    if forced.is_empty() {
+        t.to_string()
+    } else {
+        format!("{t}\n\n{}", forced.join("\n"))
+    }
 }
 
 /// A deployment as JSON, releases oldest first.
@@ -301,10 +359,16 @@ pub fn current_release_table(deployment: &api::Deployment) -> String {
             ("revision", r.revision.to_string()),
             ("image digest", r.image_digest.clone()),
             ("rollout", rollout_text(r)),
+            ("forced", forced_text(r)),
         ]),
         None => rows.push(("release", "none".to_owned())),
     }
-    fields(rows).to_string()
+    let summary = fields(rows).to_string();
+    let forced = current.map(std::slice::from_ref).map(forced_lines);
+    match forced {
+        Some(lines) if !lines.is_empty() => format!("{summary}\n\n{}", lines.join("\n")),
+        _ => summary,
+    }
 }
 
 /// A deployment as its fields, then its releases newest first (the current one marked `*`).
@@ -328,6 +392,98 @@ pub fn deployment_table(deployment: &api::Deployment) -> String {
     let newest_first: Vec<pb::Release> = state.releases.iter().rev().cloned().collect();
     let releases = releases_table(&newest_first, Some(state.current));
     format!("{summary}\n\n{releases}")
+}
+
+/// A publish step as one JSON object (printed on one line).
+pub fn publish_progress_json(progress: &api::PublishProgress) -> Value {
+    json!({
+        "step": publish_step_word(progress.step),
+        "message": progress.message,
+        "digest": progress.digest,
+        "size": progress.size,
+        "revision": progress.revision,
+        "build_id": progress.build_id,
+        "image_digest": progress.image_digest,
+        "image_ref": progress.image_ref,
+        "stage": progress.stage,
+        "release": progress.release,
+        "diagnostics": diagnostics_json(&progress.diagnostics),
+        "sequence": progress.sequence,
+    })
+}
+
+/// A publish step as one line, and whether it is a build log line; `None` for the failures,
+/// which the command's error reports.
+pub fn publish_step_line(progress: &api::PublishProgress) -> Option<(String, bool)> {
+    use api::PublishStep as S;
+    let or_message = |fallback: String| {
+        if progress.message.is_empty() {
+            fallback
+        } else {
+            progress.message.clone()
+        }
+    };
+    let text = match progress.step() {
+        S::BuildFailed | S::DeployRefused => return None,
+        S::BuildLog => return Some((format!("  │ {}", progress.message), true)),
+        S::Uploaded => or_message(format!(
+            "uploaded {} ({} bytes)",
+            progress.digest, progress.size
+        )),
+        S::RevisionCreated => or_message(format!("revision {}", progress.revision)),
+        S::BuildRequested => or_message("build requested".to_owned()),
+        S::BuildStarted => or_message("build started".to_owned()),
+        S::BuildSucceeded => or_message(format!("built {}", progress.image_ref)),
+        S::Deployed => or_message(format!(
+            "deployed to {} as v{}",
+            progress.stage, progress.release
+        )),
+        S::Unspecified => or_message(publish_step_word(progress.step)),
+    };
+    Some((format!("✓ {text}"), false))
+}
+
+/// An impact finding as JSON.
+fn finding_json(finding: &api::ImpactFinding) -> Value {
+    json!({
+        "consumer_app": finding.consumer_app,
+        "consumer_revision": finding.consumer_revision,
+        "entity": finding.entity,
+        "field": finding.field,
+        "message": finding.message,
+    })
+}
+
+/// An impact report as JSON.
+pub fn impact_json(report: &api::ImpactReport) -> Value {
+    json!({
+        "blockers": report.blockers.iter().map(finding_json).collect::<Vec<_>>(),
+        "warnings": report.warnings.iter().map(finding_json).collect::<Vec<_>>(),
+    })
+}
+
+/// An impact report as one table, blockers first.
+pub fn impact_table(report: &api::ImpactReport) -> String {
+    if report.blockers.is_empty() && report.warnings.is_empty() {
+        return "nothing would break: no blockers, no warnings".to_owned();
+    }
+    let mut t = table(["KIND", "CONSUMER", "REVISION", "ENTITY", "FIELD", "MESSAGE"]);
+    let kinds = report
+        .blockers
+        .iter()
+        .map(|f| ("blocker", f))
+        .chain(report.warnings.iter().map(|f| ("warning", f)));
+    for (kind, f) in kinds {
+        t.add_row([
+            kind.to_owned(),
+            f.consumer_app.clone(),
+            f.consumer_revision.to_string(),
+            f.entity.clone(),
+            or_dash(&f.field),
+            f.message.clone(),
+        ]);
+    }
+    t.to_string()
 }
 
 /// An event as one JSON object (printed on one line).

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory as _, Parser};
 
-use super::commands::{app, build, deploy, events, login, tenant};
+use super::commands::{app, build, deploy, events, login, publish, tenant};
 use super::*;
 
 /// The client half of `neo`'s command line.
@@ -136,6 +136,69 @@ fn upload_build_and_deploy_commands_parse() {
         ClientCommand::Rollback(deploy::RollbackArgs { to: 1, .. })
     ));
     assert!(T::try_parse_from(["neo", "deploy", "shop", "dev"]).is_err());
+}
+
+#[test]
+fn publish_defaults_to_the_current_directory() {
+    let t = parse(&["publish"]);
+    let ClientCommand::Publish(args) = t.c else {
+        panic!("not publish: {:?}", t.c)
+    };
+    assert_eq!(args.dir, std::path::PathBuf::from("."));
+    assert_eq!((args.app, args.stage, args.message), (None, None, None));
+    let t = parse(&[
+        "publish", "./shop", "--app", "shop", "--stage", "test", "-m", "first",
+    ]);
+    let ClientCommand::Publish(publish::PublishArgs {
+        dir,
+        app,
+        stage,
+        message,
+    }) = t.c
+    else {
+        panic!("not publish: {:?}", t.c)
+    };
+    assert_eq!(dir, std::path::PathBuf::from("./shop"));
+    assert_eq!(app.as_deref(), Some("shop"));
+    assert_eq!(stage.as_deref(), Some("test"));
+    assert_eq!(message.as_deref(), Some("first"));
+}
+
+#[test]
+fn impact_build_log_and_forced_deploys_parse() {
+    let t = parse(&["impact", "catalog", "--stage", "dev", "--revision", "3"]);
+    let ClientCommand::Impact(args) = t.c else {
+        panic!("not impact: {:?}", t.c)
+    };
+    assert_eq!((args.app.as_str(), args.stage.as_str()), ("catalog", "dev"));
+    assert_eq!(args.revision, 3);
+    assert!(T::try_parse_from(["neo", "impact", "catalog", "--revision", "3"]).is_err());
+
+    let t = parse(&["build", "log", "shop_r2", "-f"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Build {
+            command: build::BuildCommand::Log { follow: true, .. }
+        }
+    ));
+    let t = parse(&["build", "log", "shop_r2"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Build {
+            command: build::BuildCommand::Log { follow: false, .. }
+        }
+    ));
+
+    let t = parse(&["deploy", "shop", "dev", "--revision", "2", "--force"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Deploy(deploy::DeployArgs { force: true, .. })
+    ));
+    let t = parse(&["deploy", "shop", "dev", "--revision", "2"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Deploy(deploy::DeployArgs { force: false, .. })
+    ));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use neo_builder::project::Project;
 use neo_gateway::api;
 use neo_gateway::api::upload_revision_request::Part;
 use serde_json::json;
@@ -12,7 +13,6 @@ use super::all_pages;
 use crate::cli::connect::Context;
 use crate::cli::error::CliError;
 use crate::cli::output::{fields, or_dash};
-use crate::cli::pack;
 use crate::cli::progress::bytes_bar;
 use crate::cli::render;
 
@@ -42,8 +42,8 @@ pub enum AppCommand {
         /// The app.
         app: String,
     },
-    /// Upload a model as the app's next revision: a file as is, or a directory packed into a
-    /// deterministic `neo-pack/1` archive (regular files sorted by path).
+    /// Upload a model as the app's next revision: a file as is, or a project directory packed
+    /// as the build workers read it (a deterministic .tar.gz; dot-files and `target/` skipped).
     Upload(UploadArgs),
 }
 
@@ -52,7 +52,7 @@ pub enum AppCommand {
 pub struct UploadArgs {
     /// The app.
     pub app: String,
-    /// The model: a file, or a directory.
+    /// The model: a file, or a project directory.
     pub path: PathBuf,
     /// What changed in this revision.
     #[arg(long, short = 'm', value_name = "TEXT")]
@@ -193,21 +193,22 @@ async fn upload(cx: &Context, tenant: String, args: UploadArgs) -> Result<(), Cl
     )
 }
 
-/// The bytes to upload: the file itself, or the packed directory.
+/// The bytes to upload: the file itself, or the directory packed by [`Project::pack`] (so the
+/// revision digest is [`Project::digest`]).
 fn read_model(path: &Path) -> Result<Vec<u8>, CliError> {
     let read_err = |source| CliError::Read {
         path: path.to_owned(),
         source,
     };
     if std::fs::metadata(path).map_err(read_err)?.is_dir() {
-        Ok(pack::pack_dir(path)?)
+        Ok(Project::from_dir(path)?.pack())
     } else {
         std::fs::read(path).map_err(read_err)
     }
 }
 
 /// `content` cut into [`CHUNK_SIZE`] pieces (sharing its buffer).
-fn chunks(content: Bytes) -> Vec<Bytes> {
+pub fn chunks(content: Bytes) -> Vec<Bytes> {
     let mut rest = content;
     let mut out = Vec::with_capacity(rest.len().div_ceil(CHUNK_SIZE));
     while !rest.is_empty() {
@@ -234,11 +235,15 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_is_packed_and_a_file_is_sent_as_is() {
+    fn a_directory_is_packed_as_a_project_and_a_file_is_sent_as_is() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("model.json"), b"{}").unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), b"ref").unwrap();
         let packed = read_model(dir.path()).unwrap();
-        assert!(packed.starts_with(pack::MAGIC));
+        let project = Project::unpack(&packed).unwrap();
+        assert_eq!(project.files().keys().collect::<Vec<_>>(), ["model.json"]);
+        assert_eq!(packed, Project::from_dir(dir.path()).unwrap().pack());
         let file = read_model(&dir.path().join("model.json")).unwrap();
         assert_eq!(file, b"{}");
         assert!(matches!(

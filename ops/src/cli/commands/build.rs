@@ -1,11 +1,14 @@
-//! `neo build …`: request, show, list and cancel the builds of app revisions.
+//! `neo build …`: request, show, list and cancel the builds of app revisions, and print or
+//! follow their logs.
 
 use neo_gateway::api;
+use neo_gateway::api::builds_client::BuildsClient;
 use serde_json::json;
 
 use super::all_pages;
-use crate::cli::connect::Context;
+use crate::cli::connect::{AuthChannel, Context};
 use crate::cli::error::CliError;
+use crate::cli::output::OutputFormat;
 use crate::cli::progress::with_spinner;
 use crate::cli::render;
 
@@ -38,16 +41,26 @@ pub enum BuildCommand {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
+    /// Print a build's log as `time level text` (one JSON object per line with --output json).
+    Log {
+        /// The build id, `{app}_r{revision}`.
+        build_id: String,
+        /// Keep printing new lines until the current attempt's last line (no --timeout).
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
 }
 
 /// Runs `neo build …`.
 ///
 /// # Errors
 ///
-/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error.
+/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error
+/// (exit 3 for an unknown build).
 pub async fn run(cx: &Context, command: BuildCommand) -> Result<(), CliError> {
     let tenant = cx.tenant()?;
-    let mut client = cx.connect().await?.builds();
+    let gateway = cx.connect().await?;
+    let mut client = gateway.builds();
     let build = match command {
         BuildCommand::Request { app, revision } => {
             let request = api::RequestBuildRequest {
@@ -69,24 +82,15 @@ pub async fn run(cx: &Context, command: BuildCommand) -> Result<(), CliError> {
             };
             with_spinner("cancelling the build", client.cancel_build(request)).await?
         }
-        BuildCommand::List { app } => {
-            let builds = all_pages(|page| {
-                let mut client = client.clone();
-                let request = api::ListBuildsRequest {
-                    tenant: tenant.clone(),
-                    app: app.clone().unwrap_or_default(),
-                    page: Some(page),
-                };
-                async move {
-                    let response = client.list_builds(request).await?.into_inner();
-                    Ok((response.builds, response.next_page_token))
-                }
-            })
-            .await?;
-            return cx.print(
-                || json!(builds.iter().map(render::build_json).collect::<Vec<_>>()),
-                || render::builds_table(&builds),
-            );
+        BuildCommand::List { app } => return list(cx, client, tenant, app).await,
+        BuildCommand::Log { build_id, follow } => {
+            // A followed log lasts as long as the build: no deadline.
+            let client = if follow {
+                gateway.without_deadline().builds()
+            } else {
+                client
+            };
+            return log(cx, client, tenant, build_id, follow).await;
         }
     }
     .into_inner();
@@ -94,4 +98,57 @@ pub async fn run(cx: &Context, command: BuildCommand) -> Result<(), CliError> {
         || render::build_json(&build),
         || render::build_table(&build),
     )
+}
+
+/// `neo build list`: every page of the tenant's (or one app's) builds.
+async fn list(
+    cx: &Context,
+    client: BuildsClient<AuthChannel>,
+    tenant: String,
+    app: Option<String>,
+) -> Result<(), CliError> {
+    let builds = all_pages(|page| {
+        let mut client = client.clone();
+        let request = api::ListBuildsRequest {
+            tenant: tenant.clone(),
+            app: app.clone().unwrap_or_default(),
+            page: Some(page),
+        };
+        async move {
+            let response = client.list_builds(request).await?.into_inner();
+            Ok((response.builds, response.next_page_token))
+        }
+    })
+    .await?;
+    cx.print(
+        || json!(builds.iter().map(render::build_json).collect::<Vec<_>>()),
+        || render::builds_table(&builds),
+    )
+}
+
+/// `neo build log`: each line as it comes; when following, until the attempt's last line.
+async fn log(
+    cx: &Context,
+    mut client: BuildsClient<AuthChannel>,
+    tenant: String,
+    build_id: String,
+    follow: bool,
+) -> Result<(), CliError> {
+    let request = api::BuildLogRequest {
+        tenant,
+        build_id,
+        follow,
+    };
+    let mut lines = client.build_log(request).await?.into_inner();
+    while let Some(line) = lines.message().await? {
+        let text = match cx.output() {
+            OutputFormat::Json => render::build_log_json(&line).to_string(),
+            OutputFormat::Table => render::build_log_line(&line),
+        };
+        cx.emit(&text)?;
+        if follow && line.end {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! `neo deploy`, `neo promote`, `neo rollback`, `neo releases` and `neo deployment get`.
+//! `neo deploy`, `neo impact`, `neo promote`, `neo rollback`, `neo releases` and
+//! `neo deployment get`.
 
 use neo_gateway::api;
 use serde_json::json;
@@ -17,6 +18,23 @@ pub struct DeployArgs {
     /// The stage to deploy to.
     pub stage: String,
     /// The revision whose succeeded build is deployed.
+    #[arg(long, value_name = "N")]
+    pub revision: u32,
+    /// Deploy although impact analysis finds blockers (see `neo impact`); the force and the
+    /// blockers are recorded in the release.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `neo impact`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImpactArgs {
+    /// The app (the producer whose new revision is assessed).
+    pub app: String,
+    /// The stage it would be deployed to.
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// The revision (it needs a succeeded build).
     #[arg(long, value_name = "N")]
     pub revision: u32,
 }
@@ -77,19 +95,53 @@ fn parse_release(text: &str) -> Result<u32, String> {
 /// # Errors
 ///
 /// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error
-/// (exit 5 when the revision has no succeeded build).
+/// (exit 5 when the revision has no succeeded build, or when impact analysis finds blockers and
+/// `--force` is not given: rule `deploy.impact_blockers`).
 pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
     let request = api::DeployRequest {
         tenant: cx.tenant()?,
         app: args.app,
         stage: args.stage,
         revision: args.revision,
-        force: false,
+        force: args.force,
     };
     let mut client = cx.connect().await?.deployments();
-    let message = format!("deploying revision {}", request.revision);
+    let forced = if request.force { " (forced)" } else { "" };
+    let message = format!("deploying revision {}{forced}", request.revision);
     let deployment = with_spinner(message, client.deploy(request)).await?;
     show_new_release(cx, &deployment.into_inner())
+}
+
+/// `neo impact`: what deploying a revision to a stage would break, blockers then warnings.
+///
+/// # Errors
+///
+/// As [`deploy`]; [`CliError::ImpactBlockers`] (exit 5, after printing the report) when there
+/// are blockers, so that a script can gate a deploy on `neo impact`.
+pub async fn impact(cx: &Context, args: ImpactArgs) -> Result<(), CliError> {
+    let request = api::ImpactRequest {
+        tenant: cx.tenant()?,
+        app: args.app.clone(),
+        stage: args.stage.clone(),
+        revision: args.revision,
+    };
+    let mut client = cx.connect().await?.deployments();
+    let report = with_spinner("assessing the impact", client.impact(request))
+        .await?
+        .into_inner();
+    cx.print(
+        || render::impact_json(&report),
+        || render::impact_table(&report),
+    )?;
+    if report.blockers.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::ImpactBlockers {
+        count: report.blockers.len(),
+        app: args.app,
+        stage: args.stage,
+        revision: args.revision,
+    })
 }
 
 /// `neo promote`.

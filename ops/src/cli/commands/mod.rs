@@ -3,8 +3,9 @@
 //! - [`login`]: `neo login`, `logout`, `whoami`, `user create`.
 //! - [`tenant`]: `neo tenant create|get|list|stage …|member …`.
 //! - [`app`]: `neo app create|get|list|revisions|upload`.
-//! - [`build`]: `neo build request|get|list|cancel`.
-//! - [`deploy`]: `neo deploy`, `promote`, `rollback`, `releases`, `deployment get`.
+//! - [`build`]: `neo build request|get|list|cancel|log`.
+//! - [`publish`]: `neo publish` (upload, build and deploy a project, step by step).
+//! - [`deploy`]: `neo deploy`, `impact`, `promote`, `rollback`, `releases`, `deployment get`.
 //! - [`events`]: `neo events watch`.
 
 pub mod app;
@@ -12,6 +13,7 @@ pub mod build;
 pub mod deploy;
 pub mod events;
 pub mod login;
+pub mod publish;
 pub mod tenant;
 
 use std::future::Future;

@@ -157,3 +157,131 @@ fn an_event_is_one_line_with_its_sequence_kind_and_type() {
     assert_eq!(value["sequence"], 42);
     assert!(!serde_json::to_string(&value).unwrap().contains('\n'));
 }
+
+#[test]
+fn a_forced_release_shows_its_blockers() {
+    let forced = pb::Release {
+        forced: true,
+        forced_blockers: vec!["reviews r2 uses Product.price".into()],
+        ..promoted_release()
+    };
+    let value = release_json(&forced);
+    assert_eq!(value["forced"], true);
+    assert_eq!(
+        value["forced_blockers"],
+        json!(["reviews r2 uses Product.price"])
+    );
+    assert_eq!(release_json(&promoted_release())["forced"], false);
+    let text = releases_table(std::slice::from_ref(&forced), Some(3));
+    assert!(text.contains("yes (1 blocker)"), "{text}");
+    assert!(
+        text.contains("v3 forced over: reviews r2 uses Product.price"),
+        "{text}"
+    );
+    let deployment = api::Deployment {
+        tenant: "acme".into(),
+        app: "shop".into(),
+        stage: "test".into(),
+        state: Some(pb::DeploymentState {
+            current: 3,
+            releases: vec![forced],
+            ..Default::default()
+        }),
+        sequence: 1,
+    };
+    let text = current_release_table(&deployment);
+    assert!(text.contains("forced over: reviews r2"), "{text}");
+    assert!(!releases_table(&[promoted_release()], None).contains("forced over"));
+}
+
+fn finding(app: &str, field: &str) -> api::ImpactFinding {
+    api::ImpactFinding {
+        consumer_app: app.into(),
+        consumer_revision: 2,
+        entity: "Product".into(),
+        field: field.into(),
+        message: "is gone".into(),
+    }
+}
+
+#[test]
+fn an_impact_report_lists_blockers_then_warnings() {
+    let report = api::ImpactReport {
+        blockers: vec![finding("reviews", "price")],
+        warnings: vec![finding("orders", "")],
+    };
+    let value = impact_json(&report);
+    assert_eq!(value["blockers"][0]["consumer_app"], "reviews");
+    assert_eq!(value["blockers"][0]["field"], "price");
+    assert_eq!(value["warnings"][0]["consumer_revision"], 2);
+    let text = impact_table(&report);
+    let blocker = text.find("blocker").unwrap();
+    let warning = text.find("warning").unwrap();
+    assert!(blocker < warning, "{text}");
+    assert!(
+        text.contains("reviews") && text.contains("Product"),
+        "{text}"
+    );
+    assert_eq!(
+        impact_table(&api::ImpactReport::default()),
+        "nothing would break: no blockers, no warnings"
+    );
+}
+
+fn step(step: api::PublishStep, message: &str) -> api::PublishProgress {
+    api::PublishProgress {
+        step: step as i32,
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn publish_steps_are_lines_and_log_lines_are_marked() {
+    use api::PublishStep as S;
+    let line = publish_step_line(&step(S::BuildStarted, "build started by w1"));
+    assert_eq!(line, Some(("✓ build started by w1".to_owned(), false)));
+    let log = publish_step_line(&step(S::BuildLog, "compiling"));
+    assert_eq!(log, Some(("  │ compiling".to_owned(), true)));
+    let deployed = api::PublishProgress {
+        stage: "dev".into(),
+        release: 4,
+        ..step(S::Deployed, "")
+    };
+    assert_eq!(
+        publish_step_line(&deployed).unwrap().0,
+        "✓ deployed to dev as v4"
+    );
+    assert_eq!(publish_step_line(&step(S::BuildFailed, "x")), None);
+    assert_eq!(publish_step_line(&step(S::DeployRefused, "x")), None);
+
+    let mut failed = step(S::BuildFailed, "build failed: bad model");
+    failed.diagnostics.push(pb::Diagnostic {
+        file: "neo.toml".into(),
+        line: 2,
+        column: 5,
+        message: "unknown key".into(),
+    });
+    let value = publish_progress_json(&failed);
+    assert_eq!(value["step"], "build_failed");
+    assert_eq!(value["diagnostics"][0]["column"], 5);
+    assert!(!value.to_string().contains('\n'), "one line");
+}
+
+#[test]
+fn build_log_lines_read_time_level_text() {
+    let line = pb::BuildLogLine {
+        attempt: 1,
+        time: "2024-05-01T10:00:00Z".into(),
+        level: "info".into(),
+        text: "bundle written".into(),
+        end: false,
+    };
+    assert_eq!(
+        build_log_line(&line),
+        "2024-05-01T10:00:00Z info  bundle written"
+    );
+    let value = build_log_json(&line);
+    assert_eq!(value["level"], "info");
+    assert_eq!(value["end"], false);
+}
