@@ -7,7 +7,6 @@
 //! repository and mounted from there into each app's repository.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -22,6 +21,7 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::Layer;
+use crate::project::{self, TarEntry};
 
 /// Where the apphost lives inside every image.
 pub const APPHOST_PATH: &str = "/app/apphost";
@@ -39,9 +39,6 @@ pub enum ImageError {
         /// Why.
         source: std::io::Error,
     },
-    /// A layer could not be written.
-    #[error("cannot assemble a layer: {0}")]
-    Layer(#[from] std::io::Error),
     /// The registry refused or could not be reached.
     #[error("registry {registry}: {message}")]
     Registry {
@@ -82,47 +79,22 @@ impl BaseImage {
             path: path.display().to_string(),
             source,
         })?;
-        let layer = tar_gz_layer(&[("app/", 0o755, None), ("app/apphost", 0o755, Some(&binary))])?;
+        let tar = project::tar([
+            TarEntry::Dir { path: "app".into() },
+            TarEntry::Program {
+                path: "app/apphost".into(),
+                contents: &binary,
+            },
+        ]);
+        let tar_gz = project::gzip(&tar);
         Ok(Self {
-            layers: vec![layer],
+            layers: vec![Layer {
+                digest: sha256(&tar_gz),
+                diff_id: sha256(&tar),
+                tar_gz,
+            }],
         })
     }
-}
-
-/// A deterministic gzip-compressed tar layer of `entries` (path, mode, content; `None` is a
-/// directory): zero times, root owner, entries in the given order.
-fn tar_gz_layer(entries: &[(&str, u32, Option<&[u8]>)]) -> Result<Layer, std::io::Error> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, mode, content) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(*mode);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        match content {
-            Some(bytes) => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(bytes.len() as u64);
-                header.set_cksum();
-                tar.append_data(&mut header, path, *bytes)?;
-            }
-            None => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_size(0);
-                header.set_cksum();
-                tar.append_data(&mut header, path, std::io::empty())?;
-            }
-        }
-    }
-    let tar = tar.into_inner()?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar)?;
-    let tar_gz = gz.finish()?;
-    Ok(Layer {
-        digest: sha256(&tar_gz),
-        diff_id: sha256(&tar),
-        tar_gz,
-    })
 }
 
 fn sha256(bytes: &[u8]) -> String {

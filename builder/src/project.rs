@@ -351,10 +351,12 @@ pub(crate) enum TarEntry<'a> {
     Dir { path: String },
     /// A regular file.
     File { path: String, contents: &'a [u8] },
+    /// A regular file with mode 0755 (a program).
+    Program { path: String, contents: &'a [u8] },
 }
 
 /// Writes `entries`, in the order given, as an uncompressed tar with fixed metadata: mode
-/// 0644 for files and 0755 for folders, mtime 0, uid/gid 0, no user or group names.
+/// 0644 for files and 0755 for folders and programs, mtime 0, uid/gid 0, no user or group names.
 pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = TarEntry<'a>>) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
@@ -371,6 +373,11 @@ pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = TarEntry<'a>>) -> Vec<u8
             TarEntry::File { path, contents } => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(0o644);
+                (path, contents)
+            }
+            TarEntry::Program { path, contents } => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o755);
                 (path, contents)
             }
         };

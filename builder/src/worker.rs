@@ -293,7 +293,7 @@ impl Worker {
         let result = self.build(job, &log, &mut meta).await;
         let (cmd, outcome_line) = match result {
             Ok(success) => {
-                let line = format!("built {}", success.image_ref);
+                let line = format!("attempt {} succeeded", job.attempt);
                 meta.finish("succeeded", Some(&success));
                 (
                     command(Command::Succeed(pb::SucceedBuild {
@@ -319,7 +319,7 @@ impl Worker {
                     log.line("error", d.to_string()).await;
                 }
                 meta.finish("failed", None);
-                let line = format!("failed: {reason}");
+                let line = format!("attempt {} failed: {reason}", job.attempt);
                 (
                     fail_command(job.attempt, reason, diagnostics),
                     ("error", line),
