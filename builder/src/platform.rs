@@ -77,19 +77,21 @@ impl PlatformClient {
         Ok(reply.payload)
     }
 
-    /// Runs `command` on `entity` with the given (derived) command id; a retry with the same id
-    /// is answered with the original result.
+    /// Runs `command` on `entity` with the given (derived) command id, caused by `causation`
+    /// (`evt:{sequence}` of the event that led to it, or empty); a retry with the same id is
+    /// answered with the original result.
     pub async fn command(
         &self,
         entity: &EntityRef,
         command_id: &str,
+        causation: &str,
         principal: &str,
         command: &impl Message,
     ) -> Result<pb::CommandAccepted, PlatformError> {
         let request = pb::CommandRequest {
             command_id: command_id.to_owned(),
             correlation_id: command_id.to_owned(),
-            causation_id: String::new(),
+            causation_id: causation.to_owned(),
             principal: principal.to_owned(),
             command: Bytes::from(command.encode_to_vec()),
             traceparent: String::new(),

@@ -45,6 +45,9 @@ pub struct BuildJob {
     pub revision_digest: String,
     /// The attempt the job is for.
     pub attempt: u32,
+    /// The stream sequence of the `BuildRequested` event: the cause of the worker's commands.
+    #[serde(default)]
+    pub requested_sequence: u64,
 }
 
 /// Lease and retry settings of the queue.
@@ -135,8 +138,8 @@ pub async fn enqueue(js: &jetstream::Context, job: &BuildJob) -> Result<(), Queu
     Ok(())
 }
 
-/// The job a `BuildRequested` event calls for.
-pub fn job_for(subject: &str, payload: &[u8]) -> Option<BuildJob> {
+/// The job a `BuildRequested` event (at stream `sequence`) calls for.
+pub fn job_for(subject: &str, sequence: u64, payload: &[u8]) -> Option<BuildJob> {
     let (entity, event_type) = subjects::parse_event(subject).ok()?;
     if entity.kind != EntityKind::Build || event_type != "BuildRequested" {
         return None;
@@ -151,6 +154,7 @@ pub fn job_for(subject: &str, payload: &[u8]) -> Option<BuildJob> {
         revision: requested.revision,
         revision_digest: requested.revision_digest,
         attempt: requested.attempt,
+        requested_sequence: sequence,
     })
 }
 
@@ -187,7 +191,8 @@ async fn enqueue_requested(js: &jetstream::Context) -> Result<(), QueueError> {
     let mut messages = consumer.messages().await.map_err(err)?;
     while let Some(msg) = messages.next().await {
         let msg = msg.map_err(err)?;
-        match job_for(msg.subject.as_str(), &msg.payload) {
+        let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        match job_for(msg.subject.as_str(), sequence, &msg.payload) {
             Some(job) => {
                 if let Err(e) = enqueue(js, &job).await {
                     tracing::warn!(error = %e, build = %job.build_id, "cannot enqueue; will retry");

@@ -247,7 +247,7 @@ impl Worker {
             );
             log.end("error", &reason).await;
             let fail = fail_command(job.attempt, reason, Vec::new());
-            return self.record(&entity, &id("abandon"), &fail).await;
+            return self.record(&entity, &id("abandon"), job, &fail).await;
         }
         let takeover = status == BuildStatus::Started;
         let start = Command::Start(pb::StartBuild {
@@ -260,6 +260,7 @@ impl Worker {
             .command(
                 &entity,
                 &id(&format!("start-{delivered}")),
+                &cause(job),
                 &self.principal(),
                 &command(start),
             )
@@ -329,7 +330,7 @@ impl Worker {
         if let Err(e) = self.meta.put(&job.tenant, &job.build_id, &meta).await {
             tracing::warn!(build = %job.build_id, error = %e, "cannot write build metadata");
         }
-        let outcome = self.record(&entity, &id("finish"), &cmd).await;
+        let outcome = self.record(&entity, &id("finish"), job, &cmd).await;
         if matches!(outcome, Outcome::Done) {
             log.end(outcome_line.0, outcome_line.1).await;
         }
@@ -346,10 +347,16 @@ impl Worker {
         format!("worker:{}", self.config.name)
     }
 
-    async fn record(&self, entity: &EntityRef, id: &str, cmd: &pb::BuildCommand) -> Outcome {
+    async fn record(
+        &self,
+        entity: &EntityRef,
+        id: &str,
+        job: &BuildJob,
+        cmd: &pb::BuildCommand,
+    ) -> Outcome {
         match self
             .platform
-            .command(entity, id, &self.principal(), cmd)
+            .command(entity, id, &cause(job), &self.principal(), cmd)
             .await
         {
             Ok(_) => Outcome::Done,
@@ -560,6 +567,15 @@ pub struct Success {
     pub dependencies: Vec<pb::Dependency>,
     /// What the revision exposes.
     pub exposes: Vec<pb::ExposedEntity>,
+}
+
+/// The causation of a worker's commands: the `BuildRequested` event of its job.
+fn cause(job: &BuildJob) -> String {
+    if job.requested_sequence == 0 {
+        String::new()
+    } else {
+        format!("evt:{}", job.requested_sequence)
+    }
 }
 
 fn build_entity(job: &BuildJob) -> Result<EntityRef, String> {

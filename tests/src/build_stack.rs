@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
+use neo_actors::reactor::podgroups::PodgroupOnFirstRelease;
 use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
 use neo_builder::image::{BaseImage, Registry, RegistryConfig};
 use neo_builder::impact::Consumers;
@@ -89,6 +90,11 @@ impl BuildStack {
         let platform = stack.platform.platform.clone();
         let js = stack.platform.store.context().clone();
         let mut tasks = vec![
+            reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(PodgroupOnFirstRelease),
+            ),
             reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
             reactor::run(
                 js.clone(),

@@ -453,3 +453,86 @@ async fn impact_analysis_blocks_a_breaking_producer_and_lets_a_compatible_one_th
     let deployed = publish_ok(&stack, &people.dave, compatible.path()).await;
     assert_eq!(deployed.release, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_and_why_follow_a_publish_across_entities() {
+    let stack = BuildStack::start(1).await.unwrap();
+    let people = stack.stack.people().await.unwrap();
+    publish_ok(&stack, &people.dave, &example("catalog")).await;
+    let events = stack.stack.events(&people.vic);
+    let history = |kind: &str, id: &str| api::HistoryRequest {
+        tenant: TENANT.into(),
+        kind: kind.into(),
+        entity_id: id.into(),
+        after_sequence: 0,
+        limit: 0,
+    };
+
+    // The build's history: who did what, in order, each caused by the build request.
+    let build = events
+        .clone()
+        .history(history("build", "catalog_r1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let types: Vec<&str> = build.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec!["BuildRequested", "BuildStarted", "BuildSucceeded"]
+    );
+    assert_eq!(build.events[0].who, "reactor:publish-build");
+    assert!(
+        build.events[1].who.starts_with("worker:builder-"),
+        "{:?}",
+        build.events[1]
+    );
+    let requested = format!("evt:{}", build.events[0].sequence);
+    assert_eq!(build.events[1].causation_id, requested);
+    assert_eq!(build.events[2].causation_id, requested);
+    assert!(!build.more);
+
+    // Why does the podgroup exist? podgroup ← release ← build ← request ← dave's revision.
+    let podgroup = events
+        .clone()
+        .history(history("podgroup", "catalog_dev"))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = podgroup.events.first().expect("the podgroup was created");
+    let why = events
+        .clone()
+        .why(api::WhyRequest {
+            tenant: TENANT.into(),
+            sequence: created.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let chain: Vec<(&str, &str)> = why
+        .chain
+        .iter()
+        .map(|e| (e.kind.as_str(), e.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        chain,
+        vec![
+            ("podgroup", "PodgroupCreated"),
+            ("deployment", "ReleaseCreated"),
+            ("build", "BuildSucceeded"),
+            ("build", "BuildRequested"),
+            ("app", "RevisionCreated"),
+        ]
+    );
+    assert_eq!(why.root, "user dave");
+
+    // Another tenant's reader sees nothing of it.
+    let other = stack
+        .stack
+        .events(&people.bob)
+        .why(api::WhyRequest {
+            tenant: "beta".into(),
+            sequence: created.sequence,
+        })
+        .await;
+    refused(other, Code::NotFound, "");
+}

@@ -4,12 +4,11 @@ use std::pin::Pin;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::{Stream, StreamExt};
-use neo_protocol::envelope::EventMeta;
 use neo_protocol::{EntityKind, EntityRef, subjects};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, tenant};
+use super::{Shared, history, tenant};
 use crate::api::{self, events_server::Events};
 use crate::auth::Action;
 use crate::error::{bad_name, invalid, unavailable};
@@ -63,29 +62,47 @@ fn filter(r: &api::WatchRequest) -> Result<String, Status> {
 }
 
 fn to_event(msg: &async_nats::jetstream::Message) -> Option<api::Event> {
-    let (entity, event_type) = subjects::parse_event(msg.subject.as_str()).ok()?;
     let sequence = msg.info().ok()?.stream_sequence;
     let headers = msg.headers.clone().unwrap_or_default();
-    let meta = EventMeta::from_headers(|n| headers.get(n).map(|v| v.as_str())).unwrap_or_default();
-    Some(api::Event {
+    history::event(
+        msg.subject.as_str(),
         sequence,
-        tenant: entity.tenant.to_string(),
-        kind: entity.kind.to_string(),
-        entity_id: entity.id.to_string(),
-        event_type,
-        schema_version: meta.schema_version,
-        time_ms: meta.time_ms,
-        who: meta.who,
-        command_id: meta.command_id,
-        correlation_id: meta.correlation_id,
-        causation_id: meta.causation_id,
-        payload: msg.payload.clone(),
-    })
+        |n| headers.get(n).map(|v| v.as_str().to_owned()),
+        msg.payload.clone(),
+    )
 }
 
 #[tonic::async_trait]
 impl Events for EventsService {
     type WatchStream = EventStream;
+
+    async fn history(
+        &self,
+        request: Request<api::HistoryRequest>,
+    ) -> Result<Response<api::HistoryResponse>, Status> {
+        let r = request.get_ref();
+        let t = tenant("tenant", &r.tenant)?;
+        let entity = EntityRef::parse(t.as_str(), &r.kind, &r.entity_id)
+            .map_err(|e| bad_name("entity", e))?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let (events, more) =
+            history::history(&self.0.js, &entity, r.after_sequence, r.limit).await?;
+        Ok(Response::new(api::HistoryResponse { events, more }))
+    }
+
+    async fn why(
+        &self,
+        request: Request<api::WhyRequest>,
+    ) -> Result<Response<api::WhyResponse>, Status> {
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let sequence = request.get_ref().sequence;
+        if sequence == 0 {
+            return Err(invalid("sequence", "stream sequences start at 1"));
+        }
+        let (chain, root) = history::why(&self.0.js, &t, sequence).await?;
+        Ok(Response::new(api::WhyResponse { chain, root }))
+    }
 
     async fn watch(
         &self,

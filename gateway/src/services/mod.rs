@@ -5,6 +5,7 @@ pub mod buildlog;
 pub mod builds;
 pub mod deployments;
 pub mod events;
+pub mod history;
 pub mod identity;
 pub mod impact;
 pub mod publish;

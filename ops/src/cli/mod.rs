@@ -48,7 +48,7 @@ pub use output::{OutputFormat, Sink};
 /// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
 pub use serde_json;
 
-use commands::{app, build, deploy, events, login, publish, tenant};
+use commands::{app, audit, build, deploy, events, login, publish, tenant};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -139,6 +139,10 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: deploy::DeploymentCommand,
     },
+    /// An entity's events, oldest first: who, what, when, command and causation ids.
+    History(audit::HistoryArgs),
+    /// Why an event happened: its chain of causes across entities, back to who started it.
+    Why(audit::WhyArgs),
     /// Follow the tenant's events.
     Events {
         /// What to do.
@@ -185,6 +189,8 @@ pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), Cli
         ClientCommand::Releases(args) => deploy::releases(cx, args).await,
         ClientCommand::Deployment { command } => deploy::deployment(cx, command).await,
         ClientCommand::Events { command } => events::run(cx, command).await,
+        ClientCommand::History(args) => audit::history(cx, args).await,
+        ClientCommand::Why(args) => audit::why(cx, args).await,
     }
 }
 

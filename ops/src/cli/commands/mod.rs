@@ -6,9 +6,11 @@
 //! - [`build`]: `neo build request|get|list|cancel|log`.
 //! - [`publish`]: `neo publish` (upload, build and deploy a project, step by step).
 //! - [`deploy`]: `neo deploy`, `impact`, `promote`, `rollback`, `releases`, `deployment get`.
+//! - [`audit`]: `neo history`, `neo why`.
 //! - [`events`]: `neo events watch`.
 
 pub mod app;
+pub mod audit;
 pub mod build;
 pub mod deploy;
 pub mod events;
