@@ -11,6 +11,8 @@
 //! - [`platform`]: one host per kind; dispatch of encoded commands and the error mapping.
 //! - [`intake`]: request/reply on `neo.cmd.…` and `neo.qry.…` in a queue group.
 //! - [`reactor`]: durable consumers turning events into commands.
+//! - [`replay`]: folds a range of the event log, read by an ordered consumer, into entity
+//!   states (one entity as at a sequence, or every entity).
 
 pub mod aggregate;
 pub mod aggregates;
@@ -20,6 +22,7 @@ pub mod platform;
 pub mod projections;
 pub mod reactor;
 pub mod read_models;
+pub mod replay;
 pub mod store;
 
 pub use aggregate::{Aggregate, Rejection, RejectionCode};

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use neo_protocol::metrics;
 use neo_protocol::names::validate_id;
 use neo_protocol::pb::{self, ErrorCode};
 use neo_protocol::{EntityKind, EntityRef};
@@ -206,10 +207,12 @@ impl Platform {
         entity: &EntityRef,
         request: pb::CommandRequest,
     ) -> pb::CommandReply {
-        match self.try_dispatch(entity, request).await {
+        let reply = match self.try_dispatch(entity, request).await {
             Ok(reply) => reply,
             Err(e) => reply_error(e),
-        }
+        };
+        count(entity.kind, &reply);
+        reply
     }
 
     async fn try_dispatch(
@@ -236,7 +239,25 @@ impl Platform {
             EntityKind::Deployment => {
                 let mut c = decode(body, "DeploymentCommand")?;
                 self.enrich_deployment(entity, &mut c).await?;
-                run(&self.deployments, entity, meta, c).await
+                let rollout = match &c.command {
+                    Some(pb::deployment_command::Command::RecordRollout(r)) => Some(r.status()),
+                    _ => None,
+                };
+                let reply = run(&self.deployments, entity, meta, c).await;
+                if let (Some(status), Some(pb::command_reply::Result::Accepted(a))) =
+                    (rollout, &reply.result)
+                    && !a.duplicate
+                {
+                    let outcome = match status {
+                        pb::RolloutStatus::Succeeded => "succeeded",
+                        _ => "failed",
+                    };
+                    metrics::global()
+                        .rollouts
+                        .get_or_create(&metrics::OutcomeLabel { outcome })
+                        .inc();
+                }
+                reply
             }
             EntityKind::Podgroup => {
                 let c = decode(body, "PodgroupCommand")?;
@@ -265,4 +286,27 @@ impl Platform {
         self.deployments.passivate_all();
         self.podgroups.passivate_all();
     }
+}
+
+/// Counts a command's outcome in the process's metrics.
+fn count(kind: EntityKind, reply: &pb::CommandReply) {
+    let outcome = match &reply.result {
+        Some(pb::command_reply::Result::Accepted(a)) if a.duplicate => "duplicate",
+        Some(pb::command_reply::Result::Accepted(_)) => "accepted",
+        Some(pb::command_reply::Result::Error(e)) => {
+            match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
+                ErrorCode::Aborted => "aborted",
+                ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::DataLoss => "error",
+                _ => "rejected",
+            }
+        }
+        None => "error",
+    };
+    metrics::global()
+        .commands
+        .get_or_create(&metrics::CommandLabels {
+            kind: kind.as_str(),
+            outcome,
+        })
+        .inc();
 }

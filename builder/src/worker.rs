@@ -290,6 +290,7 @@ impl Worker {
             ),
         )
         .await;
+        let started = Instant::now();
         let mut meta = BuildMeta::started(job, &self.config.name);
         let result = self.build(job, &log, &mut meta).await;
         let (cmd, outcome_line) = match result {
@@ -331,6 +332,18 @@ impl Worker {
             tracing::warn!(build = %job.build_id, error = %e, "cannot write build metadata");
         }
         let outcome = self.record(&entity, &id("finish"), job, &cmd).await;
+        if matches!(outcome, Outcome::Done) {
+            let m = neo_protocol::metrics::global();
+            let ended = if meta.outcome == "succeeded" {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            m.builds
+                .get_or_create(&neo_protocol::metrics::OutcomeLabel { outcome: ended })
+                .inc();
+            m.build_seconds.observe(started.elapsed().as_secs_f64());
+        }
         if matches!(outcome, Outcome::Done) {
             log.end(outcome_line.0, outcome_line.1).await;
         }

@@ -11,5 +11,6 @@ pub mod bench;
 pub mod build_service;
 pub mod cli;
 pub mod local;
+pub mod metrics_http;
 pub mod serve;
 pub mod servers;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a platform process (entity hosts, NATS command intake, reactors, gRPC gateway).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
@@ -49,6 +49,9 @@ enum Bench {
     /// The Build Service: 1-Click Publish of an example to a real registry (build and
     /// publish-to-image times).
     Build(bench::build::BuildBenchArgs),
+    /// Replay: the event log read back by an ordered consumer and folded into entity states,
+    /// against the same read alone.
+    Replay(bench::replay::ReplayBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
@@ -80,7 +83,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
             Command::Bench {
                 which: Bench::Core(args),
@@ -91,6 +94,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Build(args),
             } => bench::build::run(args).await,
+            Command::Bench {
+                which: Bench::Replay(args),
+            } => bench::replay::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Postgres for the read models (projections) and impact analysis; absent: neither.
     #[arg(long, env = "NEO_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Where the Prometheus endpoint (`/metrics`) listens (`off` to run without it).
+    #[arg(long, env = "NEO_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
     /// Build workers in this process (0: builds wait for `neo build-worker` elsewhere).
     #[arg(long, default_value_t = 1)]
     pub build_workers: usize,
@@ -223,6 +226,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         None => tracing::warn!("no --registry: builds wait until one is configured"),
+    }
+    if args.metrics_listen != "off" {
+        let addr = args.metrics_listen.parse().context("--metrics-listen")?;
+        let (bound, task) = crate::metrics_http::serve(addr, Some(platform.clone())).await?;
+        println!("metrics: http://{bound}/metrics");
+        tasks.push(task);
     }
     let backends = Backends {
         revisions,

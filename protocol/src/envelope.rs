@@ -1,6 +1,10 @@
-//! Event metadata (who, when, why) and its mapping to and from message headers.
+//! Event metadata (who, when, why) and its mapping to and from message headers, including the
+//! CloudEvents (`ce-*`) attributes that let generic tooling read Neo's events.
+
+use std::fmt::Write as _;
 
 use crate::headers;
+use crate::kind::{EntityKind, EntityRef};
 
 /// Everything known about an event besides its payload and position.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -88,6 +92,115 @@ impl EventMeta {
     }
 }
 
+/// The CloudEvents spec version Neo's `ce-*` headers follow.
+pub const CLOUDEVENTS_SPEC_VERSION: &str = "1.0";
+/// The media type of every event payload (`ce-datacontenttype`).
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/protobuf";
+
+/// The fully qualified protobuf message of a kind's event payloads, e.g.
+/// `neo.v1.DeploymentEvent`.
+pub const fn event_message(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Tenant => "neo.v1.TenantEvent",
+        EntityKind::App => "neo.v1.AppEvent",
+        EntityKind::Build => "neo.v1.BuildEvent",
+        EntityKind::Deployment => "neo.v1.DeploymentEvent",
+        EntityKind::Podgroup => "neo.v1.PodgroupEvent",
+    }
+}
+
+/// The CloudEvents attributes of one event as `ce-*` headers (binary content mode), to publish
+/// beside [`EventMeta::to_headers`]. `index` is the event's 0-based position among its
+/// command's events.
+///
+/// | header | value |
+/// | --- | --- |
+/// | `ce-specversion` | `1.0` |
+/// | `ce-id` | `{command_id}:{index}` |
+/// | `ce-type` | `dev.neo.{kind}.{EventType}` |
+/// | `ce-source` | `/neo/{tenant}/{kind}/{id}` |
+/// | `ce-time` | RFC 3339 UTC with milliseconds, the instant of `Neo-Time` |
+/// | `ce-datacontenttype` | `application/protobuf` |
+/// | `ce-dataschema` | `type.googleapis.com/neo.v1.{Kind}Event` |
+///
+/// # Guarantees
+/// Deterministic: the same command (a retry, or a replay of it) yields the same values,
+/// `ce-id` included, so a consumer can de-duplicate on (`ce-source`, `ce-id`). Costs one
+/// allocation per value and no other: the result is an array, not a vector.
+pub fn cloudevents_headers(
+    entity: &EntityRef,
+    meta: &EventMeta,
+    index: usize,
+) -> [(&'static str, String); 7] {
+    let kind = entity.kind.as_str();
+    let mut id = String::with_capacity(meta.command_id.len() + 4);
+    id.push_str(&meta.command_id);
+    let _ = write!(id, ":{index}");
+    let mut ty = String::with_capacity(9 + kind.len() + meta.event_type.len());
+    ty.push_str("dev.neo.");
+    ty.push_str(kind);
+    ty.push('.');
+    ty.push_str(&meta.event_type);
+    let (tenant, entity_id) = (entity.tenant.as_str(), entity.id.as_str());
+    let mut source = String::with_capacity(8 + tenant.len() + kind.len() + entity_id.len());
+    source.push_str("/neo/");
+    source.push_str(tenant);
+    source.push('/');
+    source.push_str(kind);
+    source.push('/');
+    source.push_str(entity_id);
+    let message = event_message(entity.kind);
+    let mut schema = String::with_capacity(20 + message.len());
+    schema.push_str("type.googleapis.com/");
+    schema.push_str(message);
+    [
+        (headers::CE_SPECVERSION, CLOUDEVENTS_SPEC_VERSION.to_owned()),
+        (headers::CE_ID, id),
+        (headers::CE_TYPE, ty),
+        (headers::CE_SOURCE, source),
+        (headers::CE_TIME, rfc3339_millis(meta.time_ms)),
+        (
+            headers::CE_DATACONTENTTYPE,
+            PROTOBUF_CONTENT_TYPE.to_owned(),
+        ),
+        (headers::CE_DATASCHEMA, schema),
+    ]
+}
+
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds, e.g.
+/// `2023-11-14T22:13:20.000Z` (proleptic Gregorian calendar; no leap seconds, like Unix time).
+pub fn rfc3339_millis(time_ms: u64) -> String {
+    let millis = time_ms % 1000;
+    let secs = time_ms / 1000;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60
+    );
+    out
+}
+
+/// Year, month and day of the `days`-th day after 1970-01-01 (H. Hinnant's `civil_from_days`,
+/// for non-negative days only, so unsigned arithmetic throughout).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01, so leap days fall at the end of each 400-year era.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +233,87 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, MetaError::Invalid { name, .. } if name == headers::SCHEMA_VERSION));
+    }
+
+    fn release_meta(command_id: &str) -> EventMeta {
+        EventMeta {
+            event_type: "ReleaseCreated".into(),
+            schema_version: 1,
+            command_id: command_id.into(),
+            correlation_id: "k1".into(),
+            causation_id: "publish-deploy:41:0".into(),
+            who: "alice".into(),
+            time_ms: 1_700_000_000_123,
+            traceparent: None,
+        }
+    }
+
+    fn shop_dev() -> EntityRef {
+        EntityRef::deployment(
+            &crate::TenantName::new("acme").unwrap(),
+            &crate::AppName::new("shop").unwrap(),
+            &crate::StageName::new("dev").unwrap(),
+        )
+    }
+
+    #[test]
+    fn cloudevents_headers_of_a_sample_event() {
+        let h = cloudevents_headers(&shop_dev(), &release_meta("c1"), 1);
+        let expected = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "c1:1"),
+            ("ce-type", "dev.neo.deployment.ReleaseCreated"),
+            ("ce-source", "/neo/acme/deployment/shop_dev"),
+            ("ce-time", "2023-11-14T22:13:20.123Z"),
+            ("ce-datacontenttype", "application/protobuf"),
+            (
+                "ce-dataschema",
+                "type.googleapis.com/neo.v1.DeploymentEvent",
+            ),
+        ];
+        let got: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn cloudevents_id_is_stable_across_a_retry() {
+        let first = cloudevents_headers(&shop_dev(), &release_meta("c1"), 0);
+        let retry = cloudevents_headers(&shop_dev(), &release_meta("c1"), 0);
+        assert_eq!(first, retry);
+        let next = cloudevents_headers(&shop_dev(), &release_meta("c1"), 1);
+        let other = cloudevents_headers(&shop_dev(), &release_meta("c2"), 0);
+        assert_ne!(first[1], next[1], "each event of a command has its own id");
+        assert_ne!(first[1], other[1], "each command has its own ids");
+    }
+
+    #[test]
+    fn from_headers_ignores_cloudevents_headers() {
+        let meta = release_meta("c1");
+        let mut map: HashMap<&str, String> = meta.to_headers().into_iter().collect();
+        map.extend(cloudevents_headers(&shop_dev(), &meta, 0));
+        let back = EventMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn rfc3339_covers_epoch_leap_days_and_year_ends() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+            (1_735_689_599_001, "2024-12-31T23:59:59.001Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(rfc3339_millis(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
+    fn every_kind_names_its_event_message() {
+        for kind in EntityKind::ALL {
+            let message = event_message(kind);
+            assert!(message.starts_with("neo.v1.") && message.ends_with("Event"));
+            assert!(message.to_lowercase().contains(kind.as_str()));
+        }
     }
 }

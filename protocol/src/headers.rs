@@ -32,3 +32,21 @@ pub const NATS_BATCH_ID: &str = "Nats-Batch-Id";
 pub const NATS_BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
 /// JetStream atomic batch: set to `1` on the last message to commit the batch.
 pub const NATS_BATCH_COMMIT: &str = "Nats-Batch-Commit";
+
+/// CloudEvents (binary content mode): the spec version, always `1.0`.
+pub const CE_SPECVERSION: &str = "ce-specversion";
+/// CloudEvents: the event's id, `{command_id}:{index}` (0-based index of the event in its
+/// command), so a retried command carries the same id. Unique per [`CE_SOURCE`].
+pub const CE_ID: &str = "ce-id";
+/// CloudEvents: `dev.neo.{kind}.{EventType}`, e.g. `dev.neo.deployment.ReleaseCreated`.
+pub const CE_TYPE: &str = "ce-type";
+/// CloudEvents: the entity, `/neo/{tenant}/{kind}/{id}`.
+pub const CE_SOURCE: &str = "ce-source";
+/// CloudEvents: when the event was decided, RFC 3339 UTC with milliseconds (the instant of
+/// [`TIME`]).
+pub const CE_TIME: &str = "ce-time";
+/// CloudEvents: the payload's media type, always `application/protobuf`.
+pub const CE_DATACONTENTTYPE: &str = "ce-datacontenttype";
+/// CloudEvents: the payload's protobuf message as a type URL,
+/// `type.googleapis.com/neo.v1.{Kind}Event`.
+pub const CE_DATASCHEMA: &str = "ce-dataschema";

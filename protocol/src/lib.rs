@@ -13,6 +13,7 @@
 pub mod envelope;
 pub mod headers;
 pub mod kind;
+pub mod metrics;
 pub mod names;
 pub mod subjects;
 

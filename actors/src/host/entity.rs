@@ -354,12 +354,20 @@ impl<A: Aggregate> State<A> {
                     payload: Bytes::from(e.encode_to_vec()),
                 })
                 .collect();
-            match self
+            let started = std::time::Instant::now();
+            let appended = self
                 .args
                 .store
                 .append(&self.args.entity, self.sequence, new)
-                .await
-            {
+                .await;
+            let kind = neo_protocol::metrics::KindLabel {
+                kind: self.args.entity.kind.as_str(),
+            };
+            neo_protocol::metrics::global()
+                .append_seconds
+                .get_or_create(&kind)
+                .observe(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(appended) if !appended.duplicate => {
                     // An append at sequence 0 proves the entity had no events.
                     self.loaded = true;
@@ -393,6 +401,10 @@ impl<A: Aggregate> State<A> {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {
                     // Someone wrote first (maybe this very command, retried): catch up.
                     tracing::debug!(entity = %self.args.entity, attempt, "append conflict; catching up");
+                    neo_protocol::metrics::global()
+                        .conflicts
+                        .get_or_create(&kind)
+                        .inc();
                     if self.loaded {
                         // A little jitter keeps two hot writers from colliding in lockstep.
                         let pause = fastrand::u64(0..=u64::from(attempt.min(8)) * 500);

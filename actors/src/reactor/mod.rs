@@ -170,6 +170,14 @@ async fn consume(
     let mut messages = consumer.messages().await?;
     while let Some(msg) = messages.next().await {
         let msg = msg?;
+        if let Ok(info) = msg.info() {
+            neo_protocol::metrics::global()
+                .consumer_lag
+                .get_or_create(&neo_protocol::metrics::ConsumerLabel {
+                    consumer: reactor.name().to_owned(),
+                })
+                .set(i64::try_from(info.pending).unwrap_or(i64::MAX));
+        }
         let verdict = match to_event(&msg) {
             Ok(event) => process(platform, reactor, &event).await,
             Err(reason) => {

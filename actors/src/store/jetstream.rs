@@ -246,6 +246,10 @@ impl EventStore for JetStreamStore {
             let position = i as u64 + 1;
             let subject = subjects::event(entity, &event.meta.event_type);
             let mut h = event_headers(&event.meta);
+            for (name, value) in neo_protocol::envelope::cloudevents_headers(entity, &event.meta, i)
+            {
+                h.insert(name, value);
+            }
             if count == 1 {
                 h.insert(headers::NATS_MSG_ID, event.meta.command_id.as_str());
                 expect_sequence(&mut h, entity, expected_last);
