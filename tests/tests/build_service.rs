@@ -525,6 +525,55 @@ async fn history_and_why_follow_a_publish_across_entities() {
     );
     assert_eq!(why.root, "user dave");
 
+    // The build as of its start (by time) and as of each event (by sequence).
+    let state_at = |sequence: u64, time_ms: u64| api::StateAtRequest {
+        tenant: TENANT.into(),
+        kind: "build".into(),
+        entity_id: "catalog_r1".into(),
+        sequence,
+        time_ms,
+    };
+    let mut by_hand = pb::BuildState::default();
+    for event in &build.events {
+        let decoded: pb::BuildEvent = prost::Message::decode(event.payload.clone()).unwrap();
+        neo_actors::aggregate::Aggregate::apply(&mut by_hand, &decoded);
+        let at = events
+            .clone()
+            .state_at(state_at(event.sequence, 0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(at.sequence, event.sequence);
+        let state: pb::BuildState = prost::Message::decode(at.state).unwrap();
+        assert_eq!(state, by_hand, "as of {}", event.sequence);
+    }
+    let started = &build.events[1];
+    let at = events
+        .clone()
+        .state_at(state_at(0, started.time_ms))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(at.sequence >= started.sequence, "{at:?}");
+    let now = stack
+        .stack
+        .builds(&people.vic)
+        .get_build(req::get_build(TENANT, "catalog_r1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let latest: pb::BuildState = prost::Message::decode(
+        events
+            .clone()
+            .state_at(state_at(0, 0))
+            .await
+            .unwrap()
+            .into_inner()
+            .state,
+    )
+    .unwrap();
+    assert_eq!(Some(latest), now.state);
+
     // Another tenant's reader sees nothing of it.
     let other = stack
         .stack

@@ -104,6 +104,24 @@ impl Events for EventsService {
         Ok(Response::new(api::WhyResponse { chain, root }))
     }
 
+    async fn state_at(
+        &self,
+        request: Request<api::StateAtRequest>,
+    ) -> Result<Response<api::StateAtResponse>, Status> {
+        let r = request.get_ref();
+        let t = tenant("tenant", &r.tenant)?;
+        let entity = EntityRef::parse(t.as_str(), &r.kind, &r.entity_id)
+            .map_err(|e| bad_name("entity", e))?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let (sequence, time_ms) = (r.sequence, r.time_ms);
+        let (state, sequence) = history::state_at(&self.0.js, &entity, sequence, time_ms).await?;
+        Ok(Response::new(api::StateAtResponse {
+            state: state.into(),
+            sequence,
+            kind: entity.kind.to_string(),
+        }))
+    }
+
     async fn watch(
         &self,
         request: Request<api::WatchRequest>,

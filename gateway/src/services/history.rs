@@ -1,4 +1,5 @@
-//! An entity's history and the causes of an event, read from the event stream.
+//! An entity's history, its state at a point in time, and the causes of an event, read from
+//! the event stream.
 //!
 //! Every event records its causation: `evt:{sequence}` when a reactor or a build worker acted
 //! on an earlier event, empty when a user's command (or an outside decision) started it. Walking
@@ -181,4 +182,54 @@ fn root_of(event: &api::Event) -> String {
         None if event.who.is_empty() => "unknown".into(),
         None => format!("user {}", event.who),
     }
+}
+
+/// The encoded state of `entity` after its last event at or before `sequence` (or, with
+/// `sequence` 0, at or before `time_ms`; both 0: now), and that event's sequence.
+///
+/// # Errors
+/// `UNAVAILABLE` when the stream cannot be read; `DATA_LOSS` when a stored event cannot be
+/// folded.
+pub async fn state_at(
+    js: &async_nats::jetstream::Context,
+    entity: &EntityRef,
+    sequence: u64,
+    time_ms: u64,
+) -> Result<(Vec<u8>, u64), Status> {
+    let up_to = match (sequence, time_ms) {
+        (0, 0) => None,
+        (0, t) => {
+            // The entity's last event at or before the time.
+            let mut last = 0;
+            let mut after = 0;
+            loop {
+                let (events, more) = history(js, entity, after, MAX_HISTORY).await?;
+                for e in &events {
+                    if e.time_ms <= t {
+                        last = e.sequence;
+                    }
+                }
+                match events.last() {
+                    Some(e) if more && e.time_ms <= t => after = e.sequence,
+                    _ => break,
+                }
+            }
+            Some(last)
+        }
+        (s, _) => Some(s),
+    };
+    if up_to == Some(0) {
+        return Ok((empty_state(entity), 0));
+    }
+    let (state, last) = neo_actors::replay::replay_entity(js, entity, up_to)
+        .await
+        .map_err(|e| match e {
+            neo_actors::replay::ReplayError::Malformed { .. } => Status::data_loss(e.to_string()),
+            e => unavailable(e.to_string()),
+        })?;
+    Ok((state.encode_to_vec(), last))
+}
+
+fn empty_state(entity: &EntityRef) -> Vec<u8> {
+    neo_actors::replay::EntityState::empty(entity.kind).encode_to_vec()
 }

@@ -143,6 +143,8 @@ pub enum ClientCommand {
     History(audit::HistoryArgs),
     /// Why an event happened: its chain of causes across entities, back to who started it.
     Why(audit::WhyArgs),
+    /// An entity's state as of a stream sequence or a time.
+    StateAt(audit::StateAtArgs),
     /// Follow the tenant's events.
     Events {
         /// What to do.
@@ -191,6 +193,7 @@ pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), Cli
         ClientCommand::Events { command } => events::run(cx, command).await,
         ClientCommand::History(args) => audit::history(cx, args).await,
         ClientCommand::Why(args) => audit::why(cx, args).await,
+        ClientCommand::StateAt(args) => audit::state_at(cx, args).await,
     }
 }
 
