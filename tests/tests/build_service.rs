@@ -279,61 +279,12 @@ async fn build_started_events(stack: &BuildStack, build_id: &str) -> Vec<pb::Bui
     starts
 }
 
-/// Publishes catalog with two slow workers; the first dies mid-build (its task is dropped, as
-/// a killed process stops extending its lease) and the build is taken over.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_worker_killed_mid_build_loses_its_lease_and_another_worker_finishes() {
-    let queue = QueueConfig {
-        lease: Duration::from_secs(2),
-        max_deliveries: 4,
-    };
-    let stack = BuildStack::start_with(0, queue).await.unwrap();
-    let people = stack.stack.people().await.unwrap();
-    let doomed = stack.worker(queue, Duration::from_secs(3)).await.unwrap();
-    let content = Project::from_dir(&example("catalog")).unwrap().pack();
-    let publish = stack.publish_bytes(&people.dave, TENANT, "catalog", content);
-    let kill = async {
-        let builds = stack.stack.builds(&people.dave);
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let state = builds
-                .clone()
-                .get_build(req::get_build(TENANT, "catalog_r1"))
-                .await;
-            if let Ok(b) = state
-                && b.get_ref()
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.status() == pb::BuildStatus::Started)
-            {
-                doomed.abort();
-                let _replacement = stack.worker(queue, Duration::ZERO).await.unwrap();
-                // Keep the replacement alive until the publish ends.
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let progress = tokio::select! {
-        p = publish => p.unwrap(),
-        () = kill => unreachable!(),
-    };
-    assert!(
-        step(&progress, PublishStep::Deployed).is_some(),
-        "{progress:#?}"
-    );
-    let starts = build_started_events(&stack, "catalog_r1").await;
-    assert_eq!(starts.len(), 2, "{starts:?}");
-    assert_ne!(starts[0].worker, starts[1].worker);
-    assert!(!starts[0].takeover && starts[1].takeover);
-}
-
-/// With every worker dying, the build ends failed as abandoned: never "started" forever.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_build_whose_workers_keep_dying_is_failed_as_abandoned() {
-    let queue = QueueConfig {
-        lease: Duration::from_secs(1),
-        max_deliveries: 2,
-    };
+/// Publishes catalog with one slow worker, which dies once the build has started (its task is
+/// dropped: like a killed process, it stops extending its lease); a fresh worker then joins.
+/// Returns the stack and the publish's progress.
+async fn publish_while_the_first_worker_dies(
+    queue: QueueConfig,
+) -> (BuildStack, Vec<api::PublishProgress>) {
     let stack = BuildStack::start_with(0, queue).await.unwrap();
     let people = stack.stack.people().await.unwrap();
     let doomed = stack.worker(queue, Duration::from_secs(3)).await.unwrap();
@@ -354,6 +305,7 @@ async fn a_build_whose_workers_keep_dying_is_failed_as_abandoned() {
             {
                 doomed.abort();
                 let _replacement = stack.worker(queue, Duration::ZERO).await.unwrap();
+                // Keep the replacement alive until the publish ends.
                 std::future::pending::<()>().await;
             }
         }
@@ -362,6 +314,34 @@ async fn a_build_whose_workers_keep_dying_is_failed_as_abandoned() {
         p = publish => p.unwrap(),
         () = kill => unreachable!(),
     };
+    (stack, progress)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_build_loses_its_lease_and_another_worker_finishes() {
+    let queue = QueueConfig {
+        lease: Duration::from_secs(2),
+        max_deliveries: 4,
+    };
+    let (stack, progress) = publish_while_the_first_worker_dies(queue).await;
+    assert!(
+        step(&progress, PublishStep::Deployed).is_some(),
+        "{progress:#?}"
+    );
+    let starts = build_started_events(&stack, "catalog_r1").await;
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_ne!(starts[0].worker, starts[1].worker);
+    assert!(!starts[0].takeover && starts[1].takeover);
+}
+
+/// With every worker dying, the build ends failed as abandoned: never "started" forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_whose_workers_keep_dying_is_failed_as_abandoned() {
+    let queue = QueueConfig {
+        lease: Duration::from_secs(1),
+        max_deliveries: 2,
+    };
+    let (_stack, progress) = publish_while_the_first_worker_dies(queue).await;
     let failed = step(&progress, PublishStep::BuildFailed).expect("failed");
     assert!(failed.message.contains("abandoned"), "{failed:#?}");
 }
