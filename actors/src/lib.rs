@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`aggregate`]: the `Aggregate` trait (`handle` decides, `apply` folds) and `Rejection`.
+//! - [`audit`]: the hash chain checked: modified, missing, reordered events; exports.
 //! - [`aggregates`]: the five kinds (tenant, app, build, deployment, podgroup) and their rules.
 //! - [`store`]: the `EventStore` trait, the JetStream store and an in-memory one for tests.
 //! - [`host`]: one ractor actor per live entity: rehydrate, decide, append, retry on conflict,
@@ -16,6 +17,7 @@
 
 pub mod aggregate;
 pub mod aggregates;
+pub mod audit;
 pub mod host;
 pub mod intake;
 pub mod platform;

@@ -7,6 +7,7 @@
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
+pub mod audit_cmd;
 pub mod bench;
 pub mod build_service;
 pub mod cli;

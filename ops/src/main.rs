@@ -23,6 +23,11 @@ struct Cli {
 enum Command {
     /// Run a platform process (entity hosts, NATS command intake, reactors, gRPC gateway).
     Serve(Box<ServeArgs>),
+    /// Check the event log's hash chain, or export the log (reads JetStream directly).
+    Audit {
+        #[command(subcommand)]
+        which: neo_ops::audit_cmd::AuditCommand,
+    },
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
@@ -84,6 +89,13 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::Audit { which } => {
+                return match neo_ops::audit_cmd::run(which).await {
+                    Ok(true) => Ok(None),
+                    Ok(false) => Ok(Some(std::process::ExitCode::FAILURE)),
+                    Err(e) => Err(e),
+                };
+            }
             Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
             Command::Bench {
                 which: Bench::Core(args),

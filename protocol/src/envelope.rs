@@ -25,6 +25,31 @@ pub struct EventMeta {
     pub time_ms: u64,
     /// W3C trace context, when the command carried one.
     pub traceparent: Option<String>,
+    /// The event's number within its entity (1, 2, …; 0: written before the hash chain).
+    pub version: u64,
+    /// The entity's hash chain after this event (see [`chain_link`]; empty: not chained).
+    pub hash: String,
+}
+
+/// The hash chain of an entity's events: `sha256(prev ‖ subject ‖ version ‖ command id ‖ who ‖
+/// time ‖ payload)` in lowercase hex, where `prev` is the hash of the entity's previous event
+/// (empty for version 1). Changing, removing or reordering an event breaks every later link.
+pub fn chain_link(prev: &str, subject: &str, meta: &EventMeta, payload: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        prev.as_bytes(),
+        subject.as_bytes(),
+        meta.version.to_string().as_bytes(),
+        meta.command_id.as_bytes(),
+        meta.who.as_bytes(),
+        meta.time_ms.to_string().as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update(payload);
+    hex::encode(h.finalize())
 }
 
 /// Why an event's headers could not be read.
@@ -61,6 +86,10 @@ impl EventMeta {
         if let Some(tp) = &self.traceparent {
             out.push((headers::TRACEPARENT, tp.clone()));
         }
+        if self.version > 0 {
+            out.push((headers::VERSION, self.version.to_string()));
+            out.push((headers::HASH, self.hash.clone()));
+        }
         out
     }
 
@@ -88,6 +117,11 @@ impl EventMeta {
             who: get(headers::WHO).unwrap_or_default().to_owned(),
             time_ms: num(headers::TIME)?,
             traceparent: get(headers::TRACEPARENT).map(str::to_owned),
+            version: match get(headers::VERSION) {
+                Some(_) => num(headers::VERSION)?,
+                None => 0,
+            },
+            hash: get(headers::HASH).unwrap_or_default().to_owned(),
         })
     }
 }
@@ -217,6 +251,7 @@ mod tests {
             who: "alice".into(),
             time_ms: 1_700_000_000_000,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            ..Default::default()
         };
         let map: HashMap<_, _> = meta.to_headers().into_iter().collect();
         let back = EventMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
@@ -245,6 +280,7 @@ mod tests {
             who: "alice".into(),
             time_ms: 1_700_000_000_123,
             traceparent: None,
+            ..Default::default()
         }
     }
 

@@ -18,6 +18,10 @@ pub const TIME: &str = "Neo-Time";
 pub const BATCH_INDEX: &str = "Neo-Batch-Index";
 /// W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// The event's number within its entity (1, 2, …), part of the hash chain.
+pub const VERSION: &str = "Neo-Version";
+/// The entity's hash chain after this event (hex sha256).
+pub const HASH: &str = "Neo-Hash";
 
 /// JetStream: de-duplication id (Neo sets `{command_id}` or `{command_id}/{index}`).
 pub const NATS_MSG_ID: &str = "Nats-Msg-Id";

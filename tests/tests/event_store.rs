@@ -206,6 +206,7 @@ async fn snapshots_round_trip_in_kv() {
         state: Bytes::from_static(b"state"),
         sequence: 7,
         recent_commands: vec![],
+        ..Default::default()
     };
     store.write_snapshot(&a, &snap).await.unwrap();
     assert_eq!(store.read_snapshot(&a).await.unwrap(), Some(snap));

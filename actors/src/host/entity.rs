@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use neo_protocol::envelope::EventMeta;
+use neo_protocol::envelope::{EventMeta, chain_link};
 use neo_protocol::{EntityRef, pb};
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr};
@@ -55,6 +55,27 @@ pub(crate) struct State<A> {
     since_snapshot: u64,
     /// False until the state was read from the store or proven empty by an append.
     loaded: bool,
+    /// The head of the entity's hash chain: its last event's version and hash.
+    chain: Chain,
+}
+
+/// The head of an entity's hash chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// The last event's number within the entity (0: none chained yet).
+    pub version: u64,
+    /// The last event's chain hash.
+    pub hash: String,
+}
+
+impl Chain {
+    /// Moves the head past a stored event (events written before the chain leave it alone).
+    fn follow(&mut self, meta: &EventMeta) {
+        if meta.version > 0 {
+            self.version = meta.version;
+            self.hash.clone_from(&meta.hash);
+        }
+    }
 }
 
 /// Decodes one stored event (through the upcasting hook) and folds it into `state`.
@@ -100,12 +121,26 @@ pub async fn restore<A: Aggregate>(
     entity: &EntityRef,
     use_snapshot: bool,
 ) -> Result<(A, u64, Vec<pb::AppliedCommand>), StoreError> {
+    let (state, sequence, recent, _) = restore_chained(store, entity, use_snapshot).await?;
+    Ok((state, sequence, recent))
+}
+
+/// Like [`restore`], with the head of the entity's hash chain.
+///
+/// # Errors
+/// As for [`restore`].
+pub async fn restore_chained<A: Aggregate>(
+    store: &dyn EventStore,
+    entity: &EntityRef,
+    use_snapshot: bool,
+) -> Result<(A, u64, Vec<pb::AppliedCommand>, Chain), StoreError> {
     let last = store.last_sequence(entity).await?;
     let mut state = A::default();
     let mut sequence = 0;
     let mut recent = VecDeque::new();
+    let mut chain = Chain::default();
     if last == 0 {
-        return Ok((state, 0, Vec::new()));
+        return Ok((state, 0, Vec::new(), chain));
     }
     if use_snapshot && let Some(snap) = store.read_snapshot(entity).await? {
         match A::decode(snap.state) {
@@ -113,6 +148,10 @@ pub async fn restore<A: Aggregate>(
                 state = s;
                 sequence = snap.sequence;
                 recent.extend(snap.recent_commands);
+                chain = Chain {
+                    version: snap.version,
+                    hash: snap.hash,
+                };
             }
             Ok(_) => tracing::warn!(%entity, "snapshot is ahead of the log; ignoring it"),
             Err(e) => tracing::warn!(%entity, error = %e, "ignoring undecodable snapshot"),
@@ -122,10 +161,11 @@ pub async fn restore<A: Aggregate>(
         for stored in store.load(entity, sequence, last).await? {
             fold_event(entity, &mut state, &stored)?;
             remember(&mut recent, &stored);
+            chain.follow(&stored.meta);
             sequence = stored.sequence;
         }
     }
-    Ok((state, sequence, recent.into()))
+    Ok((state, sequence, recent.into(), chain))
 }
 
 fn remember(recent: &mut VecDeque<pb::AppliedCommand>, stored: &StoredEvent) {
@@ -181,6 +221,7 @@ impl<A: Aggregate> Actor for EntityActor<A> {
             recent: VecDeque::new(),
             since_snapshot: 0,
             loaded: false,
+            chain: Chain::default(),
         })
     }
 
@@ -219,8 +260,8 @@ impl<A: Aggregate> State<A> {
         if self.loaded {
             return Ok(());
         }
-        let (state, sequence, recent) =
-            restore::<A>(self.args.store.as_ref(), &self.args.entity, true)
+        let (state, sequence, recent, chain) =
+            restore_chained::<A>(self.args.store.as_ref(), &self.args.entity, true)
                 .await
                 .inspect_err(|e| {
                     tracing::error!(entity = %self.args.entity, error = %e, "cannot load entity");
@@ -228,6 +269,7 @@ impl<A: Aggregate> State<A> {
         self.state = state;
         self.sequence = sequence;
         self.recent = recent.into();
+        self.chain = chain;
         self.loaded = true;
         Ok(())
     }
@@ -250,6 +292,7 @@ impl<A: Aggregate> State<A> {
         for stored in &events {
             fold_event(&self.args.entity, &mut self.state, stored)?;
             remember(&mut self.recent, stored);
+            self.chain.follow(&stored.meta);
             self.sequence = stored.sequence;
         }
         self.since_snapshot += events.len() as u64;
@@ -338,11 +381,14 @@ impl<A: Aggregate> State<A> {
                 });
             }
             let time_ms = now_ms();
+            let mut head = self.chain.clone();
             let new: Vec<NewEvent> = events
                 .iter()
-                .map(|e| NewEvent {
-                    meta: EventMeta {
-                        event_type: A::event_type(e).to_owned(),
+                .map(|e| {
+                    let event_type = A::event_type(e);
+                    let payload = Bytes::from(e.encode_to_vec());
+                    let mut event_meta = EventMeta {
+                        event_type: event_type.to_owned(),
                         schema_version: A::SCHEMA_VERSION,
                         command_id: meta.command_id.clone(),
                         correlation_id: meta.correlation_id.clone(),
@@ -350,8 +396,16 @@ impl<A: Aggregate> State<A> {
                         who: meta.principal.clone(),
                         time_ms,
                         traceparent: meta.traceparent.clone(),
-                    },
-                    payload: Bytes::from(e.encode_to_vec()),
+                        version: head.version + 1,
+                        hash: String::new(),
+                    };
+                    let subject = neo_protocol::subjects::event(&self.args.entity, event_type);
+                    event_meta.hash = chain_link(&head.hash, &subject, &event_meta, &payload);
+                    head.follow(&event_meta);
+                    NewEvent {
+                        meta: event_meta,
+                        payload,
+                    }
                 })
                 .collect();
             let started = std::time::Instant::now();
@@ -371,6 +425,7 @@ impl<A: Aggregate> State<A> {
                 Ok(appended) if !appended.duplicate => {
                     // An append at sequence 0 proves the entity had no events.
                     self.loaded = true;
+                    self.chain = head;
                     let mut recorded = Vec::with_capacity(events.len());
                     for (i, event) in events.into_iter().enumerate() {
                         self.state.apply(&event);
@@ -434,6 +489,8 @@ impl<A: Aggregate> State<A> {
             state: Bytes::from(self.state.encode_to_vec()),
             sequence: self.sequence,
             recent_commands: self.recent.iter().cloned().collect(),
+            version: self.chain.version,
+            hash: self.chain.hash.clone(),
         };
         let store = self.args.store.clone();
         let entity = self.args.entity.clone();

@@ -456,6 +456,7 @@ async fn rehydration(
                 state: Bytes::from(state.encode_to_vec()),
                 sequence,
                 recent_commands: vec![],
+                ..Default::default()
             },
         )
         .await?;

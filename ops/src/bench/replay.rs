@@ -161,6 +161,7 @@ async fn fill(js: &async_nats::jetstream::Context, args: &ReplayBenchArgs) -> an
             who: "alice".into(),
             time_ms: 1_700_000_000_000 + i as u64,
             traceparent: None,
+            ..Default::default()
         };
         let mut headers = HeaderMap::new();
         for (name, value) in meta.to_headers() {
