@@ -181,3 +181,48 @@ async fn a_log_shorter_than_its_checkpoint_is_reported() {
         "{report:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn neo_audit_verify_and_export_run_against_the_stream() {
+    use neo_ops::audit_cmd::{AuditCommand, ExportArgs, Source, VerifyArgs};
+    let (core, _platform, records) = fixture().await;
+    let source = Source {
+        nats: core.nats.url(),
+        tenant: Some("acme".into()),
+    };
+    let clean = neo_ops::audit_cmd::run(AuditCommand::Verify(VerifyArgs {
+        source: source.clone(),
+        file: None,
+        json: true,
+    }))
+    .await
+    .unwrap();
+    assert!(clean, "a clean log verifies");
+    assert!(
+        neo_ops::audit_cmd::run(AuditCommand::Export(ExportArgs {
+            source: source.clone()
+        }))
+        .await
+        .unwrap()
+    );
+
+    // An export with a line removed fails verification.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.jsonl");
+    let shop = shop_positions(&records);
+    let lines: Vec<String> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != shop[2])
+        .map(|(_, r)| audit::export_line(r).unwrap())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let tampered = neo_ops::audit_cmd::run(AuditCommand::Verify(VerifyArgs {
+        source,
+        file: Some(path),
+        json: false,
+    }))
+    .await
+    .unwrap();
+    assert!(!tampered, "a missing event fails verification");
+}
