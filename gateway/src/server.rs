@@ -121,6 +121,10 @@ impl Gateway {
         let users = Users::open(&client)
             .await
             .map_err(|e| nats_error("users")(e.to_string()))?;
+        // Created once here, so Publish and BuildLog can follow it without asking every time.
+        neo_builder::buildlog::ensure(&jetstream::new(client.clone()))
+            .await
+            .map_err(nats_error("build log stream"))?;
         let ctx = Arc::new(Ctx {
             bus: Bus::new(dispatch),
             js: jetstream::new(client),

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::{Stream, StreamExt};
-use neo_builder::buildlog::{LOG_STREAM, ensure, log_subject};
+use neo_builder::buildlog::{LOG_STREAM, log_subject};
 use neo_protocol::pb;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -28,9 +28,6 @@ pub async fn lines(
     follow: bool,
     attempt: u32,
 ) -> Result<Lines, Status> {
-    ensure(js)
-        .await
-        .map_err(|e| unavailable(format!("build log unavailable: {e}")))?;
     let stream = js
         .get_stream(LOG_STREAM)
         .await

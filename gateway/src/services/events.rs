@@ -63,11 +63,10 @@ fn filter(r: &api::WatchRequest) -> Result<String, Status> {
 
 fn to_event(msg: &async_nats::jetstream::Message) -> Option<api::Event> {
     let sequence = msg.info().ok()?.stream_sequence;
-    let headers = msg.headers.clone().unwrap_or_default();
     history::event(
         msg.subject.as_str(),
         sequence,
-        |n| headers.get(n).map(|v| v.as_str().to_owned()),
+        msg.headers.as_ref(),
         msg.payload.clone(),
     )
 }

@@ -61,11 +61,10 @@ pub async fn history(
         match messages.next().await {
             Some(Ok(msg)) => {
                 let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-                let headers = msg.headers.clone().unwrap_or_default();
                 if let Some(event) = event(
                     msg.subject.as_str(),
                     sequence,
-                    |n| headers.get(n).map(|v| v.as_str().to_owned()),
+                    msg.headers.as_ref(),
                     msg.payload.clone(),
                 ) {
                     events.push(event);
@@ -82,25 +81,11 @@ pub async fn history(
 pub fn event(
     subject: &str,
     sequence: u64,
-    header: impl Fn(&str) -> Option<String>,
+    headers: Option<&async_nats::HeaderMap>,
     payload: bytes::Bytes,
 ) -> Option<api::Event> {
     let (entity, event_type) = subjects::parse_event(subject).ok()?;
-    let values: std::collections::HashMap<&str, String> = [
-        neo_protocol::headers::EVENT_TYPE,
-        neo_protocol::headers::SCHEMA_VERSION,
-        neo_protocol::headers::COMMAND_ID,
-        neo_protocol::headers::CORRELATION_ID,
-        neo_protocol::headers::CAUSATION_ID,
-        neo_protocol::headers::WHO,
-        neo_protocol::headers::TIME,
-        neo_protocol::headers::TRACEPARENT,
-        neo_protocol::headers::BATCH_INDEX,
-    ]
-    .into_iter()
-    .filter_map(|name| header(name).map(|v| (name, v)))
-    .collect();
-    let meta = EventMeta::from_headers(|n| values.get(n).map(String::as_str)).unwrap_or_default();
+    let meta = EventMeta::from_headers(|n| headers?.get(n).map(|v| v.as_str())).unwrap_or_default();
     Some(api::Event {
         sequence,
         tenant: entity.tenant.to_string(),
@@ -150,11 +135,10 @@ pub async fn why(
             }
             Err(e) => return Err(unavailable(format!("cannot read event {seq}: {e}"))),
         };
-        let headers = msg.headers.clone();
         let Some(event) = event(
             msg.subject.as_str(),
             seq,
-            |n| headers.get(n).map(|v| v.as_str().to_owned()),
+            Some(&msg.headers),
             msg.payload.clone(),
         ) else {
             return Err(not_found());

@@ -226,9 +226,6 @@ async fn follow_events(
 
 /// The build's log lines (a new build: every line is this build's).
 async fn follow_log(ctx: &Ctx, t: &TenantName, build: &EntityRef) -> Result<Messages, Status> {
-    neo_builder::buildlog::ensure(&ctx.js)
-        .await
-        .map_err(|e| unavailable(format!("build log unavailable: {e}")))?;
     let stream = ctx
         .js
         .get_stream(neo_builder::buildlog::LOG_STREAM)
