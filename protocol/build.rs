@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "neo/v1/build.proto",
         "neo/v1/deployment.proto",
         "neo/v1/podgroup.proto",
+        "neo/v1/runtime.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

@@ -76,9 +76,68 @@ pub fn kind_event_type(kind: EntityKind, event_type: &str) -> String {
     format!("neo.evt.*.{kind}.*.{event_type}")
 }
 
+/// The stream of desired podgroup states: subjects `neo.desired.>`, one message per subject.
+pub const DESIRED_STREAM: &str = "NEO_DESIRED";
+/// The subjects of [`DESIRED_STREAM`].
+pub const DESIRED_ALL: &str = "neo.desired.>";
+/// The stream of agents' health and metrics reports: subjects `neo.rt.*.*.*.{health,metrics}`.
+pub const RUNTIME_STREAM: &str = "NEO_RUNTIME";
+/// The stream of app log lines: subjects `neo.rt.*.*.*.logs`.
+pub const LOGS_STREAM: &str = "NEO_LOGS";
+
+/// A runtime report channel on `neo.rt.{tenant}.{stage}.{app}.{channel}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `HealthReport`s.
+    Health,
+    /// `MetricsReport`s.
+    Metrics,
+    /// `LogBatch`es.
+    Logs,
+}
+
+impl Channel {
+    /// The subject token.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+}
+
 /// `neo.rt.{tenant}.{stage}.{app}.{channel}`: runtime reports (health, logs, metrics).
 pub fn runtime(tenant: &TenantName, stage: &StageName, app: &AppName, channel: &str) -> String {
     format!("neo.rt.{tenant}.{stage}.{app}.{channel}")
+}
+
+/// `neo.rt.{tenant|*}.{stage|*}.{app|*}.{channel}`: a filter over runtime reports; `None`
+/// parts match any.
+pub fn runtime_filter(
+    tenant: Option<&str>,
+    stage: Option<&str>,
+    app: Option<&str>,
+    channel: Channel,
+) -> String {
+    format!(
+        "neo.rt.{}.{}.{}.{}",
+        tenant.unwrap_or("*"),
+        stage.unwrap_or("*"),
+        app.unwrap_or("*"),
+        channel.as_str()
+    )
+}
+
+/// `neo.desired.{stage}.{tenant}.{app}`: the desired state of one podgroup. The stage comes
+/// first so an agent's permissions and consumer filter are one prefix.
+pub fn desired(stage: &StageName, tenant: &TenantName, app: &AppName) -> String {
+    format!("neo.desired.{stage}.{tenant}.{app}")
+}
+
+/// `neo.desired.{stage}.>`: every desired state of one stage.
+pub fn desired_stage(stage: &StageName) -> String {
+    format!("neo.desired.{stage}.>")
 }
 
 /// `{tenant}.{kind}.{id}`: the snapshot key of one entity in [`SNAPSHOT_BUCKET`].

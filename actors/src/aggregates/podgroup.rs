@@ -120,6 +120,56 @@ impl Aggregate for pb::PodgroupState {
                     resources: Some(resources),
                 })
             }
+            Command::AssignRelease(assign) => {
+                rules.existing()?;
+                check_digest(
+                    "podgroup.image_digest",
+                    "assign_release.image_digest",
+                    &assign.image_digest,
+                )?;
+                if assign.release <= self.release {
+                    return Err(Rejection::precondition(
+                        "podgroup.release_order",
+                        format_args!(
+                            "release {} is not after the current release {}",
+                            assign.release, self.release
+                        ),
+                    ));
+                }
+                Event::ReleaseAssigned(pb::ReleaseAssigned {
+                    release: assign.release,
+                    image_digest: assign.image_digest,
+                })
+            }
+            Command::RecordReplacement(replaced) => {
+                rules.existing()?;
+                if replaced.replica.is_empty() {
+                    return Err(Rejection::invalid(
+                        "replacement.replica",
+                        "record_replacement.replica",
+                        "the replaced replica is missing",
+                    ));
+                }
+                Event::ReplicaReplaced(pb::ReplicaReplaced {
+                    replica: replaced.replica,
+                    replacement: replaced.replacement,
+                    reason: replaced.reason,
+                })
+            }
+            Command::Observe(observe) => {
+                rules.existing()?;
+                let Some(observation) = observe.observation else {
+                    return Err(Rejection::invalid(
+                        "observe.missing",
+                        "observe.observation",
+                        "observe needs an observation",
+                    ));
+                };
+                Event::Observed(pb::MetricsObserved {
+                    observation: Some(observation),
+                    recommended: self.desired,
+                })
+            }
         };
         Ok(vec![pb::PodgroupEvent { event: Some(event) }])
     }
@@ -143,6 +193,14 @@ impl Aggregate for pb::PodgroupState {
             }
             Event::Scaled(e) => self.desired = e.to,
             Event::ResourcesSet(e) => self.resources = e.resources,
+            Event::ReleaseAssigned(e) => {
+                self.release = e.release;
+                self.image_digest.clone_from(&e.image_digest);
+            }
+            Event::Observed(_) => {}
+            Event::Autoscaled(e) => self.desired = e.to,
+            Event::ResourcesRaised(e) => self.resources = e.to,
+            Event::ReplicaReplaced(_) => self.replacements += 1,
         }
     }
 
@@ -152,6 +210,11 @@ impl Aggregate for pb::PodgroupState {
             Some(Event::PolicySet(_)) => "ScalePolicySet",
             Some(Event::Scaled(_)) => "ScaledTo",
             Some(Event::ResourcesSet(_)) => "ResourcesSet",
+            Some(Event::ReleaseAssigned(_)) => "ReleaseAssigned",
+            Some(Event::Observed(_)) => "MetricsObserved",
+            Some(Event::Autoscaled(_)) => "Autoscaled",
+            Some(Event::ResourcesRaised(_)) => "ResourcesRaised",
+            Some(Event::ReplicaReplaced(_)) => "ReplicaReplaced",
             None => "Unknown",
         }
     }

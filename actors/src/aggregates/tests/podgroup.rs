@@ -343,6 +343,7 @@ fn folding_accepted_commands_gives_the_expected_state() {
         policy: Some(policy(1, 4)),
         resources: Some(resources(500, 512)),
         desired: 4,
+        ..State::default()
     };
     assert_eq!(state, expected);
     assert_eq!(given::<State>(events), expected);

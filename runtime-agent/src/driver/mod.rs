@@ -1,0 +1,125 @@
+//! Drivers run podgroups: the [`Driver`] trait and the types the agent and drivers share.
+//!
+//! A driver is level-triggered: [`Driver::apply`] makes what runs match one desired podgroup
+//! (idempotent, returns without waiting for replicas), [`Driver::observe`] says what runs now,
+//! [`Driver::remove`] stops everything of one podgroup. What happens in between (replicas
+//! becoming ready or dying, log lines) arrives as [`DriverEvent`]s on the channel given at
+//! construction.
+
+use std::collections::BTreeMap;
+
+use neo_protocol::pb;
+
+/// One app on one stage of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodgroupKey {
+    /// The tenant.
+    pub tenant: String,
+    /// The app.
+    pub app: String,
+    /// The stage.
+    pub stage: String,
+}
+
+impl std::fmt::Display for PodgroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.app, self.stage)
+    }
+}
+
+/// What should run for one podgroup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Which podgroup.
+    pub key: PodgroupKey,
+    /// The release being run.
+    pub release: u32,
+    /// The image's manifest digest (`sha256:…`).
+    pub image_digest: String,
+    /// The full pull reference, `host/repository@digest`.
+    pub image_reference: String,
+    /// How many replicas.
+    pub replicas: u32,
+    /// Per-replica allocation.
+    pub resources: pb::Resources,
+    /// Environment of every replica besides what the driver sets itself (settings, secrets).
+    pub env: BTreeMap<String, String>,
+}
+
+/// How a rollout of a release is going, as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// New replicas are starting.
+    Progressing,
+    /// Every desired replica of the release is ready (and older ones are gone).
+    Succeeded,
+    /// The release cannot run (say, it crashes at start); the previous release keeps serving.
+    Failed(String),
+}
+
+/// One podgroup as the driver observes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Which podgroup.
+    pub key: PodgroupKey,
+    /// The release the driver is rolling to (or runs).
+    pub release: u32,
+    /// Its replicas, of every release still running.
+    pub replicas: Vec<pb::ReplicaStatus>,
+    /// The rollout of `release`.
+    pub rollout: Rollout,
+}
+
+/// Something that happened to a podgroup between observations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriverEvent {
+    /// A replica changed phase (ready, unhealthy, stopped, failed).
+    Health {
+        /// Which podgroup.
+        key: PodgroupKey,
+        /// The replica as it is now.
+        replica: pb::ReplicaStatus,
+    },
+    /// A replica died or failed its probe and another took its place.
+    Replaced {
+        /// Which podgroup.
+        key: PodgroupKey,
+        /// The replica that was replaced.
+        replica: String,
+        /// The one that replaces it.
+        replacement: String,
+        /// Why.
+        reason: String,
+    },
+    /// Lines written by replicas.
+    Logs(Vec<pb::LogLine>),
+}
+
+/// A driver could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The image could not be fetched or unpacked.
+    #[error("image {reference}: {reason}")]
+    Image {
+        /// The reference.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// The backend (the OS, the Kubernetes API) refused or failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Runs podgroups.
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// A short name for logs (`process`, `kube`).
+    fn name(&self) -> &'static str;
+    /// Makes what runs for `desired.key` match `desired`; returns once the change is under way.
+    async fn apply(&self, desired: &Desired) -> Result<(), DriverError>;
+    /// Stops and removes everything of `key`.
+    async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError>;
+    /// Every podgroup the driver runs now, including ones it found from before a restart.
+    async fn observe(&self) -> Result<Vec<Observed>, DriverError>;
+}
