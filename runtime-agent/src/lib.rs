@@ -3,3 +3,4 @@
 //! observes (rollouts, health, logs, metrics) back to the platform.
 
 pub mod driver;
+pub mod streams;
