@@ -6,6 +6,7 @@
 //! - [`aggregate`]: the `Aggregate` trait (`handle` decides, `apply` folds) and `Rejection`.
 //! - [`audit`]: the hash chain checked: modified, missing, reordered events; exports.
 //! - [`aggregates`]: the five kinds (tenant, app, build, deployment, podgroup) and their rules.
+//! - [`autoscale`]: the podgroup autoscaler's pure decision (horizontal and vertical).
 //! - [`store`]: the `EventStore` trait, the JetStream store and an in-memory one for tests.
 //! - [`host`]: one ractor actor per live entity: rehydrate, decide, append, retry on conflict,
 //!   passivate, supervise.
@@ -14,10 +15,12 @@
 //! - [`reactor`]: durable consumers turning events into commands.
 //! - [`replay`]: folds a range of the event log, read by an ordered consumer, into entity
 //!   states (one entity as at a sequence, or every entity).
+//! - [`whatif`]: a podgroup's recorded observations replayed under another scale policy.
 
 pub mod aggregate;
 pub mod aggregates;
 pub mod audit;
+pub mod autoscale;
 pub mod host;
 pub mod intake;
 pub mod platform;
@@ -26,6 +29,7 @@ pub mod reactor;
 pub mod read_models;
 pub mod replay;
 pub mod store;
+pub mod whatif;
 
 pub use aggregate::{Aggregate, Rejection, RejectionCode};
 pub use host::{Accepted, CommandMeta, EntityHost, HostConfig, HostError};

@@ -7,8 +7,10 @@ use bytes::Bytes;
 use neo_protocol::metrics;
 use neo_protocol::names::validate_id;
 use neo_protocol::pb::{self, ErrorCode};
+use neo_protocol::trace;
 use neo_protocol::{EntityKind, EntityRef};
 use prost::Message;
+use tracing::Instrument as _;
 
 use crate::aggregate::{Aggregate, Rejection, RejectionCode};
 use crate::host::{CommandMeta, EntityHost, HostConfig, HostError};
@@ -202,16 +204,33 @@ impl Platform {
 
     /// Runs an encoded command against `entity` and answers with the reply to send back.
     /// Never panics on bad input: every failure is a [`pb::CommandError`] with its code.
+    ///
+    /// The command runs in a `command` span, the child of the request's `traceparent`; the
+    /// events it writes carry this span's `traceparent`, so their consumers continue the trace.
     pub async fn dispatch(
         &self,
         entity: &EntityRef,
-        request: pb::CommandRequest,
+        mut request: pb::CommandRequest,
     ) -> pb::CommandReply {
-        let reply = match self.try_dispatch(entity, request).await {
+        let span = tracing::info_span!(
+            "command",
+            kind = entity.kind.as_str(),
+            entity = %entity,
+            command_id = %request.command_id,
+            outcome = tracing::field::Empty,
+        );
+        trace::set_parent(&span, &request.traceparent);
+        request.traceparent = trace::traceparent_or(&span, &request.traceparent);
+        let reply = match self
+            .try_dispatch(entity, request)
+            .instrument(span.clone())
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => reply_error(e),
         };
-        count(entity.kind, &reply);
+        let outcome = count(entity.kind, &reply);
+        span.record("outcome", outcome);
         reply
     }
 
@@ -288,8 +307,8 @@ impl Platform {
     }
 }
 
-/// Counts a command's outcome in the process's metrics.
-fn count(kind: EntityKind, reply: &pb::CommandReply) {
+/// Counts a command's outcome in the process's metrics, and names it.
+fn count(kind: EntityKind, reply: &pb::CommandReply) -> &'static str {
     let outcome = match &reply.result {
         Some(pb::command_reply::Result::Accepted(a)) if a.duplicate => "duplicate",
         Some(pb::command_reply::Result::Accepted(_)) => "accepted",
@@ -309,4 +328,5 @@ fn count(kind: EntityKind, reply: &pb::CommandReply) {
             outcome,
         })
         .inc();
+    outcome
 }

@@ -79,7 +79,7 @@ impl PlatformClient {
 
     /// Runs `command` on `entity` with the given (derived) command id, caused by `causation`
     /// (`evt:{sequence}` of the event that led to it, or empty); a retry with the same id is
-    /// answered with the original result.
+    /// answered with the original result. The command continues the current span's trace.
     pub async fn command(
         &self,
         entity: &EntityRef,
@@ -94,7 +94,7 @@ impl PlatformClient {
             causation_id: causation.to_owned(),
             principal: principal.to_owned(),
             command: Bytes::from(command.encode_to_vec()),
-            traceparent: String::new(),
+            traceparent: neo_protocol::trace::current_traceparent(),
             want_state: false,
         };
         let reply = self

@@ -125,6 +125,10 @@ pub enum Action {
     ReleaseFirstStage,
     /// Deploy, promote or roll back on a later stage.
     ReleaseLaterStage,
+    /// Set the scale policy of an app on the first stage (who may deploy there).
+    ScaleFirstStage,
+    /// Set the scale policy of an app on a later stage (who may deploy there).
+    ScaleLaterStage,
     /// Manage the tenant's stages and members, create users.
     Administer,
     /// Create or list tenants (platform admins only).
@@ -188,10 +192,12 @@ impl Principal {
         let allowed = match action {
             Action::Read => role != Role::Unspecified,
             Action::Develop => matches!(role, Role::Developer | Role::Admin),
-            Action::ReleaseFirstStage => {
+            Action::ReleaseFirstStage | Action::ScaleFirstStage => {
                 matches!(role, Role::Developer | Role::Devops | Role::Admin)
             }
-            Action::ReleaseLaterStage => matches!(role, Role::Devops | Role::Admin),
+            Action::ReleaseLaterStage | Action::ScaleLaterStage => {
+                matches!(role, Role::Devops | Role::Admin)
+            }
             Action::Administer => role == Role::Admin,
             Action::Platform => false,
         };
@@ -206,6 +212,8 @@ impl Principal {
                     Action::Develop => "create apps, upload revisions or build",
                     Action::ReleaseFirstStage => "deploy or roll back on the first stage",
                     Action::ReleaseLaterStage => "deploy, promote or roll back on a later stage",
+                    Action::ScaleFirstStage => "set the scale policy on the first stage",
+                    Action::ScaleLaterStage => "set the scale policy on a later stage",
                     Action::Administer => "manage the tenant's stages, members or users",
                     Action::Platform => "administer the platform",
                 }
@@ -272,6 +280,21 @@ mod tests {
                 .is_ok()
         );
         assert!(p("devops").authorize(Some(&acme), Action::Develop).is_err());
+        assert!(
+            p("developer")
+                .authorize(Some(&acme), Action::ScaleFirstStage)
+                .is_ok()
+        );
+        assert!(
+            p("developer")
+                .authorize(Some(&acme), Action::ScaleLaterStage)
+                .is_err()
+        );
+        assert!(
+            p("viewer")
+                .authorize(Some(&acme), Action::ScaleFirstStage)
+                .is_err()
+        );
         assert!(
             p("admin")
                 .authorize(Some(&acme), Action::Administer)

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use neo_protocol::{EntityRef, pb, subjects};
+use neo_protocol::{EntityRef, pb, subjects, trace};
 use prost::Message;
 use tonic::Status;
+use tracing::Instrument as _;
 
 use crate::error::{from_command_error, unavailable};
 
@@ -110,6 +111,9 @@ impl Bus {
 
     /// Runs `command` (a `{Kind}Command`) against `entity` on behalf of `principal`.
     ///
+    /// Runs in a `gateway.command` span (the child of the current span, if any) whose
+    /// `traceparent` the request carries, so the platform's spans join the same trace.
+    ///
     /// # Errors
     /// The platform's refusal mapped to its gRPC code, or `UNAVAILABLE`.
     pub async fn command(
@@ -119,16 +123,27 @@ impl Bus {
         command: &impl Message,
     ) -> Result<pb::CommandAccepted, Status> {
         let id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!(
+            "gateway.command",
+            kind = entity.kind.as_str(),
+            entity = %entity,
+            command_id = %id,
+        );
         let request = pb::CommandRequest {
             command_id: id.clone(),
             correlation_id: id,
             causation_id: String::new(),
             principal: principal.to_owned(),
             command: Bytes::from(command.encode_to_vec()),
-            traceparent: String::new(),
+            traceparent: trace::traceparent(&span).unwrap_or_default(),
             want_state: true,
         };
-        match self.dispatch.command(entity, request).await?.result {
+        let reply = self
+            .dispatch
+            .command(entity, request)
+            .instrument(span)
+            .await?;
+        match reply.result {
             Some(pb::command_reply::Result::Accepted(a)) => Ok(a),
             Some(pb::command_reply::Result::Error(e)) => Err(from_command_error(e)),
             None => Err(Status::internal("empty platform reply")),

@@ -17,7 +17,8 @@ use crate::error::GatewayError;
 use crate::identity::Users;
 use crate::services::{
     Ctx, apps::AppsService, builds::BuildsService, deployments::DeploymentsService,
-    events::EventsService, identity::IdentityService, tenants::TenantsService,
+    events::EventsService, identity::IdentityService, runtime::RuntimeService,
+    tenants::TenantsService,
 };
 
 /// PEM certificate and key files for TLS.
@@ -157,6 +158,9 @@ impl Gateway {
         health
             .set_serving::<api::events_server::EventsServer<EventsService>>()
             .await;
+        health
+            .set_serving::<api::runtime_server::RuntimeServer<RuntimeService>>()
+            .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
@@ -217,7 +221,12 @@ impl Gateway {
             ))
             .add_service(limited!(
                 api::events_server::EventsServer<EventsService>,
-                EventsService(ctx),
+                EventsService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::runtime_server::RuntimeServer<RuntimeService>,
+                RuntimeService(ctx),
                 max
             ));
 

@@ -7,6 +7,8 @@
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
+//! - [`whatif_cmd`]: `neo what-if`, a podgroup's observations replayed under another policy.
+//! - [`telemetry`]: the process's `tracing` subscriber, and span export over OTLP.
 pub mod audit_cmd;
 pub mod bench;
 pub mod build_service;
@@ -15,3 +17,5 @@ pub mod local;
 pub mod metrics_http;
 pub mod serve;
 pub mod servers;
+pub mod telemetry;
+pub mod whatif_cmd;

@@ -14,8 +14,11 @@ impl Dispatch for LocalDispatch {
     async fn command(
         &self,
         entity: &EntityRef,
-        request: pb::CommandRequest,
+        mut request: pb::CommandRequest,
     ) -> Result<pb::CommandReply, tonic::Status> {
+        if request.traceparent.is_empty() {
+            request.traceparent = neo_protocol::trace::current_traceparent();
+        }
         Ok(self.0.dispatch(entity, request).await)
     }
 

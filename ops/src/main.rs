@@ -4,6 +4,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use neo_ops::bench::{self, BenchArgs};
 use neo_ops::cli::{self, ClientCommand, GlobalArgs};
 use neo_ops::serve::{self, ServeArgs};
+use neo_ops::telemetry;
 
 /// mimalloc: the platform allocates from many threads at once, where glibc's malloc contends.
 #[global_allocator]
@@ -28,6 +29,9 @@ enum Command {
         #[command(subcommand)]
         which: neo_ops::audit_cmd::AuditCommand,
     },
+    /// Replay a podgroup's recorded observations through the autoscaler under another scale
+    /// policy and compare its decisions with those taken (reads JetStream directly).
+    WhatIf(neo_ops::whatif_cmd::WhatIfArgs),
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
@@ -63,13 +67,6 @@ enum Bench {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("NEO_WORKER_THREADS")
@@ -86,6 +83,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Logs on stderr; spans over OTLP when `neo serve` has an endpoint (flushed when dropped).
+    let otlp_endpoint = match &cli.command {
+        Command::Serve(args) => args.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let _telemetry = match runtime.block_on(async { telemetry::init(otlp_endpoint.as_deref()) }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
@@ -96,6 +105,7 @@ fn main() -> std::process::ExitCode {
                     Err(e) => Err(e),
                 };
             }
+            Command::WhatIf(args) => neo_ops::whatif_cmd::run(args).await,
             Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
             Command::Bench {
                 which: Bench::Core(args),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::projections::Projections;
+use neo_actors::reactor::desired::DesiredOnPodgroupChange;
 use neo_actors::reactor::publish::{BuildOnPublish, DeployOnBuild};
 use neo_actors::reactor::{self, podgroups::PodgroupOnFirstRelease};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
@@ -70,6 +71,10 @@ pub struct ServeArgs {
     /// Build workers in this process (0: builds wait for `neo build-worker` elsewhere).
     #[arg(long, default_value_t = 1)]
     pub build_workers: usize,
+    /// OTLP/gRPC collector to export traces to (e.g. `http://127.0.0.1:4317`); absent: no
+    /// export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -191,7 +196,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let consumers = projections.clone().map(|p| p as Arc<dyn Consumers>);
+    neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
+        .await?;
     let mut tasks = vec![
+        reactor::run(
+            js.clone(),
+            platform.clone(),
+            Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
+        ),
         reactor::run(
             js.clone(),
             platform.clone(),

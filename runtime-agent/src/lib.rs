@@ -2,5 +2,7 @@
 //! applies them through a [`driver::Driver`] (local processes or Kubernetes), and reports what it
 //! observes (rollouts, health, logs, metrics) back to the platform.
 
+pub mod agent;
 pub mod driver;
+pub mod local;
 pub mod streams;

@@ -22,13 +22,14 @@ pub struct Retention {
 }
 
 impl Default for Retention {
-    /// Reports 7 days / 1 GiB, logs 3 days / 2 GiB.
+    /// Reports 7 days / 256 MiB, logs 3 days / 1 GiB (JetStream reserves these sizes
+    /// against the server's `max_file_store`).
     fn default() -> Self {
         Self {
             reports_max_age: Duration::from_secs(7 * 24 * 3600),
-            reports_max_bytes: 1 << 30,
+            reports_max_bytes: 256 << 20,
             logs_max_age: Duration::from_secs(3 * 24 * 3600),
-            logs_max_bytes: 2 << 30,
+            logs_max_bytes: 1 << 30,
         }
     }
 }

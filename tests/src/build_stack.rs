@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
+use neo_actors::reactor::desired::DesiredOnPodgroupChange;
 use neo_actors::reactor::podgroups::PodgroupOnFirstRelease;
 use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
 use neo_builder::image::{BaseImage, Registry, RegistryConfig};
@@ -74,6 +75,16 @@ impl BuildStack {
 
     /// Starts everything with the given queue settings.
     pub async fn start_with(workers: usize, queue: QueueConfig) -> anyhow::Result<Self> {
+        Self::start_on(workers, queue, base_image()?).await
+    }
+
+    /// Starts everything, building images on `base`; desired podgroups are published for
+    /// agents (the Runtime streams exist).
+    pub async fn start_on(
+        workers: usize,
+        queue: QueueConfig,
+        base: BaseImage,
+    ) -> anyhow::Result<Self> {
         let postgres = PostgresServer::start().await?;
         postgres.create_database("neo").await?;
         let projections = Arc::new(Projections::connect(&postgres.url("neo")).await?);
@@ -86,10 +97,17 @@ impl BuildStack {
             prefix: PREFIX.into(),
             credentials: None,
         }));
-        let base = Arc::new(base_image()?);
+        let base = Arc::new(base);
         let platform = stack.platform.platform.clone();
         let js = stack.platform.store.context().clone();
+        neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
+            .await?;
         let mut tasks = vec![
+            reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
+            ),
             reactor::run(
                 js.clone(),
                 platform.clone(),

@@ -11,6 +11,7 @@
 pub mod build_stack;
 pub mod commands;
 pub mod gateway;
+pub mod runtime_stack;
 pub mod storage;
 
 use std::sync::Arc;

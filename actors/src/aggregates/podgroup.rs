@@ -18,6 +18,18 @@
 //! | `resources.minimum` | invalid | under 10 millicores or 16 MiB |
 //! | `podgroup.bounds` | precondition | scale to a count outside the policy's bounds |
 //! | `podgroup.unchanged` | precondition | scale to the current desired count |
+//! | `observe.missing` | invalid | observe without an observation |
+//! | `observe.usage` | invalid | a usage percentage is NaN, infinite or negative |
+//!
+//! # Autoscaling
+//!
+//! A well-formed `Observe` is always accepted: it records `MetricsObserved` (the observation
+//! and the replica count it alone recommends), then, when the autoscaler decides so,
+//! `Autoscaled` (a new desired count, with the observation and policy that decided it) and
+//! `ResourcesRaised` (a larger per-replica allocation), in one batch. The decision is
+//! [`autoscale::decide`]; its rules (tolerance, stabilisation window, bounds, vertical
+//! thresholds) are in that module's doc. `apply` keeps the scale-down window (`recent`) with
+//! [`autoscale::record`], under the current policy's window.
 
 use std::ops::Deref;
 
@@ -26,6 +38,7 @@ use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
 
 use super::{check_digest, check_name, missing_command};
 use crate::aggregate::{Aggregate, Rejection};
+use crate::autoscale;
 
 /// The most replicas a policy may allow.
 pub const MAX_REPLICAS: u32 = 100;
@@ -156,20 +169,7 @@ impl Aggregate for pb::PodgroupState {
                     reason: replaced.reason,
                 })
             }
-            Command::Observe(observe) => {
-                rules.existing()?;
-                let Some(observation) = observe.observation else {
-                    return Err(Rejection::invalid(
-                        "observe.missing",
-                        "observe.observation",
-                        "observe needs an observation",
-                    ));
-                };
-                Event::Observed(pb::MetricsObserved {
-                    observation: Some(observation),
-                    recommended: self.desired,
-                })
-            }
+            Command::Observe(observe) => return rules.observe(observe),
         };
         Ok(vec![pb::PodgroupEvent { event: Some(event) }])
     }
@@ -197,7 +197,15 @@ impl Aggregate for pb::PodgroupState {
                 self.release = e.release;
                 self.image_digest.clone_from(&e.image_digest);
             }
-            Event::Observed(_) => {}
+            Event::Observed(e) => {
+                if let Some(observation) = &e.observation {
+                    let window_s = self
+                        .policy
+                        .unwrap_or_else(default_policy)
+                        .scale_down_window_s;
+                    autoscale::record(&mut self.recent, window_s, observation, e.recommended);
+                }
+            }
             Event::Autoscaled(e) => self.desired = e.to,
             Event::ResourcesRaised(e) => self.resources = e.to,
             Event::ReplicaReplaced(_) => self.replacements += 1,
@@ -261,6 +269,65 @@ impl Rules<'_> {
             resources: Some(resources),
             desired: policy.min_replicas,
         }))
+    }
+
+    /// Records an observation and what the autoscaler decides from it, in one batch:
+    /// `MetricsObserved`, then `Autoscaled` and/or `ResourcesRaised` (see [`autoscale`]).
+    fn observe(&self, observe: pb::Observe) -> Result<Vec<pb::PodgroupEvent>, Rejection> {
+        self.existing()?;
+        let Some(observation) = observe.observation else {
+            return Err(Rejection::invalid(
+                "observe.missing",
+                "observe.observation",
+                "observe needs an observation",
+            ));
+        };
+        for (name, percent) in [
+            ("cpu_percent", observation.cpu_percent),
+            ("memory_percent", observation.memory_percent),
+        ] {
+            if !(percent.is_finite() && percent >= 0.0) {
+                return Err(Rejection::invalid(
+                    "observe.usage",
+                    format!("observe.observation.{name}"),
+                    format_args!("{name} {percent} is not a number ≥ 0"),
+                ));
+            }
+        }
+        let policy = self.policy.unwrap_or_else(default_policy);
+        let resources = self.resources.unwrap_or_else(default_resources);
+        let decision = autoscale::decide(&autoscale::Inputs {
+            policy: &policy,
+            resources: &resources,
+            desired: self.desired,
+            recent: &self.recent,
+            observation: &observation,
+        });
+        let mut events = vec![Event::Observed(pb::MetricsObserved {
+            observation: Some(observation),
+            recommended: decision.recommended,
+        })];
+        if let Some(scale) = decision.scale {
+            events.push(Event::Autoscaled(pb::Autoscaled {
+                from: scale.from,
+                to: scale.to,
+                reason: scale.reason,
+                observation: Some(observation),
+                policy: Some(policy),
+            }));
+        }
+        if let Some(raise) = decision.raise {
+            events.push(Event::ResourcesRaised(pb::ResourcesRaised {
+                from: Some(raise.from),
+                to: Some(raise.to),
+                reason: raise.reason,
+                observation: Some(observation),
+            }));
+        }
+        Ok(events
+            .into_iter()
+            .map(|event| pb::PodgroupEvent { event: Some(event) })
+            .collect())
     }
 
     fn existing(&self) -> Result<(), Rejection> {

@@ -6,7 +6,9 @@
 //!
 //! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
 //! - [`publish`]: 1-Click Publish: a published revision is built, then deployed.
+//! - [`desired`]: a podgroup's changes are published as its stage's desired state.
 
+pub mod desired;
 pub mod podgroups;
 pub mod publish;
 
@@ -18,8 +20,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use neo_protocol::envelope::EventMeta;
 use neo_protocol::pb::{self, ErrorCode};
-use neo_protocol::{EntityRef, subjects};
+use neo_protocol::{EntityRef, subjects, trace};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::platform::Platform;
 
@@ -55,6 +58,9 @@ pub struct ReactorError {
     pub sequence: u64,
     /// Why.
     pub reason: String,
+    /// A passing failure (NATS unavailable): the event is delivered again later. Otherwise the
+    /// event can never be read and is skipped.
+    pub transient: bool,
 }
 
 /// Turns events into commands.
@@ -94,16 +100,41 @@ enum Verdict {
     Retry(String),
 }
 
+/// Runs `reactor` on `event` in a `reaction` span, the child of the event's `traceparent`; the
+/// commands it sends carry this span's `traceparent`, so the trace goes on through them.
 async fn process(platform: &Platform, reactor: &dyn Reactor, event: &ReactorEvent) -> Verdict {
+    let span = tracing::info_span!(
+        "reaction",
+        reactor = reactor.name(),
+        entity = %event.entity,
+        event_type = %event.meta.event_type,
+        sequence = event.sequence,
+    );
+    let incoming = event.meta.traceparent.as_deref().unwrap_or_default();
+    trace::set_parent(&span, incoming);
+    let traceparent = trace::traceparent_or(&span, incoming);
+    react_and_dispatch(platform, reactor, event, &traceparent)
+        .instrument(span)
+        .await
+}
+
+async fn react_and_dispatch(
+    platform: &Platform,
+    reactor: &dyn Reactor,
+    event: &ReactorEvent,
+    traceparent: &str,
+) -> Verdict {
     let reactions = match reactor.react(event).await {
         Ok(r) => r,
+        Err(e) if e.transient => return Verdict::Retry(e.to_string()),
         Err(e) => {
             tracing::error!(error = %e, "skipping an event the reactor cannot read");
             return Verdict::Done;
         }
     };
     for (index, reaction) in reactions.into_iter().enumerate() {
-        let request = reaction_request(reactor.name(), event, index, reaction.command);
+        let mut request = reaction_request(reactor.name(), event, index, reaction.command);
+        request.traceparent = traceparent.to_owned();
         let reply = platform.dispatch(&reaction.entity, request).await;
         if let Some(pb::command_reply::Result::Error(e)) = reply.result {
             match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {

@@ -1,4 +1,5 @@
-//! A deployment's first release on a stage creates the podgroup of that app and stage.
+//! A deployment's releases drive its podgroup: the first creates the podgroup of that app and
+//! stage, every later one (deploy, promotion, rollback) assigns its image to it.
 
 use bytes::Bytes;
 use neo_protocol::pb;
@@ -7,7 +8,7 @@ use prost::Message;
 
 use super::{Reaction, Reactor, ReactorError, ReactorEvent};
 
-/// Creates the podgroup of an app and stage when its first release is created.
+/// Creates the podgroup of an app and stage at its first release; assigns later releases.
 pub struct PodgroupOnFirstRelease;
 
 #[async_trait::async_trait]
@@ -25,6 +26,7 @@ impl Reactor for PodgroupOnFirstRelease {
             reactor: "podgroup-on-first-release",
             sequence: event.sequence,
             reason,
+            transient: false,
         };
         let decoded = pb::DeploymentEvent::decode(event.payload.clone())
             .map_err(|e| err(format!("not a deployment event: {e}")))?;
@@ -34,23 +36,28 @@ impl Reactor for PodgroupOnFirstRelease {
         let Some(release) = created.release else {
             return Err(err("release missing".into()));
         };
-        if release.number != 1 {
-            return Ok(Vec::new());
-        }
         let (app, stage) = event
             .entity
             .id
             .app_and_stage()
             .ok_or_else(|| err(format!("{} is not an app_stage id", event.entity.id)))?;
-        let command = pb::PodgroupCommand {
-            command: Some(pb::podgroup_command::Command::Create(pb::CreatePodgroup {
+        let command = if release.number == 1 {
+            pb::podgroup_command::Command::Create(pb::CreatePodgroup {
                 app: app.to_string(),
                 stage: stage.to_string(),
                 release: release.number,
                 image_digest: release.image_digest,
                 policy: None,
                 resources: None,
-            })),
+            })
+        } else {
+            pb::podgroup_command::Command::AssignRelease(pb::AssignRelease {
+                release: release.number,
+                image_digest: release.image_digest,
+            })
+        };
+        let command = pb::PodgroupCommand {
+            command: Some(command),
         };
         Ok(vec![Reaction {
             entity: EntityRef::podgroup(&event.entity.tenant, &app, &stage),
@@ -110,14 +117,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn later_releases_do_nothing() {
-        assert!(
-            PodgroupOnFirstRelease
-                .react(&release_event(2))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+    async fn later_releases_are_assigned_to_the_podgroup() {
+        let reactions = PodgroupOnFirstRelease
+            .react(&release_event(2))
+            .await
+            .unwrap();
+        assert_eq!(reactions.len(), 1);
+        assert_eq!(reactions[0].entity.id.as_str(), "shop_dev");
+        let cmd = pb::PodgroupCommand::decode(reactions[0].command.clone()).unwrap();
+        let Some(pb::podgroup_command::Command::AssignRelease(a)) = cmd.command else {
+            panic!("expected an assign command, got {cmd:?}");
+        };
+        assert_eq!(a.release, 2);
+        assert_eq!(a.image_digest, format!("sha256:{}", "a".repeat(64)));
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ fn error(reactor: &'static str, event: &ReactorEvent, reason: String) -> Reactor
         reactor,
         sequence: event.sequence,
         reason,
+        transient: false,
     }
 }
 

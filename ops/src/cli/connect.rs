@@ -9,6 +9,7 @@ use neo_gateway::api::builds_client::BuildsClient;
 use neo_gateway::api::deployments_client::DeploymentsClient;
 use neo_gateway::api::events_client::EventsClient;
 use neo_gateway::api::identity_client::IdentityClient;
+use neo_gateway::api::runtime_client::RuntimeClient;
 use neo_gateway::api::tenants_client::TenantsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -275,6 +276,11 @@ impl Gateway {
     /// The Deployments service.
     pub fn deployments(&self) -> DeploymentsClient<AuthChannel> {
         DeploymentsClient::new(self.with_auth())
+    }
+
+    /// The Runtime service (logs, status, scale).
+    pub fn runtime(&self) -> RuntimeClient<AuthChannel> {
+        RuntimeClient::new(self.with_auth())
     }
 
     /// The Events service, with no deadline: a watch lasts until stopped.

@@ -3,7 +3,7 @@
 //! Every command reads the config file (see [`config`]), connects to the gateway with the saved
 //! or given token, makes its calls with a deadline of `--timeout` seconds each, and prints a
 //! table (or, with `--output json`, a JSON document; `neo events watch` prints one JSON object
-//! per line; so do `neo publish` and `neo build log`). Errors go to stderr as `error: <message>`, with the gateway's `neo-rule` and
+//! per line; so do `neo publish`, `neo build log` and `neo logs`). Errors go to stderr as `error: <message>`, with the gateway's `neo-rule` and
 //! `neo-field` details when it sent them. A closed stdout (`neo … | head`) ends a command
 //! quietly with 0.
 //!
@@ -48,7 +48,7 @@ pub use output::{OutputFormat, Sink};
 /// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
 pub use serde_json;
 
-use commands::{app, audit, build, deploy, events, login, publish, tenant};
+use commands::{app, audit, build, deploy, events, login, publish, runtime, tenant};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -151,6 +151,14 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// Print the apps' log lines as `time level stage/app/replica text`, filtered; `-f`
+    /// follows new lines until Ctrl-C.
+    Logs(runtime::LogsArgs),
+    /// Show what runs on each stage: release, image, rollout, ready/desired replicas, url, and
+    /// each replica as its stage's agent last reported it.
+    Status(runtime::StatusArgs),
+    /// Change the scale policy of an app on a stage (fields not given keep their value).
+    Scale(runtime::ScaleArgs),
 }
 
 /// Runs a client command and returns the process exit code, printing any error to stderr.
@@ -194,6 +202,9 @@ pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), Cli
         ClientCommand::History(args) => audit::history(cx, args).await,
         ClientCommand::Why(args) => audit::why(cx, args).await,
         ClientCommand::StateAt(args) => audit::state_at(cx, args).await,
+        ClientCommand::Logs(args) => runtime::logs(cx, args).await,
+        ClientCommand::Status(args) => runtime::status(cx, args).await,
+        ClientCommand::Scale(args) => runtime::scale(cx, args).await,
     }
 }
 

@@ -4,6 +4,8 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::{Value, json};
 
+pub mod runtime;
+
 use super::error::diagnostic_line;
 use super::output::{
     build_status_word, fields, or_dash, origin_word, publish_step_word, role_word, rollout_word,

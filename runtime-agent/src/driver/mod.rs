@@ -6,6 +6,9 @@
 //! becoming ready or dying, log lines) arrives as [`DriverEvent`]s on the channel given at
 //! construction.
 
+pub mod kube;
+pub mod process;
+
 use std::collections::BTreeMap;
 
 use neo_protocol::pb;

@@ -411,3 +411,182 @@ fn event_types_are_the_event_message_names() {
         ]
     );
 }
+
+// ---- autoscaling ----
+
+const SECOND: u64 = 1000;
+
+fn observation(at_s: u64, ready: u32, cpu: f64, memory: f64) -> pb::Observation {
+    pb::Observation {
+        at_ms: at_s * SECOND,
+        ready_replicas: ready,
+        cpu_percent: cpu,
+        memory_percent: memory,
+    }
+}
+
+fn observe(o: pb::Observation) -> Command {
+    Command::Observe(pb::Observe {
+        observation: Some(o),
+    })
+}
+
+fn observed(o: pb::Observation, recommended: u32) -> pb::PodgroupEvent {
+    ev(Event::Observed(pb::MetricsObserved {
+        observation: Some(o),
+        recommended,
+    }))
+}
+
+/// Handles and folds each observation in turn; returns the desired count after each, and
+/// checks that the folded window is the one the decision returned.
+fn observe_all(state: &mut State, observations: &[pb::Observation]) -> Vec<u32> {
+    observations
+        .iter()
+        .map(|o| {
+            let events = state.handle(cmd(observe(*o))).expect("accepted");
+            let policy = state.policy.unwrap_or_else(default_policy);
+            let decision = crate::autoscale::decide(&crate::autoscale::Inputs {
+                policy: &policy,
+                resources: &state.resources.unwrap_or_else(default_resources),
+                desired: state.desired,
+                recent: &state.recent,
+                observation: o,
+            });
+            for e in &events {
+                state.apply(e);
+            }
+            assert_eq!(state.recent, decision.recent, "after {o:?}");
+            state.desired
+        })
+        .collect()
+}
+
+#[test]
+fn load_scales_out_at_once_in_the_same_batch() {
+    let o = observation(10, 1, 150.0, 20.0);
+    let events = run([created()], observe(o)).expect("accepted");
+    assert_eq!(
+        events,
+        vec![
+            observed(o, 3),
+            ev(Event::Autoscaled(pb::Autoscaled {
+                from: 1,
+                to: 3,
+                reason: "cpu 150% of target 70% over 1 ready replica → 3".into(),
+                observation: Some(o),
+                policy: Some(default_policy()),
+            })),
+        ]
+    );
+    let state: State = given([created()].into_iter().chain(events));
+    assert_eq!(state.desired, 3);
+    assert_eq!(
+        state.recent,
+        vec![pb::Recommendation {
+            at_ms: 10 * SECOND,
+            replicas: 3
+        }]
+    );
+}
+
+#[test]
+fn inside_the_tolerance_only_the_observation_is_recorded() {
+    let o = observation(10, 1, 75.0, 85.0);
+    let events = run([created()], observe(o)).expect("accepted");
+    assert_eq!(events, vec![observed(o, 1)]);
+}
+
+#[test]
+fn scale_in_waits_for_the_window_to_pass() {
+    let window = pb::ScalePolicy {
+        scale_down_window_s: 60,
+        ..policy(1, 5)
+    };
+    let mut state: State = given([created_with(window, default_resources())]);
+    let desired = observe_all(
+        &mut state,
+        &[
+            observation(0, 1, 280.0, 10.0), // ceil(1 × 4) = 4
+            observation(30, 4, 10.0, 10.0), // → 1, but 4 is in the window
+            observation(59, 4, 10.0, 10.0), // still in it
+            observation(60, 4, 10.0, 10.0), // 4 aged out; 1s left
+            observation(61, 1, 10.0, 10.0), // nothing to do at min
+        ],
+    );
+    assert_eq!(desired, [4, 4, 4, 1, 1]);
+    assert_eq!(state.recent.len(), 4, "{:?}", state.recent);
+}
+
+#[test]
+fn autoscaling_stays_within_min_and_max() {
+    let mut state: State = given([created_with(policy(2, 4), default_resources())]);
+    let desired = observe_all(
+        &mut state,
+        &[
+            observation(0, 2, 700.0, 10.0),
+            observation(400, 4, 1.0, 1.0),
+        ],
+    );
+    assert_eq!(desired, [4, 2]);
+}
+
+#[test]
+fn high_usage_raises_the_allocation() {
+    let o = observation(0, 3, 95.0, 95.0);
+    let events = run([created(), scaled(1, 3)], observe(o)).expect("accepted");
+    let to = resources(375, 384);
+    assert_eq!(
+        events,
+        vec![
+            observed(o, 3),
+            ev(Event::ResourcesRaised(pb::ResourcesRaised {
+                from: Some(default_resources()),
+                to: Some(to),
+                reason: "memory 95% of 256 MiB ≥ 90% → 384 MiB; cpu 95% of 250 millicores ≥ 90% \
+                         at max 3 replicas → 375 millicores"
+                    .into(),
+                observation: Some(o),
+            })),
+        ]
+    );
+    let state: State = given([created(), scaled(1, 3)].into_iter().chain(events));
+    assert_eq!(state.resources, Some(to));
+}
+
+#[test]
+fn observations_without_data_decide_nothing() {
+    let busy = observation(100, 1, 300.0, 95.0);
+    let events = run([created()], observe(busy)).expect("accepted");
+    let history: Vec<_> = [created()].into_iter().chain(events).collect();
+    let before: State = given(history.clone());
+    for o in [
+        observation(200, 0, 500.0, 99.0), // no ready replica
+        observation(50, 3, 500.0, 99.0),  // older than the last one
+    ] {
+        let events = run(history.clone(), observe(o)).expect("accepted");
+        assert_eq!(events, vec![observed(o, before.desired)]);
+        let after: State = given(history.clone().into_iter().chain(events));
+        assert_eq!(after.recent, before.recent);
+        assert_eq!((after.desired, after.resources), (3, before.resources));
+    }
+}
+
+#[test]
+fn malformed_observations_are_refused() {
+    assert_refused(
+        run([], observe(observation(0, 1, 1.0, 1.0))),
+        "podgroup.not_found",
+    );
+    let missing = Command::Observe(pb::Observe { observation: None });
+    assert_refused(run([created()], missing), "observe.missing");
+    for (cpu, memory, field) in [
+        (f64::NAN, 1.0, "cpu_percent"),
+        (1.0, -1.0, "memory_percent"),
+        (f64::INFINITY, 1.0, "cpu_percent"),
+    ] {
+        let r = run([created()], observe(observation(0, 1, cpu, memory))).expect_err("refused");
+        assert_eq!(r.rule, "observe.usage");
+        assert_eq!(r.field, Some(format!("observe.observation.{field}")));
+    }
+}

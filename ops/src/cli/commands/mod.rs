@@ -8,6 +8,7 @@
 //! - [`deploy`]: `neo deploy`, `impact`, `promote`, `rollback`, `releases`, `deployment get`.
 //! - [`audit`]: `neo history`, `neo why`.
 //! - [`events`]: `neo events watch`.
+//! - [`runtime`]: `neo logs`, `neo status`, `neo scale`.
 
 pub mod app;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod deploy;
 pub mod events;
 pub mod login;
 pub mod publish;
+pub mod runtime;
 pub mod tenant;
 
 use std::future::Future;

@@ -1,0 +1,118 @@
+//! Publishes each podgroup's desired state for its stage's agent.
+//!
+//! On every podgroup event that changes what should run (created, release assigned, scaled,
+//! policy or resources changed) the podgroup's current state becomes a `DesiredPodgroup` on
+//! `neo.desired.{stage}.{tenant}.{app}` (stream `NEO_DESIRED`, last message per subject). The
+//! agent reads only its stage's prefix. Publishing the *current* state (not the event's) keeps
+//! it level-triggered: a redelivered or late event can only republish the newest state.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use neo_protocol::pb;
+use neo_protocol::{AppName, EntityKind, StageName, subjects};
+use prost::Message;
+
+use super::{Reaction, Reactor, ReactorError, ReactorEvent};
+use crate::platform::Platform;
+
+/// Podgroup event types that do not change what should run.
+const NOT_DESIRED: [&str; 2] = ["MetricsObserved", "ReplicaReplaced"];
+
+/// Publishes podgroups' desired states.
+pub struct DesiredOnPodgroupChange {
+    js: jetstream::Context,
+    platform: Arc<Platform>,
+}
+
+impl DesiredOnPodgroupChange {
+    /// Publishes through `js`, reading states from `platform`.
+    pub fn new(js: jetstream::Context, platform: Arc<Platform>) -> Self {
+        Self { js, platform }
+    }
+}
+
+/// The desired state of `podgroup` (of `tenant`) as of stream sequence `sequence`.
+pub fn desired_of(
+    tenant: &str,
+    podgroup: &pb::PodgroupState,
+    sequence: u64,
+    traceparent: String,
+) -> pb::DesiredPodgroup {
+    pb::DesiredPodgroup {
+        tenant: tenant.to_owned(),
+        app: podgroup.app.clone(),
+        stage: podgroup.stage.clone(),
+        release: podgroup.release,
+        image_digest: podgroup.image_digest.clone(),
+        replicas: podgroup.desired,
+        resources: podgroup.resources,
+        removed: false,
+        sequence,
+        traceparent,
+        settings: Default::default(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Reactor for DesiredOnPodgroupChange {
+    fn name(&self) -> &'static str {
+        "runtime-desired"
+    }
+
+    fn filter(&self) -> String {
+        subjects::kind_events(EntityKind::Podgroup)
+    }
+
+    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+        if NOT_DESIRED.contains(&event.meta.event_type.as_str()) {
+            return Ok(Vec::new());
+        }
+        let err = |reason: String, transient: bool| ReactorError {
+            reactor: "runtime-desired",
+            sequence: event.sequence,
+            reason,
+            transient,
+        };
+        let reply = self.platform.query(&event.entity).await;
+        let (state, sequence) = match reply.result {
+            Some(pb::state_reply::Result::State(s)) => (
+                pb::PodgroupState::decode(s.state)
+                    .map_err(|e| err(format!("undecodable podgroup state: {e}"), false))?,
+                s.sequence,
+            ),
+            Some(pb::state_reply::Result::Error(e)) => {
+                return Err(err(format!("{}: {}", e.rule, e.message), true));
+            }
+            None => return Err(err("empty state reply".into(), true)),
+        };
+        let (Ok(app), Ok(stage)) = (AppName::new(&state.app), StageName::new(&state.stage)) else {
+            return Err(err(
+                format!("{} has no valid app and stage", event.entity),
+                false,
+            ));
+        };
+        let desired = desired_of(
+            event.entity.tenant.as_str(),
+            &state,
+            sequence,
+            event.meta.traceparent.clone().unwrap_or_default(),
+        );
+        let subject = subjects::desired(&stage, &event.entity.tenant, &app);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{}@{sequence}", event.entity).as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, Bytes::from(desired.encode_to_vec()))
+            .await
+            .map_err(|e| err(e.to_string(), true))?;
+        ack.await.map_err(|e| err(e.to_string(), true))?;
+        tracing::debug!(entity = %event.entity, sequence, replicas = state.desired,
+            release = state.release, "desired state published");
+        Ok(Vec::new())
+    }
+}

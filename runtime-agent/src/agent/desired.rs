@@ -1,0 +1,114 @@
+//! The stage's desired podgroups: a full read of `NEO_DESIRED` (last message per subject) at
+//! start and every `resync_every`, and a durable consumer for changes in between.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use futures::{StreamExt, TryStreamExt};
+use neo_protocol::{pb, subjects};
+use prost::Message;
+
+use super::{Shared, key_of};
+
+/// Reads every desired podgroup of the stage again, every `resync_every`.
+pub(crate) async fn resync_loop(shared: Arc<Shared>) {
+    loop {
+        match read_all(&shared).await {
+            Ok(all) => {
+                tracing::debug!(podgroups = all.len(), "desired state resynced");
+                *shared.desired.lock().await = Some(all);
+                shared.converge.notify_one();
+                tokio::time::sleep(shared.config.resync_every).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the desired state; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+async fn read_all(
+    shared: &Shared,
+) -> Result<BTreeMap<crate::driver::PodgroupKey, pb::DesiredPodgroup>, Error> {
+    let stream = shared.js.get_stream(subjects::DESIRED_STREAM).await?;
+    let filter = subjects::desired_stage(&shared.config.stage);
+    let names: Vec<(String, usize)> = stream
+        .info_with_subjects(&filter)
+        .await?
+        .try_collect()
+        .await?;
+    let mut all = BTreeMap::new();
+    for (subject, _) in names {
+        let message = stream.direct_get_last_for_subject(subject.clone()).await?;
+        match decode(&shared.config, &message.payload) {
+            Some(desired) => {
+                all.insert(key_of(&desired), desired);
+            }
+            None => tracing::warn!(%subject, "skipping an unreadable desired state"),
+        }
+    }
+    Ok(all)
+}
+
+/// A desired state this agent serves, or `None` (undecodable, another stage or tenant).
+fn decode(config: &super::AgentConfig, payload: &[u8]) -> Option<pb::DesiredPodgroup> {
+    let desired = pb::DesiredPodgroup::decode(payload).ok()?;
+    (desired.stage == config.stage.as_str() && config.serves(&desired.tenant)).then_some(desired)
+}
+
+/// Follows changes on the agent's durable consumer.
+pub(crate) async fn consume_loop(shared: Arc<Shared>) {
+    loop {
+        if let Err(e) = consume(&shared).await {
+            tracing::warn!(error = %e, "desired-state consumer detached; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn consume(shared: &Shared) -> Result<(), Error> {
+    let stream = shared.js.get_stream(subjects::DESIRED_STREAM).await?;
+    let durable = format!("{}-{}", shared.config.name, shared.config.stage);
+    let durable = durable.replace(['.', '*', '>', ' '], "_");
+    let consumer: pull::Stream = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: subjects::desired_stage(&shared.config.stage),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await?
+        .messages()
+        .await?;
+    let mut messages = consumer;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        if let Some(desired) = decode(&shared.config, &message.payload) {
+            let key = key_of(&desired);
+            let mut all = shared.desired.lock().await;
+            if let Some(all) = all.as_mut() {
+                let newer = all
+                    .get(&key)
+                    .is_none_or(|known| known.sequence <= desired.sequence);
+                if newer {
+                    tracing::debug!(podgroup = %key, release = desired.release,
+                        replicas = desired.replicas, "desired state changed");
+                    all.insert(key, desired);
+                }
+            }
+            shared.converge.notify_one();
+        }
+        message.ack().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The agent of one stage: desired podgroups in, driver calls out, observations back.
+//!
+//! - [`desired`]: the stage's desired podgroups, from a durable consumer on
+//!   `neo.desired.{stage}.>` and a full resync at start and every `resync_every`.
+//! - converge (here): every desired podgroup is applied through the driver; what the driver
+//!   runs that is no longer desired is removed. Level-triggered: events only make it fast.
+//! - [`report`]: rollouts (`succeeded` only once the driver saw the new replicas ready),
+//!   health reports, metrics and the autoscaler's observations.
+//! - [`ship`]: log lines to `NEO_LOGS`, replacements to the podgroup.
+
+pub mod desired;
+pub mod report;
+pub mod ship;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use neo_builder::image::Registry;
+use neo_builder::platform::PlatformClient;
+use neo_protocol::{StageName, pb};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::driver::{Desired, Driver, DriverEvent, PodgroupKey};
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The stage it serves.
+    pub stage: StageName,
+    /// Its name in reports and as the principal of its commands.
+    pub name: String,
+    /// Serve only these tenants (none: every tenant).
+    pub tenants: Option<BTreeSet<String>>,
+    /// How often the whole desired state is read again.
+    pub resync_every: Duration,
+    /// How often the driver is observed (rollouts, health changes).
+    pub observe_every: Duration,
+    /// How often a health report is sent when nothing changed.
+    pub report_every: Duration,
+    /// How often usage is sampled and sent to the autoscaler.
+    pub metrics_every: Duration,
+    /// How long a command to the platform may take.
+    pub command_timeout: Duration,
+    /// The stage's load balancer (`http://host:port`), for the apps' URLs in reports.
+    pub lb_url: Option<String>,
+}
+
+impl AgentConfig {
+    /// Defaults for `stage`: resync 30 s, observe 250 ms, report 5 s, metrics 5 s.
+    pub fn new(stage: StageName) -> Self {
+        Self {
+            name: format!("agent-{stage}"),
+            stage,
+            tenants: None,
+            resync_every: Duration::from_secs(30),
+            observe_every: Duration::from_millis(250),
+            report_every: Duration::from_secs(5),
+            metrics_every: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(10),
+            lb_url: None,
+        }
+    }
+
+    /// Whether it serves `tenant`.
+    pub fn serves(&self, tenant: &str) -> bool {
+        self.tenants.as_ref().is_none_or(|t| t.contains(tenant))
+    }
+}
+
+/// The agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// JetStream refused.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+/// What the agent's tasks share.
+pub(crate) struct Shared {
+    pub config: AgentConfig,
+    pub js: async_nats::jetstream::Context,
+    pub platform: PlatformClient,
+    pub driver: Arc<dyn Driver>,
+    pub registry: Arc<Registry>,
+    /// The desired podgroups by key; `None` until the first resync.
+    pub desired: Mutex<Option<BTreeMap<PodgroupKey, pb::DesiredPodgroup>>>,
+    /// Wakes the converge loop.
+    pub converge: Notify,
+    /// Wakes the report loop (a replica changed).
+    pub changed: Notify,
+}
+
+impl Shared {
+    /// The principal of the agent's commands.
+    pub fn principal(&self) -> String {
+        format!("agent:{}:{}", self.config.stage, self.config.name)
+    }
+
+    /// The driver's view of a desired podgroup.
+    pub fn to_desired(&self, desired: &pb::DesiredPodgroup) -> Desired {
+        Desired {
+            key: key_of(desired),
+            release: desired.release,
+            image_digest: desired.image_digest.clone(),
+            image_reference: format!(
+                "{}/{}@{}",
+                self.registry.host(),
+                self.registry.repository(&desired.tenant, &desired.app),
+                desired.image_digest
+            ),
+            replicas: desired.replicas,
+            resources: desired.resources.unwrap_or(pb::Resources {
+                cpu_millis: 250,
+                memory_mib: 256,
+            }),
+            env: desired
+                .settings
+                .iter()
+                .map(|(k, v)| (format!("NEO_SETTING_{k}"), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The podgroup a desired state names.
+pub fn key_of(desired: &pb::DesiredPodgroup) -> PodgroupKey {
+    PodgroupKey {
+        tenant: desired.tenant.clone(),
+        app: desired.app.clone(),
+        stage: desired.stage.clone(),
+    }
+}
+
+/// A running agent; dropping it stops every task (the driver's replicas keep running).
+pub struct Agent {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Agent {
+    /// Starts the agent of `config.stage` on `client`, running podgroups through `driver`
+    /// whose events arrive on `events`. Images are pulled from `registry`.
+    ///
+    /// # Errors
+    /// When the Runtime streams cannot be created.
+    pub async fn start(
+        client: async_nats::Client,
+        driver: Arc<dyn Driver>,
+        events: mpsc::Receiver<DriverEvent>,
+        registry: Arc<Registry>,
+        config: AgentConfig,
+    ) -> Result<Self, AgentError> {
+        let js = async_nats::jetstream::new(client.clone());
+        crate::streams::ensure(&js, crate::streams::Retention::default())
+            .await
+            .map_err(|e| AgentError::JetStream(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            platform: PlatformClient::new(client, config.command_timeout),
+            config,
+            js,
+            driver,
+            registry,
+            desired: Mutex::new(None),
+            converge: Notify::new(),
+            changed: Notify::new(),
+        });
+        tracing::info!(stage = %shared.config.stage, agent = %shared.config.name,
+            driver = shared.driver.name(), "agent starting");
+        let tasks = vec![
+            tokio::spawn(desired::resync_loop(shared.clone())),
+            tokio::spawn(desired::consume_loop(shared.clone())),
+            tokio::spawn(converge_loop(shared.clone())),
+            tokio::spawn(report::report_loop(shared.clone())),
+            tokio::spawn(ship::ship_loop(shared.clone(), events)),
+        ];
+        Ok(Self { tasks })
+    }
+}
+
+/// Applies every desired podgroup and removes what is no longer desired, on every change
+/// and at least every `resync_every`.
+async fn converge_loop(shared: Arc<Shared>) {
+    loop {
+        let _ = tokio::time::timeout(shared.config.resync_every, shared.converge.notified()).await;
+        converge(&shared).await;
+    }
+}
+
+async fn converge(shared: &Shared) {
+    let Some(desired) = shared.desired.lock().await.clone() else {
+        // Not synced yet: removing anything now could stop what is still desired.
+        return;
+    };
+    for state in desired.values().filter(|d| !d.removed) {
+        if state.image_digest.is_empty() {
+            continue;
+        }
+        let wanted = shared.to_desired(state);
+        if let Err(e) = shared.driver.apply(&wanted).await {
+            tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
+        }
+    }
+    let running = match shared.driver.observe().await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot observe the driver");
+            return;
+        }
+    };
+    for observed in running {
+        let gone = desired.get(&observed.key).is_none_or(|d| d.removed);
+        if gone && shared.config.serves(&observed.key.tenant) {
+            tracing::info!(podgroup = %observed.key, "no longer desired: removing");
+            if let Err(e) = shared.driver.remove(&observed.key).await {
+                tracing::warn!(podgroup = %observed.key, error = %e, "cannot remove");
+            }
+        }
+    }
+}
+
+/// Waits `period`, or less when `notify` fires.
+pub(crate) async fn wait(period: Duration, notify: &Notify) {
+    let _ = tokio::time::timeout(period, notify.notified()).await;
+}

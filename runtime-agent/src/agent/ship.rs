@@ -1,0 +1,141 @@
+//! Driver events out: log lines batched per podgroup into `NEO_LOGS`, replacements recorded on
+//! the podgroup, health changes wake the reporter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use neo_protocol::subjects::{self, Channel};
+use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::report::publish;
+use crate::driver::DriverEvent;
+
+/// The most lines in one `LogBatch` message.
+const BATCH_LINES: usize = 2000;
+/// The most bytes of text in one `LogBatch` message (NATS' default limit is 1 MiB).
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// Handles driver events until the driver goes away.
+pub(crate) async fn ship_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<DriverEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            DriverEvent::Logs(mut lines) => {
+                // Take what else is waiting, so a burst goes out in few messages.
+                while lines.len() < BATCH_LINES {
+                    match events.try_recv() {
+                        Ok(DriverEvent::Logs(more)) => lines.extend(more),
+                        Ok(other) => {
+                            handle_other(&shared, other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ship_logs(&shared, lines).await;
+            }
+            other => handle_other(&shared, other),
+        }
+    }
+}
+
+fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
+    match event {
+        DriverEvent::Health { .. } => shared.changed.notify_one(),
+        DriverEvent::Replaced {
+            key,
+            replica,
+            replacement,
+            reason,
+        } => {
+            shared.changed.notify_one();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let (Ok(tenant), Ok(app), Ok(stage)) = (
+                    TenantName::new(&key.tenant),
+                    AppName::new(&key.app),
+                    StageName::new(&key.stage),
+                ) else {
+                    return;
+                };
+                let entity = EntityRef::podgroup(&tenant, &app, &stage);
+                let command = pb::PodgroupCommand {
+                    command: Some(pb::podgroup_command::Command::RecordReplacement(
+                        pb::RecordReplacement {
+                            replica: replica.clone(),
+                            replacement,
+                            reason,
+                        },
+                    )),
+                };
+                let id = format!(
+                    "replace:{}:{replica}",
+                    super::report::command_scope(&entity)
+                );
+                for attempt in 0..5u64 {
+                    match shared
+                        .platform
+                        .command(&entity, &id, "", &shared.principal(), &command)
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(e) if e.is_transient() => {
+                            tracing::warn!(podgroup = %key, error = %e, "replacement not recorded yet");
+                            tokio::time::sleep(std::time::Duration::from_secs(1 + attempt)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(podgroup = %key, error = %e, "replacement refused");
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        DriverEvent::Logs(_) => {}
+    }
+}
+
+/// Publishes lines grouped by podgroup, in batches.
+async fn ship_logs(shared: &Shared, lines: Vec<pb::LogLine>) {
+    let mut by_subject: BTreeMap<String, Vec<pb::LogLine>> = BTreeMap::new();
+    for line in lines {
+        let (Ok(tenant), Ok(app), Ok(stage)) = (
+            TenantName::new(&line.tenant),
+            AppName::new(&line.app),
+            StageName::new(&line.stage),
+        ) else {
+            continue;
+        };
+        by_subject
+            .entry(subjects::runtime(
+                &tenant,
+                &stage,
+                &app,
+                Channel::Logs.as_str(),
+            ))
+            .or_default()
+            .push(line);
+    }
+    for (subject, lines) in by_subject {
+        let mut batch = pb::LogBatch::default();
+        let mut bytes = 0;
+        for line in lines {
+            bytes += line.text.len() + 64;
+            batch.lines.push(line);
+            if batch.lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
+                publish(
+                    shared,
+                    subject.clone(),
+                    std::mem::take(&mut batch).encode_to_vec(),
+                )
+                .await;
+                bytes = 0;
+            }
+        }
+        if !batch.lines.is_empty() {
+            publish(shared, subject, batch.encode_to_vec()).await;
+        }
+    }
+}

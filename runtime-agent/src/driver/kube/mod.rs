@@ -1,0 +1,385 @@
+//! The Kubernetes driver: each podgroup is a Deployment, a Service and a PodDisruptionBudget in its tenant's stage namespace, written by server-side apply.
+//!
+//! # Layout
+//!
+//! - [`objects`]: the objects of a podgroup (names, labels, manifests), built without I/O.
+//! - [`status`]: what pod and Deployment statuses mean (replica phases, rollouts), without I/O.
+//! - [`watch`]: the pod watch that turns pod changes into [`DriverEvent::Health`].
+//! - [`logs`]: following pod logs into [`DriverEvent::Logs`], and reading a line's level.
+//!
+//! Every object carries `app.kubernetes.io/managed-by=neo`, which is how [`KubeDriver::observe`]
+//! and the pod watch find them again after a restart: the driver keeps no state of its own.
+
+pub mod logs;
+pub mod objects;
+pub mod status;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::serde::Serialize;
+use k8s_openapi::serde::de::DeserializeOwned;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, Resource};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use self::objects::{FIELD_MANAGER, LABEL_STAGE, LABEL_TENANT, MANAGED_SELECTOR, ObjectError};
+use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey};
+
+/// The Kubernetes driver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The podgroup cannot be written as Kubernetes objects.
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
+    /// The API refused or failed a request; `message` is the API's own.
+    #[error("{action}: {message}")]
+    Api {
+        /// What the driver was doing (`apply Deployment neo-acme-dev/shop`).
+        action: String,
+        /// What the API (or the connection to it) said.
+        message: String,
+    },
+    /// The namespace `neo-{tenant}-{stage}` already belongs to another tenant and stage (names
+    /// with dashes can meet: `a-b`/`c` and `a`/`b-c`).
+    #[error("namespace {namespace} belongs to tenant {tenant}, stage {stage}")]
+    NamespaceTaken {
+        /// The namespace.
+        namespace: String,
+        /// Its tenant label.
+        tenant: String,
+        /// Its stage label.
+        stage: String,
+    },
+    /// No cluster configuration could be loaded.
+    #[error("kubeconfig: {0}")]
+    Config(String),
+}
+
+impl From<KubeError> for DriverError {
+    fn from(err: KubeError) -> Self {
+        DriverError::Backend(err.to_string())
+    }
+}
+
+impl KubeError {
+    /// An API error while doing `action`, with the API's message when it sent one.
+    fn api(action: impl Into<String>, err: kube::Error) -> Self {
+        let message = match err {
+            kube::Error::Api(status) => {
+                let mut message = if status.message.is_empty() {
+                    status.reason.clone()
+                } else {
+                    status.message.clone()
+                };
+                if status.code != 0 {
+                    message = format!("{message} ({})", status.code);
+                }
+                message
+            }
+            other => {
+                // Connection errors say little at the top ("client error (Connect)"): add causes.
+                let mut message = other.to_string();
+                let mut source = std::error::Error::source(&other);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !message.contains(&cause_text) {
+                        message = format!("{message}: {cause_text}");
+                    }
+                    source = cause.source();
+                }
+                message
+            }
+        };
+        KubeError::Api {
+            action: action.into(),
+            message,
+        }
+    }
+}
+
+/// Whether an error is the API's 404.
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Runs podgroups on a Kubernetes cluster.
+#[derive(Clone)]
+pub struct KubeDriver {
+    client: Client,
+    events: mpsc::Sender<DriverEvent>,
+}
+
+impl Debug for KubeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeDriver")
+            .field("namespace", &self.client.default_namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pod watch and its log followers; dropping it stops them.
+#[derive(Debug)]
+pub struct Watching {
+    task: JoinHandle<()>,
+}
+
+impl Watching {
+    /// Whether the watch has ended (its events channel closed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl KubeDriver {
+    /// A driver talking to the cluster behind `client`, sending what it watches on `events`.
+    pub fn new(client: Client, events: mpsc::Sender<DriverEvent>) -> Self {
+        Self { client, events }
+    }
+
+    /// A driver for the cluster of the kubeconfig at `path`, or (`None`) of the usual
+    /// configuration: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
+    ///
+    /// # Errors
+    ///
+    /// [`KubeError::Config`] when no configuration can be loaded or it is invalid.
+    pub async fn from_kubeconfig(
+        path: Option<&Path>,
+        events: mpsc::Sender<DriverEvent>,
+    ) -> Result<Self, KubeError> {
+        // The process uses ring; another component may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match path {
+            None => Client::try_default()
+                .await
+                .map_err(|err| KubeError::Config(err.to_string()))?,
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .map_err(|err| KubeError::Config(format!("{}: {err}", path.display())))?;
+                let config =
+                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .map_err(|err| KubeError::Config(format!("{}: {err}", path.display())))?;
+                Client::try_from(config).map_err(|err| KubeError::Config(err.to_string()))?
+            }
+        };
+        Ok(Self::new(client, events))
+    }
+
+    /// The client the driver uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Starts the pod watch (health events) and the log followers (log events) on the
+    /// current tokio runtime.
+    pub fn start_watching(&self) -> Watching {
+        Watching {
+            task: tokio::spawn(watch::run(self.client.clone(), self.events.clone())),
+        }
+    }
+
+    /// Makes sure the namespace of `key` is ours, then applies it.
+    ///
+    /// # Errors
+    ///
+    /// [`KubeError::NamespaceTaken`] when it is labelled for another tenant or stage;
+    /// [`KubeError::Api`] when the API fails.
+    async fn apply_namespace(&self, key: &PodgroupKey) -> Result<(), KubeError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let wanted = objects::namespace(key);
+        let name = wanted.metadata.name.clone().unwrap_or_default();
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|err| KubeError::api(format!("get Namespace {name}"), err))?;
+        if let Some(labels) = existing.and_then(|ns| ns.metadata.labels) {
+            let tenant = labels.get(LABEL_TENANT).cloned().unwrap_or_default();
+            let stage = labels.get(LABEL_STAGE).cloned().unwrap_or_default();
+            let other_tenant = !tenant.is_empty() && tenant != key.tenant;
+            let other_stage = !stage.is_empty() && stage != key.stage;
+            if other_tenant || other_stage {
+                return Err(KubeError::NamespaceTaken {
+                    namespace: name,
+                    tenant,
+                    stage,
+                });
+            }
+        }
+        server_side_apply(&api, &name, &wanted).await
+    }
+}
+
+/// Writes `object` by server-side apply (`application/apply-patch+yaml`, field manager
+/// `neo-runtime-agent`, forcing conflicts: the driver owns these fields).
+///
+/// # Guarantees
+///
+/// Idempotent: applying the same object again changes nothing (no new generation).
+///
+/// # Errors
+///
+/// [`KubeError::Api`] with the API's message.
+async fn server_side_apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<(), KubeError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map_err(|err| KubeError::api(format!("apply {} {name}", K::kind(&())), err))?;
+    tracing::debug!(kind = %K::kind(&()), name, "applied");
+    Ok(())
+}
+
+/// Deletes `name` if it exists.
+///
+/// # Errors
+///
+/// [`KubeError::Api`] with the API's message (not found is not an error).
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), KubeError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            tracing::debug!(kind = %K::kind(&()), name, "deleted");
+            Ok(())
+        }
+        Err(err) if is_not_found(&err) => Ok(()),
+        Err(err) => Err(KubeError::api(
+            format!("delete {} {name}", K::kind(&())),
+            err,
+        )),
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for KubeDriver {
+    fn name(&self) -> &'static str {
+        "kube"
+    }
+
+    /// Applies the namespace, then the Deployment, Service and PodDisruptionBudget.
+    ///
+    /// # Guarantees
+    ///
+    /// Idempotent; returns once the API has stored the objects, without waiting for pods.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Backend`] with the API's message, or when the key's names cannot name
+    /// Kubernetes objects or its namespace belongs to another tenant and stage.
+    async fn apply(&self, desired: &Desired) -> Result<(), DriverError> {
+        let key = &desired.key;
+        objects::check_key(key).map_err(KubeError::from)?;
+        let deployment = objects::deployment(desired).map_err(KubeError::from)?;
+        self.apply_namespace(key).await?;
+        let namespace = objects::namespace_name(key);
+        let client = &self.client;
+        server_side_apply(
+            &Api::<Deployment>::namespaced(client.clone(), &namespace),
+            &key.app,
+            &deployment,
+        )
+        .await?;
+        server_side_apply(
+            &Api::<Service>::namespaced(client.clone(), &namespace),
+            &key.app,
+            &objects::service(key),
+        )
+        .await?;
+        server_side_apply(
+            &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
+            &key.app,
+            &objects::pod_disruption_budget(key),
+        )
+        .await?;
+        tracing::info!(podgroup = %key, release = desired.release, replicas = desired.replicas, "applied");
+        Ok(())
+    }
+
+    /// Deletes the Deployment (its pods go with it), the Service and the PodDisruptionBudget;
+    /// the namespace stays (other apps of the stage live there).
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Backend`] with the API's message; objects already gone are fine.
+    async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError> {
+        objects::check_key(key).map_err(KubeError::from)?;
+        let namespace = objects::namespace_name(key);
+        let client = &self.client;
+        delete_if_present(
+            &Api::<Deployment>::namespaced(client.clone(), &namespace),
+            &key.app,
+        )
+        .await?;
+        delete_if_present(
+            &Api::<Service>::namespaced(client.clone(), &namespace),
+            &key.app,
+        )
+        .await?;
+        delete_if_present(
+            &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
+            &key.app,
+        )
+        .await?;
+        tracing::info!(podgroup = %key, "removed");
+        Ok(())
+    }
+
+    /// Lists the managed Deployments and pods of all namespaces.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Backend`] with the API's message.
+    async fn observe(&self) -> Result<Vec<Observed>, DriverError> {
+        let params = ListParams::default().labels(MANAGED_SELECTOR);
+        let deployments = Api::<Deployment>::all(self.client.clone())
+            .list(&params)
+            .await
+            .map_err(|err| KubeError::api("list Deployments", err))?;
+        let pods = Api::<Pod>::all(self.client.clone())
+            .list(&params)
+            .await
+            .map_err(|err| KubeError::api("list Pods", err))?;
+        let mut by_key: HashMap<PodgroupKey, Vec<Pod>> = HashMap::new();
+        for pod in pods.items {
+            if let Some(key) = status::pod_key(&pod) {
+                by_key.entry(key).or_default().push(pod);
+            }
+        }
+        let mut observed: Vec<Observed> = deployments
+            .items
+            .iter()
+            .filter_map(|deployment| {
+                let key = objects::key_from_labels(deployment.metadata.labels.as_ref());
+                let pods = key.and_then(|key| by_key.get(&key));
+                let found = status::observed(deployment, pods.map_or(&[], Vec::as_slice));
+                if found.is_none() {
+                    tracing::warn!(
+                        deployment = ?deployment.metadata.name,
+                        namespace = ?deployment.metadata.namespace,
+                        "managed Deployment without podgroup labels; skipped"
+                    );
+                }
+                found
+            })
+            .collect();
+        observed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(observed)
+    }
+}

@@ -1,0 +1,343 @@
+//! The Kubernetes objects of one podgroup (Namespace, Deployment, Service, PodDisruptionBudget), built as plain values.
+//!
+//! Nothing here talks to the API: [`super::KubeDriver`] sends these objects by server-side
+//! apply, and the tests compare them (as the API stored them) with golden files.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use neo_protocol::names::{MAX_NAME_LEN, NameError, validate_name};
+
+use crate::driver::{Desired, PodgroupKey};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "neo-runtime-agent";
+/// `app.kubernetes.io/managed-by`: `neo` on every object the driver writes.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "neo";
+/// The label selector of everything the driver manages (`app.kubernetes.io/managed-by=neo`).
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=neo";
+/// `app.kubernetes.io/name`: the app.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// `dev.neo/tenant`.
+pub const LABEL_TENANT: &str = "dev.neo/tenant";
+/// `dev.neo/stage`.
+pub const LABEL_STAGE: &str = "dev.neo/stage";
+/// `dev.neo/app`.
+pub const LABEL_APP: &str = "dev.neo/app";
+/// `dev.neo/release`: the release a Deployment (and its pods) run.
+pub const LABEL_RELEASE: &str = "dev.neo/release";
+/// The name of the one container of every pod.
+pub const CONTAINER: &str = "app";
+/// The port the apphost listens on (`NEO_LISTEN=0.0.0.0:8080`).
+pub const CONTAINER_PORT: i32 = 8080;
+/// The Service's port.
+pub const SERVICE_PORT: i32 = 80;
+/// How long a rollout may make no progress before the Deployment reports it failed.
+pub const PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
+/// The environment variables the driver sets itself; `desired.env` cannot override them.
+const DRIVER_ENV: [&str; 5] = [
+    "NEO_LISTEN",
+    "NEO_TENANT",
+    "NEO_APP",
+    "NEO_STAGE",
+    "NEO_REPLICA",
+];
+
+/// A podgroup that cannot be written as Kubernetes objects.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The tenant, app or stage is not a valid name (so not a valid DNS label either).
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// `neo-{tenant}-{stage}` is longer than the 63 characters a namespace name may have.
+    #[error("namespace `{0}` is longer than {MAX_NAME_LEN} characters")]
+    NamespaceTooLong(String),
+    /// The replica count does not fit the API's 32-bit signed integer.
+    #[error("{0} replicas is more than Kubernetes accepts")]
+    TooManyReplicas(u32),
+}
+
+/// The namespace of one tenant's stage: `neo-{tenant}-{stage}`.
+pub fn namespace_name(key: &PodgroupKey) -> String {
+    format!("neo-{}-{}", key.tenant, key.stage)
+}
+
+/// Checks that `key` names valid Kubernetes objects (names are DNS labels, the namespace fits).
+///
+/// # Errors
+///
+/// [`ObjectError::Name`] or [`ObjectError::NamespaceTooLong`].
+pub fn check_key(key: &PodgroupKey) -> Result<(), ObjectError> {
+    validate_name("tenant", &key.tenant)?;
+    validate_name("app", &key.app)?;
+    validate_name("stage", &key.stage)?;
+    let namespace = namespace_name(key);
+    if namespace.len() > MAX_NAME_LEN {
+        return Err(ObjectError::NamespaceTooLong(namespace));
+    }
+    Ok(())
+}
+
+/// The labels that select one podgroup's pods (stable across releases).
+pub fn selector_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_TENANT.to_owned(), key.tenant.clone()),
+        (LABEL_STAGE.to_owned(), key.stage.clone()),
+        (LABEL_APP.to_owned(), key.app.clone()),
+    ])
+}
+
+/// The labels of the podgroup's Service and PodDisruptionBudget.
+fn podgroup_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(key);
+    labels.insert(LABEL_NAME.to_owned(), key.app.clone());
+    labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
+    labels
+}
+
+/// The labels of the Deployment and its pods: the podgroup's, plus the release.
+fn release_labels(key: &PodgroupKey, release: u32) -> BTreeMap<String, String> {
+    let mut labels = podgroup_labels(key);
+    labels.insert(LABEL_RELEASE.to_owned(), release.to_string());
+    labels
+}
+
+/// The metadata of a namespaced object of the podgroup, named after the app.
+fn metadata(key: &PodgroupKey, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(key.app.clone()),
+        namespace: Some(namespace_name(key)),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The namespace of the podgroup's tenant and stage.
+pub fn namespace(key: &PodgroupKey) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace_name(key)),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+                (LABEL_TENANT.to_owned(), key.tenant.clone()),
+                (LABEL_STAGE.to_owned(), key.stage.clone()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+/// The Deployment running `desired`: pinned to its image digest, with probes, resources,
+/// topology spread and a surge-only rolling update.
+///
+/// # Errors
+///
+/// [`ObjectError::TooManyReplicas`] when the count does not fit an `i32`.
+pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
+    let key = &desired.key;
+    let replicas = i32::try_from(desired.replicas)
+        .map_err(|_| ObjectError::TooManyReplicas(desired.replicas))?;
+    let selector = LabelSelector {
+        match_labels: Some(selector_labels(key)),
+        ..LabelSelector::default()
+    };
+    let spread = |topology_key: &str| TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: topology_key.to_owned(),
+        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        label_selector: Some(selector.clone()),
+        // Spread each ReplicaSet on its own, so a rollout does not skew by old pods.
+        match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+        ..TopologySpreadConstraint::default()
+    };
+    let labels = release_labels(key, desired.release);
+    Ok(Deployment {
+        metadata: metadata(key, labels.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: selector.clone(),
+            progress_deadline_seconds: Some(PROGRESS_DEADLINE_SECONDS),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(desired)],
+                    topology_spread_constraints: Some(vec![
+                        spread("topology.kubernetes.io/zone"),
+                        spread("kubernetes.io/hostname"),
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+/// The apphost container of `desired`.
+fn container(desired: &Desired) -> Container {
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    Container {
+        name: CONTAINER.to_owned(),
+        image: Some(desired.image_reference.clone()),
+        env: Some(env(desired)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: CONTAINER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        resources: Some(resources(&desired.resources)),
+        ..Container::default()
+    }
+}
+
+/// The container's environment: the driver's own variables, then `desired.env` sorted by name.
+fn env(desired: &Desired) -> Vec<EnvVar> {
+    let key = &desired.key;
+    let value = |name: &str, value: &str| EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    };
+    let mut env = vec![
+        value("NEO_LISTEN", &format!("0.0.0.0:{CONTAINER_PORT}")),
+        value("NEO_TENANT", &key.tenant),
+        value("NEO_APP", &key.app),
+        value("NEO_STAGE", &key.stage),
+        EnvVar {
+            name: "NEO_REPLICA".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+    ];
+    for (name, val) in &desired.env {
+        if DRIVER_ENV.contains(&name.as_str()) {
+            tracing::warn!(podgroup = %key, name, "ignoring an env entry the driver sets itself");
+            continue;
+        }
+        env.push(value(name, val));
+    }
+    env
+}
+
+/// Requests equal to limits (guaranteed QoS); a zero amount is left unset.
+fn resources(resources: &neo_protocol::pb::Resources) -> ResourceRequirements {
+    let mut amounts = BTreeMap::new();
+    if resources.cpu_millis > 0 {
+        amounts.insert(
+            "cpu".to_owned(),
+            Quantity(format!("{}m", resources.cpu_millis)),
+        );
+    }
+    if resources.memory_mib > 0 {
+        amounts.insert(
+            "memory".to_owned(),
+            Quantity(format!("{}Mi", resources.memory_mib)),
+        );
+    }
+    if amounts.is_empty() {
+        return ResourceRequirements::default();
+    }
+    ResourceRequirements {
+        requests: Some(amounts.clone()),
+        limits: Some(amounts),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The podgroup's ClusterIP Service: port 80 to the container's 8080.
+pub fn service(key: &PodgroupKey) -> Service {
+    Service {
+        metadata: metadata(key, podgroup_labels(key)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector_labels(key)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::Int(CONTAINER_PORT)),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The podgroup's PodDisruptionBudget: at most one replica voluntarily down at a time.
+pub fn pod_disruption_budget(key: &PodgroupKey) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: metadata(key, podgroup_labels(key)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(key)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The podgroup an object belongs to, from its `dev.neo/{tenant,stage,app}` labels.
+pub fn key_from_labels(labels: Option<&BTreeMap<String, String>>) -> Option<PodgroupKey> {
+    let labels = labels?;
+    Some(PodgroupKey {
+        tenant: labels.get(LABEL_TENANT)?.clone(),
+        app: labels.get(LABEL_APP)?.clone(),
+        stage: labels.get(LABEL_STAGE)?.clone(),
+    })
+}
+
+/// The release in an object's `dev.neo/release` label (0 when missing or not a number).
+pub fn release_from_labels(labels: Option<&BTreeMap<String, String>>) -> u32 {
+    labels
+        .and_then(|labels| labels.get(LABEL_RELEASE))
+        .and_then(|release| release.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,219 @@
+//! Tails a replica's output files and turns each line into a `LogLine`.
+//!
+//! The apphost writes JSON lines (`timestamp`, `level`, `message`, fields); anything else (a
+//! panic, a crash message on stderr) is shipped as it is, at INFO for stdout and ERROR for
+//! stderr. Offsets are shared so the agent's state file records what was shipped.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use neo_protocol::pb;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::replica::{now_ms, output_files};
+use crate::driver::{DriverEvent, PodgroupKey};
+
+/// How often the files are read.
+const POLL: Duration = Duration::from_millis(50);
+/// The most bytes read per file per poll.
+const CHUNK: usize = 1 << 20;
+/// Output files larger than this are emptied once fully shipped (the writer appends).
+const ROTATE_AT: u64 = 64 << 20;
+
+/// Bytes of stdout and stderr shipped so far.
+pub type Offsets = Arc<[AtomicU64; 2]>;
+
+/// Starts tailing a replica's files from `offsets`.
+pub fn tail(
+    key: PodgroupKey,
+    replica: String,
+    dir: PathBuf,
+    offsets: Offsets,
+    events: mpsc::Sender<DriverEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let files = output_files(&dir);
+        let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        loop {
+            let mut lines = Vec::new();
+            for (index, path) in files.iter().enumerate() {
+                let stream = if index == 0 { "stdout" } else { "stderr" };
+                let start = offsets[index].load(Ordering::Relaxed);
+                let (read, new_offset) = match read_from(path, start) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(path = %path.display(), error = %e, "cannot read output");
+                        continue;
+                    }
+                };
+                offsets[index].store(new_offset, Ordering::Relaxed);
+                let buffer = &mut partial[index];
+                buffer.extend_from_slice(&read);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let text = String::from_utf8_lossy(&line[..end]);
+                    if !text.trim().is_empty() {
+                        lines.push(parse_line(&key, &replica, stream, &text));
+                    }
+                }
+            }
+            if !lines.is_empty() && events.send(DriverEvent::Logs(lines)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+}
+
+/// Reads what `path` holds past `offset` (at most [`CHUNK`]); empties a large, fully read file.
+fn read_from(path: &PathBuf, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len < offset {
+        // Emptied (rotated) by us earlier, or replaced: start over.
+        return Ok((Vec::new(), 0));
+    }
+    if len == offset {
+        if len > ROTATE_AT {
+            file.set_len(0)?;
+            return Ok((Vec::new(), 0));
+        }
+        return Ok((Vec::new(), offset));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buffer = Vec::new();
+    let wanted = u64::try_from(CHUNK).unwrap_or(u64::MAX).min(len - offset);
+    file.take(wanted).read_to_end(&mut buffer)?;
+    let read = u64::try_from(buffer.len()).unwrap_or(0);
+    Ok((buffer, offset + read))
+}
+
+/// One line of output as a `LogLine`.
+pub fn parse_line(key: &PodgroupKey, replica: &str, stream: &str, text: &str) -> pb::LogLine {
+    let mut line = pb::LogLine {
+        tenant: key.tenant.clone(),
+        app: key.app.clone(),
+        stage: key.stage.clone(),
+        replica: replica.to_owned(),
+        level: if stream == "stderr" {
+            pb::LogLevel::Error
+        } else {
+            pb::LogLevel::Info
+        }
+        .into(),
+        at_ms: now_ms(),
+        text: text.to_owned(),
+        stream: stream.to_owned(),
+    };
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return line;
+    };
+    if let Some(level) = fields.get("level").and_then(|l| l.as_str()) {
+        line.level = level_of(level).into();
+    }
+    if let Some(at) = fields
+        .get("timestamp")
+        .and_then(|t| t.as_str())
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+    {
+        line.at_ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(line.at_ms);
+    }
+    let mut text = fields
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    for (name, value) in &fields {
+        if matches!(
+            name.as_str(),
+            "message" | "timestamp" | "level" | "target" | "tenant" | "app" | "stage" | "replica"
+        ) {
+            continue;
+        }
+        let value = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(name);
+        text.push('=');
+        text.push_str(&value);
+    }
+    line.text = text;
+    line
+}
+
+/// The level named `name` (any case; unknown → INFO).
+pub fn level_of(name: &str) -> pb::LogLevel {
+    match name.to_ascii_uppercase().as_str() {
+        "TRACE" => pb::LogLevel::Trace,
+        "DEBUG" => pb::LogLevel::Debug,
+        "WARN" | "WARNING" => pb::LogLevel::Warn,
+        "ERROR" | "FATAL" => pb::LogLevel::Error,
+        _ => pb::LogLevel::Info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> PodgroupKey {
+        PodgroupKey {
+            tenant: "acme".into(),
+            app: "shop".into(),
+            stage: "dev".into(),
+        }
+    }
+
+    #[test]
+    fn a_json_line_gives_its_level_time_message_and_fields() {
+        let line = parse_line(
+            &key(),
+            "shop-r1-abc",
+            "stdout",
+            r#"{"timestamp":"2026-11-27T10:00:00Z","level":"WARN","target":"x","message":"slow query","ms":812}"#,
+        );
+        assert_eq!(line.level(), pb::LogLevel::Warn);
+        assert_eq!(line.at_ms, 1_795_773_600_000);
+        assert_eq!(line.text, "slow query ms=812");
+        assert_eq!(
+            (line.tenant.as_str(), line.replica.as_str()),
+            ("acme", "shop-r1-abc")
+        );
+    }
+
+    #[test]
+    fn plain_stderr_is_an_error_line_as_written() {
+        let line = parse_line(
+            &key(),
+            "r",
+            "stderr",
+            "thread 'main' panicked at src/main.rs",
+        );
+        assert_eq!(line.level(), pb::LogLevel::Error);
+        assert_eq!(line.text, "thread 'main' panicked at src/main.rs");
+    }
+
+    #[test]
+    fn files_are_read_from_the_offset_and_emptied_files_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"one\ntwo\n").unwrap();
+        let (read, offset) = read_from(&path, 4).unwrap();
+        assert_eq!((read.as_slice(), offset), (&b"two\n"[..], 8));
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(read_from(&path, 8).unwrap(), (Vec::new(), 0));
+    }
+}

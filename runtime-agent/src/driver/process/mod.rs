@@ -1,0 +1,431 @@
+//! The process driver, the embedded default: each replica is a local process.
+//!
+//! It pulls an image by digest and unpacks it ([`image`]), runs its entrypoint once per replica
+//! with the stage's settings and database ([`replica`]), probes `/readyz` and `/healthz`,
+//! replaces a replica that dies or keeps failing its probe, samples `/proc` for CPU and memory,
+//! ships output lines ([`logs`]) and routes the stage's traffic ([`lb`]).
+//!
+//! A rollout starts the new release's replicas next to the old ones and stops the old ones only
+//! when every new one is ready. A release whose replicas keep dying before they are ready fails
+//! its rollout, and the previous release keeps serving. Replicas survive an agent restart: the
+//! state file (`{data_dir}/replicas.json`) lets the next agent adopt them.
+
+pub mod image;
+pub mod lb;
+pub mod logs;
+pub mod replica;
+mod supervise;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use neo_builder::image::Registry;
+use neo_protocol::pb;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use self::image::ImageCache;
+use self::lb::Routes;
+use self::logs::Offsets;
+use self::replica::{Replica, Saved, Spec};
+use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey, Rollout};
+
+/// How the process driver runs.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Images, replica output and the state file go here.
+    pub data_dir: PathBuf,
+    /// The stage's database (replicas get it as `NEO_DATABASE_URL`, each app its own schema).
+    pub database_url: Option<String>,
+    /// How often replicas are checked and probed.
+    pub probe_every: Duration,
+    /// Probes failed in a row before a ready replica is replaced.
+    pub failure_threshold: u32,
+    /// How long a replica may take to become ready.
+    pub start_timeout: Duration,
+    /// Replicas of a release that die before they are ready before its rollout fails.
+    pub max_start_failures: u32,
+    /// How long a stopping replica gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+impl ProcessConfig {
+    /// Defaults: probe every 250 ms, 3 failures, 60 s to start, 3 start failures, 10 s grace.
+    pub fn new(data_dir: PathBuf, database_url: Option<String>) -> Self {
+        Self {
+            data_dir,
+            database_url,
+            probe_every: Duration::from_millis(250),
+            failure_threshold: 3,
+            start_timeout: Duration::from_secs(60),
+            max_start_failures: 3,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The replicas of one podgroup.
+struct Group {
+    /// What should run (none: adopted replicas whose podgroup the agent has not named yet).
+    desired: Option<Desired>,
+    /// The spec of the desired release, once its image is on disk.
+    spec: Option<Arc<Spec>>,
+    replicas: Vec<Tracked>,
+    /// Start failures of the desired release, and the last reason.
+    start_failures: u32,
+    last_failure: String,
+    /// The desired release's rollout failed: its replicas are not started again.
+    failed: Option<String>,
+    /// Replicas that died while serving, waiting for a replacement: (id, reason, what it ran).
+    replacing: Vec<(String, String, Arc<Spec>)>,
+}
+
+/// A replica and its log tailer.
+struct Tracked {
+    replica: Replica,
+    offsets: Offsets,
+    tailer: JoinHandle<()>,
+}
+
+struct Inner {
+    config: ProcessConfig,
+    images: ImageCache,
+    groups: Mutex<BTreeMap<PodgroupKey, Group>>,
+    routes: Arc<Routes>,
+    events: mpsc::Sender<DriverEvent>,
+    http: reqwest::Client,
+    last_save: std::sync::Mutex<std::time::Instant>,
+}
+
+/// Runs podgroups as local processes.
+#[derive(Clone)]
+pub struct ProcessDriver {
+    inner: Arc<Inner>,
+}
+
+impl ProcessDriver {
+    /// Starts the driver: adopts the replicas a previous agent left running, then supervises.
+    /// Returns the driver and its supervising task.
+    ///
+    /// # Errors
+    /// When the data directory cannot be created.
+    pub async fn start(
+        config: ProcessConfig,
+        registry: Arc<Registry>,
+        events: mpsc::Sender<DriverEvent>,
+    ) -> Result<(Self, JoinHandle<()>), DriverError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| DriverError::Backend(format!("creating the data directory: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .no_proxy()
+            .build()
+            .map_err(|e| DriverError::Backend(format!("probe client: {e}")))?;
+        let inner = Arc::new(Inner {
+            images: ImageCache::new(config.data_dir.join("images"), registry),
+            config,
+            groups: Mutex::new(BTreeMap::new()),
+            routes: Arc::new(Routes::default()),
+            events,
+            http,
+            last_save: std::sync::Mutex::new(std::time::Instant::now()),
+        });
+        inner.adopt().await;
+        let driver = Self {
+            inner: inner.clone(),
+        };
+        let task = tokio::spawn(async move {
+            loop {
+                inner.tick().await;
+                tokio::time::sleep(inner.config.probe_every).await;
+            }
+        });
+        Ok((driver, task))
+    }
+
+    /// The routes of the stage's load balancer (serve them with [`lb::serve`]).
+    pub fn routes(&self) -> Arc<Routes> {
+        self.inner.routes.clone()
+    }
+
+    /// The pull reference of an app's image.
+    pub fn reference(&self, tenant: &str, app: &str, digest: &str) -> String {
+        self.inner.images.reference(tenant, app, digest)
+    }
+
+    /// Stops supervising and tailing, leaving the replicas running for the next agent to adopt
+    /// (what an agent killed outright leaves behind).
+    pub async fn detach(&self) {
+        let groups = self.inner.groups.lock().await;
+        for tracked in groups.values().flat_map(|g| g.replicas.iter()) {
+            tracked.tailer.abort();
+        }
+        self.inner.save(&groups);
+    }
+
+    /// Stops every replica (SIGTERM, SIGKILL after the grace period) and waits for them.
+    pub async fn stop_all(&self) {
+        {
+            let mut groups = self.inner.groups.lock().await;
+            for group in groups.values_mut() {
+                group.desired = None;
+                group.spec = None;
+                for tracked in &mut group.replicas {
+                    tracked.replica.terminate();
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + self.inner.config.grace + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            self.inner.tick().await;
+            if self.inner.groups.lock().await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills every replica at once, without waiting (for a `Drop`).
+    pub fn kill_now(&self) {
+        if let Ok(mut groups) = self.inner.groups.try_lock() {
+            for tracked in groups.values_mut().flat_map(|g| g.replicas.iter_mut()) {
+                tracked.replica.kill();
+                tracked.tailer.abort();
+            }
+        }
+    }
+
+    /// The process ids of a podgroup's replicas (for tests and drills).
+    pub async fn pids(&self, key: &PodgroupKey) -> Vec<u32> {
+        let groups = self.inner.groups.lock().await;
+        groups
+            .get(key)
+            .map(|g| g.replicas.iter().map(|t| t.replica.pid).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    fn state_path(&self) -> PathBuf {
+        self.config.data_dir.join("replicas.json")
+    }
+
+    fn replicas_dir(&self) -> PathBuf {
+        self.config.data_dir.join("replicas")
+    }
+
+    /// Takes over what the state file lists and still runs.
+    async fn adopt(&self) {
+        let saved: Vec<Saved> = match std::fs::read(self.state_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring an unreadable state file");
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        };
+        let mut groups = self.groups.lock().await;
+        for entry in saved {
+            let key = PodgroupKey {
+                tenant: entry.tenant.clone(),
+                app: entry.app.clone(),
+                stage: entry.stage.clone(),
+            };
+            let Some(replica) = Replica::adopt(&entry, &self.replicas_dir()) else {
+                tracing::info!(replica = %entry.id, "replica from before the restart is gone");
+                continue;
+            };
+            tracing::info!(podgroup = %key, replica = %replica.id, pid = replica.pid,
+                "adopted a running replica");
+            let offsets: Offsets = Arc::new([
+                AtomicU64::new(entry.offsets[0]),
+                AtomicU64::new(entry.offsets[1]),
+            ]);
+            let tracked = self.track(&key, replica, offsets);
+            groups
+                .entry(key)
+                .or_insert_with(Group::empty)
+                .replicas
+                .push(tracked);
+        }
+    }
+
+    fn track(&self, key: &PodgroupKey, replica: Replica, offsets: Offsets) -> Tracked {
+        let tailer = logs::tail(
+            key.clone(),
+            replica.id.clone(),
+            replica.dir.clone(),
+            offsets.clone(),
+            self.events.clone(),
+        );
+        Tracked {
+            replica,
+            offsets,
+            tailer,
+        }
+    }
+
+    /// Writes the state file (atomically).
+    fn save(&self, groups: &BTreeMap<PodgroupKey, Group>) {
+        let saved: Vec<Saved> = groups
+            .iter()
+            .flat_map(|(key, group)| {
+                group.replicas.iter().map(move |t| {
+                    let offsets =
+                        [0, 1].map(|i| t.offsets[i].load(std::sync::atomic::Ordering::Relaxed));
+                    t.replica.saved(key, offsets)
+                })
+            })
+            .collect();
+        let path = self.state_path();
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec_pretty(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot write the state file");
+        }
+    }
+
+    fn emit(&self, event: DriverEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::debug!("driver event dropped (agent busy or gone)");
+        }
+    }
+}
+
+impl Group {
+    fn empty() -> Self {
+        Self {
+            desired: None,
+            spec: None,
+            replicas: Vec::new(),
+            start_failures: 0,
+            last_failure: String::new(),
+            failed: None,
+            replacing: Vec::new(),
+        }
+    }
+
+    fn rollout(&self) -> Rollout {
+        let Some(desired) = &self.desired else {
+            return Rollout::Progressing;
+        };
+        if let Some(reason) = &self.failed {
+            return Rollout::Failed(reason.clone());
+        }
+        let current = |t: &&Tracked| t.replica.spec.release == desired.release;
+        let ready = self
+            .replicas
+            .iter()
+            .filter(current)
+            .filter(|t| t.replica.phase == pb::ReplicaPhase::Ready)
+            .count();
+        let others = self.replicas.iter().filter(|t| !current(t)).count();
+        if ready >= usize::try_from(desired.replicas).unwrap_or(usize::MAX) && others == 0 {
+            Rollout::Succeeded
+        } else {
+            Rollout::Progressing
+        }
+    }
+
+    fn ready_addrs(&self) -> Vec<SocketAddr> {
+        self.replicas
+            .iter()
+            .filter(|t| t.replica.phase == pb::ReplicaPhase::Ready && t.replica.stopping.is_none())
+            .map(|t| t.replica.addr())
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for ProcessDriver {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn apply(&self, desired: &Desired) -> Result<(), DriverError> {
+        let inner = &self.inner;
+        {
+            let groups = inner.groups.lock().await;
+            if let Some(group) = groups.get(&desired.key)
+                && group.desired.as_ref() == Some(desired)
+                && (group.spec.is_some() || group.failed.is_some())
+            {
+                return Ok(());
+            }
+        }
+        let rootfs = inner
+            .images
+            .rootfs(&desired.image_reference, &desired.image_digest)
+            .await;
+        let mut groups = inner.groups.lock().await;
+        let group = groups
+            .entry(desired.key.clone())
+            .or_insert_with(Group::empty);
+        let new_release = group.desired.as_ref().map(|d| d.release) != Some(desired.release);
+        if new_release {
+            group.start_failures = 0;
+            group.last_failure.clear();
+            group.failed = None;
+        }
+        group.desired = Some(desired.clone());
+        match rootfs {
+            Ok(rootfs) => {
+                group.spec = Some(Arc::new(Spec {
+                    release: desired.release,
+                    image_digest: desired.image_digest.clone(),
+                    rootfs,
+                    env: desired.env.clone(),
+                    cpu_millis: desired.resources.cpu_millis,
+                    memory_mib: desired.resources.memory_mib,
+                }));
+                Ok(())
+            }
+            Err(e) => {
+                group.spec = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError> {
+        let mut groups = self.inner.groups.lock().await;
+        if let Some(group) = groups.get_mut(key) {
+            group.desired = None;
+            group.spec = None;
+            for tracked in &mut group.replicas {
+                tracked.replica.terminate();
+            }
+        }
+        self.inner.routes.remove(&key.tenant, &key.app);
+        Ok(())
+    }
+
+    async fn observe(&self) -> Result<Vec<Observed>, DriverError> {
+        let groups = self.inner.groups.lock().await;
+        Ok(groups
+            .iter()
+            .map(|(key, group)| Observed {
+                key: key.clone(),
+                release: group.desired.as_ref().map_or_else(
+                    || {
+                        group
+                            .replicas
+                            .iter()
+                            .map(|t| t.replica.spec.release)
+                            .max()
+                            .unwrap_or(0)
+                    },
+                    |d| d.release,
+                ),
+                replicas: group.replicas.iter().map(|t| t.replica.status()).collect(),
+                rollout: group.rollout(),
+            })
+            .collect())
+    }
+}

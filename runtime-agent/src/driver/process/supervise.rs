@@ -1,0 +1,343 @@
+//! The supervisor's tick: check and probe every replica, then converge each podgroup.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use neo_protocol::pb;
+
+use super::replica::{Liveness, Replica, Spec};
+use super::{Group, Inner, Tracked};
+use crate::driver::{DriverEvent, PodgroupKey};
+
+/// What a probe found.
+enum Probe {
+    Ok,
+    Failed(String),
+}
+
+/// How often the state file is written when nothing else changed (log offsets move).
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+impl Inner {
+    /// One pass: liveness, probes, then convergence of every podgroup.
+    pub(super) async fn tick(&self) {
+        let targets = self.check_processes().await;
+        let results = futures::future::join_all(
+            targets
+                .into_iter()
+                .map(|(key, id, url)| async move { (key, id, self.probe(&url).await) }),
+        )
+        .await;
+        let mut groups = self.groups.lock().await;
+        let mut changed = false;
+        for (key, id, probe) in results {
+            if let Some(group) = groups.get_mut(&key) {
+                self.record_probe(&key, group, &id, probe);
+            }
+        }
+        for (key, group) in groups.iter_mut() {
+            changed |= self.converge(key, group);
+            self.routes.set(&key.tenant, &key.app, group.ready_addrs());
+        }
+        let before = groups.len();
+        groups.retain(|key, g| {
+            let keep = g.desired.is_some() || !g.replicas.is_empty();
+            if !keep {
+                self.routes.remove(&key.tenant, &key.app);
+            }
+            keep
+        });
+        changed |= groups.len() != before;
+        let mut last_save = self
+            .last_save
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if changed || last_save.elapsed() >= SAVE_EVERY {
+            self.save(&groups);
+            *last_save = Instant::now();
+        }
+    }
+
+    /// Reaps dead replicas, kills those past their grace, samples usage; returns what to probe.
+    async fn check_processes(&self) -> Vec<(PodgroupKey, String, String)> {
+        let mut groups = self.groups.lock().await;
+        let mut targets = Vec::new();
+        for (key, group) in groups.iter_mut() {
+            let mut gone = Vec::new();
+            for (index, tracked) in group.replicas.iter_mut().enumerate() {
+                let replica = &mut tracked.replica;
+                match replica.liveness() {
+                    Liveness::Exited(how) => gone.push((index, how)),
+                    Liveness::Alive => {
+                        if let Some(since) = replica.stopping {
+                            if since.elapsed() >= self.config.grace {
+                                replica.kill();
+                            }
+                            continue;
+                        }
+                        replica.sample();
+                        let path = if replica.phase == pb::ReplicaPhase::Starting {
+                            "readyz"
+                        } else {
+                            "healthz"
+                        };
+                        targets.push((
+                            key.clone(),
+                            replica.id.clone(),
+                            format!("http://{}/{path}", replica.addr()),
+                        ));
+                    }
+                }
+            }
+            for (index, how) in gone.into_iter().rev() {
+                let tracked = group.replicas.remove(index);
+                self.exited(key, group, tracked, &how);
+            }
+        }
+        targets
+    }
+
+    /// A replica's process is gone: record why, and queue its replacement when it served.
+    fn exited(&self, key: &PodgroupKey, group: &mut Group, tracked: Tracked, how: &str) {
+        let Tracked {
+            mut replica,
+            tailer,
+            ..
+        } = tracked;
+        // Let the tailer ship the last lines (often the reason) before it stops.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tailer.abort();
+        });
+        if replica.stopping.is_some() {
+            tracing::info!(podgroup = %key, replica = %replica.id, "replica stopped");
+            return;
+        }
+        let reason = match last_output(&replica) {
+            Some(line) => format!("{how}: {line}"),
+            None => how.to_owned(),
+        };
+        tracing::warn!(podgroup = %key, replica = %replica.id, %reason, "replica died");
+        let was_starting = replica.phase == pb::ReplicaPhase::Starting;
+        replica.phase = pb::ReplicaPhase::Failed;
+        replica.reason.clone_from(&reason);
+        self.emit(DriverEvent::Health {
+            key: key.clone(),
+            replica: replica.status(),
+        });
+        let desired_release = group.desired.as_ref().map(|d| d.release);
+        if was_starting && desired_release == Some(replica.spec.release) {
+            group.start_failures += 1;
+            group.last_failure = reason;
+        } else {
+            group.replacing.push((replica.id, reason, replica.spec));
+        }
+    }
+
+    async fn probe(&self, url: &str) -> Probe {
+        match self.http.get(url).send().await {
+            Ok(response) if response.status().is_success() => Probe::Ok,
+            Ok(response) => Probe::Failed(format!("{url} answered {}", response.status())),
+            Err(e) => Probe::Failed(format!("{url}: {e}")),
+        }
+    }
+
+    fn record_probe(&self, key: &PodgroupKey, group: &mut Group, id: &str, probe: Probe) {
+        let desired_release = group.desired.as_ref().map(|d| d.release);
+        let Some(index) = group.replicas.iter().position(|t| t.replica.id == id) else {
+            return;
+        };
+        let replica = &mut group.replicas[index].replica;
+        if replica.stopping.is_some() {
+            return;
+        }
+        let before = replica.phase;
+        match probe {
+            Probe::Ok => {
+                replica.failures = 0;
+                replica.phase = pb::ReplicaPhase::Ready;
+                replica.reason.clear();
+            }
+            Probe::Failed(reason) if before == pb::ReplicaPhase::Starting => {
+                if replica.age() >= self.config.start_timeout {
+                    let reason = format!(
+                        "not ready within {}s: {reason}",
+                        self.config.start_timeout.as_secs()
+                    );
+                    replica.reason.clone_from(&reason);
+                    replica.phase = pb::ReplicaPhase::Failed;
+                    replica.terminate();
+                    if desired_release == Some(replica.spec.release) {
+                        group.start_failures += 1;
+                        group.last_failure = reason;
+                    }
+                }
+            }
+            Probe::Failed(reason) => {
+                replica.failures += 1;
+                replica.reason.clone_from(&reason);
+                if replica.failures >= self.config.failure_threshold {
+                    replica.phase = pb::ReplicaPhase::Unhealthy;
+                    replica.terminate();
+                    let reason = format!("failed {} probes: {reason}", replica.failures);
+                    group
+                        .replacing
+                        .push((replica.id.clone(), reason, replica.spec.clone()));
+                }
+            }
+        }
+        let replica = &group.replicas[index].replica;
+        if replica.phase != before {
+            tracing::info!(podgroup = %key, replica = %replica.id, phase = ?replica.phase,
+                reason = %replica.reason, "replica phase changed");
+            self.emit(DriverEvent::Health {
+                key: key.clone(),
+                replica: replica.status(),
+            });
+        }
+    }
+
+    /// Starts, replaces and stops replicas so the group matches its desired state. Returns
+    /// whether replicas were started or stopped.
+    fn converge(&self, key: &PodgroupKey, group: &mut Group) -> bool {
+        let (Some(desired), Some(spec)) = (group.desired.clone(), group.spec.clone()) else {
+            // Nothing named yet (adopted) or being removed: start nothing.
+            group.replacing.clear();
+            return false;
+        };
+        let mut changed = false;
+        if group.failed.is_none() && group.start_failures >= self.config.max_start_failures {
+            let reason = format!(
+                "release {} failed to start {} times: {}",
+                desired.release, group.start_failures, group.last_failure
+            );
+            tracing::warn!(podgroup = %key, %reason, "rollout failed");
+            group.failed = Some(reason);
+            for tracked in &mut group.replicas {
+                if tracked.replica.spec.release == desired.release {
+                    tracked.replica.terminate();
+                }
+            }
+        }
+        let target = usize::try_from(desired.replicas).unwrap_or(usize::MAX);
+        // Replace the replicas that died while serving, with what they ran.
+        for (old, reason, old_spec) in std::mem::take(&mut group.replacing) {
+            let current = old_spec.release == desired.release;
+            if current && group.failed.is_some() {
+                continue;
+            }
+            if !current && group.failed.is_none() {
+                // The rollout replaces old replicas anyway.
+                continue;
+            }
+            if current && self.live_of(group, desired.release) >= target {
+                continue;
+            }
+            if let Some(new) = self.start(key, group, old_spec) {
+                changed = true;
+                self.emit(DriverEvent::Replaced {
+                    key: key.clone(),
+                    replica: old,
+                    replacement: new,
+                    reason,
+                });
+            }
+        }
+        if group.failed.is_some() {
+            return changed;
+        }
+        let live = self.live_of(group, desired.release);
+        for _ in live..target {
+            changed |= self.start(key, group, spec.clone()).is_some();
+        }
+        if live > target {
+            let mut extra: Vec<usize> = group
+                .replicas
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| {
+                    t.replica.spec.release == desired.release && t.replica.stopping.is_none()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            // Stop the not-ready ones first, then the newest.
+            extra.sort_by_key(|i| {
+                let r = &group.replicas[*i].replica;
+                (
+                    r.phase == pb::ReplicaPhase::Ready,
+                    std::cmp::Reverse(r.started_ms),
+                )
+            });
+            for i in extra.into_iter().take(live - target) {
+                group.replicas[i].replica.terminate();
+                changed = true;
+            }
+        }
+        let ready = group
+            .replicas
+            .iter()
+            .filter(|t| {
+                t.replica.spec.release == desired.release
+                    && t.replica.phase == pb::ReplicaPhase::Ready
+                    && t.replica.stopping.is_none()
+            })
+            .count();
+        if ready >= target {
+            for tracked in &mut group.replicas {
+                if tracked.replica.spec.release != desired.release
+                    && tracked.replica.stopping.is_none()
+                {
+                    tracked.replica.terminate();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Replicas of `release` that are not stopping.
+    fn live_of(&self, group: &Group, release: u32) -> usize {
+        group
+            .replicas
+            .iter()
+            .filter(|t| t.replica.spec.release == release && t.replica.stopping.is_none())
+            .count()
+    }
+
+    fn start(&self, key: &PodgroupKey, group: &mut Group, spec: Arc<Spec>) -> Option<String> {
+        match Replica::start(
+            key,
+            spec,
+            &self.replicas_dir(),
+            self.config.database_url.as_deref(),
+        ) {
+            Ok(replica) => {
+                let id = replica.id.clone();
+                let offsets = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+                group.replicas.push(self.track(key, replica, offsets));
+                Some(id)
+            }
+            Err(e) => {
+                tracing::error!(podgroup = %key, error = %e, "cannot start a replica");
+                group.start_failures += 1;
+                group.last_failure = e.to_string();
+                None
+            }
+        }
+    }
+}
+
+/// The last non-empty line the replica wrote (stderr first), for a death's reason.
+fn last_output(replica: &Replica) -> Option<String> {
+    let [out, err] = super::replica::output_files(&replica.dir);
+    [err, out].iter().find_map(|path| {
+        let text = std::fs::read(path).ok()?;
+        let tail = &text[text.len().saturating_sub(4096)..];
+        String::from_utf8_lossy(tail)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.chars().take(300).collect())
+    })
+}

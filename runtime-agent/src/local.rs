@@ -1,0 +1,120 @@
+//! An agent with the process driver and the stage's load balancer, as `neo agent` runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use neo_builder::image::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::agent::{Agent, AgentConfig, AgentError};
+use crate::driver::DriverError;
+use crate::driver::process::{ProcessConfig, ProcessDriver, lb};
+
+/// Driver events buffered between the driver and the agent.
+const EVENTS: usize = 4096;
+
+/// The local runtime of one stage could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The load balancer's address is taken or invalid.
+    #[error("load balancer on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The driver could not start.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The agent could not start.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// A stage served by local processes.
+pub struct LocalRuntime {
+    /// The driver (for drills: replica pids).
+    pub driver: ProcessDriver,
+    /// Where the stage's load balancer listens.
+    pub lb_addr: SocketAddr,
+    agent: Option<Agent>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Leave the replicas running when dropped (an abandoned agent).
+    keep_replicas: bool,
+}
+
+impl LocalRuntime {
+    /// Starts the stage's load balancer on `lb_listen`, the process driver and the agent.
+    ///
+    /// # Errors
+    /// When the address is taken, or the driver or agent cannot start.
+    pub async fn start(
+        client: async_nats::Client,
+        registry: Arc<Registry>,
+        process: ProcessConfig,
+        mut config: AgentConfig,
+        lb_listen: SocketAddr,
+    ) -> Result<Self, LocalError> {
+        let listener = TcpListener::bind(lb_listen)
+            .await
+            .map_err(|source| LocalError::Listen {
+                addr: lb_listen,
+                source,
+            })?;
+        let lb_addr = listener.local_addr().map_err(|source| LocalError::Listen {
+            addr: lb_listen,
+            source,
+        })?;
+        let (sender, events) = mpsc::channel(EVENTS);
+        let (driver, supervisor) = ProcessDriver::start(process, registry.clone(), sender).await?;
+        let balancer = lb::serve(listener, driver.routes());
+        config
+            .lb_url
+            .get_or_insert_with(|| format!("http://{lb_addr}"));
+        let agent =
+            Agent::start(client, Arc::new(driver.clone()), events, registry, config).await?;
+        Ok(Self {
+            driver,
+            lb_addr,
+            agent: Some(agent),
+            tasks: vec![supervisor, balancer],
+            keep_replicas: false,
+        })
+    }
+
+    /// Stops the agent as if it were killed: replicas keep running for the next agent.
+    pub async fn abandon(mut self) {
+        self.keep_replicas = true;
+        self.agent.take();
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.driver.detach().await;
+    }
+
+    /// Stops the agent and every replica.
+    pub async fn shutdown(mut self) {
+        self.agent.take();
+        self.driver.stop_all().await;
+        self.keep_replicas = true;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LocalRuntime {
+    /// Aborts every task and, unless abandoned or shut down, kills the replicas: nothing a
+    /// test started outlives it.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if !self.keep_replicas {
+            self.driver.kill_now();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The whole platform with a Runtime, for end-to-end tests: the Build Service stack building
+//! on the real apphost, a database per stage, and an agent per stage with the process driver
+//! and its load balancer. Replicas are killed when the stack is dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use neo_builder::image::BaseImage;
+use neo_builder::queue::QueueConfig;
+use neo_protocol::StageName;
+use neo_runtime_agent::agent::AgentConfig;
+use neo_runtime_agent::driver::process::ProcessConfig;
+use neo_runtime_agent::local::LocalRuntime;
+
+use crate::build_stack::BuildStack;
+
+/// The platform, and one local runtime per started stage.
+pub struct RuntimeStack {
+    /// Everything of the Build Service and the gateway.
+    pub build: BuildStack,
+    /// The runtime of each started stage.
+    pub stages: BTreeMap<String, LocalRuntime>,
+    /// Images, replica output and state files of the agents.
+    pub data: tempfile::TempDir,
+}
+
+/// The real apphost binary built next to the test binaries.
+///
+/// # Errors
+/// When it has not been built.
+pub fn apphost_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("test binary has no directory")?;
+    for candidate in [dir.join("neo-apphost"), dir.join("../neo-apphost")] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "no neo-apphost binary next to {}: build it first (`cargo build -p neo-apphost`; \
+         `ops/test` builds every binary)",
+        exe.display()
+    )
+}
+
+/// The agent settings the tests use: quick observation, metrics every second.
+pub fn agent_config(stage: &str) -> anyhow::Result<AgentConfig> {
+    let mut config = AgentConfig::new(StageName::new(stage)?);
+    config.observe_every = Duration::from_millis(100);
+    config.metrics_every = Duration::from_secs(1);
+    config.report_every = Duration::from_secs(2);
+    config.resync_every = Duration::from_secs(5);
+    Ok(config)
+}
+
+impl RuntimeStack {
+    /// Starts the platform building on the real apphost, and an agent for each of `stages`.
+    ///
+    /// # Errors
+    /// When a server or agent cannot start.
+    pub async fn start(stages: &[&str]) -> anyhow::Result<Self> {
+        let base = BaseImage::from_apphost(&apphost_binary()?)?;
+        let build = BuildStack::start_on(1, QueueConfig::default(), base).await?;
+        let mut this = Self {
+            build,
+            stages: BTreeMap::new(),
+            data: tempfile::tempdir()?,
+        };
+        for stage in stages {
+            this.build
+                .postgres
+                .create_database(&format!("neo_{stage}"))
+                .await?;
+            let runtime = this.agent(stage).await?;
+            this.stages.insert((*stage).to_owned(), runtime);
+        }
+        Ok(this)
+    }
+
+    /// The process driver settings of `stage`: fast probes, short grace.
+    pub fn process_config(&self, stage: &str) -> ProcessConfig {
+        let mut config = ProcessConfig::new(
+            self.data.path().join(stage),
+            Some(self.build.postgres.url(&format!("neo_{stage}"))),
+        );
+        config.probe_every = Duration::from_millis(100);
+        config.start_timeout = Duration::from_secs(30);
+        config.grace = Duration::from_secs(3);
+        config
+    }
+
+    /// Starts (or restarts) the agent of `stage` on its data directory.
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub async fn agent(&self, stage: &str) -> anyhow::Result<LocalRuntime> {
+        self.agent_with(stage, agent_config(stage)?).await
+    }
+
+    /// Starts the agent of `stage` with `config`.
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub async fn agent_with(
+        &self,
+        stage: &str,
+        config: AgentConfig,
+    ) -> anyhow::Result<LocalRuntime> {
+        let client = self.build.stack.core.connect().await?;
+        let lb: SocketAddr = "127.0.0.1:0".parse()?;
+        Ok(LocalRuntime::start(
+            client,
+            self.build.images.clone(),
+            self.process_config(stage),
+            config,
+            lb,
+        )
+        .await?)
+    }
+
+    /// The load balancer URL of an app on a stage.
+    pub fn url(&self, stage: &str, tenant: &str, app: &str) -> anyhow::Result<String> {
+        let runtime = self.stages.get(stage).context("stage not started")?;
+        Ok(format!("http://{}/{tenant}/{app}", runtime.lb_addr))
+    }
+}
