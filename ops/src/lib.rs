@@ -7,8 +7,10 @@
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
+//! - [`agent_cmd`]: `neo agent`, the runtime agent of one stage.
 //! - [`whatif_cmd`]: `neo what-if`, a podgroup's observations replayed under another policy.
 //! - [`telemetry`]: the process's `tracing` subscriber, and span export over OTLP.
+pub mod agent_cmd;
 pub mod audit_cmd;
 pub mod bench;
 pub mod build_service;

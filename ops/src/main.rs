@@ -32,6 +32,8 @@ enum Command {
     /// Replay a podgroup's recorded observations through the autoscaler under another scale
     /// policy and compare its decisions with those taken (reads JetStream directly).
     WhatIf(neo_ops::whatif_cmd::WhatIfArgs),
+    /// Run the runtime agent of one stage (process driver with a load balancer, or kube).
+    Agent(Box<neo_ops::agent_cmd::AgentArgs>),
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
@@ -61,6 +63,9 @@ enum Bench {
     /// Replay: the event log read back by an ordered consumer and folded into entity states,
     /// against the same read alone.
     Replay(bench::replay::ReplayBenchArgs),
+    /// The Runtime: publish and promote to the first 200 from the app, and log lines shipped
+    /// by an agent and read through the gateway.
+    Runtime(bench::runtime::RuntimeBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
@@ -106,6 +111,7 @@ fn main() -> std::process::ExitCode {
                 };
             }
             Command::WhatIf(args) => neo_ops::whatif_cmd::run(args).await,
+            Command::Agent(args) => neo_ops::agent_cmd::run(*args).await,
             Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
             Command::Bench {
                 which: Bench::Core(args),
@@ -119,6 +125,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Replay(args),
             } => bench::replay::run(args).await,
+            Command::Bench {
+                which: Bench::Runtime(args),
+            } => bench::runtime::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

@@ -8,7 +8,7 @@ use neo_actors::HostConfig;
 use neo_gateway::api::{
     self, apps_client::AppsClient, builds_client::BuildsClient,
     deployments_client::DeploymentsClient, events_client::EventsClient,
-    identity_client::IdentityClient, tenants_client::TenantsClient,
+    identity_client::IdentityClient, runtime_client::RuntimeClient, tenants_client::TenantsClient,
 };
 use neo_gateway::{Gateway, GatewayConfig, identity};
 use neo_protocol::{AppName, EntityRef, TenantName, headers, pb, subjects};
@@ -336,6 +336,11 @@ impl Stack {
     /// Deployments as the holder of `token`.
     pub fn deployments(&self, token: &str) -> DeploymentsClient<Authed> {
         DeploymentsClient::new(self.authed(token))
+    }
+
+    /// The Runtime (logs, status, scale) as the holder of `token`.
+    pub fn runtime(&self, token: &str) -> RuntimeClient<Authed> {
+        RuntimeClient::new(self.authed(token))
     }
 
     /// Events as the holder of `token`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use neo_builder::image::ImageSpec;
 use neo_gateway::api::{self, PublishStep};
-use neo_protocol::subjects::{self, Channel};
+use neo_protocol::subjects;
 use neo_protocol::{EntityRef, pb};
 use neo_tests::build_stack::{base_image, example, step};
 use neo_tests::commands::request;
@@ -118,22 +118,31 @@ async fn podgroup_events(stack: &RuntimeStack, stage: &str) -> Vec<pb::PodgroupE
     events
 }
 
-/// Every log line of catalog on `stage` shipped so far.
-async fn log_lines(stack: &RuntimeStack, stage: &str) -> Vec<pb::LogLine> {
-    let js = async_nats::jetstream::new(stack.build.stack.platform.client.clone());
-    let mut stream = js.get_stream(subjects::LOGS_STREAM).await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let subject = format!("neo.rt.{TENANT}.{stage}.catalog.{}", Channel::Logs.as_str());
-    let mut lines = Vec::new();
-    for sequence in 1..=last {
-        let Ok(message) = stream.get_raw_message(sequence).await else {
-            continue;
-        };
-        if message.subject.as_str() == subject {
-            lines.extend(pb::LogBatch::decode(message.payload).unwrap().lines);
+/// Follows catalog's log lines on `stage` through the gateway until one contains `text`.
+async fn logged(stack: &RuntimeStack, token: &str, stage: &str, text: &str) -> pb::LogLine {
+    let mut lines = stack
+        .build
+        .stack
+        .runtime(token)
+        .logs(api::LogsRequest {
+            stage: stage.into(),
+            app: "catalog".into(),
+            text: text.into(),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(response) = lines.message().await.unwrap() {
+            if let Some(line) = response.lines.into_iter().next() {
+                return line;
+            }
         }
-    }
-    lines
+        panic!("the log stream ended");
+    });
+    found.await.expect("the line reaches neo logs")
 }
 
 async fn publish_catalog(stack: &RuntimeStack, token: &str) -> api::PublishProgress {
@@ -208,18 +217,13 @@ async fn a_published_app_serves_is_promoted_heals_and_survives_an_agent_restart(
     .await;
     assert_eq!(promoted.image_digest, deployed.image_digest);
 
-    // The app's own log lines are shipped (the request above was logged by the apphost).
-    let lines = eventually(Duration::from_secs(10), "shipped log lines", || async {
-        let lines = log_lines(&stack, "dev").await;
-        (!lines.is_empty()).then_some(lines)
-    })
-    .await;
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.tenant == TENANT && l.stage == "dev" && !l.replica.is_empty()),
-        "{lines:#?}"
-    );
+    // The app's own log lines reach `neo logs` (the apphost logs each request it serves).
+    let marker = format!("/api/product/{}", uuid::Uuid::new_v4());
+    let (status, _) = get(&format!("{dev}{marker}")).await.unwrap();
+    assert_eq!(status, 400, "not a record id");
+    let line = logged(&stack, &people.dave, "dev", &marker).await;
+    assert_eq!((line.tenant.as_str(), line.stage.as_str()), (TENANT, "dev"));
+    assert!(line.replica.starts_with("catalog-r1-"), "{line:?}");
 
     // kill -9 the dev replica: replaced, and the replacement is a podgroup event.
     let dev_runtime = stack.stages.get("dev").unwrap();
@@ -341,4 +345,105 @@ async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_relea
     let state = deployment(&stack, &people.dave, "dev").await;
     let first = state.releases.iter().find(|r| r.number == 1).unwrap();
     assert_eq!(first.rollout(), pb::RolloutStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cpu_load_scales_out_and_back_in_after_the_window() {
+    logs();
+    let stack = RuntimeStack::start(&["dev"]).await.unwrap();
+    let people = stack.build.stack.people().await.unwrap();
+    publish_catalog(&stack, &people.dave).await;
+    rollout(&stack, &people.dave, "dev", 1, pb::RolloutStatus::Succeeded).await;
+
+    // A policy that a few busy clients exceed: 10% of 250 millicores, back in after 4 s.
+    let podgroup = EntityRef::podgroup(
+        &TENANT.parse().unwrap(),
+        &"catalog".parse().unwrap(),
+        &"dev".parse().unwrap(),
+    );
+    let policy = pb::PodgroupCommand {
+        command: Some(pb::podgroup_command::Command::SetPolicy(
+            pb::SetScalePolicy {
+                policy: Some(pb::ScalePolicy {
+                    min_replicas: 1,
+                    max_replicas: 3,
+                    target_cpu_percent: 10,
+                    target_memory_percent: 100,
+                    scale_down_window_s: 4,
+                }),
+            },
+        )),
+    };
+    let reply = stack
+        .build
+        .stack
+        .platform
+        .platform
+        .dispatch(&podgroup, request(policy))
+        .await;
+    assert!(
+        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
+        "{reply:?}"
+    );
+
+    let dev = stack.url("dev", TENANT, "catalog").unwrap();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let busy = busy.clone();
+            let url = format!("{dev}/api/product");
+            tokio::spawn(async move {
+                let client = http();
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client.get(&url).send().await;
+                }
+            })
+        })
+        .collect();
+    let key = neo_runtime_agent::driver::PodgroupKey {
+        tenant: TENANT.into(),
+        app: "catalog".into(),
+        stage: "dev".into(),
+    };
+    let driver = &stack.stages.get("dev").unwrap().driver;
+    let out = eventually(Duration::from_secs(60), "a scale-out", || async {
+        podgroup_events(&stack, "dev")
+            .await
+            .into_iter()
+            .find_map(|e| match e.event {
+                Some(pb::podgroup_event::Event::Autoscaled(a)) if a.to > a.from => Some(a),
+                _ => None,
+            })
+    })
+    .await;
+    assert!(out.observation.unwrap().cpu_percent > 10.0, "{out:?}");
+    eventually(Duration::from_secs(30), "the added replicas", || async {
+        (driver.pids(&key).await.len() > 1).then_some(())
+    })
+    .await;
+
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let back = eventually(Duration::from_secs(60), "the scale-in", || async {
+        podgroup_events(&stack, "dev")
+            .await
+            .into_iter()
+            .find_map(|e| match e.event {
+                Some(pb::podgroup_event::Event::Autoscaled(a)) if a.to == 1 && a.from > 1 => {
+                    Some(a)
+                }
+                _ => None,
+            })
+    })
+    .await;
+    assert!(
+        back.reason.contains("cpu") || back.reason.contains("memory"),
+        "{back:?}"
+    );
+    eventually(Duration::from_secs(30), "one replica again", || async {
+        (driver.pids(&key).await.len() == 1).then_some(())
+    })
+    .await;
 }

@@ -97,7 +97,11 @@ impl Reactor for DesiredOnPodgroupChange {
             event.entity.tenant.as_str(),
             &state,
             sequence,
-            event.meta.traceparent.clone().unwrap_or_default(),
+            // Under this reaction's span when tracing, else the event's trace as it came.
+            neo_protocol::trace::traceparent_or(
+                &tracing::Span::current(),
+                event.meta.traceparent.as_deref().unwrap_or_default(),
+            ),
         );
         let subject = subjects::desired(&stage, &event.entity.tenant, &app);
         let mut headers = async_nats::HeaderMap::new();

@@ -78,83 +78,11 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
     let manifest = String::from_utf8(project.file("neo.toml").unwrap_or_default().to_vec())?;
 
-    let nats = NatsServer::start().await?;
-    let registry_server = RegistryServer::start().await?;
-    let s3_dir = tempfile::tempdir()?;
-    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
-    let revisions = neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?;
-
-    let client = async_nats::connect(nats.url()).await?;
-    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
-    let platform = Platform::start(store.clone(), HostConfig::default()).await?;
-    let _intake = intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
-    let js = store.context().clone();
-    let mut tasks = vec![
-        reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(DeployOnBuild::new(None, platform.clone())),
-        ),
-        neo_builder::queue::run_enqueuer(js.clone()),
-    ];
-    let image = ImageArgs {
-        registry: Some(registry_server.host()),
-        registry_tls: false,
-        registry_prefix: "neo".into(),
-        apphost: args.apphost.clone(),
-    };
-    let apphost_bytes = std::fs::metadata(build_service::apphost_path(&image)?)?.len();
-    let settings = RegistrySettings {
-        host: registry_server.host(),
-        insecure: true,
-        prefix: "neo".into(),
-    };
-    let worker = WorkerArgs {
-        build_lease_s: 30,
-        build_max_deliveries: 4,
-        build_step_delay_ms: 0,
-    };
-    tasks.extend(
-        build_service::start_workers(&client, revisions.clone(), settings, &image, &worker, 1)
-            .await?,
-    );
-    let backends = Backends {
-        revisions,
-        consumers: None,
-    };
-    let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
-    let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
-    let gateway =
-        Gateway::start_with(client.clone(), GatewayConfig::local(key), local, backends).await?;
-    neo_gateway::identity::bootstrap_admin(&client, "admin", "bench-password").await?;
-    let endpoint = gateway.endpoint();
-    let token = IdentityClient::connect(endpoint.clone())
-        .await?
-        .login(api::LoginRequest {
-            user: "admin".into(),
-            password: "bench-password".into(),
-            tenant: String::new(),
-        })
-        .await?
-        .into_inner()
-        .token;
-    let bearer = format!("Bearer {token}");
-    let mut create = Request::new(api::CreateTenantRequest {
-        name: "bench".into(),
-        admin: "admin".into(),
-        ..Default::default()
-    });
-    create
-        .metadata_mut()
-        .insert("authorization", bearer.parse()?);
-    api::tenants_client::TenantsClient::connect(endpoint.clone())
-        .await?
-        .create_tenant(create)
-        .await?;
-
-    let meta = MetaStore::open(&js).await?;
-    let apps = AppsClient::connect(endpoint.clone()).await?;
+    let bench = BenchPlatform::start(args.apphost.clone()).await?;
+    let apphost_bytes = std::fs::metadata(&bench.apphost)?.len();
+    let bearer = bench.bearer.clone();
+    let meta = MetaStore::open(&bench.js).await?;
+    let apps = AppsClient::connect(bench.endpoint.clone()).await?;
     let mut to_image = Vec::with_capacity(args.rounds);
     let mut to_deployed = Vec::with_capacity(args.rounds);
     let mut build = Vec::with_capacity(args.rounds);
@@ -168,17 +96,7 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
             ),
             1,
         );
-        let mut files: Vec<(String, Vec<u8>)> = project
-            .files()
-            .iter()
-            .map(|(p, c)| (p.clone(), c.clone()))
-            .collect();
-        for (path, content) in &mut files {
-            if path == "neo.toml" {
-                *content = edited.clone().into_bytes();
-            }
-        }
-        let content = Project::from_files(files)?.pack();
+        let content = pack_with_manifest(&project, &edited)?;
         let (image_at, deployed_at, build_id) =
             publish(apps.clone(), &bearer, &model.name, content).await?;
         if round == 0 {
@@ -203,10 +121,7 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
         apphost_bytes,
         rounds: args.rounds,
     };
-    gateway.shutdown().await;
-    for task in tasks {
-        task.abort();
-    }
+    bench.shutdown().await;
     if args.json {
         println!("{}", serde_json::to_string(&figures)?);
     } else {
@@ -230,8 +145,168 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One publish: time to the image, time to the release, and the build id.
-async fn publish(
+/// A platform on servers of its own for a benchmark: nats-server, docker-registry, the
+/// embedded S3 endpoint, the entity host with its NATS intake, the publish reactors and build
+/// enqueuer, one in-process build worker on the real apphost base, and the gateway with
+/// tenant `bench` created by the platform admin, whose bearer token it holds. Every server
+/// stops when it is dropped.
+pub(crate) struct BenchPlatform {
+    /// A client of the NATS server.
+    pub(crate) client: async_nats::Client,
+    /// The entity host.
+    pub(crate) platform: Arc<Platform>,
+    /// JetStream on `client`.
+    pub(crate) js: async_nats::jetstream::Context,
+    /// The registry's `host:port` (plain HTTP on loopback).
+    pub(crate) registry_host: String,
+    /// The apphost binary the images are built on.
+    pub(crate) apphost: PathBuf,
+    /// The gateway's URL.
+    pub(crate) endpoint: String,
+    /// `Bearer {token}` of the platform admin.
+    pub(crate) bearer: String,
+    /// Reactors, enqueuer and worker; callers add their own, all aborted by [`Self::shutdown`].
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    gateway: Gateway,
+    _intake: intake::Intake,
+    _s3: neo_storage::EmbeddedS3,
+    _s3_dir: tempfile::TempDir,
+    _registry: RegistryServer,
+    _nats: NatsServer,
+}
+
+impl BenchPlatform {
+    /// Starts everything, building on `apphost` (default: `neo-apphost` next to this program).
+    ///
+    /// # Errors
+    /// When a server cannot start or the apphost binary is missing.
+    pub(crate) async fn start(apphost: Option<PathBuf>) -> anyhow::Result<Self> {
+        let nats = NatsServer::start().await.context("starting nats-server")?;
+        let registry_server = RegistryServer::start()
+            .await
+            .context("starting docker-registry")?;
+        let s3_dir = tempfile::tempdir()?;
+        let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
+        let revisions = neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?;
+
+        let client = async_nats::connect(nats.url()).await?;
+        let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+        let platform = Platform::start(store.clone(), HostConfig::default()).await?;
+        let intake =
+            intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
+        let js = store.context().clone();
+        let mut tasks = vec![
+            reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
+            reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(DeployOnBuild::new(None, platform.clone())),
+            ),
+            neo_builder::queue::run_enqueuer(js.clone()),
+        ];
+        let image = ImageArgs {
+            registry: Some(registry_server.host()),
+            registry_tls: false,
+            registry_prefix: "neo".into(),
+            apphost,
+        };
+        let apphost = build_service::apphost_path(&image)?;
+        let settings = RegistrySettings {
+            host: registry_server.host(),
+            insecure: true,
+            prefix: "neo".into(),
+        };
+        let worker = WorkerArgs {
+            build_lease_s: 30,
+            build_max_deliveries: 4,
+            build_step_delay_ms: 0,
+        };
+        tasks.extend(
+            build_service::start_workers(&client, revisions.clone(), settings, &image, &worker, 1)
+                .await?,
+        );
+        let backends = Backends {
+            revisions,
+            consumers: None,
+        };
+        let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
+        let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
+        let gateway =
+            Gateway::start_with(client.clone(), GatewayConfig::local(key), local, backends).await?;
+        neo_gateway::identity::bootstrap_admin(&client, "admin", "bench-password").await?;
+        let endpoint = gateway.endpoint();
+        let token = IdentityClient::connect(endpoint.clone())
+            .await?
+            .login(api::LoginRequest {
+                user: "admin".into(),
+                password: "bench-password".into(),
+                tenant: String::new(),
+            })
+            .await?
+            .into_inner()
+            .token;
+        let bearer = format!("Bearer {token}");
+        let mut create = Request::new(api::CreateTenantRequest {
+            name: "bench".into(),
+            admin: "admin".into(),
+            ..Default::default()
+        });
+        create
+            .metadata_mut()
+            .insert("authorization", bearer.parse()?);
+        api::tenants_client::TenantsClient::connect(endpoint.clone())
+            .await?
+            .create_tenant(create)
+            .await?;
+        Ok(Self {
+            client,
+            platform,
+            js,
+            registry_host: registry_server.host(),
+            apphost,
+            endpoint,
+            bearer,
+            tasks,
+            gateway,
+            _intake: intake,
+            _s3: s3,
+            _s3_dir: s3_dir,
+            _registry: registry_server,
+            _nats: nats,
+        })
+    }
+
+    /// Stops the gateway and every task; the servers stop when `self` is dropped.
+    pub(crate) async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// `project` packed for upload, with `manifest` as its `neo.toml`.
+///
+/// # Errors
+/// When the files do not make a project.
+pub(crate) fn pack_with_manifest(project: &Project, manifest: &str) -> anyhow::Result<Vec<u8>> {
+    let files: Vec<(String, Vec<u8>)> = project
+        .files()
+        .iter()
+        .map(|(p, c)| {
+            let content = if p == "neo.toml" {
+                manifest.as_bytes().to_vec()
+            } else {
+                c.clone()
+            };
+            (p.clone(), content)
+        })
+        .collect();
+    Ok(Project::from_files(files)?.pack())
+}
+
+/// One publish to tenant `bench`: time to the image, time to the release, and the build id.
+pub(crate) async fn publish(
     mut apps: AppsClient<tonic::transport::Channel>,
     bearer: &str,
     app: &str,

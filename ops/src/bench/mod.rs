@@ -4,12 +4,14 @@
 //! - [`core`]: the event-sourced core.
 //! - [`gateway`]: the gRPC gateway against the in-process host.
 //! - [`replay`]: reading the event log back and folding it into state, against a raw read.
+//! - [`runtime`]: publish and promote to serving, and log lines through the Runtime.
 //! - [`stats`]: percentiles, rates and process memory.
 
 pub mod build;
 pub mod core;
 pub mod gateway;
 pub mod replay;
+pub mod runtime;
 pub mod stats;
 
 /// Options shared by the benchmarks.

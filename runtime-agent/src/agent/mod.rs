@@ -21,6 +21,7 @@ use neo_builder::platform::PlatformClient;
 use neo_protocol::{StageName, pb};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::driver::{Desired, Driver, DriverEvent, PodgroupKey};
 
@@ -205,7 +206,10 @@ async fn converge(shared: &Shared) {
             continue;
         }
         let wanted = shared.to_desired(state);
-        if let Err(e) = shared.driver.apply(&wanted).await {
+        let span = tracing::info_span!("agent.apply", podgroup = %wanted.key,
+            release = wanted.release, replicas = wanted.replicas);
+        neo_protocol::trace::set_parent(&span, &state.traceparent);
+        if let Err(e) = shared.driver.apply(&wanted).instrument(span).await {
             tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
         }
     }

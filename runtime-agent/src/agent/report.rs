@@ -13,6 +13,7 @@ use neo_builder::platform::PlatformError;
 use neo_protocol::subjects::{self, Channel};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
 use prost::Message;
+use tracing::Instrument as _;
 
 use super::{Shared, wait};
 use crate::driver::process::replica::now_ms;
@@ -50,7 +51,12 @@ pub(crate) async fn report_loop(shared: Arc<Shared>) {
                 continue;
             };
             let state = reported.entry(observed.key.clone()).or_default();
-            report_rollout(&shared, wanted, &observed, state).await;
+            // The rollout's command continues the trace of the change that asked for it.
+            let span = tracing::info_span!("agent.rollout", podgroup = %observed.key);
+            neo_protocol::trace::set_parent(&span, &wanted.traceparent);
+            report_rollout(&shared, wanted, &observed, state)
+                .instrument(span)
+                .await;
             report_health(&shared, wanted, &observed, state).await;
             report_metrics(&shared, wanted, &observed, state).await;
         }

@@ -204,9 +204,14 @@ struct Batch {
     bytes: usize,
 }
 
+/// Roughly what a line adds to a response.
+fn size(line: &pb::LogLine) -> usize {
+    line.text.len() + line.replica.len() + line.app.len() + line.stage.len() + 48
+}
+
 impl Batch {
     fn push(&mut self, line: pb::LogLine) {
-        self.bytes += line.text.len() + line.replica.len() + 64;
+        self.bytes += size(&line);
         self.lines.push(line);
     }
 
@@ -214,14 +219,23 @@ impl Batch {
         self.lines.len() >= MAX_LINES || self.bytes >= MAX_BYTES
     }
 
-    /// Sends the lines gathered, if any; false when the client has gone.
+    /// Sends the lines gathered, as responses of at most [`MAX_LINES`] lines and about
+    /// [`MAX_BYTES`] (one large `LogBatch` may hold more); false when the client has gone.
     async fn flush(&mut self, tx: &mpsc::Sender<Result<api::LogsResponse, Status>>) -> bool {
-        if self.lines.is_empty() {
-            return true;
-        }
         self.bytes = 0;
-        let lines = std::mem::take(&mut self.lines);
-        tx.send(Ok(api::LogsResponse { lines })).await.is_ok()
+        let mut lines = std::mem::take(&mut self.lines).into_iter().peekable();
+        while lines.peek().is_some() {
+            let (mut chunk, mut bytes) = (Vec::new(), 0);
+            while let Some(line) = lines.next_if(|_| chunk.len() < MAX_LINES && bytes < MAX_BYTES) {
+                bytes += size(&line);
+                chunk.push(line);
+            }
+            let response = api::LogsResponse { lines: chunk };
+            if tx.send(Ok(response)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -475,6 +489,7 @@ mod tests {
         gather(&q, "neo.rt.acme.dev.shop.logs", &payload, &mut batch);
         gather(&q, "neo.rt.acme.dev.shop.logs", b"\xff\xff", &mut batch);
         assert_eq!(batch.lines.len(), 2);
+        assert!(!batch.full());
         assert_eq!(
             (
                 batch.lines[1].tenant.as_str(),
@@ -484,5 +499,23 @@ mod tests {
             ),
             ("acme", "dev", "shop", "b")
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_goes_out_in_bounded_responses() {
+        let mut batch = Batch::default();
+        for i in 0..(MAX_LINES * 2 + 1) {
+            batch.push(line(pb::LogLevel::Info, i as u64, "x"));
+        }
+        assert!(batch.full());
+        let (tx, mut rx) = mpsc::channel(8);
+        assert!(batch.flush(&tx).await);
+        drop(tx);
+        let mut sizes = Vec::new();
+        while let Some(response) = rx.recv().await {
+            sizes.push(response.unwrap().lines.len());
+        }
+        assert_eq!(sizes, [MAX_LINES, MAX_LINES, 1]);
+        assert!(batch.lines.is_empty() && !batch.full());
     }
 }

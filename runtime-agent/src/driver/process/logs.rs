@@ -17,10 +17,13 @@ use tokio::task::JoinHandle;
 use super::replica::{now_ms, output_files};
 use crate::driver::{DriverEvent, PodgroupKey};
 
-/// How often the files are read.
+/// How often the files are read (a file with more than [`CHUNK`] waiting is read on at once,
+/// see [`AHEAD`]).
 const POLL: Duration = Duration::from_millis(50);
 /// The most bytes read per file per poll.
 const CHUNK: usize = 1 << 20;
+/// Chunks a backlog may queue ahead of the shipper before reading pauses for [`POLL`] again.
+const AHEAD: usize = 4;
 /// Output files larger than this are emptied once fully shipped (the writer appends).
 const ROTATE_AT: u64 = 64 << 20;
 
@@ -40,6 +43,8 @@ pub fn tail(
         let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         loop {
             let mut lines = Vec::new();
+            // A file read to the chunk limit has more waiting: read on without pausing.
+            let mut backlog = false;
             for (index, path) in files.iter().enumerate() {
                 let stream = if index == 0 { "stdout" } else { "stderr" };
                 let start = offsets[index].load(Ordering::Relaxed);
@@ -51,20 +56,31 @@ pub fn tail(
                     }
                 };
                 offsets[index].store(new_offset, Ordering::Relaxed);
+                backlog |= read.len() >= CHUNK;
                 let buffer = &mut partial[index];
                 buffer.extend_from_slice(&read);
-                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let text = String::from_utf8_lossy(&line[..end]);
+                // Complete lines are parsed in place and dropped at once: draining each line
+                // from the front would move the rest of the chunk every time (quadratic).
+                let mut start = 0;
+                while let Some(end) = buffer[start..].iter().position(|b| *b == b'\n') {
+                    let text = String::from_utf8_lossy(&buffer[start..start + end]);
                     if !text.trim().is_empty() {
                         lines.push(parse_line(&key, &replica, stream, &text));
                     }
+                    start += end + 1;
                 }
+                buffer.drain(..start);
             }
             if !lines.is_empty() && events.send(DriverEvent::Logs(lines)).await.is_err() {
                 return;
             }
-            tokio::time::sleep(POLL).await;
+            // Unless the shipper lags: then parsed lines would only pile up in the channel.
+            let queued = events.max_capacity() - events.capacity();
+            if backlog && queued < AHEAD {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(POLL).await;
+            }
         }
     })
 }

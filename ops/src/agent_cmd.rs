@@ -1,0 +1,166 @@
+//! `neo agent`: the runtime agent of one stage, with the process driver (the default: local
+//! processes behind the stage's load balancer) or the kube driver (a cluster from a kubeconfig).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use neo_builder::image::{Registry, RegistryConfig};
+use neo_protocol::StageName;
+use neo_runtime_agent::agent::{Agent, AgentConfig};
+use neo_runtime_agent::driver::kube::KubeDriver;
+use neo_runtime_agent::driver::process::ProcessConfig;
+use neo_runtime_agent::local::LocalRuntime;
+use tokio::sync::mpsc;
+
+/// Which driver runs the replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    /// Local processes, one per replica, behind a load balancer on loopback.
+    Process,
+    /// Kubernetes: Deployments, Services and PodDisruptionBudgets by server-side apply.
+    Kube,
+}
+
+/// Options of `neo agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The stage this agent serves.
+    #[arg(long, env = "NEO_STAGE")]
+    pub stage: String,
+    /// NATS server URL.
+    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// The agent's name (reports, command principal, durable consumer).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Serve only these tenants (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub tenants: Vec<String>,
+    /// The driver.
+    #[arg(long, value_enum, default_value = "process")]
+    pub driver: DriverKind,
+    /// The OCI registry images are pulled from (`host:port`).
+    #[arg(long, env = "NEO_REGISTRY", default_value = "127.0.0.1:5000")]
+    pub registry: String,
+    /// Talk to the registry over HTTPS even on loopback.
+    #[arg(long)]
+    pub registry_tls: bool,
+    /// Repositories are `{prefix}/{tenant}/{app}`.
+    #[arg(long, env = "NEO_REGISTRY_PREFIX", default_value = "neo")]
+    pub registry_prefix: String,
+    /// Process driver: the stage's database (each app gets its own schema).
+    #[arg(long, env = "NEO_STAGE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Process driver: where the stage's load balancer listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub lb_listen: SocketAddr,
+    /// Process driver: images, replica output and the state file (default:
+    /// `$HOME/.local/share/neo/agent-{stage}`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Kube driver: the kubeconfig (default: `$KUBECONFIG`, `~/.kube/config` or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Seconds between full reads of the desired state.
+    #[arg(long, default_value_t = 30)]
+    pub resync_s: u64,
+    /// Seconds between usage samples sent to the autoscaler.
+    #[arg(long, default_value_t = 5)]
+    pub metrics_s: u64,
+    /// Stop the replicas when the agent stops (by default they keep running, and the next
+    /// agent adopts them).
+    #[arg(long)]
+    pub stop_replicas: bool,
+}
+
+/// Runs the agent until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When NATS, the registry settings or the driver cannot be set up.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let stage = StageName::new(&args.stage).context("--stage")?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("neo-agent-{stage}"))
+        .retry_on_initial_connect()
+        .connect(&args.nats)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", args.nats))?;
+    let loopback = args.registry.starts_with("127.") || args.registry.starts_with("localhost");
+    let registry = Arc::new(Registry::new(RegistryConfig {
+        host: args.registry.clone(),
+        insecure: loopback && !args.registry_tls,
+        prefix: args.registry_prefix.clone(),
+        credentials: None,
+    }));
+    let mut config = AgentConfig::new(stage.clone());
+    if let Some(name) = &args.name {
+        config.name.clone_from(name);
+    }
+    if !args.tenants.is_empty() {
+        config.tenants = Some(args.tenants.iter().cloned().collect::<BTreeSet<_>>());
+    }
+    config.resync_every = Duration::from_secs(args.resync_s.max(1));
+    config.metrics_every = Duration::from_secs(args.metrics_s.max(1));
+    match args.driver {
+        DriverKind::Process => {
+            let data_dir = match &args.data_dir {
+                Some(d) => d.clone(),
+                None => default_data_dir(&stage)?,
+            };
+            let process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
+            let runtime = LocalRuntime::start(client, registry, process, config, args.lb_listen)
+                .await
+                .context("starting the process driver")?;
+            println!(
+                "agent for stage {stage}: process driver, load balancer on http://{} (data in {})",
+                runtime.lb_addr,
+                data_dir.display()
+            );
+            shutdown_signal().await;
+            if args.stop_replicas {
+                runtime.shutdown().await;
+            } else {
+                runtime.abandon().await;
+            }
+        }
+        DriverKind::Kube => {
+            let (sender, events) = mpsc::channel(4096);
+            let driver = KubeDriver::from_kubeconfig(args.kubeconfig.as_deref(), sender)
+                .await
+                .context("connecting to Kubernetes")?;
+            let _watching = driver.start_watching();
+            let _agent = Agent::start(client, Arc::new(driver), events, registry, config)
+                .await
+                .context("starting the agent")?;
+            println!("agent for stage {stage}: kube driver");
+            shutdown_signal().await;
+        }
+    }
+    Ok(())
+}
+
+fn default_data_dir(stage: &StageName) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("no --data-dir and no $HOME")?;
+    Ok(PathBuf::from(home)
+        .join(".local/share/neo")
+        .join(format!("agent-{stage}")))
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
