@@ -64,24 +64,10 @@ impl WhatIfArgs {
     }
 }
 
-/// Parses a window: `300`, `300s`, `5m`, `1h`, in seconds.
+/// Parses a window (`300`, `300s`, `5m`, `1h`, `1d`) in seconds.
 fn parse_window(text: &str) -> Result<u32, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("`{text}`: the unit is not s, m or h")),
-    };
-    number
-        .parse::<u32>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("`{text}` is not a window in seconds (e.g. 300s, 5m)"))
+    let window = crate::cli::commands::runtime::parse_duration(text.trim())?;
+    u32::try_from(window.as_secs()).map_err(|_| format!("`{text}` is too long a window"))
 }
 
 /// Runs `neo what-if`.
@@ -234,7 +220,8 @@ mod tests {
         assert_eq!(parse_window("300s"), Ok(300));
         assert_eq!(parse_window("5m"), Ok(300));
         assert_eq!(parse_window("2h"), Ok(7200));
-        for bad in ["", "5d", "m", "-5s", "99999999999s", "5000000h"] {
+        assert_eq!(parse_window("1d"), Ok(86_400));
+        for bad in ["", "5w", "m", "-5s", "99999999999s", "5000000h"] {
             assert!(parse_window(bad).is_err(), "{bad}");
         }
     }

@@ -105,7 +105,11 @@ pub struct ScaleArgs {
 }
 
 /// A duration such as `90s`, `10m`, `2h`, `1d`, or a number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration: seconds, or a number with `s`, `m`, `h` or `d` (`90s`, `10m`, `2h`, `1d`).
+///
+/// # Errors
+/// A message naming the text when it is not one.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration (like 90s, 10m, 2h, 1d)");
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),

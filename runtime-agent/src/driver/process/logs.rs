@@ -222,6 +222,36 @@ mod tests {
         assert_eq!(line.text, "thread 'main' panicked at src/main.rs");
     }
 
+    #[tokio::test]
+    async fn a_backlog_is_shipped_whole_and_a_partial_line_waits_for_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let [out, _] = output_files(dir.path());
+        // More than one chunk, ending in half a line.
+        let count = CHUNK / 10 + 1000;
+        let mut text: String = (0..count).map(|i| format!("line {i:04}\n")).collect();
+        text.push_str("half");
+        std::fs::write(&out, &text).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let offsets: Offsets = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let tailer = tail(key(), "r".into(), dir.path().into(), offsets, tx);
+        let mut texts = Vec::new();
+        while texts.len() < count {
+            let Some(DriverEvent::Logs(lines)) = rx.recv().await else {
+                panic!("the tailer stopped");
+            };
+            texts.extend(lines.into_iter().map(|l| l.text));
+        }
+        assert_eq!(texts.len(), count);
+        assert_eq!(texts[count - 1], format!("line {:04}", count - 1));
+        let mut file = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+        std::io::Write::write_all(&mut file, b" done\n").unwrap();
+        let Some(DriverEvent::Logs(lines)) = rx.recv().await else {
+            panic!("the tailer stopped");
+        };
+        assert_eq!(lines[0].text, "half done");
+        tailer.abort();
+    }
+
     #[test]
     fn files_are_read_from_the_offset_and_emptied_files_start_over() {
         let dir = tempfile::tempdir().unwrap();

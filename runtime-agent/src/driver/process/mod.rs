@@ -99,6 +99,8 @@ struct Inner {
     events: mpsc::Sender<DriverEvent>,
     http: reqwest::Client,
     last_save: std::sync::Mutex<std::time::Instant>,
+    /// Wakes the supervisor before its next period (a new desired state).
+    wake: tokio::sync::Notify,
 }
 
 /// Runs podgroups as local processes.
@@ -133,6 +135,7 @@ impl ProcessDriver {
             events,
             http,
             last_save: std::sync::Mutex::new(std::time::Instant::now()),
+            wake: tokio::sync::Notify::new(),
         });
         inner.adopt().await;
         let driver = Self {
@@ -141,7 +144,7 @@ impl ProcessDriver {
         let task = tokio::spawn(async move {
             loop {
                 inner.tick().await;
-                tokio::time::sleep(inner.config.probe_every).await;
+                let _ = tokio::time::timeout(inner.config.probe_every, inner.wake.notified()).await;
             }
         });
         Ok((driver, task))
@@ -384,6 +387,8 @@ impl Driver for ProcessDriver {
                     cpu_millis: desired.resources.cpu_millis,
                     memory_mib: desired.resources.memory_mib,
                 }));
+                // Start what it needs now, not at the next probe period.
+                inner.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
