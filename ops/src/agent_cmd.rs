@@ -62,6 +62,10 @@ pub struct AgentArgs {
     /// `$HOME/.local/share/neo/agent-{stage}`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Process driver: unpacked images, shareable by the agents of one machine (default:
+    /// `{data-dir}/images`).
+    #[arg(long)]
+    pub image_cache: Option<PathBuf>,
     /// Kube driver: the kubeconfig (default: `$KUBECONFIG`, `~/.kube/config` or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -111,7 +115,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 Some(d) => d.clone(),
                 None => default_data_dir(&stage)?,
             };
-            let process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
+            let mut process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
+            if let Some(images) = &args.image_cache {
+                process.images_dir.clone_from(images);
+            }
             let runtime = LocalRuntime::start(client, registry, process, config, args.lb_listen)
                 .await
                 .context("starting the process driver")?;

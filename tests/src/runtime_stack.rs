@@ -86,6 +86,8 @@ impl RuntimeStack {
             self.data.path().join(stage),
             Some(self.build.postgres.url(&format!("neo_{stage}"))),
         );
+        // The stages share one image cache, as `ops/up`'s agents on one machine do.
+        config.images_dir = self.data.path().join("images");
         config.probe_every = Duration::from_millis(100);
         config.start_timeout = Duration::from_secs(30);
         config.grace = Duration::from_secs(3);

@@ -136,6 +136,8 @@ impl Stages {
                 .with_context(|| format!("creating database {database}"))?;
             let mut process =
                 ProcessConfig::new(data.path().join(stage), Some(postgres.url(&database)));
+            // The stages share one image cache, as `ops/up`'s agents on one machine do.
+            process.images_dir = data.path().join("images");
             process.probe_every = Duration::from_millis(args.probe_ms);
             process.grace = Duration::from_secs(3);
             let mut config = AgentConfig::new(StageName::new(stage)?);

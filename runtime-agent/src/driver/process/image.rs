@@ -1,7 +1,8 @@
 //! Images on local disk: pulled from the registry by digest, unpacked once per digest.
 //!
 //! `{dir}/{hex}/rootfs` holds the unpacked layers. Unpacking goes to a temporary directory that
-//! is renamed into place, so a crash never leaves a half-unpacked image that looks complete.
+//! is renamed into place, so a crash never leaves a half-unpacked image that looks complete, and
+//! several agents may share one directory: the first rename wins, the others use its result.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,13 @@ fn unpack(parent: &Path, root: &Path, layers: &[bytes::Bytes]) -> std::io::Resul
         archive.set_overwrite(true);
         archive.unpack(staging.path())?;
     }
-    std::fs::rename(staging.keep(), root)?;
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, root) {
+        // Another agent sharing the directory unpacked the same digest first.
+        let _ = std::fs::remove_dir_all(&staged);
+        if !root.is_dir() {
+            return Err(e);
+        }
+    }
     Ok(())
 }

@@ -37,8 +37,11 @@ use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey, Ro
 /// How the process driver runs.
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
-    /// Images, replica output and the state file go here.
+    /// Replica output and the state file go here.
     pub data_dir: PathBuf,
+    /// Unpacked images, one directory per digest; agents on one machine may share it (default
+    /// `{data_dir}/images`).
+    pub images_dir: PathBuf,
     /// The stage's database (replicas get it as `NEO_DATABASE_URL`, each app its own schema).
     pub database_url: Option<String>,
     /// How often replicas are checked and probed.
@@ -57,6 +60,7 @@ impl ProcessConfig {
     /// Defaults: probe every 250 ms, 3 failures, 60 s to start, 3 start failures, 10 s grace.
     pub fn new(data_dir: PathBuf, database_url: Option<String>) -> Self {
         Self {
+            images_dir: data_dir.join("images"),
             data_dir,
             database_url,
             probe_every: Duration::from_millis(250),
@@ -128,7 +132,7 @@ impl ProcessDriver {
             .build()
             .map_err(|e| DriverError::Backend(format!("probe client: {e}")))?;
         let inner = Arc::new(Inner {
-            images: ImageCache::new(config.data_dir.join("images"), registry),
+            images: ImageCache::new(config.images_dir.clone(), registry),
             config,
             groups: Mutex::new(BTreeMap::new()),
             routes: Arc::new(Routes::default()),
