@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use neo_actors::whatif::{self, Change, Decision, Overrides, Run};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 
+use crate::cli::commands::runtime::PolicyArgs;
 use crate::cli::output;
 
 /// Arguments of `neo what-if`. Each policy option left out keeps the podgroup's current value.
@@ -23,22 +24,9 @@ pub struct WhatIfArgs {
     /// The podgroup's stage.
     #[arg(long)]
     pub stage: String,
-    /// Fewest replicas.
-    #[arg(long, value_name = "N")]
-    pub min: Option<u32>,
-    /// Most replicas.
-    #[arg(long, value_name = "N")]
-    pub max: Option<u32>,
-    /// CPU target, percent of the per-replica allocation.
-    #[arg(long, value_name = "PCT")]
-    pub cpu: Option<u32>,
-    /// Memory target, percent of the per-replica allocation.
-    #[arg(long, value_name = "PCT")]
-    pub memory: Option<u32>,
-    /// Scale-down stabilisation window: seconds, or a number with `s`, `m` or `h` (`300s`,
-    /// `5m`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
-    pub window: Option<u32>,
+    /// The other policy.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -47,11 +35,11 @@ pub struct WhatIfArgs {
 impl WhatIfArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
-            min_replicas: self.min,
-            max_replicas: self.max,
-            target_cpu_percent: self.cpu,
-            target_memory_percent: self.memory,
-            scale_down_window_s: self.window,
+            min_replicas: self.policy.min,
+            max_replicas: self.policy.max,
+            target_cpu_percent: self.policy.cpu,
+            target_memory_percent: self.policy.memory,
+            scale_down_window_s: self.policy.window,
         }
     }
 
@@ -62,12 +50,6 @@ impl WhatIfArgs {
             &StageName::new(self.stage.as_str()).context("--stage")?,
         ))
     }
-}
-
-/// Parses a window (`300`, `300s`, `5m`, `1h`, `1d`) in seconds.
-fn parse_window(text: &str) -> Result<u32, String> {
-    let window = crate::cli::commands::runtime::parse_duration(text.trim())?;
-    u32::try_from(window.as_secs()).map_err(|_| format!("`{text}` is too long a window"))
 }
 
 /// Runs `neo what-if`.
@@ -159,6 +141,7 @@ mod tests {
 
     use super::*;
     use crate::cli::GlobalArgs;
+    use crate::cli::commands::runtime::parse_window;
 
     /// `neo`'s global options with `what-if` under them, as main.rs has them.
     #[derive(Debug, Parser)]

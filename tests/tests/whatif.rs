@@ -167,11 +167,10 @@ async fn the_what_if_replays_the_live_decisions_and_differs_under_another_policy
             tenant: "acme".into(),
             app: "shop".into(),
             stage: "prod".into(),
-            min: None,
-            max: Some(2),
-            cpu: None,
-            memory: None,
-            window: None,
+            policy: neo_ops::cli::commands::runtime::PolicyArgs {
+                max: Some(2),
+                ..Default::default()
+            },
             json,
         })
         .await

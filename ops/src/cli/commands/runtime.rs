@@ -87,6 +87,15 @@ pub struct ScaleArgs {
     /// The stage.
     #[arg(long, value_name = "STAGE")]
     pub stage: String,
+    /// The policy fields to change.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Scale policy fields given on the command line (`neo scale`, `neo what-if`); each one left
+/// out keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct PolicyArgs {
     /// The fewest replicas.
     #[arg(long, value_name = "N")]
     pub min: Option<u32>,
@@ -99,12 +108,38 @@ pub struct ScaleArgs {
     /// The target memory use per replica, in percent of its allocation (1 to 100).
     #[arg(long, value_name = "PCT")]
     pub memory: Option<u32>,
-    /// How long usage must stay low before scaling down (`300s`, `5m`, `300`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub window: Option<Duration>,
+    /// How long usage must stay low before scaling down (`300s`, `5m`, `300`), in seconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub window: Option<u32>,
 }
 
-/// A duration such as `90s`, `10m`, `2h`, `1d`, or a number of seconds.
+impl PolicyArgs {
+    /// Whether no field is given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `current` with the given fields replaced.
+    pub fn over(&self, current: pb::ScalePolicy) -> pb::ScalePolicy {
+        pb::ScalePolicy {
+            min_replicas: self.min.unwrap_or(current.min_replicas),
+            max_replicas: self.max.unwrap_or(current.max_replicas),
+            target_cpu_percent: self.cpu.unwrap_or(current.target_cpu_percent),
+            target_memory_percent: self.memory.unwrap_or(current.target_memory_percent),
+            scale_down_window_s: self.window.unwrap_or(current.scale_down_window_s),
+        }
+    }
+}
+
+/// Parses a scale-down window (`300`, `300s`, `5m`, `1h`, `1d`) in seconds.
+///
+/// # Errors
+/// A message naming the text when it is not a duration or is too long.
+pub fn parse_window(text: &str) -> Result<u32, String> {
+    let window = parse_duration(text.trim())?;
+    u32::try_from(window.as_secs()).map_err(|_| format!("`{text}` is too long a window"))
+}
+
 /// A duration: seconds, or a number with `s`, `m`, `h` or `d` (`90s`, `10m`, `2h`, `1d`).
 ///
 /// # Errors
@@ -228,23 +263,11 @@ pub async fn status(cx: &Context, args: StatusArgs) -> Result<(), CliError> {
 /// As [`logs`]; [`CliError::Usage`] when no field is given; exit 3 when the app has no
 /// podgroup on the stage, 2 for bad bounds, 4 for a role that may not deploy there.
 pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
-    if args.min.is_none()
-        && args.max.is_none()
-        && args.cpu.is_none()
-        && args.memory.is_none()
-        && args.window.is_none()
-    {
+    if args.policy.is_empty() {
         return Err(CliError::Usage(
             "nothing to change: give --min, --max, --cpu, --memory or --window".into(),
         ));
     }
-    let window = match args.window {
-        Some(w) => Some(
-            u32::try_from(w.as_secs())
-                .map_err(|_| CliError::Usage(format!("--window {}s is too long", w.as_secs())))?,
-        ),
-        None => None,
-    };
     let tenant = cx.tenant()?;
     let mut client = cx.connect().await?.runtime();
     let status = client
@@ -261,13 +284,7 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
         .find(|p| p.app == args.app && p.stage == args.stage)
         .and_then(|p| p.policy)
         .unwrap_or_default();
-    let policy = pb::ScalePolicy {
-        min_replicas: args.min.unwrap_or(current.min_replicas),
-        max_replicas: args.max.unwrap_or(current.max_replicas),
-        target_cpu_percent: args.cpu.unwrap_or(current.target_cpu_percent),
-        target_memory_percent: args.memory.unwrap_or(current.target_memory_percent),
-        scale_down_window_s: window.unwrap_or(current.scale_down_window_s),
-    };
+    let policy = args.policy.over(current);
     let request = api::SetScalePolicyRequest {
         tenant,
         app: args.app,
