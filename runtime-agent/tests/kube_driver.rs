@@ -11,12 +11,13 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use apiserver::FakeApi;
 use http::Method;
 use neo_protocol::pb;
 use neo_runtime_agent::driver::kube::KubeDriver;
+use neo_runtime_agent::driver::logline::now_ms;
 use neo_runtime_agent::driver::{Desired, Driver, DriverError, DriverEvent, PodgroupKey, Rollout};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -618,12 +619,6 @@ async fn pod_logs_become_log_events_with_their_level() {
     // Without a timestamp, the time it was read.
     assert!(lines[2].at_ms >= start && lines[3].at_ms >= start);
     assert_eq!(lines[3].text, "panicked at src/main.rs:10: boom");
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[tokio::test]

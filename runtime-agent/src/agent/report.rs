@@ -16,7 +16,7 @@ use prost::Message;
 use tracing::Instrument as _;
 
 use super::{Shared, wait};
-use crate::driver::process::replica::now_ms;
+use crate::driver::logline::now_ms;
 use crate::driver::{Observed, PodgroupKey, Rollout};
 
 /// What was last reported for one podgroup.

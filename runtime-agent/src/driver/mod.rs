@@ -7,6 +7,7 @@
 //! construction.
 
 pub mod kube;
+pub mod logline;
 pub mod process;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Pod logs as [`DriverEvent::Logs`]: following one container's log, and reading the level and time of a line.
 
 use std::pin::pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -12,6 +12,7 @@ use neo_protocol::pb;
 use tokio::sync::mpsc;
 
 use super::objects::CONTAINER;
+use crate::driver::logline::{json_object, level_and_time, now_ms};
 use crate::driver::{DriverEvent, PodgroupKey};
 
 /// Lines longer than this are cut (a log event should stay well under a message's size limit).
@@ -152,41 +153,11 @@ pub fn log_line(tail: &Tail, text: &str, now_ms: u64) -> pb::LogLine {
 /// The level and time of a line: from a JSON object's `level` and `timestamp` (RFC 3339)
 /// fields when present, else INFO and no time.
 pub fn parse_line(text: &str) -> (pb::LogLevel, Option<u64>) {
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with('{') {
-        return (pb::LogLevel::Info, None);
-    }
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(trimmed) else {
+    let Some(fields) = json_object(text) else {
         return (pb::LogLevel::Info, None);
     };
-    let level = fields
-        .get("level")
-        .and_then(serde_json::Value::as_str)
-        .map_or(pb::LogLevel::Info, parse_level);
-    let at_ms = fields
-        .get("timestamp")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .and_then(|t| u64::try_from(t.as_millisecond()).ok());
-    (level, at_ms)
-}
-
-/// A level name as written by common loggers (any case); unknown names are INFO.
-fn parse_level(level: &str) -> pb::LogLevel {
-    match level.to_ascii_uppercase().as_str() {
-        "TRACE" => pb::LogLevel::Trace,
-        "DEBUG" => pb::LogLevel::Debug,
-        "WARN" | "WARNING" => pb::LogLevel::Warn,
-        "ERROR" | "ERR" | "FATAL" | "CRITICAL" | "PANIC" => pb::LogLevel::Error,
-        _ => pb::LogLevel::Info,
-    }
-}
-
-/// Unix milliseconds now.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    let (level, at_ms) = level_and_time(&fields);
+    (level.unwrap_or(pb::LogLevel::Info), at_ms)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use neo_protocol::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::replica::{now_ms, output_files};
+use super::replica::output_files;
+use crate::driver::logline::{json_object, level_and_time, now_ms};
 use crate::driver::{DriverEvent, PodgroupKey};
 
 /// How often the files are read (a file with more than [`CHUNK`] waiting is read on at once,
@@ -128,21 +129,15 @@ pub fn parse_line(key: &PodgroupKey, replica: &str, stream: &str, text: &str) ->
         text: text.to_owned(),
         stream: stream.to_owned(),
     };
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(text)
-    else {
+    let Some(fields) = json_object(text) else {
         return line;
     };
-    if let Some(level) = fields.get("level").and_then(|l| l.as_str()) {
-        line.level = level_of(level).into();
+    let (level, at_ms) = level_and_time(&fields);
+    if let Some(level) = level {
+        line.level = level.into();
     }
-    if let Some(at) = fields
-        .get("timestamp")
-        .and_then(|t| t.as_str())
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-    {
-        line.at_ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(line.at_ms);
+    if let Some(at_ms) = at_ms {
+        line.at_ms = at_ms;
     }
     let mut text = fields
         .get("message")
@@ -168,17 +163,6 @@ pub fn parse_line(key: &PodgroupKey, replica: &str, stream: &str, text: &str) ->
     }
     line.text = text;
     line
-}
-
-/// The level named `name` (any case; unknown → INFO).
-pub fn level_of(name: &str) -> pb::LogLevel {
-    match name.to_ascii_uppercase().as_str() {
-        "TRACE" => pb::LogLevel::Trace,
-        "DEBUG" => pb::LogLevel::Debug,
-        "WARN" | "WARNING" => pb::LogLevel::Warn,
-        "ERROR" | "FATAL" => pb::LogLevel::Error,
-        _ => pb::LogLevel::Info,
-    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::driver::logline::now_ms;
 use crate::driver::{DriverError, PodgroupKey};
 
 /// Where an image's program and bundle are, relative to its root (the builder's layout).
@@ -362,14 +363,6 @@ fn free_port() -> Result<u16, DriverError> {
         .local_addr()
         .map(|a| a.port())
         .map_err(backend("finding a free port"))
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn backend(what: &'static str) -> impl Fn(std::io::Error) -> DriverError {
