@@ -8,9 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::projections::Projections;
-use neo_actors::reactor::desired::DesiredOnPodgroupChange;
-use neo_actors::reactor::publish::{BuildOnPublish, DeployOnBuild};
-use neo_actors::reactor::{self, podgroups::PodgroupOnFirstRelease};
+use neo_actors::reactor;
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
 use neo_builder::impact::Consumers;
@@ -198,25 +196,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let consumers = projections.clone().map(|p| p as Arc<dyn Consumers>);
     neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
         .await?;
-    let mut tasks = vec![
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
-        ),
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(PodgroupOnFirstRelease),
-        ),
-        reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(DeployOnBuild::new(consumers.clone(), platform.clone())),
-        ),
-        neo_builder::queue::run_enqueuer(js.clone()),
-    ];
+    let mut tasks = reactor::run_platform(&js, &platform, consumers.clone());
+    tasks.push(neo_builder::queue::run_enqueuer(js.clone()));
     if let Some(p) = &projections {
         tasks.push(p.run(js.clone()));
     }

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
-use neo_actors::reactor::desired::DesiredOnPodgroupChange;
-use neo_actors::reactor::podgroups::PodgroupOnFirstRelease;
-use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
+use neo_actors::reactor;
 use neo_builder::image::{BaseImage, Registry, RegistryConfig};
 use neo_builder::impact::Consumers;
 use neo_builder::queue::QueueConfig;
@@ -102,26 +100,9 @@ impl BuildStack {
         let js = stack.platform.store.context().clone();
         neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
             .await?;
-        let mut tasks = vec![
-            reactor::run(
-                js.clone(),
-                platform.clone(),
-                Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
-            ),
-            reactor::run(
-                js.clone(),
-                platform.clone(),
-                Arc::new(PodgroupOnFirstRelease),
-            ),
-            reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
-            reactor::run(
-                js.clone(),
-                platform.clone(),
-                Arc::new(DeployOnBuild::new(Some(consumers), platform.clone())),
-            ),
-            neo_builder::queue::run_enqueuer(js.clone()),
-            projections.run(js.clone()),
-        ];
+        let mut tasks = reactor::run_platform(&js, &platform, Some(consumers));
+        tasks.push(neo_builder::queue::run_enqueuer(js.clone()));
+        tasks.push(projections.run(js.clone()));
         let mut this = Self {
             stack,
             postgres,

@@ -163,6 +163,30 @@ fn to_event(msg: &jetstream::Message) -> Result<ReactorEvent, String> {
     })
 }
 
+/// Runs every reactor of a platform process (`neo serve`, and the test stacks standing in for
+/// it): the Runtime's desired states, podgroups from releases, and 1-Click Publish (build on
+/// publish; deploy on build, with impact analysis when `consumers` is given). The desired-state
+/// reactor publishes into `NEO_DESIRED`, which must exist.
+pub fn run_platform(
+    js: &jetstream::Context,
+    platform: &Arc<Platform>,
+    consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+) -> Vec<JoinHandle<()>> {
+    let reactors: [Arc<dyn Reactor>; 4] = [
+        Arc::new(desired::DesiredOnPodgroupChange::new(
+            js.clone(),
+            platform.clone(),
+        )),
+        Arc::new(podgroups::PodgroupOnFirstRelease),
+        Arc::new(publish::BuildOnPublish),
+        Arc::new(publish::DeployOnBuild::new(consumers, platform.clone())),
+    ];
+    reactors
+        .into_iter()
+        .map(|reactor| run(js.clone(), platform.clone(), reactor))
+        .collect()
+}
+
 /// Runs `reactor` on its durable consumer until the returned task is aborted. Survives NATS
 /// outages by re-attaching to the consumer.
 pub fn run(
