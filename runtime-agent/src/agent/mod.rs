@@ -112,10 +112,7 @@ impl Shared {
                 desired.image_digest
             ),
             replicas: desired.replicas,
-            resources: desired.resources.unwrap_or(pb::Resources {
-                cpu_millis: 250,
-                memory_mib: 256,
-            }),
+            resources: resources(desired),
             env: desired
                 .settings
                 .iter()
@@ -123,6 +120,15 @@ impl Shared {
                 .collect(),
         }
     }
+}
+
+/// The per-replica allocation of a desired state (a podgroup always has one; the default
+/// mirrors the podgroup's, 250 millicores and 256 MiB, for a state without it).
+pub fn resources(desired: &pb::DesiredPodgroup) -> pb::Resources {
+    desired.resources.unwrap_or(pb::Resources {
+        cpu_millis: 250,
+        memory_mib: 256,
+    })
 }
 
 /// The podgroup a desired state names.

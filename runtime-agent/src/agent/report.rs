@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use neo_builder::platform::PlatformError;
 use neo_protocol::subjects::{self, Channel};
-use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
+use neo_protocol::{EntityRef, pb};
 use prost::Message;
 use tracing::Instrument as _;
 
@@ -64,14 +64,6 @@ pub(crate) async fn report_loop(shared: Arc<Shared>) {
     }
 }
 
-fn names(key: &PodgroupKey) -> Option<(TenantName, AppName, StageName)> {
-    Some((
-        TenantName::new(&key.tenant).ok()?,
-        AppName::new(&key.app).ok()?,
-        StageName::new(&key.stage).ok()?,
-    ))
-}
-
 async fn report_rollout(
     shared: &Shared,
     wanted: &pb::DesiredPodgroup,
@@ -90,7 +82,7 @@ async fn report_rollout(
     if state.rollout == Some(outcome) {
         return;
     }
-    let Some((tenant, app, stage)) = names(&observed.key) else {
+    let Some((tenant, app, stage)) = observed.key.names() else {
         return;
     };
     let entity = EntityRef::deployment(&tenant, &app, &stage);
@@ -148,7 +140,7 @@ async fn report_health(
     if !due && fingerprint == state.health && wanted.replicas == state.desired {
         return;
     }
-    let Some((tenant, app, stage)) = names(&observed.key) else {
+    let Some((tenant, app, stage)) = observed.key.names() else {
         return;
     };
     let report = pb::HealthReport {
@@ -188,7 +180,7 @@ async fn report_metrics(
     {
         return;
     }
-    let Some((tenant, app, stage)) = names(&observed.key) else {
+    let Some((tenant, app, stage)) = observed.key.names() else {
         return;
     };
     state.metrics_at = Some(Instant::now());
@@ -197,11 +189,7 @@ async fn report_metrics(
         .iter()
         .filter(|r| r.phase() == pb::ReplicaPhase::Ready)
         .collect();
-    let resources = wanted.resources.unwrap_or(pb::Resources {
-        cpu_millis: 250,
-        memory_mib: 256,
-    });
-    let observation = observation(&ready, resources);
+    let observation = observation(&ready, super::resources(wanted));
     let report = pb::MetricsReport {
         tenant: observed.key.tenant.clone(),
         app: observed.key.app.clone(),

@@ -1,17 +1,16 @@
 //! Driver events out: log lines batched per podgroup into `NEO_LOGS`, replacements recorded on
 //! the podgroup, health changes wake the reporter.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use neo_protocol::subjects::{self, Channel};
-use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
+use neo_protocol::{EntityRef, pb};
 use prost::Message;
 use tokio::sync::mpsc;
 
 use super::Shared;
 use super::report::publish;
-use crate::driver::DriverEvent;
+use crate::driver::{DriverEvent, PodgroupKey};
 
 /// The most lines in one `LogBatch` message.
 const BATCH_LINES: usize = 2000;
@@ -53,11 +52,7 @@ fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
             shared.changed.notify_one();
             let shared = shared.clone();
             tokio::spawn(async move {
-                let (Ok(tenant), Ok(app), Ok(stage)) = (
-                    TenantName::new(&key.tenant),
-                    AppName::new(&key.app),
-                    StageName::new(&key.stage),
-                ) else {
+                let Some((tenant, app, stage)) = key.names() else {
                     return;
                 };
                 let entity = EntityRef::podgroup(&tenant, &app, &stage);
@@ -97,27 +92,27 @@ fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
     }
 }
 
-/// Publishes lines grouped by podgroup, in batches.
+/// Publishes lines grouped by podgroup, in batches. Lines come in runs of one replica, so the
+/// group is found by comparing with the last one, and names are checked once per group.
 async fn ship_logs(shared: &Shared, lines: Vec<pb::LogLine>) {
-    let mut by_subject: BTreeMap<String, Vec<pb::LogLine>> = BTreeMap::new();
+    let mut groups: Vec<(PodgroupKey, Vec<pb::LogLine>)> = Vec::new();
     for line in lines {
-        let (Ok(tenant), Ok(app), Ok(stage)) = (
-            TenantName::new(&line.tenant),
-            AppName::new(&line.app),
-            StageName::new(&line.stage),
-        ) else {
-            continue;
+        let index = match groups.iter().rposition(|(key, _)| key.owns(&line)) {
+            Some(index) => index,
+            None => {
+                groups.push((PodgroupKey::of_line(&line), Vec::new()));
+                groups.len() - 1
+            }
         };
-        by_subject
-            .entry(subjects::runtime(
-                &tenant,
-                &stage,
-                &app,
-                Channel::Logs.as_str(),
-            ))
-            .or_default()
-            .push(line);
+        groups[index].1.push(line);
     }
+    let by_subject = groups.into_iter().filter_map(|(key, lines)| {
+        let (tenant, app, stage) = key.names()?;
+        Some((
+            subjects::runtime(&tenant, &stage, &app, Channel::Logs.as_str()),
+            lines,
+        ))
+    });
     for (subject, lines) in by_subject {
         let mut batch = pb::LogBatch::default();
         let mut bytes = 0;

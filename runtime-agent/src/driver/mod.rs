@@ -12,7 +12,7 @@ pub mod process;
 
 use std::collections::BTreeMap;
 
-use neo_protocol::pb;
+use neo_protocol::{AppName, StageName, TenantName, pb};
 
 /// One app on one stage of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +23,31 @@ pub struct PodgroupKey {
     pub app: String,
     /// The stage.
     pub stage: String,
+}
+
+impl PodgroupKey {
+    /// Its parts as validated names, or `None` when one is not a valid name.
+    pub fn names(&self) -> Option<(TenantName, AppName, StageName)> {
+        Some((
+            TenantName::new(&self.tenant).ok()?,
+            AppName::new(&self.app).ok()?,
+            StageName::new(&self.stage).ok()?,
+        ))
+    }
+
+    /// The podgroup a log line belongs to.
+    pub fn of_line(line: &pb::LogLine) -> Self {
+        Self {
+            tenant: line.tenant.clone(),
+            app: line.app.clone(),
+            stage: line.stage.clone(),
+        }
+    }
+
+    /// Whether `line` belongs to this podgroup.
+    pub fn owns(&self, line: &pb::LogLine) -> bool {
+        self.tenant == line.tenant && self.app == line.app && self.stage == line.stage
+    }
 }
 
 impl std::fmt::Display for PodgroupKey {
