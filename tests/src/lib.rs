@@ -9,6 +9,7 @@
 //!   two-tenant fixture.
 
 pub mod build_stack;
+pub mod cli;
 pub mod commands;
 pub mod gateway;
 pub mod runtime_stack;

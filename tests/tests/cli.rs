@@ -9,96 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use neo_builder::project::Project;
-use neo_ops::cli::commands::login::{LoginArgs, login_with_password};
-use neo_ops::cli::config::Config;
 use neo_ops::cli::serde_json::{self, Value, json};
-use neo_ops::cli::{self, CliError, Context, Sink};
-use neo_tests::gateway::{People, ROOT, ROOT_PASSWORD, Stack, content_digest, password};
-
-/// A config file in a temporary directory, and the gateway's endpoint.
-struct Neo {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    endpoint: String,
-}
-
-impl Neo {
-    fn new(stack: &Stack) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("neo/config.toml");
-        Self {
-            _dir: dir,
-            config,
-            endpoint: stack.gateway.endpoint(),
-        }
-    }
-
-    /// Runs `neo --config … ARGS` in process; returns the result and what it printed.
-    async fn run(&self, args: &[&str]) -> (Result<(), CliError>, String) {
-        let config = self.config.to_str().unwrap();
-        let line = ["neo", "--config", config, "--timeout", "10"]
-            .into_iter()
-            .chain(args.iter().copied());
-        let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let mut cx = Context::load(global).unwrap();
-        cx.sink = Sink::memory();
-        let result = cli::execute(&mut cx, command).await;
-        (result, cx.sink.contents())
-    }
-
-    /// Runs a command that must succeed and print JSON; returns that JSON.
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut with_json = vec!["--output", "json"];
-        with_json.extend_from_slice(args);
-        let (result, out) = self.run(&with_json).await;
-        if let Err(e) = result {
-            panic!("neo {args:?} failed: {e}");
-        }
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("neo {args:?} printed {out}: {e}"))
-    }
-
-    /// Runs a command that must fail with `exit`; returns the error message.
-    async fn fails(&self, args: &[&str], exit: u8) -> String {
-        let (result, out) = self.run(args).await;
-        let error = result
-            .err()
-            .unwrap_or_else(|| panic!("neo {args:?} succeeded: {out}"));
-        assert_eq!(error.exit_code(), exit, "neo {args:?}: {error}");
-        error.to_string()
-    }
-
-    /// `neo login --endpoint … --user USER [--tenant TENANT]` with the fixture's password.
-    async fn login(&self, user: &str, tenant: Option<&str>) -> Result<(), CliError> {
-        self.login_with(user, &password(user), tenant).await
-    }
-
-    /// `neo login --endpoint … --user USER [--tenant TENANT]` with `secret`.
-    async fn login_with(
-        &self,
-        user: &str,
-        secret: &str,
-        tenant: Option<&str>,
-    ) -> Result<(), CliError> {
-        let config = self.config.to_str().unwrap();
-        let mut line = vec!["neo", "--config", config, "--endpoint", &self.endpoint];
-        if let Some(tenant) = tenant {
-            line.extend(["--tenant", tenant]);
-        }
-        line.extend(["--output", "json", "login", "--user", user]);
-        let (global, _) = cli::parse(line).unwrap();
-        let mut cx = Context::load(global).unwrap();
-        cx.sink = Sink::memory();
-        let args = LoginArgs {
-            user: Some(user.to_owned()),
-            password_stdin: false,
-        };
-        login_with_password(&mut cx, args, secret.to_owned()).await
-    }
-
-    fn saved(&self) -> Config {
-        Config::load(&self.config).unwrap()
-    }
-}
+use neo_ops::cli::{self, Context, Sink};
+use neo_tests::cli::Neo;
+use neo_tests::gateway::{People, ROOT, ROOT_PASSWORD, Stack, content_digest};
 
 async fn stack() -> (Stack, People) {
     let stack = Stack::start().await.unwrap();

@@ -1,97 +1,10 @@
 //! `neo logs`, `neo status` and `neo scale` run in process against the stack.
 
-use std::path::PathBuf;
-
 use neo_ops::cli::serde_json::{self, Value};
-use neo_ops::cli::{self, CliError, Context, Sink};
 use neo_protocol::pb::{self, LogLevel, ReplicaPhase};
-use neo_tests::gateway::{Stack, password};
+use neo_tests::cli::Neo;
 
 use super::harness::{Runtime, now_ms};
-
-/// `neo` run in process with its own config file.
-struct Neo {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    endpoint: String,
-}
-
-impl Neo {
-    fn new(stack: &Stack) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("neo/config.toml");
-        Self {
-            _dir: dir,
-            config,
-            endpoint: stack.gateway.endpoint(),
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> (Result<(), CliError>, String) {
-        let config = self.config.to_str().unwrap();
-        let line = ["neo", "--config", config, "--timeout", "10"]
-            .into_iter()
-            .chain(args.iter().copied());
-        let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let mut cx = Context::load(global).unwrap();
-        cx.sink = Sink::memory();
-        let result = cli::execute(&mut cx, command).await;
-        (result, cx.sink.contents())
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (result, out) = self.run(args).await;
-        if let Err(e) = result {
-            panic!("neo {args:?} failed: {e}");
-        }
-        out
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut with_json = vec!["--output", "json"];
-        with_json.extend_from_slice(args);
-        let out = self.ok(&with_json).await;
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("neo {args:?} printed {out}: {e}"))
-    }
-
-    async fn fails(&self, args: &[&str], exit: u8) -> String {
-        let (result, out) = self.run(args).await;
-        let error = result
-            .err()
-            .unwrap_or_else(|| panic!("neo {args:?} succeeded: {out}"));
-        assert_eq!(error.exit_code(), exit, "neo {args:?}: {error}");
-        error.to_string()
-    }
-
-    async fn login(&self, user: &str) {
-        use neo_ops::cli::commands::login::{LoginArgs, login_with_password};
-        let config = self.config.to_str().unwrap();
-        let line = [
-            "neo",
-            "--config",
-            config,
-            "--endpoint",
-            &self.endpoint,
-            "--tenant",
-            "acme",
-            "--output",
-            "json",
-            "login",
-            "--user",
-            user,
-        ];
-        let (global, _) = cli::parse(line).unwrap();
-        let mut cx = Context::load(global).unwrap();
-        cx.sink = Sink::memory();
-        let args = LoginArgs {
-            user: Some(user.to_owned()),
-            password_stdin: false,
-        };
-        login_with_password(&mut cx, args, password(user))
-            .await
-            .unwrap();
-    }
-}
 
 #[tokio::test]
 async fn neo_logs_status_and_scale_end_to_end() {
@@ -127,7 +40,7 @@ async fn neo_logs_status_and_scale_end_to_end() {
     )
     .await;
     let neo = Neo::new(&rt.stack);
-    neo.login("dave").await;
+    neo.login("dave", Some("acme")).await.unwrap();
 
     let table = neo.ok(&["logs", "--stage", "dev", "--since", "1h"]).await;
     let lines: Vec<&str> = table.lines().collect();
