@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push};
 use bytes::Bytes;
 use futures::StreamExt;
 use neo_protocol::envelope::{EventMeta, chain_link};
@@ -242,9 +242,21 @@ fn err(e: impl std::fmt::Display) -> AuditError {
 /// # Errors
 /// When the stream cannot be read.
 pub async fn read(js: &jetstream::Context, filter: &str) -> Result<Vec<Record>, AuditError> {
-    let stream = js.get_stream(subjects::EVENTS_STREAM).await.map_err(err)?;
+    // A named ordered push consumer delivered to this connection's inbox, on a stream handle
+    // made without STREAM.INFO: a tooling user allowed only `neo.evt.{tenant}.>` can read its
+    // tenant this way (the filter is in the consumer-create subject, which its grant pins).
+    let stream = js
+        .get_stream_no_info(subjects::EVENTS_STREAM)
+        .await
+        .map_err(err)?;
+    let client = js.client();
     let consumer = stream
-        .create_consumer(OrderedConfig {
+        .create_consumer(push::OrderedConfig {
+            name: Some(format!(
+                "audit_{}",
+                client.new_inbox().rsplit('.').next().unwrap_or("0")
+            )),
+            deliver_subject: client.new_inbox(),
             filter_subject: filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()

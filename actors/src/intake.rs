@@ -1,12 +1,14 @@
 //! Command intake over NATS: request/reply on `neo.cmd.{tenant}.{kind}.{id}` and state queries
 //! on `neo.qry.{tenant}.{kind}.{id}`, both in queue group `neo-platform`, so that any platform
-//! process can serve any tenant.
+//! process can serve any tenant; and the agents' commands on
+//! `neo.stagecmd.{stage}.{tenant}.{kind}.{id}`, where only what an agent of that stage may do
+//! is accepted (see [`agent_may`]).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use neo_protocol::pb::{self, ErrorCode};
-use neo_protocol::subjects;
+use neo_protocol::{EntityKind, EntityRef, StageName, subjects};
 use prost::Message as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -68,7 +70,11 @@ pub async fn serve(
 ) -> Result<Intake, IntakeError> {
     let limit = Arc::new(Semaphore::new(config.max_in_flight));
     let mut tasks = Vec::new();
-    for subject in [subjects::COMMANDS_ALL, subjects::QUERIES_ALL] {
+    for subject in [
+        subjects::COMMANDS_ALL,
+        subjects::QUERIES_ALL,
+        subjects::STAGE_COMMANDS_ALL,
+    ] {
         let mut sub = client
             .queue_subscribe(subject, subjects::PLATFORM_QUEUE.to_owned())
             .await
@@ -104,7 +110,8 @@ pub async fn serve(
             subject: subjects::COMMANDS_ALL,
             reason,
         })?;
-    tracing::info!(subjects = %format!("{} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL),
+    tracing::info!(subjects = %format!("{} {} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL,
+        subjects::STAGE_COMMANDS_ALL),
         queue = subjects::PLATFORM_QUEUE, "command intake serving");
     Ok(Intake { tasks })
 }
@@ -157,12 +164,81 @@ async fn handle(
             }
             .encode_to_vec(),
         }
+    } else if subject.starts_with("neo.stagecmd.") {
+        answer_stage_command(platform, config, subject, msg.payload).await
     } else {
         answer_command(platform, config, subject, msg.payload).await
     };
     if let Err(e) = client.publish(reply_to, body.into()).await {
         tracing::warn!(error = %e, "reply not sent");
     }
+}
+
+/// The rule a refused stage command names.
+pub const AGENT_RULE: &str = "agent.own_stage";
+
+/// Whether the agent of `stage` may send `request` to `entity`: a rollout record to its
+/// stage's deployment of an app, an observation or a replacement record to its stage's
+/// podgroup of an app, under its own principal (`agent:{stage}:…`). `Err` says why not.
+///
+/// # Errors
+/// The reason for the refusal, for the reply.
+pub fn agent_may(
+    stage: &StageName,
+    entity: &EntityRef,
+    request: &pb::CommandRequest,
+) -> Result<(), String> {
+    let own = entity
+        .id
+        .as_str()
+        .split_once('_')
+        .is_some_and(|(_, s)| s == stage.as_str());
+    if !own {
+        return Err(format!(
+            "the agent of stage {stage} may not command {entity}"
+        ));
+    }
+    if !request.principal.starts_with(&format!("agent:{stage}:")) {
+        return Err(format!(
+            "the agent of stage {stage} must act as `agent:{stage}:…`, not `{}`",
+            request.principal
+        ));
+    }
+    let allowed = match entity.kind {
+        EntityKind::Deployment => matches!(
+            pb::DeploymentCommand::decode(request.command.clone()).map(|c| c.command),
+            Ok(Some(pb::deployment_command::Command::RecordRollout(_)))
+        ),
+        EntityKind::Podgroup => matches!(
+            pb::PodgroupCommand::decode(request.command.clone()).map(|c| c.command),
+            Ok(Some(
+                pb::podgroup_command::Command::Observe(_)
+                    | pb::podgroup_command::Command::RecordReplacement(_)
+            ))
+        ),
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "an agent may only record rollouts, observations and replacements, not this \
+             command to {entity}"
+        ))
+    }
+}
+
+async fn answer_stage_command(
+    platform: &Platform,
+    config: &IntakeConfig,
+    subject: &str,
+    payload: bytes::Bytes,
+) -> Vec<u8> {
+    let (stage, entity) = match subjects::parse_stage_command(subject) {
+        Ok(parsed) => parsed,
+        Err(e) => return command_error(invalid("subject", e.to_string())),
+    };
+    run_command(platform, config, entity, payload, Some(&stage)).await
 }
 
 async fn answer_command(
@@ -175,6 +251,18 @@ async fn answer_command(
         Ok(e) => e,
         Err(e) => return command_error(invalid("subject", e.to_string())),
     };
+    run_command(platform, config, entity, payload, None).await
+}
+
+/// Decodes and dispatches a command; `agent_stage`: sent by the agent of this stage, which
+/// may only do what [`agent_may`] allows.
+async fn run_command(
+    platform: &Platform,
+    config: &IntakeConfig,
+    entity: EntityRef,
+    payload: bytes::Bytes,
+    agent_stage: Option<&StageName>,
+) -> Vec<u8> {
     if payload.len() > config.max_command_bytes {
         return command_error(error(
             ErrorCode::ResourceExhausted,
@@ -194,5 +282,15 @@ async fn answer_command(
             ));
         }
     };
+    if let Some(stage) = agent_stage
+        && let Err(why) = agent_may(stage, &entity, &request)
+    {
+        tracing::warn!(%stage, %entity, principal = %request.principal, %why,
+            "stage command refused");
+        return command_error(pb::CommandError {
+            rule: AGENT_RULE.to_owned(),
+            ..error(ErrorCode::FailedPrecondition, why)
+        });
+    }
     platform.dispatch(&entity, request).await.encode_to_vec()
 }

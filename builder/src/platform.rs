@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use neo_protocol::{EntityRef, pb, subjects};
+use neo_protocol::{EntityRef, StageName, pb, subjects};
 use prost::Message;
 
 /// The platform refused or could not be reached.
@@ -57,12 +57,28 @@ impl PlatformError {
 pub struct PlatformClient {
     client: async_nats::Client,
     timeout: Duration,
+    /// Commands go to `neo.stagecmd.{stage}.…` (an agent of this stage) instead of `neo.cmd.…`.
+    agent_stage: Option<StageName>,
 }
 
 impl PlatformClient {
     /// A client answering within `timeout`.
     pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            agent_stage: None,
+        }
+    }
+
+    /// The client of the agent of `stage`: its commands go to the stage's own subjects
+    /// (`neo.stagecmd.{stage}.…`), the only ones its NATS user may publish to.
+    pub fn for_agent(client: async_nats::Client, timeout: Duration, stage: StageName) -> Self {
+        Self {
+            client,
+            timeout,
+            agent_stage: Some(stage),
+        }
     }
 
     async fn request(&self, subject: String, payload: Vec<u8>) -> Result<Bytes, PlatformError> {
@@ -97,9 +113,11 @@ impl PlatformClient {
             traceparent: neo_protocol::trace::current_traceparent(),
             want_state: false,
         };
-        let reply = self
-            .request(subjects::command(entity), request.encode_to_vec())
-            .await?;
+        let subject = match &self.agent_stage {
+            Some(stage) => subjects::stage_command(stage, entity),
+            None => subjects::command(entity),
+        };
+        let reply = self.request(subject, request.encode_to_vec()).await?;
         let reply = pb::CommandReply::decode(reply)
             .map_err(|e| PlatformError::Undecodable(e.to_string()))?;
         match reply.result {

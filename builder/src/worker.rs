@@ -304,6 +304,7 @@ impl Worker {
                         image_ref: success.image_ref,
                         dependencies: success.dependencies,
                         exposes: success.exposes,
+                        needs: Some(success.needs),
                     })),
                     ("info", line),
                 )
@@ -476,6 +477,7 @@ impl Worker {
             image_ref: pushed.reference,
             dependencies,
             exposes: model.exposes(),
+            needs: model.needs(),
         })
     }
 
@@ -580,6 +582,8 @@ pub struct Success {
     pub dependencies: Vec<pb::Dependency>,
     /// What the revision exposes.
     pub exposes: Vec<pb::ExposedEntity>,
+    /// What it needs from a stage (settings without a default, secrets).
+    pub needs: pb::ConfigNeeds,
 }
 
 /// The causation of a worker's commands: the `BuildRequested` event of its job.

@@ -18,7 +18,7 @@ use crate::identity::Users;
 use crate::services::{
     Ctx, apps::AppsService, builds::BuildsService, deployments::DeploymentsService,
     events::EventsService, identity::IdentityService, runtime::RuntimeService,
-    tenants::TenantsService,
+    settings::SettingsService, tenants::TenantsService,
 };
 
 /// PEM certificate and key files for TLS.
@@ -71,6 +71,8 @@ pub struct Backends {
     pub revisions: neo_storage::RevisionStore,
     /// Consumers per stage, from the read models, for impact analysis (none: no analysis).
     pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+    /// The encrypted secrets store (none: secrets cannot be set).
+    pub secrets: Option<Arc<neo_secrets::SecretStore>>,
 }
 
 /// A running gateway.
@@ -132,6 +134,7 @@ impl Gateway {
             users,
             revisions: backends.revisions,
             consumers: backends.consumers,
+            secrets: backends.secrets,
             key: config.token_key.clone(),
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,
@@ -160,6 +163,9 @@ impl Gateway {
             .await;
         health
             .set_serving::<api::runtime_server::RuntimeServer<RuntimeService>>()
+            .await;
+        health
+            .set_serving::<api::settings_server::SettingsServer<SettingsService>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -226,7 +232,12 @@ impl Gateway {
             ))
             .add_service(limited!(
                 api::runtime_server::RuntimeServer<RuntimeService>,
-                RuntimeService(ctx),
+                RuntimeService(ctx.clone()),
+                max
+            ))
+            .add_service(limited!(
+                api::settings_server::SettingsServer<SettingsService>,
+                SettingsService(ctx),
                 max
             ));
 

@@ -31,9 +31,9 @@ pub struct AgentArgs {
     /// The stage this agent serves.
     #[arg(long, env = "NEO_STAGE")]
     pub stage: String,
-    /// NATS server URL.
-    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The NATS server, its CA and the agent's credential (user `agent-{stage}`).
+    #[command(flatten)]
+    pub nats: crate::nats_connect::NatsArgs,
     /// The agent's name (reports, command principal, durable consumer).
     #[arg(long)]
     pub name: Option<String>,
@@ -87,12 +87,7 @@ pub struct AgentArgs {
 /// When NATS, the registry settings or the driver cannot be set up.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let stage = StageName::new(&args.stage).context("--stage")?;
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("neo-agent-{stage}"))
-        .retry_on_initial_connect()
-        .connect(&args.nats)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats))?;
+    let client = args.nats.connect(&format!("neo-agent-{stage}")).await?;
     let loopback = args.registry.starts_with("127.") || args.registry.starts_with("localhost");
     let registry = Arc::new(Registry::new(RegistryConfig {
         host: args.registry.clone(),

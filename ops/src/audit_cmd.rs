@@ -21,9 +21,10 @@ pub enum AuditCommand {
 /// Where the events come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Source {
-    /// NATS server URL.
-    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The NATS server, its CA and the credential (`admin`, or `tool-{tenant}` with
+    /// `--tenant`).
+    #[command(flatten)]
+    pub nats: crate::nats_connect::NatsArgs,
     /// Only this tenant's events (default: the whole stream).
     #[arg(long)]
     pub tenant: Option<String>,
@@ -38,9 +39,7 @@ impl Source {
     }
 
     async fn connect(&self) -> anyhow::Result<async_nats::jetstream::Context> {
-        let client = async_nats::connect(&self.nats)
-            .await
-            .with_context(|| format!("connecting to NATS at {}", self.nats))?;
+        let client = self.nats.connect_once("neo-audit").await?;
         Ok(async_nats::jetstream::new(client))
     }
 }

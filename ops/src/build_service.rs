@@ -212,9 +212,9 @@ pub async fn start_workers(
 /// Options of `neo build-worker`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildWorkerArgs {
-    /// NATS server URL.
-    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The NATS server, its CA and the workers' credential (user `build-worker`).
+    #[command(flatten)]
+    pub nats: crate::nats_connect::NatsArgs,
     /// Workers in this process.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -232,12 +232,7 @@ pub struct BuildWorkerArgs {
 /// # Errors
 /// When NATS, S3 or the registry settings cannot be reached.
 pub async fn run_worker(args: BuildWorkerArgs) -> anyhow::Result<()> {
-    let nats = async_nats::ConnectOptions::new()
-        .name("neo-build-worker")
-        .retry_on_initial_connect()
-        .connect(&args.nats)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats))?;
+    let nats = args.nats.connect("neo-build-worker").await?;
     let (revisions, _embedded) = revision_store(&args.s3).await?;
     let registry = match registry_settings(&args.image) {
         Some(r) => r,
@@ -256,7 +251,7 @@ pub async fn run_worker(args: BuildWorkerArgs) -> anyhow::Result<()> {
         args.workers,
     )
     .await?;
-    println!("neo build worker ready: NATS {}", args.nats);
+    println!("neo build worker ready: NATS {}", args.nats.nats);
     crate::serve::shutdown_signal().await;
     Ok(())
 }

@@ -10,13 +10,23 @@
 //! - [`agent_cmd`]: `neo agent`, the runtime agent of one stage.
 //! - [`whatif_cmd`]: `neo what-if`, a podgroup's observations replayed under another policy.
 //! - [`telemetry`]: the process's `tracing` subscriber, and span export over OTLP.
+//! - [`nats_connect`]: every NATS connection: URL, TLS, the component's own credential.
+//! - [`nats_config`]: `neo nats-config` (the secured server's users and grants) and
+//!   `neo nats-provision`.
+//! - [`keys`]: the key-encryption key of the secrets store, `neo keys`, and the reactor that
+//!   destroys a deleted tenant's data key.
+//! - [`certs`]: `neo certs init`, the local CA and the servers' certificate.
 pub mod agent_cmd;
 pub mod audit_cmd;
 pub mod bench;
 pub mod build_service;
+pub mod certs;
 pub mod cli;
+pub mod keys;
 pub mod local;
 pub mod metrics_http;
+pub mod nats_config;
+pub mod nats_connect;
 pub mod serve;
 pub mod servers;
 pub mod telemetry;

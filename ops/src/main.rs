@@ -34,6 +34,22 @@ enum Command {
     WhatIf(neo_ops::whatif_cmd::WhatIfArgs),
     /// Run the runtime agent of one stage (process driver with a load balancer, or kube).
     Agent(Box<neo_ops::agent_cmd::AgentArgs>),
+    /// Make the local CA and the certificate the gateway and NATS serve TLS with.
+    Certs {
+        #[command(subcommand)]
+        which: neo_ops::certs::CertsCommand,
+    },
+    /// Generate the secrets store's key-encryption key, re-seal data keys under a new one, or
+    /// rotate a tenant's data key (reads and writes JetStream directly).
+    Keys {
+        #[command(subcommand)]
+        which: neo_ops::keys::KeysCommand,
+    },
+    /// Write a nats-server configuration with TLS and one NATS user per component, and
+    /// the users' credentials.
+    NatsConfig(neo_ops::nats_config::NatsConfigArgs),
+    /// Create what restricted NATS users may not (the agents' durable consumers); as admin.
+    NatsProvision(neo_ops::nats_config::ProvisionArgs),
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_ops::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
@@ -113,6 +129,10 @@ fn main() -> std::process::ExitCode {
             Command::WhatIf(args) => neo_ops::whatif_cmd::run(args).await,
             Command::Agent(args) => neo_ops::agent_cmd::run(*args).await,
             Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
+            Command::Certs { which } => neo_ops::certs::run(which),
+            Command::Keys { which } => neo_ops::keys::run(which).await,
+            Command::NatsConfig(args) => neo_ops::nats_config::run(args),
+            Command::NatsProvision(args) => neo_ops::nats_config::run_provision(args).await,
             Command::Bench {
                 which: Bench::Core(args),
             } => bench::core::run(args).await,

@@ -14,16 +14,56 @@ use neo_actors::{HostConfig, Platform};
 use neo_builder::impact::Consumers;
 use neo_builder::meta::MetaStore;
 use neo_gateway::{Backends, Gateway, GatewayConfig, TlsFiles};
+use neo_secrets::SecretStore;
 
 use crate::build_service::{self, ImageArgs, S3Args, WorkerArgs};
 use crate::local::LocalDispatch;
+use crate::nats_connect::NatsArgs;
+
+/// The NATS connections of `neo serve`: one per component when each has its own credential,
+/// else one shared.
+struct Connections {
+    platform: async_nats::Client,
+    gateway: async_nats::Client,
+    build_workers: async_nats::Client,
+}
+
+impl Connections {
+    async fn open(args: &ServeArgs) -> anyhow::Result<Self> {
+        let Some(dir) = &args.nats_creds_dir else {
+            let client = args.nats.connect("neo-platform").await?;
+            return Ok(Self {
+                platform: client.clone(),
+                gateway: client.clone(),
+                build_workers: client,
+            });
+        };
+        let connect = |user: &'static str| {
+            let path = crate::nats_config::creds_path(dir, user);
+            let nats = args.nats.with_creds(Some(path));
+            async move { nats.connect(&format!("neo-{user}")).await }
+        };
+        Ok(Self {
+            platform: connect("platform").await?,
+            gateway: connect("gateway").await?,
+            build_workers: connect("build-worker").await?,
+        })
+    }
+}
 
 /// Options of `neo serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// NATS server URL.
-    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The NATS server, its CA and (with --nats-creds) one credential for every component.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The key-encryption key of the secrets store.
+    #[command(flatten)]
+    pub kek: crate::keys::KekArgs,
+    /// One NATS credential per component, from `neo nats-config`: `platform.nk`,
+    /// `gateway.nk`, `build-worker.nk` (each component then has its own connection).
+    #[arg(long, env = "NEO_NATS_CREDS_DIR", conflicts_with = "nats_creds")]
+    pub nats_creds_dir: Option<PathBuf>,
     /// Replicas of the event stream and snapshot bucket (3 in a cluster).
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
@@ -153,12 +193,8 @@ async fn start_gateway(
 /// # Errors
 /// When NATS cannot be reached or the stream cannot be set up.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .name("neo-platform")
-        .retry_on_initial_connect()
-        .connect(&args.nats)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats))?;
+    let connections = Connections::open(&args).await?;
+    let client = connections.platform.clone();
     let store_config = StoreConfig {
         replicas: args.replicas,
         ..StoreConfig::default()
@@ -201,13 +237,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = &projections {
         tasks.push(p.run(js.clone()));
     }
+    let gateway_secrets = match args.kek.keyring()? {
+        Some(keyring) => {
+            let store = Arc::new(
+                SecretStore::open(js.clone(), keyring.clone(), args.replicas)
+                    .await
+                    .context("opening the secrets store")?,
+            );
+            tasks.push(neo_secrets::serve_stage_requests(client.clone(), store.clone()).await?);
+            tasks.push(reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(crate::keys::ShredOnTenantDeleted(store)),
+            ));
+            // The gateway seals on its own connection (its own NATS user).
+            let gateway_js = async_nats::jetstream::new(connections.gateway.clone());
+            Some(Arc::new(
+                SecretStore::open(gateway_js, keyring, args.replicas).await?,
+            ))
+        }
+        None => {
+            tracing::warn!("no key-encryption key (--kek-file or NEO_KEK): secrets cannot be set");
+            None
+        }
+    };
     match build_service::registry_settings(&args.image) {
         Some(registry) => {
             MetaStore::open(&js).await?.set_registry(&registry).await?;
             if args.build_workers > 0 {
                 tasks.extend(
                     build_service::start_workers(
-                        &client,
+                        &connections.build_workers,
                         revisions.clone(),
                         registry,
                         &args.image,
@@ -229,10 +289,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backends = Backends {
         revisions,
         consumers,
+        secrets: gateway_secrets,
     };
-    let gateway = start_gateway(client.clone(), platform.clone(), &args, backends).await?;
-    println!("neo platform ready: NATS {}", args.nats);
-    tracing::info!(nats = %args.nats, "neo platform ready");
+    let gateway = start_gateway(
+        connections.gateway.clone(),
+        platform.clone(),
+        &args,
+        backends,
+    )
+    .await?;
+    println!("neo platform ready: NATS {}", args.nats.nats);
+    tracing::info!(nats = %args.nats.nats, "neo platform ready");
     shutdown_signal().await;
     tracing::info!("shutting down");
     if let Some(g) = gateway {
@@ -242,7 +309,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         task.abort();
     }
     platform.passivate_all();
-    client.flush().await.ok();
+    for client in [
+        &connections.platform,
+        &connections.gateway,
+        &connections.build_workers,
+    ] {
+        client.flush().await.ok();
+    }
     Ok(())
 }
 

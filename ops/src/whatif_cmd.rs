@@ -12,9 +12,9 @@ use crate::cli::output;
 /// Arguments of `neo what-if`. Each policy option left out keeps the podgroup's current value.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WhatIfArgs {
-    /// NATS server URL.
-    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The NATS server, its CA and the credential.
+    #[command(flatten)]
+    pub nats: crate::nats_connect::NatsArgs,
     /// The podgroup's tenant.
     #[arg(long)]
     pub tenant: String,
@@ -58,9 +58,7 @@ impl WhatIfArgs {
 /// Bad names, NATS unreachable, an unknown podgroup, a refused policy, a malformed event.
 pub async fn run(args: WhatIfArgs) -> anyhow::Result<()> {
     let entity = args.entity()?;
-    let client = async_nats::connect(&args.nats)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats))?;
+    let client = args.nats.connect_once("neo-what-if").await?;
     let js = async_nats::jetstream::new(client);
     let report = whatif::what_if_podgroup(&js, &entity, &args.overrides()).await?;
     if args.json {

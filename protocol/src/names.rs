@@ -83,6 +83,42 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The longest setting or secret name.
+pub const MAX_SETTING_NAME_LEN: usize = 63;
+
+/// Checks a setting or secret name: `[a-z][a-z0-9_]{0,62}` (the app model's rule).
+pub fn validate_setting_name(what: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(NameError::Empty { what });
+    }
+    if value.len() > MAX_SETTING_NAME_LEN {
+        return Err(NameError::TooLong {
+            what,
+            value: shown(value),
+            len: value.len(),
+            max: MAX_SETTING_NAME_LEN,
+        });
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(NameError::Invalid {
+            what,
+            value: shown(value),
+            reason: "only lowercase letters, digits and `_` are allowed",
+        });
+    }
+    if !value.as_bytes()[0].is_ascii_lowercase() {
+        return Err(NameError::Invalid {
+            what,
+            value: shown(value),
+            reason: "it must start with a lowercase letter",
+        });
+    }
+    Ok(())
+}
+
 /// Checks a command, correlation or causation id: 1 to 128 characters of `A-Z a-z 0-9 - _ : .`.
 pub fn validate_id(what: &'static str, value: &str) -> Result<(), NameError> {
     if value.is_empty() {

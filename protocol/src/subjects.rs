@@ -15,6 +15,8 @@ pub const COMMANDS_ALL: &str = "neo.cmd.*.*.*";
 pub const QUERIES_ALL: &str = "neo.qry.*.*.*";
 /// The queue group shared by every platform process serving commands.
 pub const PLATFORM_QUEUE: &str = "neo-platform";
+/// Every stage command subject, for the intake's subscription.
+pub const STAGE_COMMANDS_ALL: &str = "neo.stagecmd.*.*.*.*";
 
 /// Why a subject could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,22 @@ pub enum SubjectError {
 /// [`PLATFORM_QUEUE`]).
 pub fn command(entity: &EntityRef) -> String {
     format!("neo.cmd.{}.{}.{}", entity.tenant, entity.kind, entity.id)
+}
+
+/// `neo.stagecmd.{stage}.{tenant}.{kind}.{id}`: a command from the agent of `stage`
+/// (request/reply, queue group [`PLATFORM_QUEUE`]). The stage comes first so that an agent's
+/// NATS user may publish to [`stage_commands`] of its own stage only; the intake accepts there
+/// only the commands an agent sends, to entities of that stage.
+pub fn stage_command(stage: &StageName, entity: &EntityRef) -> String {
+    format!(
+        "neo.stagecmd.{stage}.{}.{}.{}",
+        entity.tenant, entity.kind, entity.id
+    )
+}
+
+/// `neo.stagecmd.{stage}.>`: every command the agent of `stage` may send.
+pub fn stage_commands(stage: &StageName) -> String {
+    format!("neo.stagecmd.{stage}.>")
 }
 
 /// `neo.qry.{tenant}.{kind}.{id}`: a query for one entity's current state (request/reply).
@@ -140,6 +158,18 @@ pub fn desired_stage(stage: &StageName) -> String {
     format!("neo.desired.{stage}.>")
 }
 
+/// Every secrets request subject, for the secrets service's subscription.
+pub const SECRETS_REQUESTS_ALL: &str = "neo.secrets.*.*.*";
+/// The queue group shared by every process serving secrets requests.
+pub const SECRETS_QUEUE: &str = "neo-secrets";
+
+/// `neo.secrets.{stage}.{tenant}.{app}`: an agent's request for the secrets of one app on its
+/// stage (request/reply, queue group [`SECRETS_QUEUE`]). The stage comes first so that an
+/// agent's NATS user may publish to `neo.secrets.{stage}.>` of its own stage only.
+pub fn secrets_request(stage: &StageName, tenant: &TenantName, app: &AppName) -> String {
+    format!("neo.secrets.{stage}.{tenant}.{app}")
+}
+
 /// `{tenant}.{kind}.{id}`: the snapshot key of one entity in [`SNAPSHOT_BUCKET`].
 pub fn snapshot_key(entity: &EntityRef) -> String {
     format!("{}.{}.{}", entity.tenant, entity.kind, entity.id)
@@ -172,6 +202,17 @@ pub fn parse_command(subject: &str) -> Result<EntityRef, SubjectError> {
     entity_from(subject, t, k, i)
 }
 
+/// Parses `neo.stagecmd.{stage}.{tenant}.{kind}.{id}` into the stage and the entity.
+pub fn parse_stage_command(subject: &str) -> Result<(StageName, EntityRef), SubjectError> {
+    let pattern = "neo.stagecmd.{stage}.{tenant}.{kind}.{id}";
+    let [s, t, k, i] = tokens(subject, "neo.stagecmd.", pattern)?;
+    let stage = StageName::new(s).map_err(|source| SubjectError::Name {
+        subject: subject.chars().take(200).collect(),
+        source,
+    })?;
+    Ok((stage, entity_from(subject, t, k, i)?))
+}
+
 /// Parses `neo.qry.{tenant}.{kind}.{id}`.
 pub fn parse_query(subject: &str) -> Result<EntityRef, SubjectError> {
     let [t, k, i] = tokens(subject, "neo.qry.", "neo.qry.{tenant}.{kind}.{id}")?;
@@ -190,6 +231,23 @@ pub fn parse_event(subject: &str) -> Result<(EntityRef, String), SubjectError> {
         });
     }
     Ok((entity, e.to_owned()))
+}
+
+/// Parses `neo.secrets.{stage}.{tenant}.{app}`.
+pub fn parse_secrets_request(
+    subject: &str,
+) -> Result<(StageName, TenantName, AppName), SubjectError> {
+    let pattern = "neo.secrets.{stage}.{tenant}.{app}";
+    let [s, t, a] = tokens(subject, "neo.secrets.", pattern)?;
+    let name = |source| SubjectError::Name {
+        subject: subject.chars().take(200).collect(),
+        source,
+    };
+    Ok((
+        StageName::new(s).map_err(name)?,
+        TenantName::new(t).map_err(name)?,
+        AppName::new(a).map_err(name)?,
+    ))
 }
 
 #[cfg(test)]
@@ -219,8 +277,40 @@ mod tests {
     fn parses_what_it_builds() {
         assert_eq!(parse_command(&command(&dep())).unwrap(), dep());
         assert_eq!(parse_query(&query(&dep())).unwrap(), dep());
+        let dev = StageName::new("dev").unwrap();
+        assert_eq!(
+            stage_command(&dev, &dep()),
+            "neo.stagecmd.dev.acme.deployment.shop_dev"
+        );
+        assert_eq!(
+            parse_stage_command(&stage_command(&dev, &dep())).unwrap(),
+            (dev, dep())
+        );
         let (entity, ty) = parse_event(&event(&dep(), "ReleaseCreated")).unwrap();
         assert_eq!((entity, ty.as_str()), (dep(), "ReleaseCreated"));
+    }
+
+    #[test]
+    fn builds_and_parses_secrets_requests() {
+        let (stage, tenant, app) = (
+            StageName::new("dev").unwrap(),
+            TenantName::new("acme").unwrap(),
+            AppName::new("shop").unwrap(),
+        );
+        let subject = secrets_request(&stage, &tenant, &app);
+        assert_eq!(subject, "neo.secrets.dev.acme.shop");
+        assert_eq!(
+            parse_secrets_request(&subject).unwrap(),
+            (stage, tenant, app)
+        );
+        for bad in [
+            "neo.secrets.dev.acme",
+            "neo.secrets.dev.acme.shop.x",
+            "neo.secrets.DEV.acme.shop",
+            "neo.secret.dev.acme.shop",
+        ] {
+            assert!(parse_secrets_request(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

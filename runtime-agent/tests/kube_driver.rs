@@ -15,16 +15,22 @@ use std::time::Duration;
 
 use apiserver::FakeApi;
 use http::Method;
+use k8s_openapi::api::core::v1::Secret;
 use neo_protocol::pb;
 use neo_runtime_agent::driver::kube::KubeDriver;
 use neo_runtime_agent::driver::logline::now_ms;
-use neo_runtime_agent::driver::{Desired, Driver, DriverError, DriverEvent, PodgroupKey, Rollout};
+use neo_runtime_agent::driver::{
+    Desired, Driver, DriverError, DriverEvent, PodgroupKey, Rollout, SecretEnv,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 const NAMESPACE: &str = "neo-acme-dev";
 const DIGEST_3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
 const DIGEST_4: &str = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
+/// The values of the fixture's secrets: none may appear outside the Secret.
+const PAYMENT_API_KEY: &str = "pk_live_51Hq7uFAKEkeyForTests0000";
+const DB_PASSWORD: &str = "correct horse battery staple";
 
 fn key(app: &str) -> PodgroupKey {
     PodgroupKey {
@@ -47,10 +53,30 @@ fn desired(app: &str, release: u32, digest: &str) -> Desired {
         },
         env: BTreeMap::from([
             ("SHOP_CURRENCY".to_owned(), "EUR".to_owned()),
-            ("API_TOKEN".to_owned(), "s3cret".to_owned()),
             // The driver's own variables cannot be overridden.
             ("NEO_TENANT".to_owned(), "someone-else".to_owned()),
         ]),
+        secrets: secrets(&[
+            ("NEO_SECRET_PAYMENT_API_KEY", PAYMENT_API_KEY),
+            ("NEO_SECRET_DB_PASSWORD", DB_PASSWORD),
+        ]),
+    }
+}
+
+fn secrets(entries: &[(&str, &str)]) -> SecretEnv {
+    SecretEnv(
+        entries
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+    )
+}
+
+/// `desired` without secrets.
+fn without_secrets(desired: Desired) -> Desired {
+    Desired {
+        secrets: SecretEnv::default(),
+        ..desired
     }
 }
 
@@ -83,9 +109,12 @@ fn normalised(mut object: Value) -> Value {
 
 /// Compares `actual` with `tests/golden/kube/{name}.json` (or rewrites it with `UPDATE_GOLDEN=1`).
 fn assert_golden(name: &str, actual: &Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/kube")
-        .join(format!("{name}.json"));
+    let path = PathBuf::from(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("tests/golden/kube")
+    .join(format!("{name}.json"));
     let text = format!("{}\n", serde_json::to_string_pretty(actual).expect("JSON"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("golden dir");
@@ -152,6 +181,10 @@ async fn apply_writes_reviewed_objects_by_server_side_apply() {
         "poddisruptionbudget",
         &normalised(stored(&api, "poddisruptionbudgets", "shop")),
     );
+    assert_golden(
+        "secret",
+        &normalised(stored(&api, "secrets", "shop-secrets")),
+    );
 
     // Every write is a server-side apply by the agent's field manager, forcing conflicts.
     let writes: Vec<_> = api
@@ -164,6 +197,8 @@ async fn apply_writes_reviewed_objects_by_server_side_apply() {
         paths,
         [
             "/api/v1/namespaces/neo-acme-dev",
+            // The Secret first: the Deployment's pods read it.
+            "/api/v1/namespaces/neo-acme-dev/secrets/shop-secrets",
             "/apis/apps/v1/namespaces/neo-acme-dev/deployments/shop",
             "/api/v1/namespaces/neo-acme-dev/services/shop",
             "/apis/policy/v1/namespaces/neo-acme-dev/poddisruptionbudgets/shop",
@@ -194,6 +229,7 @@ async fn applying_twice_changes_nothing_and_a_new_release_changes_image_and_labe
         .expect("apply");
     let objects = ["deployments", "services", "poddisruptionbudgets"];
     let before: Vec<Value> = objects.iter().map(|r| stored(&api, r, "shop")).collect();
+    let secret = stored(&api, "secrets", "shop-secrets");
 
     driver
         .apply(&desired("shop", 3, DIGEST_3))
@@ -201,6 +237,7 @@ async fn applying_twice_changes_nothing_and_a_new_release_changes_image_and_labe
         .expect("apply again");
     let again: Vec<Value> = objects.iter().map(|r| stored(&api, r, "shop")).collect();
     assert_eq!(before, again, "a repeated apply must not change any object");
+    assert_eq!(secret, stored(&api, "secrets", "shop-secrets"));
 
     driver
         .apply(&desired("shop", 4, DIGEST_4))
@@ -228,9 +265,10 @@ async fn applying_twice_changes_nothing_and_a_new_release_changes_image_and_labe
         format!("registry.neo.test/acme/shop@{DIGEST_4}")
     );
     assert_eq!(deployment["metadata"]["generation"], 2);
-    // The Service and PDB do not carry the release: they are untouched.
+    // The Service, PDB and Secret do not carry the release: they are untouched.
     assert_eq!(before[1], stored(&api, "services", "shop"));
     assert_eq!(before[2], stored(&api, "poddisruptionbudgets", "shop"));
+    assert_eq!(secret, stored(&api, "secrets", "shop-secrets"));
 }
 
 #[tokio::test]
@@ -278,6 +316,235 @@ async fn api_errors_and_foreign_namespaces_are_backend_errors() {
         .expect_err("namespace of another tenant");
     assert!(err.to_string().contains("belongs to tenant a-b"), "{err}");
     assert!(api.object("deployments", "neo-a-b-c", "blog").is_none());
+}
+
+/// The values of a stored Secret, decoded.
+fn secret_values(api: &FakeApi, name: &str) -> BTreeMap<String, String> {
+    let secret: Secret =
+        serde_json::from_value(stored(api, "secrets", name)).expect("a Secret as the API has it");
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, String::from_utf8(value.0).expect("UTF-8")))
+        .collect()
+}
+
+/// The container's env entries by name.
+fn container_env(deployment: &Value) -> BTreeMap<String, Value> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("an env list")
+        .iter()
+        .map(|entry| {
+            let name = entry["name"].as_str().expect("a name").to_owned();
+            (name, entry.clone())
+        })
+        .collect()
+}
+
+fn secrets_hash(deployment: &Value) -> Option<String> {
+    deployment["spec"]["template"]["metadata"]["annotations"]["dev.neo/secrets-hash"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn secrets_go_to_a_secret_that_the_deployment_only_refers_to() {
+    let (api, driver, _events) = setup();
+    let mut desired = desired("shop", 3, DIGEST_3);
+    // A setting of a secret's name: the secret wins (one entry, by reference).
+    desired
+        .env
+        .insert("NEO_SECRET_DB_PASSWORD".to_owned(), "stale".to_owned());
+    driver.apply(&desired).await.expect("apply");
+
+    let secret = stored(&api, "secrets", "shop-secrets");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "neo"
+    );
+    assert_eq!(
+        secret_values(&api, "shop-secrets"),
+        BTreeMap::from([
+            ("NEO_SECRET_DB_PASSWORD".to_owned(), DB_PASSWORD.to_owned()),
+            (
+                "NEO_SECRET_PAYMENT_API_KEY".to_owned(),
+                PAYMENT_API_KEY.to_owned()
+            ),
+        ])
+    );
+
+    let deployment = stored(&api, "deployments", "shop");
+    let env = container_env(&deployment);
+    for name in ["NEO_SECRET_DB_PASSWORD", "NEO_SECRET_PAYMENT_API_KEY"] {
+        assert_eq!(
+            env[name],
+            json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": name}}}),
+        );
+    }
+    let names: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("an env list")
+        .iter()
+        .filter_map(|entry| entry["name"].as_str())
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "NEO_SECRET_DB_PASSWORD")
+            .count(),
+        1,
+        "{names:?}"
+    );
+    let text = deployment.to_string();
+    for value in [PAYMENT_API_KEY, DB_PASSWORD, "stale"] {
+        assert!(
+            !text.contains(value),
+            "a secret value in the Deployment: {text}"
+        );
+    }
+    let hash = secrets_hash(&deployment).expect("a secrets hash on the pod template");
+    assert_eq!(hash.len(), 16, "{hash}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+}
+
+#[tokio::test]
+async fn a_changed_secret_value_rolls_the_pods_without_a_new_release() {
+    let (api, driver, _events) = setup();
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply");
+    let before = stored(&api, "deployments", "shop");
+    let hash = secrets_hash(&before).expect("a secrets hash");
+
+    // Same release, one value rotated.
+    let rotated = Desired {
+        secrets: secrets(&[
+            ("NEO_SECRET_PAYMENT_API_KEY", "pk_live_rotated"),
+            ("NEO_SECRET_DB_PASSWORD", DB_PASSWORD),
+        ]),
+        ..desired("shop", 3, DIGEST_3)
+    };
+    driver.apply(&rotated).await.expect("apply rotated");
+    assert_eq!(
+        secret_values(&api, "shop-secrets")["NEO_SECRET_PAYMENT_API_KEY"],
+        "pk_live_rotated"
+    );
+    let after = stored(&api, "deployments", "shop");
+    let mut changed = Vec::new();
+    differences(
+        &normalised(before.clone()),
+        &normalised(after.clone()),
+        "",
+        &mut changed,
+    );
+    // Only the template's annotation: a new pod template, so the pods roll.
+    assert_eq!(
+        changed,
+        ["/spec/template/metadata/annotations/dev.neo/secrets-hash"]
+    );
+    assert_ne!(secrets_hash(&after), Some(hash.clone()));
+    assert_eq!(after["metadata"]["generation"], 2);
+
+    // Back to the first value: back to the first digest (it depends on the values only).
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply the first values");
+    assert_eq!(
+        secrets_hash(&stored(&api, "deployments", "shop")),
+        Some(hash)
+    );
+
+    // A secret dropped: gone from the Secret and from the env.
+    let fewer = Desired {
+        secrets: secrets(&[("NEO_SECRET_DB_PASSWORD", DB_PASSWORD)]),
+        ..desired("shop", 3, DIGEST_3)
+    };
+    driver.apply(&fewer).await.expect("apply fewer secrets");
+    let keys: Vec<String> = secret_values(&api, "shop-secrets").into_keys().collect();
+    assert_eq!(keys, ["NEO_SECRET_DB_PASSWORD"]);
+    assert!(
+        !container_env(&stored(&api, "deployments", "shop"))
+            .contains_key("NEO_SECRET_PAYMENT_API_KEY")
+    );
+}
+
+#[tokio::test]
+async fn without_secrets_there_is_no_secret_and_a_leftover_one_is_deleted() {
+    let (api, driver, _events) = setup();
+    driver
+        .apply(&without_secrets(desired("shop", 3, DIGEST_3)))
+        .await
+        .expect("apply");
+    assert!(api.names("secrets", NAMESPACE).is_empty());
+    let deployment = stored(&api, "deployments", "shop");
+    assert_eq!(secrets_hash(&deployment), None);
+    assert!(
+        !deployment.to_string().contains("secretKeyRef"),
+        "{deployment}"
+    );
+    // Nothing written for a Secret that never was: a read only.
+    let secret_requests: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        secret_requests,
+        ["GET /api/v1/namespaces/neo-acme-dev/secrets/shop-secrets"]
+    );
+
+    // Release 4 has secrets, release 5 none any more: its Secret goes, after the Deployment
+    // stopped reading it.
+    driver
+        .apply(&desired("shop", 4, DIGEST_4))
+        .await
+        .expect("apply release 4");
+    assert_eq!(api.names("secrets", NAMESPACE), ["shop-secrets"]);
+    let before = api.requests().len();
+    driver
+        .apply(&without_secrets(desired("shop", 5, DIGEST_4)))
+        .await
+        .expect("apply release 5");
+    let writes: Vec<String> = api.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "PATCH /api/v1/namespaces/neo-acme-dev",
+            "PATCH /apis/apps/v1/namespaces/neo-acme-dev/deployments/shop",
+            "PATCH /api/v1/namespaces/neo-acme-dev/services/shop",
+            "PATCH /apis/policy/v1/namespaces/neo-acme-dev/poddisruptionbudgets/shop",
+            "DELETE /api/v1/namespaces/neo-acme-dev/secrets/shop-secrets",
+        ]
+    );
+    assert!(api.names("secrets", NAMESPACE).is_empty());
+    let deployment = stored(&api, "deployments", "shop");
+    assert_eq!(secrets_hash(&deployment), None);
+    assert!(!container_env(&deployment).contains_key("NEO_SECRET_DB_PASSWORD"));
+}
+
+#[tokio::test]
+async fn a_secret_name_that_cannot_be_a_secret_key_is_refused_without_its_value() {
+    let (api, driver, _events) = setup();
+    let bad = Desired {
+        secrets: secrets(&[("NEO SECRET/KEY", PAYMENT_API_KEY)]),
+        ..desired("shop", 3, DIGEST_3)
+    };
+    let err = driver.apply(&bad).await.expect_err("an invalid key");
+    let message = err.to_string();
+    assert!(message.contains("NEO SECRET/KEY"), "{message}");
+    assert!(!message.contains(PAYMENT_API_KEY), "{message}");
+    assert!(!format!("{bad:?}").contains(PAYMENT_API_KEY));
+    assert!(api.requests().is_empty(), "nothing is sent");
 }
 
 /// A pod of release 3 of `shop`, as the ReplicaSet controller would create it.
@@ -530,9 +797,11 @@ async fn remove_deletes_exactly_what_apply_created() {
             "DELETE /apis/apps/v1/namespaces/neo-acme-dev/deployments/shop",
             "DELETE /api/v1/namespaces/neo-acme-dev/services/shop",
             "DELETE /apis/policy/v1/namespaces/neo-acme-dev/poddisruptionbudgets/shop",
+            "DELETE /api/v1/namespaces/neo-acme-dev/secrets/shop-secrets",
         ]
     );
     assert_eq!(api.names("deployments", NAMESPACE), ["blog"]);
+    assert_eq!(api.names("secrets", NAMESPACE), ["blog-secrets"]);
     assert_eq!(api.names("services", NAMESPACE), ["blog"]);
     assert_eq!(api.names("poddisruptionbudgets", NAMESPACE), ["blog"]);
     assert_eq!(api.names("configmaps", NAMESPACE), ["shop"]);

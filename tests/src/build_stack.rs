@@ -60,9 +60,12 @@ pub fn base_image() -> anyhow::Result<BaseImage> {
 
 /// An example app's folder.
 pub fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../examples")
+    .join(name)
 }
 
 impl BuildStack {
@@ -83,11 +86,21 @@ impl BuildStack {
         queue: QueueConfig,
         base: BaseImage,
     ) -> anyhow::Result<Self> {
+        Self::start_on_core(crate::Core::start().await?, workers, queue, base).await
+    }
+
+    /// Like [`BuildStack::start_on`] on `core` (secured: each component as its own user).
+    pub async fn start_on_core(
+        core: crate::Core,
+        workers: usize,
+        queue: QueueConfig,
+        base: BaseImage,
+    ) -> anyhow::Result<Self> {
         let postgres = PostgresServer::start().await?;
         postgres.create_database("neo").await?;
         let projections = Arc::new(Projections::connect(&postgres.url("neo")).await?);
         let consumers: Arc<dyn Consumers> = projections.clone();
-        let stack = Stack::start_with(Some(consumers.clone())).await?;
+        let stack = Stack::start_on_core(core, Some(consumers.clone())).await?;
         let registry = RegistryServer::start().await?;
         let images = Arc::new(Registry::new(RegistryConfig {
             host: registry.host(),
@@ -126,7 +139,7 @@ impl BuildStack {
         step_delay: Duration,
     ) -> anyhow::Result<JoinHandle<()>> {
         let context = WorkerContext {
-            nats: self.stack.core.connect().await?,
+            nats: self.stack.core.connect_as("build-worker").await?,
             revisions: self.stack.s3.store.clone(),
             registry: self.images.clone(),
             base: self.base.clone(),

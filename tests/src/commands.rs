@@ -85,6 +85,7 @@ pub fn promote(app: &str, stage: &str) -> pb::DeploymentCommand {
             stage: stage.into(),
             from_stage: String::new(),
             source: None,
+            needs: None,
         })),
     }
 }

@@ -42,7 +42,20 @@ pub struct Stack {
     pub key: Vec<u8>,
     /// The S3 endpoint holding revision content.
     pub s3: crate::storage::S3,
+    /// The secrets store the gateway seals with (a fresh key-encryption key per stack); the
+    /// platform process answers the agents' secret requests from it.
+    pub secrets: std::sync::Arc<neo_secrets::SecretStore>,
     channel: Channel,
+    _secret_requests: AbortOnDrop,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call of a client.
@@ -271,22 +284,72 @@ impl Stack {
     pub async fn start_with(
         consumers: Option<std::sync::Arc<dyn neo_builder::impact::Consumers>>,
     ) -> anyhow::Result<Self> {
-        let core = Core::start().await?;
+        Self::start_on_core(Core::start().await?, consumers).await
+    }
+
+    /// Like [`Stack::start_with`] on `core`; on a secured core the gateway connects as user
+    /// `gateway` and serves TLS with the core's certificate.
+    pub async fn start_on_core(
+        core: Core,
+        consumers: Option<std::sync::Arc<dyn neo_builder::impact::Consumers>>,
+    ) -> anyhow::Result<Self> {
         let platform = core.platform(HostConfig::default()).await?;
-        let client = core.connect().await?;
+        let client = core.connect_as("gateway").await?;
         identity::bootstrap_admin(&client, ROOT, ROOT_PASSWORD)
             .await
             .context("bootstrapping the platform admin")?;
         let key = format!("neo-test-key-{}", uuid::Uuid::new_v4()).into_bytes();
         let s3 = crate::storage::S3::start().await?;
+        let keyring = neo_secrets::Keyring::new(neo_secrets::Kek::generate()?);
+        let secrets = std::sync::Arc::new(
+            neo_secrets::SecretStore::open(
+                async_nats::jetstream::new(client.clone()),
+                keyring.clone(),
+                1,
+            )
+            .await?,
+        );
+        let platform_secrets = std::sync::Arc::new(
+            neo_secrets::SecretStore::open(
+                async_nats::jetstream::new(platform.client.clone()),
+                keyring,
+                1,
+            )
+            .await?,
+        );
+        let secret_requests = AbortOnDrop(
+            neo_secrets::serve_stage_requests(platform.client.clone(), platform_secrets).await?,
+        );
         let backends = neo_gateway::Backends {
             revisions: s3.store.clone(),
             consumers,
+            secrets: Some(secrets.clone()),
         };
-        let gateway = Gateway::start(client, GatewayConfig::local(key.clone()), backends)
+        let tls = core.security.as_ref().map(|s| neo_gateway::TlsFiles {
+            cert: s.certs.cert.clone(),
+            key: s.certs.key.clone(),
+        });
+        let config = GatewayConfig {
+            tls: tls.clone(),
+            ..GatewayConfig::local(key.clone())
+        };
+        let gateway = Gateway::start(client, config, backends)
             .await
             .context("starting the gateway")?;
-        let channel = Endpoint::from_shared(gateway.endpoint())?
+        let mut endpoint = Endpoint::from_shared(gateway.endpoint())?;
+        if let Some(security) = &core.security {
+            let ca = std::fs::read_to_string(&security.certs.ca)?;
+            endpoint = Endpoint::from_shared(format!(
+                "https://localhost:{}",
+                gateway.local_addr().port()
+            ))?
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                    .domain_name("localhost"),
+            )?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         Ok(Self {
@@ -295,7 +358,9 @@ impl Stack {
             gateway,
             key,
             s3,
+            secrets,
             channel,
+            _secret_requests: secret_requests,
         })
     }
 
@@ -341,6 +406,11 @@ impl Stack {
     /// The Runtime (logs, status, scale) as the holder of `token`.
     pub fn runtime(&self, token: &str) -> RuntimeClient<Authed> {
         RuntimeClient::new(self.authed(token))
+    }
+
+    /// Settings and secrets as the holder of `token`.
+    pub fn settings(&self, token: &str) -> api::settings_client::SettingsClient<Authed> {
+        api::settings_client::SettingsClient::new(self.authed(token))
     }
 
     /// Events as the holder of `token`.

@@ -30,6 +30,21 @@ use prost::Message;
 pub struct Core {
     /// The server.
     pub nats: NatsServer,
+    /// Set when the server is secured ([`Core::start_secured`]).
+    pub security: Option<Security>,
+}
+
+/// A secured server's TLS and users: every component connects over TLS as its own user.
+pub struct Security {
+    /// The CA, the server certificate and the users' credentials.
+    pub dir: tempfile::TempDir,
+    /// The CA and the server certificate.
+    pub certs: neo_ops::certs::CertFiles,
+    /// The users' credential files.
+    pub creds: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Every error a server reported to a client made by [`Core::connect_as`] (a permissions
+    /// violation above all), prefixed with the user.
+    pub errors: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A platform process: its own NATS connection, store, hosts and intake.
@@ -48,11 +63,97 @@ impl Core {
     pub async fn start() -> anyhow::Result<Self> {
         Ok(Self {
             nats: NatsServer::start().await?,
+            security: None,
         })
     }
 
-    /// A new client connection.
+    /// Starts a nats-server that requires TLS and knows one user per component
+    /// (`neo_ops::nats_config`), with agents for `stages` and tooling users for `tenants`.
+    pub async fn start_secured(stages: &[&str], tenants: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = neo_ops::certs::init(&dir.path().join("certs"), &[])?;
+        let stages = stages
+            .iter()
+            .map(|s| neo_protocol::StageName::new(*s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tenants = tenants
+            .iter()
+            .map(|t| neo_protocol::TenantName::new(*t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secured = neo_ops::nats_config::secure(
+            &dir.path().join("creds"),
+            Some((&certs.cert, &certs.key)),
+            &stages,
+            &tenants,
+        )?;
+        Ok(Self {
+            nats: NatsServer::start_with(secured.block).await?,
+            security: Some(Security {
+                dir,
+                certs,
+                creds: secured.creds,
+                errors: Arc::default(),
+            }),
+        })
+    }
+
+    /// The connect settings of `user` (TLS and its credential); plain and anonymous when the
+    /// server is not secured.
+    pub fn nats_args(&self, user: &str) -> anyhow::Result<neo_ops::nats_connect::NatsArgs> {
+        let mut args = neo_ops::nats_connect::NatsArgs::plain(self.nats.url());
+        if let Some(security) = &self.security {
+            args.nats_ca = Some(security.certs.ca.clone());
+            args.nats_creds = Some(
+                security
+                    .creds
+                    .get(user)
+                    .ok_or_else(|| anyhow::anyhow!("no NATS user {user}"))?
+                    .clone(),
+            );
+        }
+        Ok(args)
+    }
+
+    /// A new connection as `user` (anonymous when the server is not secured); errors the
+    /// server reports to it are kept in [`Security::errors`].
+    pub async fn connect_as(&self, user: &str) -> anyhow::Result<async_nats::Client> {
+        let options = self
+            .nats_args(user)?
+            .options(&format!("test-{user}"))
+            .await?
+            .request_timeout(Some(Duration::from_secs(10)));
+        let options = match &self.security {
+            Some(security) => {
+                let (errors, user) = (security.errors.clone(), user.to_owned());
+                options.event_callback(move |event| {
+                    let (errors, user) = (errors.clone(), user.clone());
+                    async move {
+                        if let async_nats::Event::ServerError(e) = event
+                            && let Ok(mut errors) = errors.lock()
+                        {
+                            errors.push(format!("{user}: {e}"));
+                        }
+                    }
+                })
+            }
+            None => options,
+        };
+        Ok(options.connect(self.nats.url()).await?)
+    }
+
+    /// The errors servers reported to connections of [`Core::connect_as`].
+    pub fn server_errors(&self) -> Vec<String> {
+        self.security
+            .as_ref()
+            .and_then(|s| s.errors.lock().ok().map(|e| e.clone()))
+            .unwrap_or_default()
+    }
+
+    /// A new client connection (as `admin` on a secured server).
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        if self.security.is_some() {
+            return self.connect_as("admin").await;
+        }
         Ok(async_nats::ConnectOptions::new()
             .request_timeout(Some(Duration::from_secs(10)))
             .connect(self.nats.url())
@@ -69,7 +170,12 @@ impl Core {
 
     /// Starts a platform process (hosts + intake) with `config`.
     pub async fn platform(&self, config: HostConfig) -> anyhow::Result<PlatformProcess> {
-        PlatformProcess::start(self.connect().await?, config).await
+        let client = if self.security.is_some() {
+            self.connect_as("platform").await?
+        } else {
+            self.connect().await?
+        };
+        PlatformProcess::start(client, config).await
     }
 }
 

@@ -62,8 +62,31 @@ impl RuntimeStack {
     /// # Errors
     /// When a server or agent cannot start.
     pub async fn start(stages: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on_core(crate::Core::start().await?, stages).await
+    }
+
+    /// Like [`RuntimeStack::start`] on a server that requires TLS and knows one NATS user per
+    /// component (platform, gateway, build worker, an agent per stage), each connecting as
+    /// its own user; the gateway serves TLS.
+    ///
+    /// # Errors
+    /// When a server or agent cannot start.
+    pub async fn start_secured(stages: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on_core(crate::Core::start_secured(stages, &[]).await?, stages).await
+    }
+
+    async fn start_on_core(core: crate::Core, stages: &[&str]) -> anyhow::Result<Self> {
         let base = BaseImage::from_apphost(&apphost_binary()?)?;
-        let build = BuildStack::start_on(1, QueueConfig::default(), base).await?;
+        let build = BuildStack::start_on_core(core, 1, QueueConfig::default(), base).await?;
+        if build.stack.core.security.is_some() {
+            // Agents may not create consumers: the operator makes theirs (as `admin`).
+            let names = stages
+                .iter()
+                .map(|s| StageName::new(*s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let js = async_nats::jetstream::new(build.stack.core.connect().await?);
+            neo_ops::nats_config::provision(&js, &names).await?;
+        }
         let mut this = Self {
             build,
             stages: BTreeMap::new(),
@@ -111,7 +134,12 @@ impl RuntimeStack {
         stage: &str,
         config: AgentConfig,
     ) -> anyhow::Result<LocalRuntime> {
-        let client = self.build.stack.core.connect().await?;
+        let client = self
+            .build
+            .stack
+            .core
+            .connect_as(&format!("agent-{stage}"))
+            .await?;
         let lb: SocketAddr = "127.0.0.1:0".parse()?;
         Ok(LocalRuntime::start(
             client,

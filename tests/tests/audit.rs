@@ -187,7 +187,7 @@ async fn neo_audit_verify_and_export_run_against_the_stream() {
     use neo_ops::audit_cmd::{AuditCommand, ExportArgs, Source, VerifyArgs};
     let (core, _platform, records) = fixture().await;
     let source = Source {
-        nats: core.nats.url(),
+        nats: neo_ops::nats_connect::NatsArgs::plain(core.nats.url()),
         tenant: Some("acme".into()),
     };
     let clean = neo_ops::audit_cmd::run(AuditCommand::Verify(VerifyArgs {

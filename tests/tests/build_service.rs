@@ -155,7 +155,11 @@ async fn the_examples_publish_and_their_images_hold_the_bundle() {
 async fn a_model_with_errors_fails_with_positioned_messages() {
     let stack = BuildStack::start(1).await.unwrap();
     let people = stack.stack.people().await.unwrap();
-    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("../builder/tests/fixtures/broken");
+    let broken = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../builder/tests/fixtures/broken");
     let content = Project::from_dir(&broken).unwrap().pack();
     let progress = stack
         .publish_bytes(&people.dave, TENANT, "broken", content)

@@ -202,9 +202,12 @@ async fn upload_build_deploy_promote_and_roll_back() {
 
 /// One of the example apps under `examples/`.
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../examples")
+    .join(name)
 }
 
 /// A copy of the files under `from` in `to`.

@@ -99,6 +99,7 @@ impl World {
                 image_ref: format!("127.0.0.1:5000/acme/{name}:r{revision}"),
                 dependencies,
                 exposes,
+                needs: None,
             })),
         )
         .await
@@ -304,6 +305,7 @@ async fn scenario(w: &World) -> u64 {
             image_ref: "127.0.0.1:5000/acme/report:r1".into(),
             dependencies: vec![dependency("orders", "Order", 1, &["total"])],
             exposes: vec![],
+            needs: None,
         })),
     )
     .await;

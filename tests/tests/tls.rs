@@ -43,6 +43,7 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
     let backends = neo_gateway::Backends {
         revisions: s3.store.clone(),
         consumers: None,
+        secrets: None,
     };
     let gateway = Gateway::start(core.connect().await.unwrap(), config, backends)
         .await

@@ -163,7 +163,7 @@ async fn the_what_if_replays_the_live_decisions_and_differs_under_another_policy
     // `neo what-if` prints both (table and JSON) from the stream.
     for json in [false, true] {
         neo_ops::whatif_cmd::run(WhatIfArgs {
-            nats: core.nats.url(),
+            nats: neo_ops::nats_connect::NatsArgs::plain(core.nats.url()),
             tenant: "acme".into(),
             app: "shop".into(),
             stage: "prod".into(),

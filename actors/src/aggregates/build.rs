@@ -74,6 +74,7 @@ impl Aggregate for pb::BuildState {
                     image_ref: succeed.image_ref,
                     dependencies: succeed.dependencies,
                     exposes: succeed.exposes,
+                    needs: succeed.needs,
                     deploy_to: self.deploy_to.clone(),
                     app: self.app.clone(),
                     revision: self.revision,
@@ -132,6 +133,7 @@ impl Aggregate for pb::BuildState {
                 self.image_ref.clone_from(&e.image_ref);
                 self.dependencies.clone_from(&e.dependencies);
                 self.exposes.clone_from(&e.exposes);
+                self.needs.clone_from(&e.needs);
             }
             Event::Failed(e) => {
                 self.set_status(BuildStatus::Failed);

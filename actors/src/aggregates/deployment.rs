@@ -26,6 +26,9 @@
 //! | `rollout.status` | invalid | record a rollout that is neither succeeded nor failed |
 //! | `rollout.recorded` | precondition | record the rollout of a release whose rollout is recorded |
 //!
+//! The stage's settings and secrets have their own rules, in [`config`]. Every release runs
+//! with the stage's configuration at the time it is made: promotion never copies it.
+//!
 //! A deploy that carries impact-analysis blockers and is not forced is not refused: it is
 //! recorded as `DeployBlocked` (no release), so the blocked attempt is part of the history and a
 //! publish following it can report it.
@@ -53,13 +56,19 @@ impl Aggregate for pb::DeploymentState {
             return Err(missing_command("deployment"));
         };
         let rules = Rules(self);
-        let event = match command {
-            Command::Deploy(deploy) => rules.deploy(deploy)?,
-            Command::Promote(promote) => rules.promote(promote)?,
-            Command::Rollback(rollback) => rules.rollback(rollback)?,
-            Command::RecordRollout(record) => rules.record_rollout(record)?,
+        let events = match command {
+            Command::Deploy(deploy) => vec![rules.deploy(deploy)?],
+            Command::Promote(promote) => vec![rules.promote(promote)?],
+            Command::Rollback(rollback) => vec![rules.rollback(rollback)?],
+            Command::RecordRollout(record) => vec![rules.record_rollout(record)?],
+            Command::ChangeSettings(change) => rules.change_settings(change)?,
+            Command::RecordSecret(record) => rules.record_secret(record)?,
+            Command::RemoveSecret(remove) => rules.remove_secret(remove)?,
         };
-        Ok(vec![pb::DeploymentEvent { event: Some(event) }])
+        Ok(events
+            .into_iter()
+            .map(|event| pb::DeploymentEvent { event: Some(event) })
+            .collect())
     }
 
     fn apply(&mut self, event: &pb::DeploymentEvent) {
@@ -85,6 +94,9 @@ impl Aggregate for pb::DeploymentState {
                     release.rollout_reason.clone_from(&e.reason);
                 }
             }
+            Event::SettingsChanged(_) | Event::SecretChanged(_) | Event::SecretRemoved(_) => {
+                config::apply(self, event);
+            }
         }
     }
 
@@ -93,6 +105,9 @@ impl Aggregate for pb::DeploymentState {
             Some(Event::ReleaseCreated(_)) => "ReleaseCreated",
             Some(Event::RolloutRecorded(_)) => "RolloutRecorded",
             Some(Event::DeployBlocked(_)) => "DeployBlocked",
+            Some(Event::SettingsChanged(_)) => "SettingsChanged",
+            Some(Event::SecretChanged(_)) => "SecretChanged",
+            Some(Event::SecretRemoved(_)) => "SecretRemoved",
             None => "Unknown",
         }
     }
@@ -189,6 +204,7 @@ impl Rules<'_> {
             ));
         }
         check_source(&source)?;
+        self.check_needs(&promote.stage, promote.needs.as_ref())?;
         if let Some(current) = self.current_release()
             && current.image_digest == source.image_digest
         {
@@ -336,6 +352,7 @@ impl Rules<'_> {
             release: Some(pb::Release {
                 number,
                 rollout: RolloutStatus::Pending.into(),
+                config: Some(self.config.clone().unwrap_or_default()),
                 ..release
             }),
         })
@@ -378,6 +395,9 @@ fn rollout_name(status: i32) -> &'static str {
         Ok(RolloutStatus::Unspecified) | Err(_) => "unspecified",
     }
 }
+
+#[path = "deployment_config.rs"]
+pub mod config;
 
 #[cfg(test)]
 #[path = "tests/deployment.rs"]

@@ -152,6 +152,7 @@ impl Aggregate for pb::PodgroupState {
                 Event::ReleaseAssigned(pb::ReleaseAssigned {
                     release: assign.release,
                     image_digest: assign.image_digest,
+                    config: assign.config,
                 })
             }
             Command::RecordReplacement(replaced) => {
@@ -186,6 +187,7 @@ impl Aggregate for pb::PodgroupState {
                 self.policy = e.policy;
                 self.resources = e.resources;
                 self.desired = e.desired;
+                self.config.clone_from(&e.config);
             }
             Event::PolicySet(e) => {
                 self.policy = e.policy;
@@ -196,6 +198,7 @@ impl Aggregate for pb::PodgroupState {
             Event::ReleaseAssigned(e) => {
                 self.release = e.release;
                 self.image_digest.clone_from(&e.image_digest);
+                self.config.clone_from(&e.config);
             }
             Event::Observed(e) => {
                 if let Some(observation) = &e.observation {
@@ -268,6 +271,7 @@ impl Rules<'_> {
             policy: Some(policy),
             resources: Some(resources),
             desired: policy.min_replicas,
+            config: create.config,
         }))
     }
 

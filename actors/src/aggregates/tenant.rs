@@ -20,6 +20,10 @@
 //! | `member.not_found` | not found | remove a user who is not a member |
 //! | `member.last_admin` | precondition | remove, or demote, the last admin |
 //! | `quota.missing` | invalid | set quota without a quota |
+//! | `tenant.deleted` | precondition | create a tenant under the name of a deleted one |
+//!
+//! Delete works on a suspended tenant too; afterwards the tenant no longer exists (every other
+//! command is `tenant.not_found`) and its name is never reused.
 
 use std::ops::Deref;
 
@@ -79,6 +83,12 @@ impl Aggregate for pb::TenantState {
                 }
                 Event::Resumed(pb::TenantResumed {})
             }
+            Command::Delete(delete) => {
+                rules.existing()?;
+                Event::Deleted(pb::TenantDeleted {
+                    reason: delete.reason,
+                })
+            }
         };
         Ok(vec![wrap(event)])
     }
@@ -113,6 +123,12 @@ impl Aggregate for pb::TenantState {
                 self.suspended = false;
                 self.suspension_reason.clear();
             }
+            Event::Deleted(_) => {
+                *self = pb::TenantState {
+                    deleted: true,
+                    ..Default::default()
+                };
+            }
         }
     }
 
@@ -126,6 +142,7 @@ impl Aggregate for pb::TenantState {
             Some(Event::QuotaSet(_)) => "QuotaSet",
             Some(Event::Suspended(_)) => "TenantSuspended",
             Some(Event::Resumed(_)) => "TenantResumed",
+            Some(Event::Deleted(_)) => "TenantDeleted",
             None => "Unknown",
         }
     }
@@ -175,6 +192,12 @@ impl Rules<'_> {
             return Err(Rejection::already_exists(
                 "tenant.exists",
                 "the tenant already exists",
+            ));
+        }
+        if self.deleted {
+            return Err(Rejection::precondition(
+                "tenant.deleted",
+                "a tenant of this name was deleted; names of deleted tenants are not reused",
             ));
         }
         check_max_chars(

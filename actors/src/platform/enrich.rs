@@ -149,10 +149,78 @@ impl Platform {
                         revision: r.revision,
                         build_id: r.build_id.clone(),
                     });
+                p.needs = match &p.source {
+                    Some(source) => self.build_needs(entity, &source.build_id).await?,
+                    None => None,
+                };
+            }
+            Some(Command::ChangeSettings(c)) => {
+                self.config_target(
+                    entity,
+                    &app,
+                    &stage,
+                    "change_settings",
+                    &mut c.app,
+                    &mut c.stage,
+                )
+                .await?;
+            }
+            Some(Command::RecordSecret(c)) => {
+                self.config_target(
+                    entity,
+                    &app,
+                    &stage,
+                    "record_secret",
+                    &mut c.app,
+                    &mut c.stage,
+                )
+                .await?;
+            }
+            Some(Command::RemoveSecret(c)) => {
+                self.config_target(
+                    entity,
+                    &app,
+                    &stage,
+                    "remove_secret",
+                    &mut c.app,
+                    &mut c.stage,
+                )
+                .await?;
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// A configuration command names the entity's app and a stage of the tenant; fills both.
+    async fn config_target(
+        &self,
+        entity: &EntityRef,
+        app: &AppName,
+        stage: &StageName,
+        verb: &str,
+        given_app: &mut String,
+        given_stage: &mut String,
+    ) -> Result<(), pb::CommandError> {
+        same(&format!("{verb}.app"), given_app, app.as_str())?;
+        same(&format!("{verb}.stage"), given_stage, stage.as_str())?;
+        *given_app = app.to_string();
+        *given_stage = stage.to_string();
+        self.stage_index(entity, stage).await.map(drop)
+    }
+
+    /// What the build `build_id` of the entity's tenant needs from a stage (None for a build
+    /// from before builds recorded it).
+    async fn build_needs(
+        &self,
+        entity: &EntityRef,
+        build_id: &str,
+    ) -> Result<Option<pb::ConfigNeeds>, pb::CommandError> {
+        let Ok(build) = EntityRef::parse(entity.tenant.as_str(), "build", build_id) else {
+            return Ok(None);
+        };
+        let (state, _) = self.builds.state(&build).await.map_err(host_error)?;
+        Ok(state.needs)
     }
 
     async fn stage_index(

@@ -48,6 +48,17 @@ async fn tenant(
     at: &At<'_>,
     event: &TenantEvent,
 ) -> Result<(), sqlx::Error> {
+    if let TenantEvent::Deleted(_) = event {
+        sqlx::query("DELETE FROM tenant_members WHERE tenant = $1")
+            .bind(at.tenant)
+            .execute(&mut *conn)
+            .await?;
+        return sqlx::query("DELETE FROM tenants WHERE tenant = $1")
+            .bind(at.tenant)
+            .execute(conn)
+            .await
+            .map(drop);
+    }
     let query = match event {
         TenantEvent::Created(e) => sqlx::query(
             "INSERT INTO tenants (tenant, display_name, stages, created_at, created_seq, last_seq)
@@ -113,6 +124,8 @@ async fn tenant(
         )
         .bind(at.tenant)
         .bind(at.seq),
+        // Handled above: it deletes from two tables.
+        TenantEvent::Deleted(_) => return Ok(()),
     };
     query.execute(conn).await.map(drop)
 }
@@ -416,6 +429,11 @@ async fn deployment(
             .await
             .map(drop)
         }
+        // The stage's settings and secrets are read from the deployment entity itself (secret
+        // values are never projected anywhere).
+        DeploymentEvent::SettingsChanged(_)
+        | DeploymentEvent::SecretChanged(_)
+        | DeploymentEvent::SecretRemoved(_) => Ok(()),
         DeploymentEvent::DeployBlocked(e) => {
             let (app, stage) = if e.app.is_empty() || e.stage.is_empty() {
                 from_id().unwrap_or_default()

@@ -51,7 +51,16 @@ pub fn desired_of(
         removed: false,
         sequence,
         traceparent,
-        settings: Default::default(),
+        settings: podgroup
+            .config
+            .as_ref()
+            .map(|c| c.settings.clone())
+            .unwrap_or_default(),
+        secrets: podgroup
+            .config
+            .as_ref()
+            .map(|c| c.secrets.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -49,11 +49,13 @@ impl Reactor for PodgroupOnFirstRelease {
                 image_digest: release.image_digest,
                 policy: None,
                 resources: None,
+                config: release.config,
             })
         } else {
             pb::podgroup_command::Command::AssignRelease(pb::AssignRelease {
                 release: release.number,
                 image_digest: release.image_digest,
+                config: release.config,
             })
         };
         let command = pb::PodgroupCommand {

@@ -15,7 +15,11 @@ use tokio::task::JoinHandle;
 
 /// The fixture bundle.
 pub fn fixture_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundle")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("tests/fixtures/bundle")
 }
 
 fn is_root() -> bool {

@@ -61,6 +61,20 @@ impl Model {
         self.entities.iter().find(|e| e.name == name)
     }
 
+    /// What a stage must set before this model may run there: the settings without a default
+    /// and every secret.
+    pub fn needs(&self) -> pb::ConfigNeeds {
+        pb::ConfigNeeds {
+            settings: self
+                .settings
+                .iter()
+                .filter(|s| s.default.is_none())
+                .map(|s| s.name.clone())
+                .collect(),
+            secrets: self.secrets.iter().map(|s| s.name.clone()).collect(),
+        }
+    }
+
     /// The entities declared with `expose = true`, as other apps see them.
     pub fn exposes(&self) -> Vec<pb::ExposedEntity> {
         self.entities

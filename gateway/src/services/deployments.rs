@@ -166,6 +166,7 @@ impl Deployments for DeploymentsService {
             stage: target.2.to_string(),
             from_stage: String::new(),
             source: None,
+            needs: None,
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
@@ -211,7 +212,11 @@ impl Deployments for DeploymentsService {
         self.0.release_action(&target.0, &target.2).await?;
         let build = self.succeeded_build(&target, revision).await?;
         let report = impact::assess(&self.0, &target, &build).await?;
-        Ok(Response::new(impact::to_api(&report)))
+        let mut report = impact::to_api(&report);
+        report
+            .blockers
+            .extend(super::settings::config_findings(&self.0, &target, &build).await?);
+        Ok(Response::new(report))
     }
 
     async fn list_releases(

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod impact;
 pub mod publish;
 pub mod runtime;
+pub mod settings;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct Ctx {
     /// The read models' view of which consumers run where, for impact analysis (none: no
     /// read models configured, no analysis).
     pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+    /// The encrypted secrets store (none: secrets cannot be set or listed with their times).
+    pub secrets: Option<Arc<neo_secrets::SecretStore>>,
     /// The token signing key.
     pub key: Vec<u8>,
     /// Token lifetime.

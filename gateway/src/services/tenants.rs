@@ -174,4 +174,28 @@ impl Tenants for TenantsService {
         let command = Command::RemoveMember(pb::RemoveMember { user: r.user });
         Ok(Response::new(self.run(&t, p.user(), command).await?))
     }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<api::DeleteTenantRequest>,
+    ) -> Result<Response<api::Tenant>, Status> {
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        let p = self.0.allow(&request, Some(&t), Action::Administer)?;
+        let reason = request.into_inner().reason;
+        let command = Command::Delete(pb::DeleteTenant { reason });
+        let deleted = self.run(&t, p.user(), command).await?;
+        if let Ok(mut known) = self.0.known_tenants.lock() {
+            known.remove(&t);
+        }
+        // The platform's reactor destroys the data key too (should this process die now);
+        // done here as well so the key is gone when the call returns.
+        if let Some(store) = &self.0.secrets {
+            let report = store
+                .shred_tenant(&t)
+                .await
+                .map_err(super::settings::secrets_status)?;
+            tracing::info!(tenant = %t, user = %p.user(), ?report, "tenant deleted; data key destroyed");
+        }
+        Ok(Response::new(deleted))
+    }
 }

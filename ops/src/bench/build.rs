@@ -228,6 +228,7 @@ impl BenchPlatform {
         let backends = Backends {
             revisions,
             consumers: None,
+            secrets: None,
         };
         let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
         let local = Arc::new(crate::local::LocalDispatch(platform.clone()));

@@ -380,6 +380,7 @@ async fn write_long_entity(
                     memory_mib: 256,
                 }),
                 desired: 1,
+                config: None,
             }))
         } else {
             let (from, to) = if i % 2 == 1 { (1, 2) } else { (2, 1) };

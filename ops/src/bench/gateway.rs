@@ -185,6 +185,7 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     let backends = neo_gateway::Backends {
         revisions: neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?,
         consumers: None,
+        secrets: None,
     };
     let gateway = Gateway::start_with(
         gateway_client.clone(),

@@ -10,6 +10,7 @@ use neo_gateway::api::deployments_client::DeploymentsClient;
 use neo_gateway::api::events_client::EventsClient;
 use neo_gateway::api::identity_client::IdentityClient;
 use neo_gateway::api::runtime_client::RuntimeClient;
+use neo_gateway::api::settings_client::SettingsClient;
 use neo_gateway::api::tenants_client::TenantsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -281,6 +282,11 @@ impl Gateway {
     /// The Runtime service (logs, status, scale).
     pub fn runtime(&self) -> RuntimeClient<AuthChannel> {
         RuntimeClient::new(self.with_auth())
+    }
+
+    /// The Settings service (settings and secrets of an app on a stage).
+    pub fn settings(&self) -> SettingsClient<AuthChannel> {
+        SettingsClient::new(self.with_auth())
     }
 
     /// The Events service, with no deadline: a watch lasts until stopped.

@@ -95,6 +95,20 @@ pub enum CliError {
         /// The revision.
         revision: u32,
     },
+    /// `neo settings diff` found what a stage lacks for the build running on the one before:
+    /// promoting it would be refused.
+    #[error("promoting {from} → {to} is refused until {to} has: {}", .missing.join(", "))]
+    SettingsMissing {
+        /// The stage promoted from.
+        from: String,
+        /// The stage promoted into.
+        to: String,
+        /// What `to` lacks (`setting NAME`, `secret NAME`).
+        missing: Vec<String>,
+    },
+    /// A secret's value could not be read from stdin or the terminal.
+    #[error("cannot read the secret's value: {0}")]
+    SecretValue(std::io::Error),
     /// The gateway ended a stream before its last message (a publish before its outcome).
     #[error("{0}")]
     Unfinished(String),
@@ -127,7 +141,9 @@ impl CliError {
             Self::Rpc(status) => exit_code_for(status.code()),
             Self::InvalidModel(_) => EXIT_USAGE,
             Self::BuildFailed { .. } => EXIT_BUILD_FAILED,
-            Self::DeployRefused { .. } | Self::ImpactBlockers { .. } => EXIT_REFUSED,
+            Self::DeployRefused { .. }
+            | Self::ImpactBlockers { .. }
+            | Self::SettingsMissing { .. } => EXIT_REFUSED,
             Self::Project(ProjectError::TooLarge { .. } | ProjectError::TooManyFiles { .. }) => {
                 EXIT_TOO_LARGE
             }
@@ -135,6 +151,7 @@ impl CliError {
             | Self::Read { .. }
             | Self::Project(_)
             | Self::Password(_)
+            | Self::SecretValue(_)
             | Self::Unfinished(_)
             | Self::Stdout(_) => EXIT_OTHER,
         }

@@ -16,7 +16,7 @@
 //! | 2 | usage or input error: bad command line (clap), `INVALID_ARGUMENT`, `OUT_OF_RANGE`, an invalid `neo.toml` (`neo publish`, checked before any upload) |
 //! | 3 | not found (`NOT_FOUND`) |
 //! | 4 | not logged in, `UNAUTHENTICATED`, `PERMISSION_DENIED` |
-//! | 5 | refused by a rule or a conflict: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED`; a publish whose deploy impact analysis refused; `neo impact` finding blockers |
+//! | 5 | refused by a rule or a conflict: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED`; a publish whose deploy impact analysis refused; `neo impact` finding blockers; `neo settings diff` finding what blocks a promotion |
 //! | 6 | cannot connect, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` (the client's deadline) |
 //! | 7 | too large (`RESOURCE_EXHAUSTED`, a project over the size or file-count limit) |
 //! | 8 | the build failed (`neo publish`; its diagnostics are printed) |
@@ -48,7 +48,7 @@ pub use output::{OutputFormat, Sink};
 /// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
 pub use serde_json;
 
-use commands::{app, audit, build, deploy, events, login, publish, runtime, tenant};
+use commands::{app, audit, build, deploy, events, login, publish, runtime, settings, tenant};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -159,6 +159,20 @@ pub enum ClientCommand {
     Status(runtime::StatusArgs),
     /// Change the scale policy of an app on a stage (fields not given keep their value).
     Scale(runtime::ScaleArgs),
+    /// Manage an app's settings on a stage (each stage has its own; a promotion never copies
+    /// them), and compare two stages.
+    Settings {
+        /// What to do.
+        #[command(subcommand)]
+        command: settings::SettingsCommand,
+    },
+    /// Manage an app's secrets on a stage: values go in (from a file, stdin or a hidden
+    /// prompt, never the command line) and never come out; only names and versions are shown.
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        command: settings::SecretsCommand,
+    },
 }
 
 /// Runs a client command and returns the process exit code, printing any error to stderr.
@@ -205,6 +219,8 @@ pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), Cli
         ClientCommand::Logs(args) => runtime::logs(cx, args).await,
         ClientCommand::Status(args) => runtime::status(cx, args).await,
         ClientCommand::Scale(args) => runtime::scale(cx, args).await,
+        ClientCommand::Settings { command } => settings::settings(cx, command).await,
+        ClientCommand::Secrets { command } => settings::secrets(cx, command).await,
     }
 }
 

@@ -181,13 +181,14 @@ pub fn build_status_word(status: i32) -> String {
     }
 }
 
-/// A release origin as a word (`deploy`, `promotion`, `rollback`).
+/// A release origin as a word (`deploy`, `promotion`, `rollback`, `config`).
 pub fn origin_word(origin: i32) -> String {
     match pb::ReleaseOrigin::try_from(origin) {
         Ok(pb::ReleaseOrigin::Unspecified) => "unspecified".to_owned(),
         Ok(pb::ReleaseOrigin::Deploy) => "deploy".to_owned(),
         Ok(pb::ReleaseOrigin::Promotion) => "promotion".to_owned(),
         Ok(pb::ReleaseOrigin::Rollback) => "rollback".to_owned(),
+        Ok(pb::ReleaseOrigin::Config) => "config".to_owned(),
         Err(_) => format!("unknown({origin})"),
     }
 }

@@ -5,6 +5,7 @@ use neo_protocol::pb;
 use serde_json::{Value, json};
 
 pub mod runtime;
+pub mod settings;
 
 use super::error::diagnostic_line;
 use super::output::{

@@ -27,6 +27,8 @@ pub struct NatsServer {
     child: Option<Child>,
     binary: PathBuf,
     port: u16,
+    /// More configuration after `listen` and `jetstream` (TLS, authorization).
+    settings: String,
     // Declared last: removed after `Drop::drop` has killed the child.
     dir: TempDir,
 }
@@ -34,6 +36,12 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a nats-server with JetStream on a free 127.0.0.1 port and waits until it is ready.
     pub async fn start() -> Result<NatsServer, ServerError> {
+        Self::start_with(String::new()).await
+    }
+
+    /// Like [`start`](Self::start), with `settings` appended to the configuration: e.g. the
+    /// `tls` and `authorization` blocks of `neo_ops::nats_config::secure`.
+    pub async fn start_with(settings: String) -> Result<NatsServer, ServerError> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("neo-nats-")
@@ -43,6 +51,7 @@ impl NatsServer {
             child: None,
             binary,
             port: 0,
+            settings,
             dir,
         };
         let mut attempt = 1;
@@ -121,7 +130,8 @@ impl NatsServer {
 
     async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
         let config = self.dir.path().join("nats-server.conf");
-        std::fs::write(&config, config_text(self.port, &self.store_dir()))
+        let text = config_text(self.port, &self.store_dir()) + &self.settings;
+        std::fs::write(&config, text)
             .map_err(ServerError::io(format!("writing {}", config.display())))?;
         let log_path = self.log_path();
         let log = OpenOptions::new()

@@ -61,6 +61,21 @@ fn decode(config: &super::AgentConfig, payload: &[u8]) -> Option<pb::DesiredPodg
     (desired.stage == config.stage.as_str() && config.serves(&desired.tenant)).then_some(desired)
 }
 
+/// The agent's durable consumer on `NEO_DESIRED`: named `{name}-{stage}`, filtered to the
+/// stage. Where the agent's NATS user may not create consumers, an operator creates this one
+/// beforehand (`neo nats-provision`) and the agent only pulls from it.
+pub fn durable(config: &super::AgentConfig) -> pull::Config {
+    let name = format!("{}-{}", config.name, config.stage).replace(['.', '*', '>', ' '], "_");
+    pull::Config {
+        durable_name: Some(name),
+        filter_subject: subjects::desired_stage(&config.stage),
+        deliver_policy: DeliverPolicy::LastPerSubject,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
 /// Follows changes on the agent's durable consumer.
 pub(crate) async fn consume_loop(shared: Arc<Shared>) {
     loop {
@@ -73,20 +88,10 @@ pub(crate) async fn consume_loop(shared: Arc<Shared>) {
 
 async fn consume(shared: &Shared) -> Result<(), Error> {
     let stream = shared.js.get_stream(subjects::DESIRED_STREAM).await?;
-    let durable = format!("{}-{}", shared.config.name, shared.config.stage);
-    let durable = durable.replace(['.', '*', '>', ' '], "_");
+    let durable = durable(&shared.config);
+    let name = durable.durable_name.clone().unwrap_or_default();
     let consumer: pull::Stream = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject: subjects::desired_stage(&shared.config.stage),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
+        .get_or_create_consumer(&name, durable)
         .await?
         .messages()
         .await?;

@@ -10,6 +10,7 @@
 
 pub mod desired;
 pub mod report;
+pub mod secrets;
 pub mod ship;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +82,10 @@ pub enum AgentError {
 /// What the agent's tasks share.
 pub(crate) struct Shared {
     pub config: AgentConfig,
+    /// The agent's connection (secret requests).
+    pub client: async_nats::Client,
+    /// Secret values fetched for the podgroups' current releases (memory only).
+    pub secrets: secrets::SecretCache,
     pub js: async_nats::jetstream::Context,
     pub platform: PlatformClient,
     pub driver: Arc<dyn Driver>,
@@ -99,7 +104,7 @@ impl Shared {
         format!("agent:{}:{}", self.config.stage, self.config.name)
     }
 
-    /// The driver's view of a desired podgroup.
+    /// The driver's view of a desired podgroup (without its secrets: [`secrets::for_state`]).
     pub fn to_desired(&self, desired: &pb::DesiredPodgroup) -> Desired {
         Desired {
             key: key_of(desired),
@@ -116,8 +121,9 @@ impl Shared {
             env: desired
                 .settings
                 .iter()
-                .map(|(k, v)| (format!("NEO_SETTING_{k}"), v.clone()))
+                .map(|(k, v)| (format!("NEO_SETTING_{}", k.to_ascii_uppercase()), v.clone()))
                 .collect(),
+            secrets: crate::driver::SecretEnv::default(),
         }
     }
 }
@@ -171,7 +177,13 @@ impl Agent {
             .await
             .map_err(|e| AgentError::JetStream(e.to_string()))?;
         let shared = Arc::new(Shared {
-            platform: PlatformClient::new(client, config.command_timeout),
+            secrets: secrets::SecretCache::default(),
+            client: client.clone(),
+            platform: PlatformClient::for_agent(
+                client,
+                config.command_timeout,
+                config.stage.clone(),
+            ),
             config,
             js,
             driver,
@@ -211,7 +223,14 @@ async fn converge(shared: &Shared) {
         if state.image_digest.is_empty() {
             continue;
         }
-        let wanted = shared.to_desired(state);
+        let mut wanted = shared.to_desired(state);
+        match secrets::for_state(shared, &wanted.key, state).await {
+            Ok(env) => wanted.secrets = env,
+            Err(e) => {
+                tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
+                continue;
+            }
+        }
         let span = tracing::info_span!("agent.apply", podgroup = %wanted.key,
             release = wanted.release, replicas = wanted.replicas);
         neo_protocol::trace::set_parent(&span, &state.traceparent);

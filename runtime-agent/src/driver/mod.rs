@@ -71,8 +71,30 @@ pub struct Desired {
     pub replicas: u32,
     /// Per-replica allocation.
     pub resources: pb::Resources,
-    /// Environment of every replica besides what the driver sets itself (settings, secrets).
+    /// Environment of every replica besides what the driver sets itself (settings).
     pub env: BTreeMap<String, String>,
+    /// Secret environment of every replica (`NEO_SECRET_<NAME>`): held in memory, given to
+    /// the replicas (process driver) or put in a Kubernetes Secret (kube driver), never
+    /// written to the agent's own files or logs.
+    pub secrets: SecretEnv,
+}
+
+/// Secret environment variables (name → value). `Debug` shows the names only, and it is never
+/// serialised.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretEnv(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl SecretEnv {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// How a rollout of a release is going, as the driver sees it.

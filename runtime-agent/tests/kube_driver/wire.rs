@@ -31,6 +31,7 @@ pub fn type_of(resource: &str) -> Option<(&'static str, &'static str)> {
         "pods" => ("v1", "Pod"),
         "services" => ("v1", "Service"),
         "configmaps" => ("v1", "ConfigMap"),
+        "secrets" => ("v1", "Secret"),
         "deployments" => ("apps/v1", "Deployment"),
         "poddisruptionbudgets" => ("policy/v1", "PodDisruptionBudget"),
         _ => return None,

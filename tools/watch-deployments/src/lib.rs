@@ -114,6 +114,7 @@ fn origin(origin: i32) -> &'static str {
         Ok(pb::ReleaseOrigin::Deploy) => "deploy",
         Ok(pb::ReleaseOrigin::Promotion) => "promotion",
         Ok(pb::ReleaseOrigin::Rollback) => "rollback",
+        Ok(pb::ReleaseOrigin::Config) => "config",
         _ => "",
     }
 }
@@ -200,6 +201,17 @@ impl DeploymentLine {
                     blocked.build_id,
                     blocked.blockers.join("; ")
                 );
+            }
+            Some(Event::SettingsChanged(changed)) => {
+                let mut names: Vec<String> = changed.set.keys().cloned().collect();
+                names.extend(changed.unset.iter().map(|n| format!("-{n}")));
+                line.detail = format!("settings {}", names.join(", "));
+            }
+            Some(Event::SecretChanged(changed)) => {
+                line.detail = format!("secret {} v{}", changed.name, changed.version);
+            }
+            Some(Event::SecretRemoved(removed)) => {
+                line.detail = format!("secret {} removed", removed.name);
             }
             None => {}
         }

@@ -489,6 +489,7 @@ fn success_carries_the_resolved_dependencies_and_the_publish_target() {
             image_ref: "registry.local/acme/shop".into(),
             dependencies: vec![dependency.clone()],
             exposes: vec![],
+            needs: None,
         }),
     )
     .expect("accepted");

@@ -53,6 +53,7 @@ fn release(number: u32, rev: u32, c: char, origin: ReleaseOrigin) -> pb::Release
         rolled_back_to: 0,
         rollout: RolloutStatus::Pending.into(),
         rollout_reason: String::new(),
+        config: Some(pb::StageConfig::default()),
         ..Default::default()
     }
 }
@@ -102,6 +103,7 @@ fn promote(source: Option<pb::ReleaseRef>) -> Command {
         stage: "test".into(),
         from_stage: "dev".into(),
         source,
+        needs: None,
     })
 }
 
@@ -262,6 +264,7 @@ fn promote_into_the_same_stage_is_refused() {
             stage: "test".into(),
             ..source()
         }),
+        needs: None,
     });
     let r = run([], command).expect_err("refused");
     assert_eq!(r.rule, "promotion.same_stage");
@@ -448,6 +451,7 @@ fn folding_accepted_commands_gives_the_expected_state() {
             },
         ],
         current: 3,
+        config: None,
     };
     assert_eq!(state, expected);
     assert_eq!(given::<State>(events), expected);

@@ -52,6 +52,7 @@ fn create_with(policy: Option<pb::ScalePolicy>, resources: Option<pb::Resources>
         image_digest: digest('e'),
         policy,
         resources,
+        config: None,
     })
 }
 
@@ -68,6 +69,7 @@ fn created_with(policy: pb::ScalePolicy, resources: pb::Resources) -> pb::Podgro
         policy: Some(policy),
         resources: Some(resources),
         desired: policy.min_replicas,
+        config: None,
     }))
 }
 

@@ -461,6 +461,7 @@ fn folding_accepted_commands_gives_the_expected_state() {
         quota: Some(quota()),
         suspended: false,
         suspension_reason: String::new(),
+        deleted: false,
     };
     assert_eq!(state, expected);
     assert_eq!(given::<State>(events), expected);
@@ -504,4 +505,27 @@ fn event_types_are_the_event_message_names() {
             "TenantResumed"
         ]
     );
+}
+
+#[test]
+fn a_deleted_tenant_is_gone_for_good() {
+    let created = ev(Event::Created(pb::TenantCreated {
+        display_name: "Acme".into(),
+        stages: vec!["dev".into()],
+    }));
+    let delete = || pb::TenantCommand {
+        command: Some(Command::Delete(pb::DeleteTenant {
+            reason: "closed".into(),
+        })),
+    };
+    let deleted = when::<State>([created.clone()], delete()).expect("accepted");
+    let mut events = vec![created];
+    events.extend(deleted);
+    let state: State = given(events.clone());
+    assert!(!state.exists && state.deleted);
+    assert_refused(when::<State>(events.clone(), delete()), "tenant.not_found");
+    let recreate = pb::TenantCommand {
+        command: Some(Command::Create(pb::CreateTenant::default())),
+    };
+    assert_refused(when::<State>(events, recreate), "tenant.deleted");
 }

@@ -1,7 +1,7 @@
 //! The client commands, one module per group, each with its clap arguments and its runner.
 //!
 //! - [`login`]: `neo login`, `logout`, `whoami`, `user create`.
-//! - [`tenant`]: `neo tenant create|get|list|stage …|member …`.
+//! - [`tenant`]: `neo tenant create|get|list|delete|stage …|member …`.
 //! - [`app`]: `neo app create|get|list|revisions|upload`.
 //! - [`build`]: `neo build request|get|list|cancel|log`.
 //! - [`publish`]: `neo publish` (upload, build and deploy a project, step by step).
@@ -9,6 +9,7 @@
 //! - [`audit`]: `neo history`, `neo why`.
 //! - [`events`]: `neo events watch`.
 //! - [`runtime`]: `neo logs`, `neo status`, `neo scale`.
+//! - [`settings`]: `neo settings list|set|unset|diff`, `neo secrets list|set|unset`.
 
 pub mod app;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod login;
 pub mod publish;
 pub mod runtime;
+pub mod settings;
 pub mod tenant;
 
 use std::future::Future;

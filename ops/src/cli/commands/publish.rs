@@ -214,7 +214,11 @@ mod tests {
 
     #[test]
     fn a_valid_project_gives_its_app_name() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog");
+        let dir = Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        )
+        .join("../examples/catalog");
         let (project, name) = load_project(&dir).unwrap();
         assert_eq!(name, "catalog");
         assert!(project.file("screens/index.html").is_some());

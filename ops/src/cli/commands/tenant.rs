@@ -1,4 +1,4 @@
-//! `neo tenant …`: create, show and list tenants; manage their stages and members.
+//! `neo tenant …`: create, show, list and delete tenants; manage their stages and members.
 
 use neo_gateway::api;
 use neo_protocol::pb;
@@ -21,6 +21,8 @@ pub enum TenantCommand {
     },
     /// List the tenants.
     List,
+    /// Delete a tenant for good (platform admins or the tenant's admins; needs --yes).
+    Delete(DeleteArgs),
     /// Add or remove a stage of the tenant (--tenant or the saved one).
     Stage {
         /// What to do.
@@ -49,6 +51,20 @@ pub struct CreateArgs {
     /// An existing user who becomes the tenant's first admin.
     #[arg(long, value_name = "USER")]
     pub admin: Option<String>,
+}
+
+/// Arguments of `neo tenant delete`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeleteArgs {
+    /// The tenant (never the saved one by default).
+    pub name: String,
+    /// Confirm: the tenant's data key is destroyed, so its secrets become unreadable for good,
+    /// later commands on it are refused, and its name is never reused.
+    #[arg(long)]
+    pub yes: bool,
+    /// Why, for the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// `neo tenant stage …`.
@@ -115,8 +131,19 @@ impl From<RoleArg> for pb::Role {
 ///
 /// # Errors
 ///
-/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant, or the gateway's error.
+/// [`CliError::NotLoggedIn`], [`CliError::Usage`] with no tenant or for `delete` without
+/// `--yes`, or the gateway's error.
 pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
+    if let TenantCommand::Delete(DeleteArgs {
+        name, yes: false, ..
+    }) = &command
+    {
+        return Err(CliError::Usage(format!(
+            "deleting tenant {name} cannot be undone: its data key is destroyed, so its secrets \
+             become unreadable for good, and the name {name} is never reused; pass --yes to \
+             delete it"
+        )));
+    }
     let gateway = cx.connect().await?;
     let mut client = gateway.tenants();
     let tenant = match command {
@@ -150,6 +177,13 @@ pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
                 || render::names_json(&names),
                 || render::names_table("TENANT", &names),
             );
+        }
+        TenantCommand::Delete(args) => {
+            let request = api::DeleteTenantRequest {
+                tenant: args.name,
+                reason: args.reason.unwrap_or_default(),
+            };
+            with_spinner("deleting the tenant", client.delete_tenant(request)).await?
         }
         TenantCommand::Stage { command } => {
             let tenant = cx.tenant()?;

@@ -27,6 +27,7 @@ fn promoted_release() -> pb::Release {
             build_id: "shop_r2".into(),
         }),
         rolled_back_to: 0,
+        config: None,
         forced: false,
         forced_blockers: Vec::new(),
         rollout: pb::RolloutStatus::Succeeded as i32,
@@ -94,6 +95,7 @@ fn a_tenant_lists_stages_in_order_and_roles_as_words() {
             quota: None,
             suspended: false,
             suspension_reason: String::new(),
+            deleted: false,
         }),
         sequence: 7,
     };

@@ -1,4 +1,4 @@
-//! The Kubernetes driver: each podgroup is a Deployment, a Service and a PodDisruptionBudget in its tenant's stage namespace, written by server-side apply.
+//! The Kubernetes driver: each podgroup is a Deployment, a Service, a PodDisruptionBudget and (with secrets) a Secret in its tenant's stage namespace, written by server-side apply.
 //!
 //! # Layout
 //!
@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::serde::Serialize;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -221,6 +221,25 @@ impl KubeDriver {
         }
         server_side_apply(&api, &name, &wanted).await
     }
+
+    /// Deletes the podgroup's Secret left from a release that had secrets, if there is one
+    /// (a read first, so that a podgroup that never had secrets costs no write).
+    ///
+    /// # Errors
+    ///
+    /// [`KubeError::Api`] when the API fails.
+    async fn delete_leftover_secret(&self, key: &PodgroupKey) -> Result<(), KubeError> {
+        let api = Api::<Secret>::namespaced(self.client.clone(), &objects::namespace_name(key));
+        let name = objects::secret_name(key);
+        let existing = api
+            .get_metadata_opt(&name)
+            .await
+            .map_err(|err| KubeError::api(format!("get Secret {name}"), err))?;
+        if existing.is_some() {
+            delete_if_present(&api, &name).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes `object` by server-side apply (`application/apply-patch+yaml`, field manager
@@ -273,11 +292,15 @@ impl Driver for KubeDriver {
         "kube"
     }
 
-    /// Applies the namespace, then the Deployment, Service and PodDisruptionBudget.
+    /// Applies the namespace, the Secret (when the podgroup has secrets: before the Deployment,
+    /// whose pods read it), then the Deployment, Service and PodDisruptionBudget; without secrets,
+    /// deletes a Secret left from an earlier release (after the Deployment no longer reads it).
     ///
     /// # Guarantees
     ///
-    /// Idempotent; returns once the API has stored the objects, without waiting for pods.
+    /// Idempotent; returns once the API has stored the objects, without waiting for pods. Secret
+    /// values go to the Secret only: the Deployment refers to them and carries a one-way digest
+    /// (so a changed value rolls the pods), and nothing logs them.
     ///
     /// # Errors
     ///
@@ -287,9 +310,18 @@ impl Driver for KubeDriver {
         let key = &desired.key;
         objects::check_key(key).map_err(KubeError::from)?;
         let deployment = objects::deployment(desired).map_err(KubeError::from)?;
+        let secret = objects::secret(desired).map_err(KubeError::from)?;
         self.apply_namespace(key).await?;
         let namespace = objects::namespace_name(key);
         let client = &self.client;
+        if let Some(secret) = &secret {
+            server_side_apply(
+                &Api::<Secret>::namespaced(client.clone(), &namespace),
+                &objects::secret_name(key),
+                secret,
+            )
+            .await?;
+        }
         server_side_apply(
             &Api::<Deployment>::namespaced(client.clone(), &namespace),
             &key.app,
@@ -308,12 +340,22 @@ impl Driver for KubeDriver {
             &objects::pod_disruption_budget(key),
         )
         .await?;
-        tracing::info!(podgroup = %key, release = desired.release, replicas = desired.replicas, "applied");
+        if secret.is_none() {
+            self.delete_leftover_secret(key).await?;
+        }
+        // How many secrets, never their values.
+        tracing::info!(
+            podgroup = %key,
+            release = desired.release,
+            replicas = desired.replicas,
+            secrets = desired.secrets.0.len(),
+            "applied"
+        );
         Ok(())
     }
 
-    /// Deletes the Deployment (its pods go with it), the Service and the PodDisruptionBudget;
-    /// the namespace stays (other apps of the stage live there).
+    /// Deletes the Deployment (its pods go with it), the Service, the PodDisruptionBudget and
+    /// the Secret; the namespace stays (other apps of the stage live there).
     ///
     /// # Errors
     ///
@@ -335,6 +377,11 @@ impl Driver for KubeDriver {
         delete_if_present(
             &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
             &key.app,
+        )
+        .await?;
+        delete_if_present(
+            &Api::<Secret>::namespaced(client.clone(), &namespace),
+            &objects::secret_name(key),
         )
         .await?;
         tracing::info!(podgroup = %key, "removed");

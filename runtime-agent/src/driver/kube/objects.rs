@@ -1,25 +1,27 @@
-//! The Kubernetes objects of one podgroup (Namespace, Deployment, Service, PodDisruptionBudget), built as plain values.
+//! The Kubernetes objects of one podgroup (Namespace, Deployment, Service, PodDisruptionBudget, Secret), built as plain values.
 //!
 //! Nothing here talks to the API: [`super::KubeDriver`] sends these objects by server-side
 //! apply, and the tests compare them (as the API stored them) with golden files.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
-    TopologySpreadConstraint,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
+    ServicePort, ServiceSpec, TopologySpreadConstraint,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use neo_builder::project::sha256_digest;
 use neo_protocol::names::{MAX_NAME_LEN, NameError, validate_name};
 
-use crate::driver::{Desired, PodgroupKey};
+use crate::driver::{Desired, PodgroupKey, SecretEnv};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "neo-runtime-agent";
@@ -39,6 +41,9 @@ pub const LABEL_STAGE: &str = "dev.neo/stage";
 pub const LABEL_APP: &str = "dev.neo/app";
 /// `dev.neo/release`: the release a Deployment (and its pods) run.
 pub const LABEL_RELEASE: &str = "dev.neo/release";
+/// `dev.neo/secrets-hash`: on the pod template, a digest of the podgroup's secret environment,
+/// so that a changed value rolls the pods (see [`secrets_hash`]).
+pub const ANNOTATION_SECRETS_HASH: &str = "dev.neo/secrets-hash";
 /// The name of the one container of every pod.
 pub const CONTAINER: &str = "app";
 /// The port the apphost listens on (`NEO_LISTEN=0.0.0.0:8080`).
@@ -69,6 +74,10 @@ pub enum ObjectError {
     /// The replica count does not fit the API's 32-bit signed integer.
     #[error("{0} replicas is more than Kubernetes accepts")]
     TooManyReplicas(u32),
+    /// A secret's name cannot be a key of a Secret (`[-._a-zA-Z0-9]+`); the name only, never
+    /// the value.
+    #[error("secret `{0}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)")]
+    SecretName(String),
 }
 
 /// The namespace of one tenant's stage: `neo-{tenant}-{stage}`.
@@ -118,8 +127,13 @@ fn release_labels(key: &PodgroupKey, release: u32) -> BTreeMap<String, String> {
 
 /// The metadata of a namespaced object of the podgroup, named after the app.
 fn metadata(key: &PodgroupKey, labels: BTreeMap<String, String>) -> ObjectMeta {
+    named_metadata(key, key.app.clone(), labels)
+}
+
+/// The metadata of a namespaced object of the podgroup called `name`.
+fn named_metadata(key: &PodgroupKey, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
-        name: Some(key.app.clone()),
+        name: Some(name),
         namespace: Some(namespace_name(key)),
         labels: Some(labels),
         ..ObjectMeta::default()
@@ -143,15 +157,25 @@ pub fn namespace(key: &PodgroupKey) -> Namespace {
 }
 
 /// The Deployment running `desired`: pinned to its image digest, with probes, resources,
-/// topology spread and a surge-only rolling update.
+/// topology spread and a surge-only rolling update. Its secret environment comes from the
+/// [`secret`] by reference (the values are not in the Deployment); the template's
+/// [`ANNOTATION_SECRETS_HASH`] changes with them, so a changed value rolls the pods.
 ///
 /// # Errors
 ///
-/// [`ObjectError::TooManyReplicas`] when the count does not fit an `i32`.
+/// [`ObjectError::TooManyReplicas`] when the count does not fit an `i32`;
+/// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
 pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
     let key = &desired.key;
     let replicas = i32::try_from(desired.replicas)
         .map_err(|_| ObjectError::TooManyReplicas(desired.replicas))?;
+    check_secret_names(&desired.secrets)?;
+    let annotations = (!desired.secrets.is_empty()).then(|| {
+        BTreeMap::from([(
+            ANNOTATION_SECRETS_HASH.to_owned(),
+            secrets_hash(&desired.secrets),
+        )])
+    });
     let selector = LabelSelector {
         match_labels: Some(selector_labels(key)),
         ..LabelSelector::default()
@@ -182,6 +206,7 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations,
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -228,7 +253,10 @@ fn container(desired: &Desired) -> Container {
     }
 }
 
-/// The container's environment: the driver's own variables, then `desired.env` sorted by name.
+/// The container's environment: the driver's own variables, then `desired.env` sorted by name,
+/// then the secrets sorted by name, each a `secretKeyRef` to the podgroup's [`secret`]. A
+/// secret wins over a setting of the same name (as in the process driver); neither overrides
+/// the driver's own variables.
 fn env(desired: &Desired) -> Vec<EnvVar> {
     let key = &desired.key;
     let value = |name: &str, value: &str| EnvVar {
@@ -258,9 +286,92 @@ fn env(desired: &Desired) -> Vec<EnvVar> {
             tracing::warn!(podgroup = %key, name, "ignoring an env entry the driver sets itself");
             continue;
         }
+        if desired.secrets.0.contains_key(name) {
+            tracing::warn!(podgroup = %key, name, "ignoring an env entry a secret of the same name replaces");
+            continue;
+        }
         env.push(value(name, val));
     }
+    let secret_name = secret_name(key);
+    for name in desired.secrets.0.keys() {
+        if DRIVER_ENV.contains(&name.as_str()) {
+            tracing::warn!(podgroup = %key, name, "ignoring a secret the driver sets itself");
+            continue;
+        }
+        env.push(EnvVar {
+            name: name.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name.clone(),
+                    key: name.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
     env
+}
+
+/// Whether every secret's name can be a key of a Secret (`[-._a-zA-Z0-9]+`).
+///
+/// # Errors
+///
+/// [`ObjectError::SecretName`] with the first name that cannot.
+fn check_secret_names(secrets: &SecretEnv) -> Result<(), ObjectError> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match secrets.0.keys().find(|name| !valid(name)) {
+        Some(name) => Err(ObjectError::SecretName(name.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The name of the podgroup's Secret: `{app}-secrets` (the Deployment is `{app}`).
+pub fn secret_name(key: &PodgroupKey) -> String {
+    format!("{}-secrets", key.app)
+}
+
+/// A digest of `secrets` (names and values): the first 16 hex digits of sha256 over their JSON
+/// (sorted by name, so the same secrets give the same digest). One-way: it tells whether the
+/// values changed, not what they are.
+pub fn secrets_hash(secrets: &SecretEnv) -> String {
+    let json = serde_json::to_vec(&secrets.0).unwrap_or_default();
+    let digest = sha256_digest(&json);
+    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+    hex.chars().take(16).collect()
+}
+
+/// The podgroup's Opaque Secret holding its secret environment, one key per variable; `None`
+/// when it has none. It carries the podgroup's labels, not the release's: a new release with
+/// the same secrets leaves it as it is.
+///
+/// # Errors
+///
+/// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
+pub fn secret(desired: &Desired) -> Result<Option<Secret>, ObjectError> {
+    if desired.secrets.is_empty() {
+        return Ok(None);
+    }
+    check_secret_names(&desired.secrets)?;
+    let key = &desired.key;
+    let data = desired
+        .secrets
+        .0
+        .iter()
+        .map(|(name, value)| (name.clone(), ByteString(value.clone().into_bytes())))
+        .collect();
+    Ok(Some(Secret {
+        metadata: named_metadata(key, secret_name(key), podgroup_labels(key)),
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }))
 }
 
 /// Requests equal to limits (guaranteed QoS); a zero amount is left unset.

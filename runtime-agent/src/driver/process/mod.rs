@@ -388,6 +388,7 @@ impl Driver for ProcessDriver {
                     image_digest: desired.image_digest.clone(),
                     rootfs,
                     env: desired.env.clone(),
+                    secrets: desired.secrets.clone(),
                     cpu_millis: desired.resources.cpu_millis,
                     memory_mib: desired.resources.memory_mib,
                 }));

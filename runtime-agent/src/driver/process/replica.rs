@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::logline::now_ms;
-use crate::driver::{DriverError, PodgroupKey};
+use crate::driver::{DriverError, PodgroupKey, SecretEnv};
 
 /// Where an image's program and bundle are, relative to its root (the builder's layout).
 const ENTRYPOINT: &str = "app/apphost";
@@ -34,6 +34,10 @@ pub struct Spec {
     pub rootfs: PathBuf,
     /// Environment besides the driver's own variables.
     pub env: BTreeMap<String, String>,
+    /// Secret environment: never written to the state file (an adopted replica keeps its
+    /// environment; new replicas get it from the desired state the agent applies).
+    #[serde(skip)]
+    pub secrets: SecretEnv,
     /// Allocation, passed to the app and used for usage percentages.
     pub cpu_millis: u32,
     /// Allocation in MiB.
@@ -159,6 +163,7 @@ impl Replica {
             .env("NEO_CPU_MILLIS", spec.cpu_millis.to_string())
             .env("NEO_MEMORY_MIB", spec.memory_mib.to_string())
             .envs(&spec.env)
+            .envs(&spec.secrets.0)
             .current_dir(spec.rootfs.join("app"))
             .stdin(Stdio::null())
             .stdout(out)

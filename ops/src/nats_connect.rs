@@ -1,0 +1,192 @@
+//! Every NATS connection of the `neo` command: the server URL, TLS (`--nats-ca`: trust this CA
+//! and require TLS) and the component's own credential (`--nats-creds`: an nkey seed file
+//! written by `neo nats-config`, or a `.creds` file), with the user's own inbox prefix so that
+//! no user can subscribe to another's replies.
+//!
+//! Without `--nats-ca` and `--nats-creds` a connection is plain and anonymous, as an open
+//! development server expects.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// The first line of a credential file `neo nats-config` writes; the user follows.
+pub const CREDS_HEADER: &str = "# neo NATS user ";
+
+/// How to reach NATS: flattened into every command that connects.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Trust this CA (PEM) for the NATS server's certificate, and require TLS.
+    #[arg(long, env = "NEO_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// The NATS credential: an nkey seed file from `neo nats-config`, or a `.creds` file.
+    #[arg(long, env = "NEO_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+}
+
+/// A NATS credential read from its file.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An nkey seed (`SU…`) and the user's name from the file's header, if any.
+    Nkey {
+        /// The seed.
+        seed: String,
+        /// The user's name.
+        user: Option<String>,
+    },
+    /// A JWT credentials file (decentralized auth), used as is.
+    CredsFile(PathBuf),
+}
+
+impl Credential {
+    /// Reads `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no seed.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the NATS credential {}", path.display()))?;
+        if text.contains("BEGIN NATS USER JWT") {
+            return Ok(Self::CredsFile(path.to_owned()));
+        }
+        let user = text
+            .lines()
+            .find_map(|l| l.strip_prefix(CREDS_HEADER))
+            .map(|u| u.trim().to_owned());
+        let seed = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("SU"))
+            .with_context(|| format!("{}: no nkey user seed (SU…)", path.display()))?;
+        Ok(Self::Nkey {
+            seed: seed.to_owned(),
+            user,
+        })
+    }
+}
+
+/// `_INBOX_{user}` (`-` and `.` become `_`): the inbox prefix of a NATS user, the only
+/// replies it may subscribe to.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{}", user.replace(['-', '.', '*', '>', ' '], "_"))
+}
+
+impl NatsArgs {
+    /// Plain, anonymous options for `url`.
+    pub fn plain(url: impl Into<String>) -> Self {
+        Self {
+            nats: url.into(),
+            nats_ca: None,
+            nats_creds: None,
+        }
+    }
+
+    /// The same server and CA with another credential.
+    pub fn with_creds(&self, creds: Option<PathBuf>) -> Self {
+        Self {
+            nats_creds: creds,
+            ..self.clone()
+        }
+    }
+
+    /// The connect options (TLS, credential, name, inbox prefix), without an event callback.
+    ///
+    /// # Errors
+    /// When the credential cannot be read.
+    pub async fn options(&self, name: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+        let mut options = async_nats::ConnectOptions::new().name(name);
+        if let Some(ca) = &self.nats_ca {
+            anyhow::ensure!(ca.is_file(), "--nats-ca {}: no such file", ca.display());
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let Some(path) = &self.nats_creds {
+            match Credential::read(path)? {
+                Credential::Nkey { seed, user } => {
+                    nkeys::KeyPair::from_seed(&seed)
+                        .with_context(|| format!("{}: not an nkey seed", path.display()))?;
+                    options = options.nkey(seed);
+                    if let Some(user) = user {
+                        options = options.custom_inbox_prefix(inbox_prefix(&user));
+                    }
+                }
+                Credential::CredsFile(path) => {
+                    options = options
+                        .credentials_file(&path)
+                        .await
+                        .with_context(|| format!("reading {}", path.display()))?;
+                }
+            }
+        }
+        Ok(options)
+    }
+
+    /// Connects as a service: retries until the server answers, and logs what the server
+    /// reports (a permissions violation above all).
+    ///
+    /// # Errors
+    /// When the credential cannot be read.
+    pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
+        let options = self.options(name).await?.retry_on_initial_connect();
+        self.finish(options, name).await
+    }
+
+    /// Connects once, as a tool: fails when the server does not answer.
+    ///
+    /// # Errors
+    /// When the credential cannot be read or the server refuses or does not answer.
+    pub async fn connect_once(&self, name: &str) -> anyhow::Result<async_nats::Client> {
+        let options = self.options(name).await?;
+        self.finish(options, name).await
+    }
+
+    async fn finish(
+        &self,
+        options: async_nats::ConnectOptions,
+        name: &str,
+    ) -> anyhow::Result<async_nats::Client> {
+        let who = name.to_owned();
+        options
+            .event_callback(move |event| {
+                let who = who.clone();
+                async move { log_event(&who, &event) }
+            })
+            .connect(&self.nats)
+            .await
+            .with_context(|| format!("connecting to NATS at {} as {name}", self.nats))
+    }
+}
+
+fn log_event(who: &str, event: &async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => tracing::debug!(client = who, "NATS connected"),
+        async_nats::Event::ServerError(e) => {
+            tracing::warn!(client = who, error = %e, "NATS server error");
+        }
+        other => tracing::info!(client = who, event = %other, "NATS"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_seed_file_with_its_user() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("agent-dev.nk");
+        let seed = nkeys::KeyPair::new_user().seed()?;
+        std::fs::write(&path, format!("{CREDS_HEADER}agent-dev\n{seed}\n"))?;
+        match Credential::read(&path)? {
+            Credential::Nkey { seed: s, user } => {
+                assert_eq!(s, seed);
+                assert_eq!(user.as_deref(), Some("agent-dev"));
+            }
+            Credential::CredsFile(_) => anyhow::bail!("read as a creds file"),
+        }
+        assert_eq!(inbox_prefix("agent-dev"), "_INBOX_agent_dev");
+        Ok(())
+    }
+}
