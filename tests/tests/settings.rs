@@ -525,3 +525,33 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
         neo_secrets::fetch_stage_secrets(&client, &s, &t, &a, Duration::from_secs(5)).await;
     assert!(fetched.is_err(), "the agents' requests get nothing either");
 }
+
+/// Under least privilege (TLS NATS, one user per component), the agent of dev gets its
+/// secrets through the platform's responder and the release runs with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_on_its_own_nats_user_gets_its_stages_secrets() {
+    let stack = RuntimeStack::start_secured(&["dev"]).await.unwrap();
+    let people = stack.build.stack.people().await.unwrap();
+    let secret = format!("s3cret-{}", uuid::Uuid::new_v4().simple());
+    change(&stack, &people.dave, "dev", &[("currency", "CHF")]).await;
+    set_secret(&stack, &people.dave, "dev", "api_key", &secret)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    let progress = stack
+        .build
+        .publish(&people.dave, TENANT, dir.path())
+        .await
+        .unwrap();
+    step(&progress, PublishStep::Deployed).unwrap_or_else(|| panic!("not deployed: {progress:#?}"));
+    succeeded(&stack, &people.dave, "dev", 1).await;
+    let envs = replica_environments(&stack, "dev").await;
+    assert!(
+        !envs.is_empty()
+            && envs
+                .iter()
+                .all(|e| e.contains(&format!("NEO_SECRET_API_KEY={secret}"))),
+        "the replica's environment has the secret"
+    );
+}
