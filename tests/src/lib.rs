@@ -236,3 +236,26 @@ pub fn expect_accepted(reply: pb::CommandReply) -> pb::CommandAccepted {
         other => panic!("expected acceptance, got {other:?}"),
     }
 }
+
+/// Polls `check` every 100 ms until it gives a value; fails the test, naming `what`, after
+/// `within`.
+///
+/// # Panics
+/// When `within` passes without a value.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -6,8 +6,7 @@
 //! CPU load → scale out, then in after the window.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use neo_builder::image::ImageSpec;
 use neo_gateway::api::{self, PublishStep};
@@ -15,27 +14,12 @@ use neo_protocol::subjects;
 use neo_protocol::{EntityRef, pb};
 use neo_tests::build_stack::{base_image, example, step};
 use neo_tests::commands::request;
+use neo_tests::eventually;
 use neo_tests::gateway::req;
 use neo_tests::runtime_stack::RuntimeStack;
 use prost::Message;
 
 const TENANT: &str = "acme";
-
-/// Polls `check` every 100 ms until it gives a value, or fails after `within`.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Logs to the test's output with `RUST_LOG` (quiet by default).
 fn logs() {

@@ -7,16 +7,16 @@
 //! key.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use neo_gateway::api::{self, PublishStep};
 use neo_protocol::{AppName, StageName, TenantName, pb};
 use neo_tests::build_stack::step;
+use neo_tests::eventually;
 use neo_tests::gateway::req;
 use neo_tests::runtime_stack::RuntimeStack;
 use sqlx::Row as _;
@@ -52,21 +52,6 @@ fn capture_logs() -> Captured {
         .with_ansi(false)
         .init();
     captured
-}
-
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {
