@@ -50,6 +50,41 @@ fn shown(value: &str) -> String {
 
 /// Checks `value` against the name rules; `what` names it in the error.
 pub fn validate_name(what: &'static str, value: &str) -> Result<(), NameError> {
+    check_word(
+        what,
+        value,
+        b'-',
+        "only lowercase letters, digits and `-` are allowed",
+    )?;
+    if value.ends_with('-') {
+        return Err(NameError::Invalid {
+            what,
+            value: shown(value),
+            reason: "it must not end with `-`",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a setting or secret name: `[a-z][a-z0-9_]{0,62}` (the app model's rule for field,
+/// setting and secret names, so each is an environment variable suffix and one KV key token).
+pub fn validate_setting_name(what: &'static str, value: &str) -> Result<(), NameError> {
+    check_word(
+        what,
+        value,
+        b'_',
+        "only lowercase letters, digits and `_` are allowed",
+    )
+}
+
+/// 1 to [`MAX_NAME_LEN`] bytes of lowercase letters, digits and `separator`, starting with a
+/// letter.
+fn check_word(
+    what: &'static str,
+    value: &str,
+    separator: u8,
+    charset: &'static str,
+) -> Result<(), NameError> {
     if value.is_empty() {
         return Err(NameError::Empty { what });
     }
@@ -68,53 +103,12 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), NameError> {
     };
     if !value
         .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == separator)
     {
-        return Err(invalid(
-            "only lowercase letters, digits and `-` are allowed",
-        ));
+        return Err(invalid(charset));
     }
     if !value.as_bytes()[0].is_ascii_lowercase() {
         return Err(invalid("it must start with a lowercase letter"));
-    }
-    if value.ends_with('-') {
-        return Err(invalid("it must not end with `-`"));
-    }
-    Ok(())
-}
-
-/// The longest setting or secret name.
-pub const MAX_SETTING_NAME_LEN: usize = 63;
-
-/// Checks a setting or secret name: `[a-z][a-z0-9_]{0,62}` (the app model's rule).
-pub fn validate_setting_name(what: &'static str, value: &str) -> Result<(), NameError> {
-    if value.is_empty() {
-        return Err(NameError::Empty { what });
-    }
-    if value.len() > MAX_SETTING_NAME_LEN {
-        return Err(NameError::TooLong {
-            what,
-            value: shown(value),
-            len: value.len(),
-            max: MAX_SETTING_NAME_LEN,
-        });
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(NameError::Invalid {
-            what,
-            value: shown(value),
-            reason: "only lowercase letters, digits and `_` are allowed",
-        });
-    }
-    if !value.as_bytes()[0].is_ascii_lowercase() {
-        return Err(NameError::Invalid {
-            what,
-            value: shown(value),
-            reason: "it must start with a lowercase letter",
-        });
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use neo_protocol::names::MAX_NAME_LEN;
+use neo_protocol::names::validate_setting_name;
 use neo_protocol::{AppName, NameError, StageName, TenantName};
 
 /// The longest principal (`changed_by`) accepted.
@@ -17,36 +17,7 @@ impl SecretName {
     /// Validates `value` as a secret name.
     pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
         let value = value.into();
-        let what = "secret name";
-        let shown = || value.chars().take(80).collect::<String>();
-        if value.is_empty() {
-            return Err(NameError::Empty { what });
-        }
-        if value.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong {
-                what,
-                value: shown(),
-                len: value.len(),
-                max: MAX_NAME_LEN,
-            });
-        }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(NameError::Invalid {
-                what,
-                value: shown(),
-                reason: "only lowercase letters, digits and `_` are allowed",
-            });
-        }
-        if !value.as_bytes()[0].is_ascii_lowercase() {
-            return Err(NameError::Invalid {
-                what,
-                value: shown(),
-                reason: "it must start with a lowercase letter",
-            });
-        }
+        validate_setting_name("secret name", &value)?;
         Ok(SecretName(value))
     }
 

@@ -20,12 +20,10 @@ pub(super) fn is_entity_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// `[a-z][a-z0-9_]{0,62}`: field, setting and secret names.
+/// `[a-z][a-z0-9_]{0,62}`: field, setting and secret names (the rule the stages' settings and
+/// the secrets store check too).
 fn is_snake_name(s: &str) -> bool {
-    s.len() <= MAX_NAME
-        && s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    neo_protocol::names::validate_setting_name("name", s).is_ok()
 }
 
 pub(super) fn load(project: &Project) -> Result<Model, Vec<Diagnostic>> {
