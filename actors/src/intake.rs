@@ -188,11 +188,7 @@ pub fn agent_may(
     entity: &EntityRef,
     request: &pb::CommandRequest,
 ) -> Result<(), String> {
-    let own = entity
-        .id
-        .as_str()
-        .split_once('_')
-        .is_some_and(|(_, s)| s == stage.as_str());
+    let own = entity.id.app_and_stage().is_some_and(|(_, s)| &s == stage);
     if !own {
         return Err(format!(
             "the agent of stage {stage} may not command {entity}"
