@@ -249,14 +249,12 @@ pub async fn read(js: &jetstream::Context, filter: &str) -> Result<Vec<Record>, 
         .get_stream_no_info(subjects::EVENTS_STREAM)
         .await
         .map_err(err)?;
-    let client = js.client();
+    let inbox = js.client().new_inbox();
     let consumer = stream
         .create_consumer(push::OrderedConfig {
-            name: Some(format!(
-                "audit_{}",
-                client.new_inbox().rsplit('.').next().unwrap_or("0")
-            )),
-            deliver_subject: client.new_inbox(),
+            // Named after its inbox's unique token.
+            name: Some(format!("audit_{}", inbox.rsplit('.').next().unwrap_or("0"))),
+            deliver_subject: inbox.clone(),
             filter_subject: filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
