@@ -343,16 +343,21 @@ impl Rules<'_> {
             })
     }
 
-    /// A new pending release, numbered after the last one.
-    fn release_created(&self, app: String, stage: String, release: pb::Release) -> Event {
+    /// A new pending release, numbered after the last one, running `release.config` if given,
+    /// else the stage's configuration now.
+    fn release_created(&self, app: String, stage: String, mut release: pb::Release) -> Event {
         let number = u32::try_from(self.releases.len() + 1).unwrap_or(u32::MAX);
+        let config = release
+            .config
+            .take()
+            .unwrap_or_else(|| self.config.clone().unwrap_or_default());
         Event::ReleaseCreated(pb::ReleaseCreated {
             app,
             stage,
             release: Some(pb::Release {
                 number,
                 rollout: RolloutStatus::Pending.into(),
-                config: Some(self.config.clone().unwrap_or_default()),
+                config: Some(config),
                 ..release
             }),
         })

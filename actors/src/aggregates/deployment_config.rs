@@ -207,15 +207,10 @@ impl Rules<'_> {
                 revision: current.revision,
                 build_id: current.build_id.clone(),
                 origin: ReleaseOrigin::Config.into(),
+                config: Some(config),
                 ..Default::default()
             };
-            let mut created = self.release_created(app, stage, release);
-            if let Event::ReleaseCreated(c) = &mut created
-                && let Some(r) = &mut c.release
-            {
-                r.config = Some(config);
-            }
-            events.push(created);
+            events.push(self.release_created(app, stage, release));
         }
         events
     }
