@@ -96,16 +96,10 @@ impl DeploymentsService {
         target: &Target,
         promotion: bool,
     ) -> Result<String, Status> {
-        let principal = self.0.authenticate(request)?;
-        // The tenant scope is checked before anything about the tenant is revealed.
-        principal.authorize(Some(&target.0), Action::Read)?;
-        let action = self.0.release_action(&target.0, &target.2).await?;
-        let action = if promotion {
-            Action::ReleaseLaterStage
-        } else {
-            action
-        };
-        principal.authorize(Some(&target.0), action)?;
+        let principal = self
+            .0
+            .allow_release(request, &target.0, &target.2, promotion)
+            .await?;
         Ok(principal.user().to_owned())
     }
 }

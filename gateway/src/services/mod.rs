@@ -146,6 +146,31 @@ impl Ctx {
         Ok(())
     }
 
+    /// Authenticates, then authorises a release on `stage` (first or later stage; a promotion
+    /// always counts as later) — also what changing a stage's settings and secrets needs. The
+    /// tenant scope is checked before anything about the tenant is revealed.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`, `FAILED_PRECONDITION`.
+    pub async fn allow_release<T>(
+        &self,
+        request: &Request<T>,
+        tenant: &TenantName,
+        stage: &StageName,
+        promotion: bool,
+    ) -> Result<Principal, Status> {
+        let principal = self.authenticate(request)?;
+        principal.authorize(Some(tenant), Action::Read)?;
+        let action = self.release_action(tenant, stage).await?;
+        let action = if promotion {
+            Action::ReleaseLaterStage
+        } else {
+            action
+        };
+        principal.authorize(Some(tenant), action)?;
+        Ok(principal)
+    }
+
     /// The action a release on `stage` needs: first stage or later.
     ///
     /// # Errors

@@ -62,10 +62,10 @@ impl SettingsService {
         request: &Request<T>,
         target: &Target,
     ) -> Result<String, Status> {
-        let principal = self.0.authenticate(request)?;
-        principal.authorize(Some(&target.0), Action::Read)?;
-        let action = self.0.release_action(&target.0, &target.2).await?;
-        principal.authorize(Some(&target.0), action)?;
+        let principal = self
+            .0
+            .allow_release(request, &target.0, &target.2, false)
+            .await?;
         Ok(principal.user().to_owned())
     }
 
@@ -201,6 +201,9 @@ impl Settings for SettingsService {
         let user = self.allow_change(&request, &target).await?;
         let store = self.store()?;
         let (t, a, s) = &target;
+        // The deployment refuses this too (`settings.name_taken`), but only after the value
+        // would have been sealed into the store: checked first so nothing is stored for a
+        // refused name.
         let (state, _) = self.deployment(&target).await?;
         if state
             .config
