@@ -48,7 +48,8 @@ impl KekArgs {
 }
 
 /// Destroys the data key of a deleted tenant (crypto-shredding), once per `TenantDeleted`.
-/// The gateway does it too when it deletes; this reactor covers a gateway that died first.
+/// The gateway does it too when it deletes; this reactor covers a gateway that died first. The
+/// store must be opened on a connection allowed to write the secrets buckets (the gateway's).
 pub struct ShredOnTenantDeleted(pub Arc<SecretStore>);
 
 #[async_trait::async_trait]

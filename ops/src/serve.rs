@@ -244,17 +244,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .await
                     .context("opening the secrets store")?,
             );
-            tasks.push(neo_secrets::serve_stage_requests(client.clone(), store.clone()).await?);
+            tasks.push(neo_secrets::serve_stage_requests(client.clone(), store).await?);
+            // Only the gateway's NATS user may write the secrets buckets: it seals, and the
+            // reactor that destroys a deleted tenant's data key purges through its store.
+            let gateway_js = async_nats::jetstream::new(connections.gateway.clone());
+            let gateway_store =
+                Arc::new(SecretStore::open(gateway_js, keyring, args.replicas).await?);
             tasks.push(reactor::run(
                 js.clone(),
                 platform.clone(),
-                Arc::new(crate::keys::ShredOnTenantDeleted(store)),
+                Arc::new(crate::keys::ShredOnTenantDeleted(gateway_store.clone())),
             ));
-            // The gateway seals on its own connection (its own NATS user).
-            let gateway_js = async_nats::jetstream::new(connections.gateway.clone());
-            Some(Arc::new(
-                SecretStore::open(gateway_js, keyring, args.replicas).await?,
-            ))
+            Some(gateway_store)
         }
         None => {
             tracing::warn!("no key-encryption key (--kek-file or NEO_KEK): secrets cannot be set");
