@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use neo_protocol::TenantName;
 
-use super::{Latest, MAX_ATTEMPTS, SecretStore, Written, now_ms, open_value};
+use super::{Latest, MAX_ATTEMPTS, SecretStore, Written, conflict, now_ms, open_value};
 use crate::crypto::{DataKey, KeyId, aad_secret};
 use crate::error::SecretsError;
 use crate::names::parse_secret_key;
@@ -143,11 +143,7 @@ impl SecretStore {
                 return Ok((1, dek));
             }
         }
-        Err(SecretsError::Conflict {
-            bucket: TENANT_KEYS_BUCKET,
-            key: tenant.to_string(),
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(conflict(TENANT_KEYS_BUCKET, tenant.to_string()))
     }
 
     /// The tenant's current data key version, if it has a data key.
@@ -193,11 +189,7 @@ impl SecretStore {
         let mut dropped_versions = Vec::new();
         for attempt in 0.. {
             if attempt == MAX_ATTEMPTS {
-                return Err(SecretsError::Conflict {
-                    bucket: TENANT_KEYS_BUCKET,
-                    key: tenant.to_string(),
-                    attempts: MAX_ATTEMPTS,
-                });
+                return Err(conflict(TENANT_KEYS_BUCKET, tenant.to_string()));
             }
             let KeyState::Present {
                 revision,
@@ -273,11 +265,7 @@ impl SecretStore {
                 return Ok(version);
             }
         }
-        Err(SecretsError::Conflict {
-            bucket: TENANT_KEYS_BUCKET,
-            key: tenant.to_string(),
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(conflict(TENANT_KEYS_BUCKET, tenant.to_string()))
     }
 
     /// Re-seals every secret of the tenant not sealed with `target`; returns how many.
@@ -298,11 +286,7 @@ impl SecretStore {
             };
             for attempt in 0.. {
                 if attempt == MAX_ATTEMPTS {
-                    return Err(SecretsError::Conflict {
-                        bucket: SECRETS_BUCKET,
-                        key,
-                        attempts: MAX_ATTEMPTS,
-                    });
+                    return Err(conflict(SECRETS_BUCKET, key));
                 }
                 let Latest::Value { revision, value } = self.latest(&self.secrets, &key).await?
                 else {
@@ -400,11 +384,7 @@ impl SecretStore {
         for (tenant, mut revision, mut record, mut deks) in plan {
             for attempt in 0.. {
                 if attempt == MAX_ATTEMPTS {
-                    return Err(SecretsError::Conflict {
-                        bucket: TENANT_KEYS_BUCKET,
-                        key: tenant.to_string(),
-                        attempts: MAX_ATTEMPTS,
-                    });
+                    return Err(conflict(TENANT_KEYS_BUCKET, tenant.to_string()));
                 }
                 let stale = record
                     .keys

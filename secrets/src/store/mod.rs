@@ -27,6 +27,15 @@ pub const MAX_VALUE_LEN: usize = 64 * 1024;
 /// How many times a write is retried when another writer changed the record first.
 const MAX_ATTEMPTS: u32 = 10;
 
+/// A write to `key` of `bucket` that lost to other writers [`MAX_ATTEMPTS`] times.
+fn conflict(bucket: &'static str, key: String) -> SecretsError {
+    SecretsError::Conflict {
+        bucket,
+        key,
+        attempts: MAX_ATTEMPTS,
+    }
+}
+
 /// What is known about one secret, never its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretInfo {
@@ -245,11 +254,7 @@ impl SecretStore {
             }
             return Ok(self.log_set(info, dek_version));
         }
-        Err(SecretsError::Conflict {
-            bucket: SECRETS_BUCKET,
-            key,
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(conflict(SECRETS_BUCKET, key))
     }
 
     fn log_set(&self, info: SecretInfo, dek_version: u32) -> SecretInfo {
@@ -318,11 +323,7 @@ impl SecretStore {
                 }));
             }
         }
-        Err(SecretsError::Conflict {
-            bucket: SECRETS_BUCKET,
-            key,
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(conflict(SECRETS_BUCKET, key))
     }
 
     /// The secrets of one app on one stage, by name; never their values.
