@@ -174,18 +174,38 @@ async fn served_settings(stack: &RuntimeStack, stage: &str) -> serde_json::Value
     serde_json::from_str::<serde_json::Value>(&body).unwrap()["settings"].clone()
 }
 
-/// The environment of the stage's replicas of the app.
-async fn replica_environments(stack: &RuntimeStack, stage: &str) -> Vec<String> {
+/// Whether the stage's replicas of the app run, each with `NEO_SECRET_API_KEY={value}` in its
+/// environment.
+async fn replicas_have_api_key(stack: &RuntimeStack, stage: &str, value: &str) -> bool {
     let key = neo_runtime_agent::driver::PodgroupKey {
         tenant: TENANT.into(),
         app: APP.into(),
         stage: stage.into(),
     };
     let pids = stack.stages.get(stage).unwrap().driver.pids(&key).await;
-    pids.iter()
+    let wanted = format!("NEO_SECRET_API_KEY={value}");
+    let environments: Vec<String> = pids
+        .iter()
         .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
         .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', "\n"))
-        .collect()
+        .collect();
+    !environments.is_empty()
+        && environments
+            .iter()
+            .all(|e| e.lines().any(|line| line == wanted))
+}
+
+/// Publishes the app (`project`) to dev and waits for its release 1 to roll out.
+async fn publish_shop(stack: &RuntimeStack, token: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    let progress = stack
+        .build
+        .publish(token, TENANT, dir.path())
+        .await
+        .unwrap();
+    step(&progress, PublishStep::Deployed).unwrap_or_else(|| panic!("not deployed: {progress:#?}"));
+    succeeded(stack, token, "dev", 1).await;
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -309,15 +329,7 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
     );
 
     // Published: release 1 runs with dev's values.
-    let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
-    let progress = stack
-        .build
-        .publish(&people.dave, TENANT, dir.path())
-        .await
-        .unwrap();
-    step(&progress, PublishStep::Deployed).unwrap_or_else(|| panic!("not deployed: {progress:#?}"));
-    succeeded(&stack, &people.dave, "dev", 1).await;
+    publish_shop(&stack, &people.dave).await;
     let served = served_settings(&stack, "dev").await;
     assert_eq!(served["currency"], "CHF");
     assert_eq!(served["greeting"], "hello", "the model's default");
@@ -325,11 +337,8 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
         !served.to_string().contains(&secret),
         "secrets are never served"
     );
-    let envs = replica_environments(&stack, "dev").await;
-    assert!(!envs.is_empty());
     assert!(
-        envs.iter()
-            .all(|e| e.contains(&format!("NEO_SECRET_API_KEY={secret}"))),
+        replicas_have_api_key(&stack, "dev", &secret).await,
         "the replica's environment has the secret"
     );
 
@@ -410,11 +419,7 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
         .unwrap();
     succeeded(&stack, &people.otto, "test", 1).await;
     assert_eq!(served_settings(&stack, "test").await["currency"], "USD");
-    let envs = replica_environments(&stack, "test").await;
-    assert!(
-        envs.iter()
-            .all(|e| e.contains(&format!("NEO_SECRET_API_KEY={test_secret}")))
-    );
+    assert!(replicas_have_api_key(&stack, "test", &test_secret).await);
 
     // A new secret value on dev: version 2, a new release whose replicas have it.
     let rotated = format!("{secret}-2");
@@ -427,12 +432,9 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
         Duration::from_secs(30),
         "the new value in the replicas",
         || async {
-            let envs = replica_environments(&stack, "dev").await;
-            (!envs.is_empty()
-                && envs
-                    .iter()
-                    .all(|e| e.contains(&format!("NEO_SECRET_API_KEY={rotated}"))))
-            .then_some(())
+            replicas_have_api_key(&stack, "dev", &rotated)
+                .await
+                .then_some(())
         },
     )
     .await;
@@ -522,21 +524,9 @@ async fn an_agent_on_its_own_nats_user_gets_its_stages_secrets() {
     set_secret(&stack, &people.dave, "dev", "api_key", &secret)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
-    let progress = stack
-        .build
-        .publish(&people.dave, TENANT, dir.path())
-        .await
-        .unwrap();
-    step(&progress, PublishStep::Deployed).unwrap_or_else(|| panic!("not deployed: {progress:#?}"));
-    succeeded(&stack, &people.dave, "dev", 1).await;
-    let envs = replica_environments(&stack, "dev").await;
+    publish_shop(&stack, &people.dave).await;
     assert!(
-        !envs.is_empty()
-            && envs
-                .iter()
-                .all(|e| e.contains(&format!("NEO_SECRET_API_KEY={secret}"))),
+        replicas_have_api_key(&stack, "dev", &secret).await,
         "the replica's environment has the secret"
     );
 }

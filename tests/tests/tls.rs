@@ -7,26 +7,20 @@ use neo_actors::HostConfig;
 use neo_gateway::api::{WhoAmIRequest, identity_client::IdentityClient};
 use neo_gateway::{Gateway, GatewayConfig, TlsFiles};
 use neo_tests::Core;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-/// A CA and a server certificate for localhost signed by it, written as PEM files.
+/// A CA and a server certificate for localhost signed by it, written as PEM files by the same
+/// code as `neo certs init`.
 fn certificates(dir: &std::path::Path) -> (String, TlsFiles) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let files = TlsFiles {
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    std::fs::write(&files.cert, leaf.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    (ca.pem(), files)
+    let files = neo_ops::certs::init(dir, &[]).unwrap();
+    let ca = std::fs::read_to_string(&files.ca).unwrap();
+    (
+        ca,
+        TlsFiles {
+            cert: files.cert,
+            key: files.key,
+        },
+    )
 }
 
 #[tokio::test]
@@ -84,20 +78,14 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
             "a plaintext call was served"
         );
     }
-    let other_ca = CertifiedIssuer::self_signed(
-        {
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p
-        },
-        KeyPair::generate().unwrap(),
-    )
-    .unwrap();
+    // Another local CA, which did not sign the gateway's certificate.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_ca, _) = certificates(other_dir.path());
     let untrusting = Channel::from_shared(format!("https://localhost:{port}"))
         .unwrap()
         .tls_config(
             ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(other_ca.pem()))
+                .ca_certificate(Certificate::from_pem(other_ca))
                 .domain_name("localhost"),
         )
         .unwrap()
