@@ -8,6 +8,7 @@
 //! - [`impact`]: what a producer's deploy would break for the consumers on a stage.
 //! - [`queue`]: the JetStream work queue of build jobs and its enqueuer.
 //! - [`worker`]: a build worker: job in, image (or positioned diagnostics) out.
+//! - [`outage`]: the backoff of a step retried through an outage of S3, the registry or NATS.
 //! - [`buildlog`]: build output lines, followable by the CLI.
 //! - [`meta`]: build configuration and metadata in JetStream KV.
 //! - [`platform`]: commands and queries to the entity host over NATS.
@@ -19,6 +20,7 @@ pub mod image;
 pub mod impact;
 pub mod meta;
 pub mod model;
+pub mod outage;
 pub mod platform;
 pub mod project;
 pub mod queue;

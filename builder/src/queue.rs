@@ -5,8 +5,15 @@
 //! lease of [`QueueConfig::lease`]: it reports progress while it builds; a worker that dies stops
 //! reporting, the lease runs out, and the job is delivered to another worker, which takes the
 //! started attempt over. After [`QueueConfig::max_deliveries`] lost leases the build is failed,
-//! so no build stays "started" forever.
+//! so no build stays "started" forever. An outage of what a build needs (S3, the registry, the
+//! platform) is no lost lease: the worker keeps the lease and retries with backoff for
+//! [`QueueConfig::retry_for`] before it fails the build naming the outage.
+//!
+//! A worker waits for its next job with [`next_job`]: a long poll that the server ends after
+//! [`PULL_EXPIRY`], renewed, and made again after a reconnection (a restarted server never saw
+//! the old pull), so an idle worker costs one request per period and never waits for ever.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
@@ -57,6 +64,9 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// Deliveries of one job before the build is failed (the last delivery fails it).
     pub max_deliveries: i64,
+    /// How long a worker retries a build through an outage of S3, the registry or the platform
+    /// (with backoff, keeping its lease) before it fails the build with the outage as reason.
+    pub retry_for: Duration,
 }
 
 impl Default for QueueConfig {
@@ -64,6 +74,50 @@ impl Default for QueueConfig {
         Self {
             lease: Duration::from_secs(30),
             max_deliveries: 4,
+            retry_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How long one pull for a job waits on the server before it is renewed.
+pub const PULL_EXPIRY: Duration = Duration::from_secs(30);
+
+/// How often a waiting pull checks whether the client reconnected meanwhile (a local counter,
+/// no network).
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+
+/// Waits for the next job on `consumer`: a pull of one message that expires after
+/// [`PULL_EXPIRY`]. `None` when it expired with no job, or when `client` reconnected while it
+/// waited (the server that had the pull is gone): the caller pulls again.
+///
+/// # Errors
+/// When the pull cannot be sent or the server answers it with an error.
+pub async fn next_job(
+    consumer: &jetstream::consumer::PullConsumer,
+    client: &async_nats::Client,
+) -> Result<Option<jetstream::Message>, QueueError> {
+    let stats = client.statistics();
+    let connects = stats.connects.load(Ordering::Relaxed);
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(PULL_EXPIRY)
+        .messages()
+        .await
+        .map_err(err)?;
+    let reconnected = async {
+        loop {
+            tokio::time::sleep(RECONNECT_CHECK).await;
+            if stats.connects.load(Ordering::Relaxed) != connects {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        msg = batch.next() => msg.transpose().map_err(err),
+        () = reconnected => {
+            tracing::info!("reconnected to NATS; pulling for a build job again");
+            Ok(None)
         }
     }
 }

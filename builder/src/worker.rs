@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
 use neo_protocol::pb::{self, BuildStatus, build_command::Command};
 use neo_protocol::{AppName, EntityRef, TenantName};
 use neo_storage::{RevisionStore, StorageError};
@@ -88,8 +87,11 @@ enum Failure {
         reason: String,
         diagnostics: Vec<Diagnostic>,
     },
-    /// A dependency (S3, the registry, the platform) is unavailable: retry the job.
+    /// A dependency (S3, the registry, the platform) is unavailable: retry the step.
     Transient(String),
+    /// A dependency stayed unavailable for as long as the worker retries: the build fails
+    /// with this reason (or, when the platform itself is out of reach, the job comes back).
+    Outage(String),
 }
 
 impl Failure {
@@ -97,6 +99,14 @@ impl Failure {
         Self::Build {
             reason: reason.into(),
             diagnostics: Vec::new(),
+        }
+    }
+}
+
+impl Failure {
+    fn reason(&self) -> &str {
+        match self {
+            Self::Build { reason, .. } | Self::Transient(reason) | Self::Outage(reason) => reason,
         }
     }
 }
@@ -166,11 +176,9 @@ impl Worker {
         let consumer = queue::ensure(&self.js, self.config.queue).await?;
         loop {
             // One job at a time: a worker's lease covers exactly the job it is building.
-            let mut batch = consumer.fetch().max_messages(1).messages().await?;
-            let Some(msg) = batch.next().await else {
+            let Some(msg) = queue::next_job(&consumer, &self.context.nats).await? else {
                 continue;
             };
-            let msg = msg?;
             let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
             let outcome = match serde_json::from_slice::<BuildJob>(&msg.payload) {
                 Ok(job) => self.with_lease(&msg, &job, delivered).await,
@@ -188,6 +196,57 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Runs `step` until it succeeds or fails for good. An outage (a transient failure) is
+    /// retried with backoff for the queue's `retry_for` (see [`Self::wait_out`]).
+    async fn through_outages<T, F, Fut>(
+        &self,
+        what: &str,
+        log: Option<&BuildLog>,
+        mut step: F,
+    ) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut outage = Outage::new(self.config.queue.retry_for);
+        loop {
+            match step().await {
+                Err(Failure::Transient(reason)) => {
+                    self.wait_out(&mut outage, what, reason, log).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One wait of a step retried through an outage: notes the reason (in `log` too, so the
+    /// user following the build sees it) and sleeps the next delay. When the delays are spent,
+    /// the outage is the failure ([`Failure::Outage`]).
+    async fn wait_out(
+        &self,
+        outage: &mut Outage,
+        what: &str,
+        reason: String,
+        log: Option<&BuildLog>,
+    ) -> Result<(), Failure> {
+        let Some(delay) = outage.delays.next() else {
+            return Err(Failure::Outage(format!(
+                "{what}: {reason} (retried for {} s)",
+                outage.started.elapsed().as_secs()
+            )));
+        };
+        tracing::warn!(worker = %self.config.name, %reason, ?delay, "{what}: outage; retrying");
+        if let Some(log) = log {
+            log.line(
+                "warn",
+                format!("{what}: {reason}; retrying in {:.1} s", delay.as_secs_f64()),
+            )
+            .await;
+        }
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// Runs the job while reporting progress, so the lease stays ours while we work.
@@ -221,9 +280,14 @@ impl Worker {
                 return Outcome::Done;
             }
         };
-        let state = match self.platform.state::<pb::BuildState>(&entity).await {
+        let read = self
+            .through_outages("reading the build", None, || async {
+                Ok(self.platform.state::<pb::BuildState>(&entity).await?)
+            })
+            .await;
+        let state = match read {
             Ok((state, _)) => state,
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Retry(e.reason().to_owned()),
         };
         let status = state.status();
         let live = matches!(status, BuildStatus::Requested | BuildStatus::Started);
@@ -255,22 +319,28 @@ impl Worker {
             worker: self.config.name.clone(),
             takeover,
         });
-        if let Err(e) = self
-            .platform
-            .command(
-                &entity,
-                &id(&format!("start-{delivered}")),
-                &cause(job),
-                &self.principal(),
-                &command(start),
-            )
-            .await
-        {
-            if e.is_transient() {
-                return Outcome::Retry(e.to_string());
+        let start_id = id(&format!("start-{delivered}"));
+        let started = self
+            .through_outages("starting the build", Some(&log), || async {
+                self.platform
+                    .command(
+                        &entity,
+                        &start_id,
+                        &cause(job),
+                        &self.principal(),
+                        &command(start.clone()),
+                    )
+                    .await
+                    .map_err(Failure::from)
+            })
+            .await;
+        match started {
+            Ok(_) => {}
+            Err(Failure::Build { reason, .. }) => {
+                tracing::warn!(build = %job.build_id, %reason, "cannot start the build; dropping the job");
+                return Outcome::Done;
             }
-            tracing::warn!(build = %job.build_id, error = %e, "cannot start the build; dropping the job");
-            return Outcome::Done;
+            Err(e) => return Outcome::Retry(e.reason().to_owned()),
         }
         if takeover {
             log.line(
@@ -292,7 +362,20 @@ impl Worker {
         .await;
         let started = Instant::now();
         let mut meta = BuildMeta::started(job, &self.config.name);
-        let result = self.build(job, &log, &mut meta).await;
+        let mut outage = Outage::new(self.config.queue.retry_for);
+        let result = loop {
+            match self.build(job, &log, &mut meta).await {
+                Err(Failure::Transient(reason)) => {
+                    if let Err(e) = self
+                        .wait_out(&mut outage, "building", reason, Some(&log))
+                        .await
+                    {
+                        break Err(e);
+                    }
+                }
+                other => break other,
+            }
+        };
         let (cmd, outcome_line) = match result {
             Ok(success) => {
                 let line = format!("attempt {} succeeded", job.attempt);
@@ -309,10 +392,13 @@ impl Worker {
                     ("info", line),
                 )
             }
-            Err(Failure::Transient(reason)) => {
-                log.line("warn", format!("interrupted: {reason}; retrying"))
-                    .await;
-                return Outcome::Retry(reason);
+            Err(Failure::Transient(reason) | Failure::Outage(reason)) => {
+                meta.finish("failed", None);
+                let line = format!("attempt {} failed: {reason}", job.attempt);
+                (
+                    fail_command(job.attempt, reason, Vec::new()),
+                    ("error", line),
+                )
             }
             Err(Failure::Build {
                 reason,
@@ -368,17 +454,21 @@ impl Worker {
         job: &BuildJob,
         cmd: &pb::BuildCommand,
     ) -> Outcome {
-        match self
-            .platform
-            .command(entity, id, &cause(job), &self.principal(), cmd)
-            .await
-        {
+        let recorded = self
+            .through_outages("recording the outcome", None, || async {
+                self.platform
+                    .command(entity, id, &cause(job), &self.principal(), cmd)
+                    .await
+                    .map_err(Failure::from)
+            })
+            .await;
+        match recorded {
             Ok(_) => Outcome::Done,
-            Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
-            Err(e) => {
-                tracing::warn!(%entity, error = %e, "the build refused the outcome");
+            Err(Failure::Build { reason, .. }) => {
+                tracing::warn!(%entity, %reason, "the build refused the outcome");
                 Outcome::Done
             }
+            Err(e) => Outcome::Retry(e.reason().to_owned()),
         }
     }
 
@@ -584,6 +674,21 @@ pub struct Success {
     pub exposes: Vec<pb::ExposedEntity>,
     /// What it needs from a stage (settings without a default, secrets).
     pub needs: pb::ConfigNeeds,
+}
+
+/// An outage a step is being retried through: when it began, and the delays left.
+struct Outage {
+    started: Instant,
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+}
+
+impl Outage {
+    fn new(retry_for: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            delays: Box::new(crate::outage::delays(retry_for)),
+        }
+    }
 }
 
 /// The causation of a worker's commands: the `BuildRequested` event of its job.

@@ -109,7 +109,9 @@ impl Bus {
         Self { dispatch }
     }
 
-    /// Runs `command` (a `{Kind}Command`) against `entity` on behalf of `principal`.
+    /// Runs `command` (a `{Kind}Command`) against `entity` on behalf of `principal`. Its id
+    /// derives from the call's request id when the client sent one
+    /// ([`crate::request_id::command_id`]), so a retried call is written once.
     ///
     /// Runs in a `gateway.command` span (the child of the current span, if any) whose
     /// `traceparent` the request carries, so the platform's spans join the same trace.
@@ -122,7 +124,8 @@ impl Bus {
         principal: &str,
         command: &impl Message,
     ) -> Result<pb::CommandAccepted, Status> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let command = Bytes::from(command.encode_to_vec());
+        let id = crate::request_id::command_id(entity, &command)?;
         let span = tracing::info_span!(
             "gateway.command",
             kind = entity.kind.as_str(),
@@ -134,7 +137,7 @@ impl Bus {
             correlation_id: id,
             causation_id: String::new(),
             principal: principal.to_owned(),
-            command: Bytes::from(command.encode_to_vec()),
+            command,
             traceparent: trace::traceparent(&span).unwrap_or_default(),
             want_state: true,
         };

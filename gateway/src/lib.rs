@@ -7,10 +7,12 @@
 //!
 //! - [`api`]: the generated `neo.gateway.v1` services, clients and messages.
 //! - [`server`]: binding, TLS, health, reflection, message-size limits.
+//! - [`health`]: `grpc.health.v1` follows whether the event store can be reached.
 //! - [`services`]: one module per gRPC service.
 //! - [`auth`]: tokens (HS256 JWT) and the role rules.
 //! - [`identity`]: users and argon2 password hashes in KV `neo_users`.
 //! - [`bus`]: the way to the platform: NATS request/reply, or in-process.
+//! - [`request_id`]: client-supplied request ids, which make a retried call take effect once.
 //! - [`listing`]: listing entities from stream subjects, and paging.
 //! - [`upload`]: client-streamed uploads, stored content-addressed in S3.
 //! - [`error`]: the one mapping to gRPC statuses.
@@ -18,8 +20,10 @@
 pub mod auth;
 pub mod bus;
 pub mod error;
+pub mod health;
 pub mod identity;
 pub mod listing;
+pub mod request_id;
 pub mod server;
 pub mod services;
 pub mod upload;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::server::NamedService;
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::api;
@@ -81,6 +82,7 @@ pub struct Gateway {
     tls: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    health: JoinHandle<()>,
 }
 
 fn nats_error(what: &'static str) -> impl Fn(String) -> GatewayError {
@@ -130,7 +132,7 @@ impl Gateway {
             .map_err(nats_error("build log stream"))?;
         let ctx = Arc::new(Ctx {
             bus: Bus::new(dispatch),
-            js: jetstream::new(client),
+            js: jetstream::new(client.clone()),
             users,
             revisions: backends.revisions,
             consumers: backends.consumers,
@@ -143,30 +145,22 @@ impl Gateway {
         let max = config.max_message_bytes;
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<api::identity_server::IdentityServer<IdentityService>>()
-            .await;
-        health
-            .set_serving::<api::tenants_server::TenantsServer<TenantsService>>()
-            .await;
-        health
-            .set_serving::<api::apps_server::AppsServer<AppsService>>()
-            .await;
-        health
-            .set_serving::<api::builds_server::BuildsServer<BuildsService>>()
-            .await;
-        health
-            .set_serving::<api::deployments_server::DeploymentsServer<DeploymentsService>>()
-            .await;
-        health
-            .set_serving::<api::events_server::EventsServer<EventsService>>()
-            .await;
-        health
-            .set_serving::<api::runtime_server::RuntimeServer<RuntimeService>>()
-            .await;
-        health
-            .set_serving::<api::settings_server::SettingsServer<SettingsService>>()
-            .await;
+        let services = vec![
+            <api::identity_server::IdentityServer<IdentityService> as NamedService>::NAME,
+            <api::tenants_server::TenantsServer<TenantsService> as NamedService>::NAME,
+            <api::apps_server::AppsServer<AppsService> as NamedService>::NAME,
+            <api::builds_server::BuildsServer<BuildsService> as NamedService>::NAME,
+            <api::deployments_server::DeploymentsServer<DeploymentsService> as NamedService>::NAME,
+            <api::events_server::EventsServer<EventsService> as NamedService>::NAME,
+            <api::runtime_server::RuntimeServer<RuntimeService> as NamedService>::NAME,
+            <api::settings_server::SettingsServer<SettingsService> as NamedService>::NAME,
+        ];
+        for name in &services {
+            health
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let health_task = crate::health::watch(client.clone(), health, services);
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
@@ -179,7 +173,9 @@ impl Gateway {
             .build_v1alpha()
             .map_err(|e| nats_error("reflection")(e.to_string()))?;
 
-        let mut builder = Server::builder().timeout(config.request_timeout * 6);
+        let mut builder = Server::builder()
+            .timeout(config.request_timeout * 6)
+            .layer(crate::request_id::RequestIdLayer);
         let tls = config.tls.is_some();
         if let Some(files) = &config.tls {
             let read = |path: &PathBuf| {
@@ -270,6 +266,7 @@ impl Gateway {
             tls,
             stop: Some(stop),
             task,
+            health: health_task,
         })
     }
 
@@ -286,6 +283,7 @@ impl Gateway {
 
     /// Stops accepting calls and waits for the server to finish.
     pub async fn shutdown(mut self) {
+        self.health.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -295,6 +293,7 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        self.health.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -67,6 +67,10 @@ pub struct WorkerArgs {
     /// Deliveries of a build job before the build is failed as abandoned.
     #[arg(long, default_value_t = 4)]
     pub build_max_deliveries: i64,
+    /// Seconds a worker retries a build through an outage of S3, the registry or the platform
+    /// (with backoff) before it fails the build naming the outage.
+    #[arg(long, default_value_t = 600)]
+    pub build_retry_for_s: u64,
     /// A pause after each build step, in ms (demos and failure drills).
     #[arg(long, default_value_t = 0, hide = true)]
     pub build_step_delay_ms: u64,
@@ -78,6 +82,7 @@ impl WorkerArgs {
         QueueConfig {
             lease: Duration::from_secs(self.build_lease_s.max(1)),
             max_deliveries: self.build_max_deliveries.max(2),
+            retry_for: Duration::from_secs(self.build_retry_for_s),
         }
     }
 }

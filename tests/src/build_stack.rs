@@ -174,35 +174,57 @@ impl BuildStack {
         app: &str,
         content: Vec<u8>,
     ) -> anyhow::Result<Vec<api::PublishProgress>> {
-        let mut messages = vec![api::PublishRequest {
-            part: Some(api::publish_request::Part::Header(api::PublishHeader {
-                tenant: tenant.into(),
-                app: app.into(),
-                message: "published by a test".into(),
-                stage: String::new(),
-            })),
-        }];
-        for chunk in content.chunks(64 * 1024) {
-            messages.push(api::PublishRequest {
-                part: Some(api::publish_request::Part::Chunk(chunk.to_vec().into())),
-            });
-        }
-        let mut stream = self
-            .stack
-            .apps(token)
-            .publish(futures::stream::iter(messages))
-            .await?
-            .into_inner();
-        let mut progress = Vec::new();
-        let deadline = Duration::from_secs(60);
-        while let Some(p) = tokio::time::timeout(deadline, stream.message())
-            .await
-            .context("publish progress stalled")??
-        {
-            progress.push(p);
-        }
-        Ok(progress)
+        publish_to(&self.stack, token, tenant, app, content).await
     }
+}
+
+/// Publishes packed content as `app` through `stack`'s gateway to the tenant's first stage and
+/// collects every progress message (a free function, so a test can restart the stack's other
+/// servers meanwhile).
+pub async fn publish_to(
+    stack: &Stack,
+    token: &str,
+    tenant: &str,
+    app: &str,
+    content: Vec<u8>,
+) -> anyhow::Result<Vec<api::PublishProgress>> {
+    publish_with(stack.apps(token), tenant, app, content).await
+}
+
+/// Publishes packed content as `app` with `client` (an authorised `Apps` client) to the
+/// tenant's first stage and collects every progress message.
+pub async fn publish_with(
+    mut client: api::apps_client::AppsClient<crate::gateway::Authed>,
+    tenant: &str,
+    app: &str,
+    content: Vec<u8>,
+) -> anyhow::Result<Vec<api::PublishProgress>> {
+    let mut messages = vec![api::PublishRequest {
+        part: Some(api::publish_request::Part::Header(api::PublishHeader {
+            tenant: tenant.into(),
+            app: app.into(),
+            message: "published by a test".into(),
+            stage: String::new(),
+        })),
+    }];
+    for chunk in content.chunks(64 * 1024) {
+        messages.push(api::PublishRequest {
+            part: Some(api::publish_request::Part::Chunk(chunk.to_vec().into())),
+        });
+    }
+    let mut stream = client
+        .publish(futures::stream::iter(messages))
+        .await?
+        .into_inner();
+    let mut progress = Vec::new();
+    let deadline = Duration::from_secs(60);
+    while let Some(p) = tokio::time::timeout(deadline, stream.message())
+        .await
+        .context("publish progress stalled")??
+    {
+        progress.push(p);
+    }
+    Ok(progress)
 }
 
 /// The progress message of `step`, if any.

@@ -7,11 +7,13 @@
 //! - [`commands`]: builders for the commands the tests send.
 //! - [`gateway`]: the gRPC gateway on top of [`Core`], with authorised clients and a
 //!   two-tenant fixture.
+//! - [`load`]: a steady load through a fault, and the check that nothing acknowledged is lost.
 
 pub mod build_stack;
 pub mod cli;
 pub mod commands;
 pub mod gateway;
+pub mod load;
 pub mod runtime_stack;
 pub mod storage;
 

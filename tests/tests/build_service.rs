@@ -326,6 +326,7 @@ async fn a_worker_killed_mid_build_loses_its_lease_and_another_worker_finishes()
     let queue = QueueConfig {
         lease: Duration::from_secs(2),
         max_deliveries: 4,
+        ..QueueConfig::default()
     };
     let (stack, progress) = publish_while_the_first_worker_dies(queue).await;
     assert!(
@@ -344,6 +345,7 @@ async fn a_build_whose_workers_keep_dying_is_failed_as_abandoned() {
     let queue = QueueConfig {
         lease: Duration::from_secs(1),
         max_deliveries: 2,
+        ..QueueConfig::default()
     };
     let (_stack, progress) = publish_while_the_first_worker_dies(queue).await;
     let failed = step(&progress, PublishStep::BuildFailed).expect("failed");

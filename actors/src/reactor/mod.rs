@@ -4,6 +4,10 @@
 //! from a durable consumer and dispatches what it returns. Each command id is derived from the
 //! triggering event's stream sequence, so a redelivered event does nothing twice.
 //!
+//! Only a domain rejection ends a reaction. An infrastructure failure (NATS, the event store,
+//! a read model's database) leaves the event unacknowledged: it comes back after
+//! [`retry_delay`], which grows with each delivery, until the reaction goes through.
+//!
 //! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
 //! - [`publish`]: 1-Click Publish: a published revision is built, then deployed.
 //! - [`desired`]: a podgroup's changes are published as its stage's desired state.
@@ -138,7 +142,10 @@ async fn react_and_dispatch(
         let reply = platform.dispatch(&reaction.entity, request).await;
         if let Some(pb::command_reply::Result::Error(e)) = reply.result {
             match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
-                ErrorCode::Unavailable | ErrorCode::Aborted | ErrorCode::Internal => {
+                ErrorCode::Unavailable
+                | ErrorCode::Aborted
+                | ErrorCode::Internal
+                | ErrorCode::Unspecified => {
                     return Verdict::Retry(e.message);
                 }
                 _ => tracing::warn!(reactor = reactor.name(), entity = %reaction.entity,
@@ -161,6 +168,14 @@ fn to_event(msg: &jetstream::Message) -> Result<ReactorEvent, String> {
         meta,
         payload: msg.payload.clone(),
     })
+}
+
+/// How long an event whose reaction failed for want of infrastructure waits before it comes
+/// back, after its `delivered`-th delivery: 0.5 s, doubling, at most 10 s, so a service that
+/// returns is noticed within 10 s and an outage costs a few messages a minute.
+pub fn retry_delay(delivered: i64) -> Duration {
+    let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    (Duration::from_millis(500) * 2u32.pow(doublings)).min(Duration::from_secs(10))
 }
 
 /// Runs every reactor of a platform process (`neo serve`, and the test stacks standing in for
@@ -244,11 +259,30 @@ async fn consume(
         let ack = match verdict {
             Verdict::Done => AckKind::Ack,
             Verdict::Retry(reason) => {
-                tracing::warn!(reactor = reactor.name(), %reason, "reaction failed; will retry");
-                AckKind::Nak(Some(Duration::from_secs(1)))
+                let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+                let delay = retry_delay(delivered);
+                tracing::warn!(reactor = reactor.name(), %reason, delivered, ?delay,
+                    "reaction failed; will retry");
+                AckKind::Nak(Some(delay))
             }
         };
         msg.ack_with(ack).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_half_a_second_to_ten() {
+        let delays: Vec<u128> = (1..=8).map(|d| retry_delay(d).as_millis()).collect();
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+        );
+        assert_eq!(retry_delay(0).as_millis(), 500);
+        assert_eq!(retry_delay(i64::MAX).as_millis(), 10_000);
+    }
 }

@@ -94,21 +94,32 @@ impl DeployOnBuild {
             return Ok(Vec::new());
         };
         let tenant = event.entity.tenant.as_str();
+        // The read models being out of reach is an outage, not a verdict: the event comes back.
         let uses = consumers
             .on_stage(tenant, stage, &built.app)
             .await
-            .map_err(|reason| error("publish-deploy", event, reason))?;
+            .map_err(|reason| ReactorError {
+                transient: true,
+                ..error(
+                    "publish-deploy",
+                    event,
+                    format!("impact analysis: the read models: {reason}"),
+                )
+            })?;
         let mut previous = Vec::with_capacity(uses.len());
         for used in &uses {
-            previous.push(
-                exposed_at(
-                    &self.platform,
-                    &event.entity.tenant,
-                    &used.dependency.producer_app,
-                    used.dependency.producer_revision,
-                )
-                .await,
-            );
+            let exposed = exposed_at(
+                &self.platform,
+                &event.entity.tenant,
+                &used.dependency.producer_app,
+                used.dependency.producer_revision,
+            )
+            .await
+            .map_err(|reason| ReactorError {
+                transient: true,
+                ..error("publish-deploy", event, reason)
+            })?;
+            previous.push(exposed);
         }
         let report = impact::analyse(
             uses.iter().zip(previous.iter().map(|p| p.as_deref())),
@@ -119,21 +130,40 @@ impl DeployOnBuild {
 }
 
 /// What `app` revision `revision` exposed, from its build (None when unknown).
+///
+/// # Errors
+/// When the build cannot be read for an infrastructure failure (worth retrying).
 pub async fn exposed_at(
     platform: &Platform,
     tenant: &neo_protocol::TenantName,
     app: &str,
     revision: u32,
-) -> Option<Vec<pb::ExposedEntity>> {
-    let app = AppName::new(app).ok()?;
+) -> Result<Option<Vec<pb::ExposedEntity>>, String> {
+    let Ok(app) = AppName::new(app) else {
+        return Ok(None);
+    };
     let reply = platform
         .query(&EntityRef::build(tenant, &app, revision))
         .await;
-    let Some(pb::state_reply::Result::State(state)) = reply.result else {
-        return None;
+    let state = match reply.result {
+        Some(pb::state_reply::Result::State(state)) => state,
+        Some(pb::state_reply::Result::Error(e))
+            if matches!(
+                pb::ErrorCode::try_from(e.code),
+                Ok(pb::ErrorCode::Unavailable | pb::ErrorCode::Internal)
+            ) =>
+        {
+            return Err(format!(
+                "cannot read build {app}_r{revision}: {}",
+                e.message
+            ));
+        }
+        _ => return Ok(None),
     };
-    let state = pb::BuildState::decode(state.state).ok()?;
-    (state.status() == pb::BuildStatus::Succeeded).then_some(state.exposes)
+    let Ok(state) = pb::BuildState::decode(state.state) else {
+        return Ok(None);
+    };
+    Ok((state.status() == pb::BuildStatus::Succeeded).then_some(state.exposes))
 }
 
 #[async_trait::async_trait]

@@ -9,6 +9,7 @@ pub mod history;
 pub mod identity;
 pub mod impact;
 pub mod publish;
+pub mod resume;
 pub mod runtime;
 pub mod settings;
 pub mod tenants;

@@ -17,7 +17,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Ctx, Shared, app, stage, tenant};
+use super::{Ctx, Shared, app, resume, stage, tenant};
 use crate::api::{self, PublishProgress, PublishStep, publish_request::Part};
 use crate::auth::Action;
 use crate::error::{refused, unavailable};
@@ -48,8 +48,9 @@ fn progress(step: PublishStep, message: impl Into<String>) -> PublishProgress {
 /// Runs a publish.
 ///
 /// # Errors
-/// Before streaming: bad header, permission, unknown tenant or stage, upload limits, an
-/// unchanged model, storage or platform outages.
+/// Before streaming: bad header, permission, unknown tenant or stage, upload limits, storage
+/// or platform outages. Content identical to the latest revision resumes that revision's
+/// publish ([`resume`]) instead of creating a revision.
 pub async fn publish(
     ctx: &Shared,
     request: Request<Streaming<api::PublishRequest>>,
@@ -103,10 +104,17 @@ pub async fn publish(
             deploy_to: s.to_string(),
         })),
     };
-    let accepted = ctx
+    let created = ctx
         .bus
         .command(&EntityRef::app(&t, &a), principal.user(), &command)
-        .await?;
+        .await;
+    let accepted = match created {
+        Ok(accepted) => accepted,
+        Err(e) if rule_of(&e) == Some("revision.unchanged") => {
+            return resumed(ctx, principal.user(), (&t, &a, &s), uploaded).await;
+        }
+        Err(e) => return Err(e),
+    };
     let (revision, sequence) = accepted
         .events
         .iter()
@@ -125,16 +133,86 @@ pub async fn publish(
     created.revision = revision.number;
     created.digest = revision.digest.clone();
     created.sequence = sequence;
+    follow(
+        ctx,
+        (&t, &a, &s),
+        revision.number,
+        sequence,
+        [uploaded, created],
+    )
+    .await
+}
 
-    let build = EntityRef::build(&t, &a, revision.number);
-    let events = follow_events(ctx, &t, &a, &s, &build, sequence).await?;
-    let logs = follow_log(ctx, &t, &build).await?;
+/// The domain rule a refusal names (its `neo-rule` metadata).
+fn rule_of(status: &Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(crate::error::RULE_METADATA)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The publish of content identical to the latest revision: finishes that revision's publish
+/// (see [`resume`]).
+async fn resumed(
+    ctx: &Shared,
+    user: &str,
+    (t, a, s): (&TenantName, &AppName, &StageName),
+    uploaded: PublishProgress,
+) -> Result<Response<ProgressStream>, Status> {
+    let (state, _) = ctx.bus.state::<pb::AppState>(&EntityRef::app(t, a)).await?;
+    let revision =
+        state.revisions.last().cloned().ok_or_else(|| {
+            Status::internal("the app refused an unchanged revision but has none")
+        })?;
+    tracing::info!(tenant = %t, app = %a, revision = revision.number, stage = %s, "publish resumed");
+    let mut first = progress(PublishStep::RevisionCreated, String::new());
+    first.revision = revision.number;
+    first.digest = revision.digest.clone();
+    match resume::resume(ctx, user, (t, a, s), &revision).await? {
+        resume::Resumed::AlreadyDeployed {
+            release,
+            image_digest,
+        } => {
+            first.message = format!(
+                "revision {} of {a} is unchanged (content already published)",
+                revision.number
+            );
+            let mut done = progress(
+                PublishStep::Deployed,
+                format!("already deployed to {s} as release v{release}"),
+            );
+            done.stage = s.to_string();
+            done.release = release;
+            done.revision = revision.number;
+            done.image_digest = image_digest;
+            done.build_id = EntityRef::build(t, a, revision.number).id.to_string();
+            let items = [uploaded, first, done].map(Ok);
+            Ok(Response::new(Box::pin(futures::stream::iter(items))))
+        }
+        resume::Resumed::Follow { message, after } => {
+            first.message = message;
+            first.sequence = after;
+            follow(ctx, (t, a, s), revision.number, after, [uploaded, first]).await
+        }
+    }
+}
+
+/// Streams `first`, then the chain's progress for `revision` after stream sequence `after`.
+async fn follow(
+    ctx: &Shared,
+    (t, a, s): (&TenantName, &AppName, &StageName),
+    revision: u32,
+    after: u64,
+    first: [PublishProgress; 2],
+) -> Result<Response<ProgressStream>, Status> {
+    let build = EntityRef::build(t, a, revision);
+    let events = follow_events(ctx, t, a, s, &build, after).await?;
+    let logs = follow_log(ctx, t, &build).await?;
     let (tx, rx) = mpsc::channel(64);
-    let first = [uploaded, created];
     let context = Chain {
         build_id: build.id.to_string(),
         stage: s.to_string(),
-        revision: revision.number,
+        revision,
     };
     tokio::spawn(async move {
         for p in first {

@@ -219,6 +219,7 @@ impl BenchPlatform {
         let worker = WorkerArgs {
             build_lease_s: 30,
             build_max_deliveries: 4,
+            build_retry_for_s: 600,
             build_step_delay_ms: 0,
         };
         tasks.extend(

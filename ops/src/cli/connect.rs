@@ -38,6 +38,9 @@ pub struct Context {
     pub config: Config,
     /// Where results are printed (stdout).
     pub sink: Sink,
+    /// This invocation's request id, sent with every call (metadata `neo-request-id`), so a
+    /// call retried after `UNAVAILABLE` takes effect once (see [`super::retry`]).
+    pub request_id: MetadataValue<Ascii>,
 }
 
 impl Context {
@@ -57,6 +60,7 @@ impl Context {
             config_path,
             config,
             sink: Sink::Stdout,
+            request_id: new_request_id(),
         })
     }
 
@@ -194,9 +198,16 @@ impl Context {
             auth: Auth {
                 bearer,
                 deadline: self.deadline(),
+                request_id: self.request_id.clone(),
             },
         })
     }
+}
+
+/// A fresh request id: a UUID, which is always valid metadata.
+pub fn new_request_id() -> MetadataValue<Ascii> {
+    let id = uuid::Uuid::new_v4().to_string();
+    MetadataValue::try_from(id.as_str()).unwrap_or_else(|_| MetadataValue::from_static("neo-cli"))
 }
 
 /// Adds `http://` to an endpoint given without a scheme.
@@ -215,11 +226,12 @@ fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, CliError> {
         .map_err(|_| CliError::Usage("the token is not printable ASCII".into()))
 }
 
-/// Adds the bearer token and the deadline to every request.
+/// Adds the bearer token, the deadline and the invocation's request id to every request.
 #[derive(Debug, Clone)]
 pub struct Auth {
     bearer: Option<MetadataValue<Ascii>>,
     deadline: Option<Duration>,
+    request_id: MetadataValue<Ascii>,
 }
 
 impl Interceptor for Auth {
@@ -235,6 +247,9 @@ impl Interceptor for Auth {
         if let Some(deadline) = self.deadline {
             request.set_timeout(deadline);
         }
+        request
+            .metadata_mut()
+            .insert(neo_gateway::request_id::METADATA, self.request_id.clone());
         Ok(request)
     }
 }
@@ -324,15 +339,21 @@ mod tests {
     }
 
     #[test]
-    fn the_interceptor_adds_the_token_and_the_deadline() {
+    fn the_interceptor_adds_the_token_the_deadline_and_the_request_id() {
+        let id = new_request_id();
         let mut auth = Auth {
             bearer: Some(bearer_value("abc").unwrap()),
             deadline: Some(Duration::from_secs(30)),
+            request_id: id.clone(),
         };
         let request = auth.call(tonic::Request::new(())).unwrap();
         let meta = request.metadata();
         assert_eq!(meta.get("authorization").unwrap(), "Bearer abc");
         assert!(meta.get("grpc-timeout").is_some());
+        assert_eq!(meta.get("neo-request-id").unwrap(), &id);
+        let again = auth.call(tonic::Request::new(())).unwrap();
+        assert_eq!(again.metadata().get("neo-request-id").unwrap(), &id);
+        assert_ne!(new_request_id(), id);
         assert!(bearer_value("bad\ntoken").is_err());
     }
 
@@ -346,6 +367,7 @@ mod tests {
                 ..Config::default()
             },
             sink: Sink::Stdout,
+            request_id: new_request_id(),
         };
         assert_eq!(cx.tenant().unwrap(), "saved");
         cx.global.tenant = Some("flag".into());

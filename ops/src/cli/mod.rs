@@ -29,6 +29,7 @@
 //! - [`output`]: the output format, table helpers, enum values and times as words.
 //! - [`render`]: the JSON document and the table of each API message.
 //! - [`progress`]: spinners and the upload's byte bar (stderr, terminals only).
+//! - [`retry`]: a call answered `UNAVAILABLE` tried again with the same request id.
 //! - [`commands`]: one module per command group, each with its clap arguments and its runner.
 
 pub mod commands;
@@ -38,6 +39,7 @@ pub mod error;
 pub mod output;
 pub mod progress;
 pub mod render;
+pub mod retry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

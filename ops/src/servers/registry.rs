@@ -105,6 +105,16 @@ impl RegistryServer {
         }
     }
 
+    /// Starts the registry again on the same port with the same storage, and waits until it
+    /// answers. Stops it first if it is running.
+    ///
+    /// # Errors
+    /// As for [`start`](Self::start) (a port taken meanwhile is not retried).
+    pub async fn restart(&mut self) -> Result<(), ServerError> {
+        self.stop();
+        self.spawn_and_wait().await
+    }
+
     async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
         let config = self.dir.path().join("config.yml");
         std::fs::write(&config, config_text(self.port, &self.storage_dir()))

@@ -9,7 +9,6 @@ use super::all_pages;
 use crate::cli::connect::{AuthChannel, Context};
 use crate::cli::error::CliError;
 use crate::cli::output::OutputFormat;
-use crate::cli::progress::with_spinner;
 use crate::cli::render;
 
 /// `neo build …` (on --tenant or the saved tenant).
@@ -68,7 +67,7 @@ pub async fn run(cx: &Context, command: BuildCommand) -> Result<(), CliError> {
                 app,
                 revision,
             };
-            with_spinner("requesting the build", client.request_build(request)).await?
+            crate::retrying!("requesting the build", client.request_build(request)).await?
         }
         BuildCommand::Get { build_id } => {
             let request = api::GetBuildRequest { tenant, build_id };
@@ -80,7 +79,7 @@ pub async fn run(cx: &Context, command: BuildCommand) -> Result<(), CliError> {
                 build_id,
                 reason: reason.unwrap_or_default(),
             };
-            with_spinner("cancelling the build", client.cancel_build(request)).await?
+            crate::retrying!("cancelling the build", client.cancel_build(request)).await?
         }
         BuildCommand::List { app } => return list(cx, client, tenant, app).await,
         BuildCommand::Log { build_id, follow } => {

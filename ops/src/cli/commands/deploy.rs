@@ -105,10 +105,10 @@ pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
         revision: args.revision,
         force: args.force,
     };
-    let mut client = cx.connect().await?.deployments();
+    let client = cx.connect().await?.deployments();
     let forced = if request.force { " (forced)" } else { "" };
     let message = format!("deploying revision {}{forced}", request.revision);
-    let deployment = with_spinner(message, client.deploy(request)).await?;
+    let deployment = crate::retrying!(message, client.deploy(request)).await?;
     show_new_release(cx, &deployment.into_inner())
 }
 
@@ -155,9 +155,9 @@ pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
         app: args.app,
         stage: args.stage,
     };
-    let mut client = cx.connect().await?.deployments();
+    let client = cx.connect().await?.deployments();
     let message = format!("promoting into {}", request.stage);
-    let deployment = with_spinner(message, client.promote(request)).await?;
+    let deployment = crate::retrying!(message, client.promote(request)).await?;
     show_new_release(cx, &deployment.into_inner())
 }
 
@@ -173,9 +173,9 @@ pub async fn rollback(cx: &Context, args: RollbackArgs) -> Result<(), CliError> 
         stage: args.stage,
         to_release: args.to,
     };
-    let mut client = cx.connect().await?.deployments();
+    let client = cx.connect().await?.deployments();
     let message = format!("rolling back to v{}", request.to_release);
-    let deployment = with_spinner(message, client.rollback(request)).await?;
+    let deployment = crate::retrying!(message, client.rollback(request)).await?;
     show_new_release(cx, &deployment.into_inner())
 }
 

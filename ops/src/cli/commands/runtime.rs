@@ -12,7 +12,6 @@ use time::format_description::well_known::Rfc3339;
 use crate::cli::connect::Context;
 use crate::cli::error::CliError;
 use crate::cli::output::OutputFormat;
-use crate::cli::progress::with_spinner;
 use crate::cli::render;
 
 /// A log level, for `--level`.
@@ -295,7 +294,7 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
         "setting the scale policy of {} on {}",
         request.app, request.stage
     );
-    let response = with_spinner(message, client.set_scale_policy(request))
+    let response = crate::retrying!(message, client.set_scale_policy(request))
         .await?
         .into_inner();
     cx.print(

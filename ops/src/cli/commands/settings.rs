@@ -223,7 +223,7 @@ pub async fn settings(cx: &Context, command: SettingsCommand) -> Result<(), CliE
         "changing the settings of {} on {}",
         request.app, request.stage
     );
-    let after = with_spinner(message, client.change_settings(request))
+    let after = crate::retrying!(message, client.change_settings(request))
         .await?
         .into_inner();
     show_change(cx, before, &after)
@@ -266,9 +266,9 @@ pub async fn secrets(cx: &Context, command: SecretsCommand) -> Result<(), CliErr
                 name: name.clone(),
                 value,
             };
-            let mut client = cx.connect().await?.settings();
+            let client = cx.connect().await?.settings();
             let message = format!("sealing secret {name}");
-            let settings = with_spinner(message, client.set_secret(request))
+            let settings = crate::retrying!(message, client.set_secret(request))
                 .await?
                 .into_inner();
             let secret = settings
@@ -292,9 +292,9 @@ pub async fn secrets(cx: &Context, command: SecretsCommand) -> Result<(), CliErr
                 stage: target.stage,
                 name,
             };
-            let mut client = cx.connect().await?.settings();
+            let client = cx.connect().await?.settings();
             let message = format!("removing secret {}", request.name);
-            let settings = with_spinner(message, client.unset_secret(request))
+            let settings = crate::retrying!(message, client.unset_secret(request))
                 .await?
                 .into_inner();
             cx.print(

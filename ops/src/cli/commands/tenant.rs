@@ -6,7 +6,6 @@ use neo_protocol::pb;
 use super::all_pages;
 use crate::cli::connect::Context;
 use crate::cli::error::CliError;
-use crate::cli::progress::with_spinner;
 use crate::cli::render;
 
 /// `neo tenant …`.
@@ -154,7 +153,7 @@ pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
                 stages: args.stages,
                 admin: args.admin.unwrap_or_default(),
             };
-            with_spinner("creating the tenant", client.create_tenant(request)).await?
+            crate::retrying!("creating the tenant", client.create_tenant(request)).await?
         }
         TenantCommand::Get { name } => {
             let tenant = match name {
@@ -183,7 +182,7 @@ pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
                 tenant: args.name,
                 reason: args.reason.unwrap_or_default(),
             };
-            with_spinner("deleting the tenant", client.delete_tenant(request)).await?
+            crate::retrying!("deleting the tenant", client.delete_tenant(request)).await?
         }
         TenantCommand::Stage { command } => {
             let tenant = cx.tenant()?;
@@ -194,11 +193,11 @@ pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
                         stage,
                         after: after.unwrap_or_default(),
                     };
-                    client.add_stage(request).await?
+                    crate::retrying!("adding the stage", client.add_stage(request)).await?
                 }
                 StageCommand::Remove { stage } => {
                     let request = api::RemoveStageRequest { tenant, stage };
-                    client.remove_stage(request).await?
+                    crate::retrying!("removing the stage", client.remove_stage(request)).await?
                 }
             }
         }
@@ -211,11 +210,11 @@ pub async fn run(cx: &Context, command: TenantCommand) -> Result<(), CliError> {
                         user,
                         role: pb::Role::from(role) as i32,
                     };
-                    client.set_member(request).await?
+                    crate::retrying!("setting the member", client.set_member(request)).await?
                 }
                 MemberCommand::Remove { user } => {
                     let request = api::RemoveMemberRequest { tenant, user };
-                    client.remove_member(request).await?
+                    crate::retrying!("removing the member", client.remove_member(request)).await?
                 }
             }
         }

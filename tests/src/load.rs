@@ -1,0 +1,110 @@
+//! A steady load for fault tests: commands sent over NATS all through a fault, and the check
+//! that every command the platform acknowledged is in the event log exactly once.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use futures::StreamExt;
+use neo_protocol::{AppName, EntityRef, TenantName, pb, subjects};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::commands;
+
+/// Creates apps `load-{n}` in a tenant, one command every `every`, until stopped; keeps the
+/// command id of each one the platform acknowledged.
+pub struct Load {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    /// Starts the load on `client` in `tenant`.
+    pub fn start(client: async_nats::Client, tenant: &str, every: Duration) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let tenant = tenant.to_owned();
+        let task = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0u64;
+            while !*stopped.borrow() {
+                n += 1;
+                let id = format!("load-{n}");
+                let (Ok(t), Ok(a)) = (TenantName::new(&tenant), AppName::new(&id)) else {
+                    break;
+                };
+                let entity = EntityRef::app(&t, &a);
+                let request = commands::request_with_id(&id, commands::create_app());
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    crate::send(&client, &entity, &request),
+                )
+                .await;
+                if let Ok(Ok(reply)) = sent
+                    && matches!(reply.result, Some(pb::command_reply::Result::Accepted(_)))
+                {
+                    acked.push(id);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            acked
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the load and returns the acknowledged command ids.
+    ///
+    /// # Errors
+    /// When the load task panicked.
+    pub async fn stop(self) -> anyhow::Result<Vec<String>> {
+        let _ = self.stop.send(true);
+        Ok(self.task.await?)
+    }
+}
+
+/// The acknowledged commands that are not in `tenant`'s event log exactly once (missing or
+/// doubled), read back from JetStream over `client`.
+///
+/// # Errors
+/// When the log cannot be read.
+pub async fn not_once(
+    client: &async_nats::Client,
+    tenant: &str,
+    acked: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream(subjects::EVENTS_STREAM).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("neo.evt.{tenant}.app.*.AppCreated"),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    if consumer.cached_info().num_pending > 0 {
+        let mut messages = consumer.messages().await?;
+        while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await?
+            .transpose()?
+        {
+            let id = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(neo_protocol::headers::COMMAND_ID))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            *counts.entry(id).or_default() += 1;
+            if msg.info().map(|i| i.pending).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+    }
+    Ok(acked
+        .iter()
+        .filter(|id| counts.get(*id).copied() != Some(1))
+        .cloned()
+        .collect())
+}
