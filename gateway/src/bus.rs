@@ -48,6 +48,13 @@ impl NatsDispatch {
     }
 
     async fn request(&self, subject: String, payload: Vec<u8>) -> Result<Bytes, Status> {
+        // While the connection is down a request would only wait out its timeout: fail fast,
+        // so the client retries (with its request id) instead of hanging.
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(unavailable(
+                "NATS is unreachable (reconnecting); retry shortly",
+            ));
+        }
         let request = async_nats::Request::new()
             .payload(Bytes::from(payload))
             .timeout(Some(self.timeout));

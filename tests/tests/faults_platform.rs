@@ -340,3 +340,28 @@ async fn health_is_not_serving_while_the_event_store_is_gone_and_serving_after()
         .await;
     assert!(created.is_ok(), "{created:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_retries_a_call_through_a_nats_restart_and_writes_it_once() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.people().await.unwrap();
+    let neo = neo_tests::cli::Neo::new(&stack);
+    neo.login("dave", Some("acme")).await.unwrap();
+    stack.core.nats.stop();
+    // `neo app create` meets UNAVAILABLE, and tries again with the same request id until the
+    // server is back.
+    let (created, ()) = tokio::join!(neo.run(&["app", "create", "cart"]), async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stack.core.nats.restart().await.unwrap();
+    });
+    let (result, out) = created;
+    assert!(result.is_ok(), "{result:?}: {out}");
+    let created = stack
+        .stored_events("acme")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.entity_id == "cart" && e.event_type == "AppCreated")
+        .count();
+    assert_eq!(created, 1);
+}

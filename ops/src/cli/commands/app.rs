@@ -74,7 +74,8 @@ pub async fn run(cx: &Context, command: AppCommand) -> Result<(), CliError> {
                 app,
                 description: description.unwrap_or_default(),
             };
-            let app = cx.connect().await?.apps().create_app(request).await?;
+            let client = cx.connect().await?.apps();
+            let app = crate::retrying!("creating the app", client.create_app(request)).await?;
             show(cx, &app.into_inner())
         }
         AppCommand::Get { app } => {

@@ -47,9 +47,49 @@ pub struct PublishArgs {
 /// - [`CliError::Unfinished`] when the stream ends before the deploy or a failure.
 pub async fn publish(cx: &Context, args: PublishArgs) -> Result<(), CliError> {
     let (project, name) = load_project(&args.dir)?;
-    let app = args.app.unwrap_or(name);
+    let app = args.app.clone().unwrap_or(name);
     let tenant = cx.tenant()?;
     let content = Bytes::from(project.pack());
+    // A publish cut by `UNAVAILABLE` (the gateway or the platform out of reach, a dropped
+    // connection) is made again with the same request id and content: the revision is not
+    // recorded twice, and the same content resumes the publish where it is.
+    let mut delays = RETRY_DELAYS.iter();
+    loop {
+        match publish_once(cx, &args, &tenant, &app, content.clone()).await {
+            Err(CliError::Rpc(status)) if status.code() == tonic::Code::Unavailable => {
+                let Some(delay) = delays.next() else {
+                    return Err(CliError::Rpc(status));
+                };
+                eprintln!(
+                    "publish interrupted ({}); publishing again in {:.1} s (the same content resumes it)",
+                    status.message(),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(*delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The waits before publishing again after `UNAVAILABLE`.
+const RETRY_DELAYS: [std::time::Duration; 5] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+];
+
+/// One try of [`publish`]: upload, then follow the steps to the outcome.
+async fn publish_once(
+    cx: &Context,
+    args: &PublishArgs,
+    tenant: &str,
+    app: &str,
+    content: Bytes,
+) -> Result<(), CliError> {
+    let (tenant, app) = (tenant.to_owned(), app.to_owned());
     // The upload is bounded by --timeout; following the build and deploy is not.
     let gateway = cx.connect().await?.without_deadline();
 
@@ -59,8 +99,8 @@ pub async fn publish(cx: &Context, args: PublishArgs) -> Result<(), CliError> {
         part: Some(Part::Header(api::PublishHeader {
             tenant,
             app: app.clone(),
-            message: args.message.unwrap_or_default(),
-            stage: args.stage.unwrap_or_default(),
+            message: args.message.clone().unwrap_or_default(),
+            stage: args.stage.clone().unwrap_or_default(),
         })),
     };
     let counter = bar.clone();
