@@ -1,0 +1,343 @@
+//! `ops/up`, `ops/down`, `ops/up` again, then `ops/up` while up: the same platform comes back
+//! with its data, a second `ops/up` leaves a running platform alone, and `ops/down` leaves
+//! nothing running.
+//!
+//! One test, minutes long on two cores: it runs the real scripts with the debug `neo` and
+//! `neo-apphost` (`NEO_BIN`, `NEO_APPHOST_BIN`: no release build), in a temporary `NEO_DATA`
+//! on free loopback ports below the ephemeral range, so it runs beside every other test.
+
+use std::fs::File;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+
+/// How long one run of `ops/up` or `ops/down` may take before the test gives up on it.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(20 * 60);
+/// `NEO_READY_TIMEOUT` of the runs: debug binaries on a loaded machine start slowly.
+const READY_TIMEOUT_S: &str = "300";
+/// Ports `ops/up` needs: NATS, Postgres, registry, S3, gRPC, metrics, then dev, test and prod's
+/// load balancers (consecutive: `NEO_LB_PORT` + 0, 1, 2).
+const PORTS: usize = 9;
+
+/// The `neo-apphost` binary next to the `neo` under test, built when missing.
+fn apphost_binary(neo: &Path) -> anyhow::Result<PathBuf> {
+    let dir = neo.parent().context("neo has no directory")?;
+    let path = dir.join("neo-apphost");
+    if !path.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "neo-apphost", "--bin", "neo-apphost"])
+            .current_dir(repo_root())
+            .status()
+            .context("running cargo build -p neo-apphost")?;
+        ensure!(status.success(), "cargo build -p neo-apphost: {status}");
+    }
+    ensure!(path.exists(), "no {} after building it", path.display());
+    Ok(path)
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+fn answers(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// `PORTS` consecutive free ports at a random base in 20000..32000: below the ephemeral range
+/// the other tests' port-0 binds draw from, and away from `ops/up`'s defaults.
+fn free_ports() -> anyhow::Result<Vec<u16>> {
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0..200u64 {
+        let mut hasher = random.build_hasher();
+        hasher.write_u64(attempt);
+        let base = 20_000 + u16::try_from(hasher.finish() % 12_000)?;
+        let ports: Vec<u16> = (base..base + PORTS as u16).collect();
+        // A bind fails where anything listens, on 127.0.0.1 or on every address.
+        let bound = ports
+            .iter()
+            .map_while(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).ok())
+            .count();
+        if bound == PORTS {
+            return Ok(ports);
+        }
+    }
+    bail!("no {PORTS} consecutive free ports in 20000..32000")
+}
+
+/// A process is running (a zombie is not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(") ")?.1;
+            after.chars().next()
+        })
+        .is_some_and(|state| state != 'Z')
+}
+
+/// The processes an installation runs: each pid file's, the postmaster's, each replica's.
+fn processes(data: &Path) -> anyhow::Result<Vec<(String, u32)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pid") {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            found.push((
+                name.into_owned(),
+                std::fs::read_to_string(&path)?.trim().parse()?,
+            ));
+        }
+    }
+    if let Ok(postmaster) = std::fs::read_to_string(data.join("postgres/postmaster.pid")) {
+        let pid = postmaster.lines().next().unwrap_or_default().trim();
+        found.push(("postmaster.pid".into(), pid.parse()?));
+    }
+    for stage in ["dev", "test", "prod"] {
+        let state = data.join(format!("agent-{stage}/replicas.json"));
+        let Ok(bytes) = std::fs::read(&state) else {
+            continue;
+        };
+        let replicas: Vec<serde_json::Value> = serde_json::from_slice(&bytes)?;
+        for replica in replicas {
+            let pid = replica["pid"].as_u64().context("a replica without pid")?;
+            found.push((format!("{stage} replica"), u32::try_from(pid)?));
+        }
+    }
+    Ok(found)
+}
+
+/// The end of a file, for failure messages.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    format!("---- {} ----\n{}\n", path.display(), all[from..].join("\n"))
+}
+
+/// One `ops/up` installation: its data, ports and environment; `ops/down` when dropped.
+struct Installation {
+    root: PathBuf,
+    neo: PathBuf,
+    apphost: PathBuf,
+    ports: Vec<u16>,
+    scratch: tempfile::TempDir,
+    runs: usize,
+}
+
+impl Installation {
+    fn new() -> anyhow::Result<Self> {
+        let neo = PathBuf::from(env!("CARGO_BIN_EXE_neo"));
+        let apphost = apphost_binary(&neo)?;
+        let scratch = tempfile::Builder::new().prefix("neo-up-down").tempdir()?;
+        std::fs::create_dir_all(scratch.path().join("data"))?;
+        Ok(Self {
+            root: repo_root(),
+            neo,
+            apphost,
+            ports: free_ports()?,
+            scratch,
+            runs: 0,
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.scratch.path().join("data")
+    }
+
+    fn lb(&self) -> u16 {
+        self.ports[6]
+    }
+
+    /// Runs `ops/{script}` against this installation; its output goes to a file (the servers it
+    /// starts must not hold the test's pipes).
+    fn run(&mut self, script: &str) -> anyhow::Result<(bool, String)> {
+        self.runs += 1;
+        let out_path = self
+            .scratch
+            .path()
+            .join(format!("{}-{script}.out", self.runs));
+        let out = File::create(&out_path)?;
+        let p = &self.ports;
+        let mut command = Command::new(self.root.join("ops").join(script));
+        for (key, _) in std::env::vars_os() {
+            let keep = ["NEO_TOOLS", "NEO_NATS_SERVER", "NEO_POSTGRES_BIN"];
+            if key.to_string_lossy().starts_with("NEO_") && !keep.iter().any(|k| key == *k) {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("NEO_DATA", self.data())
+            .env("NEO_NATS_PORT", p[0].to_string())
+            .env("NEO_PG_PORT", p[1].to_string())
+            .env("NEO_REGISTRY_PORT", p[2].to_string())
+            .env("NEO_S3_PORT", p[3].to_string())
+            .env("NEO_GRPC_LISTEN", format!("127.0.0.1:{}", p[4]))
+            .env("NEO_METRICS_LISTEN", format!("127.0.0.1:{}", p[5]))
+            .env("NEO_LB_PORT", p[6].to_string())
+            .env("NEO_BIN", &self.neo)
+            .env("NEO_APPHOST_BIN", &self.apphost)
+            .env("NEO_READY_TIMEOUT", READY_TIMEOUT_S)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("running ops/{script}"))?;
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > SCRIPT_DEADLINE {
+                child.kill().ok();
+                child.wait().ok();
+                bail!(
+                    "ops/{script} still running after {SCRIPT_DEADLINE:?}\n{}",
+                    self.diagnosis(&out_path)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        Ok((status.success(), self.diagnosis(&out_path)))
+    }
+
+    /// Runs `ops/{script}`, which must succeed.
+    fn must(&mut self, script: &str, why: &str) -> anyhow::Result<()> {
+        let (ok, diagnosis) = self.run(script)?;
+        ensure!(ok, "ops/{script} ({why}) failed\n{diagnosis}");
+        Ok(())
+    }
+
+    /// A run's output and the end of the installation's logs.
+    fn diagnosis(&self, out: &Path) -> String {
+        let mut text = tail(out, 80);
+        for log in ["platform.log", "agent-dev.log", "nats.log", "postgres.log"] {
+            text.push_str(&tail(&self.data().join(log), 20));
+        }
+        text
+    }
+
+    /// `METHOD path` on dev's load balancer: the status and the response.
+    fn http(&self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.lb()));
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = json.unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.lb(),
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("not an HTTP response: {response:?}"))?;
+        Ok((status, response))
+    }
+
+    /// `GET path` until it answers 200 (a replica just started may still be warming up).
+    fn get_ok(&self, path: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = self.http("GET", path, None);
+            if let Ok((200, body)) = &last {
+                return Ok(body.clone());
+            }
+            if Instant::now() > deadline {
+                bail!("GET {path} on dev's load balancer: {last:?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Installation {
+    /// `ops/down`, also when the test failed, so nothing it started outlives it.
+    fn drop(&mut self) {
+        if let Err(e) = self.run("down") {
+            eprintln!("ops/down on drop: {e:#}");
+        }
+    }
+}
+
+#[test]
+fn up_twice_down_and_up_again_keep_the_platform_and_its_data() -> anyhow::Result<()> {
+    let mut neo = Installation::new()?;
+
+    // Up: the demo app answers on dev's load balancer and stores a product.
+    neo.must("up", "first run, fresh NEO_DATA")?;
+    neo.get_ok("/demo/catalog/readyz")?;
+    let title = format!("Teapot {}", uuid::Uuid::new_v4().simple());
+    let product = serde_json::json!({ "title": title, "price": "12.50" }).to_string();
+    let (status, created) = neo.http("POST", "/demo/catalog/api/product", Some(&product))?;
+    ensure!(status == 201, "POST a product: {created}");
+    let listed = neo.get_ok("/demo/catalog/api/product")?;
+    ensure!(
+        listed.contains(&title),
+        "the product is not listed: {listed}"
+    );
+
+    // Down: nothing of it is left running, and nothing listens on its ports.
+    let before = processes(&neo.data())?;
+    ensure!(
+        before.iter().any(|(name, _)| name.contains("replica")),
+        "no replica recorded before ops/down: {before:?}"
+    );
+    neo.must("down", "stopping a running installation")?;
+    let left: Vec<_> = before.iter().filter(|(_, pid)| running(*pid)).collect();
+    ensure!(left.is_empty(), "still running after ops/down: {left:?}");
+    let bound: Vec<u16> = neo.ports.iter().copied().filter(|p| answers(*p)).collect();
+    ensure!(
+        bound.is_empty(),
+        "ports still answering after ops/down: {bound:?}"
+    );
+    let pid_files: Vec<_> = processes(&neo.data())?
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".pid"))
+        .collect();
+    ensure!(
+        pid_files.is_empty(),
+        "pid files left by ops/down: {pid_files:?}"
+    );
+
+    // Up again (a restart): the same platform, with the product written before.
+    neo.must("up", "after ops/down")?;
+    let listed = neo.get_ok("/demo/catalog/api/product")?;
+    ensure!(
+        listed.contains(&title),
+        "the product is gone after ops/down and ops/up: {listed}"
+    );
+
+    // Up while up: everything is found running and left alone.
+    let running_before = processes(&neo.data())?;
+    neo.must("up", "while already up")?;
+    let restarted: Vec<_> = running_before
+        .iter()
+        .filter(|(_, pid)| !running(*pid))
+        .collect();
+    ensure!(
+        restarted.is_empty(),
+        "a second ops/up replaced {restarted:?}"
+    );
+    let listed = neo.get_ok("/demo/catalog/api/product")?;
+    ensure!(
+        listed.contains(&title),
+        "the product is gone after a second ops/up: {listed}"
+    );
+    Ok(())
+}
