@@ -43,6 +43,35 @@ async fn publish_until_done(stack: &Stack, token: &str, app: &str) -> Vec<api::P
     panic!("the publish never went through");
 }
 
+/// A build stack with one worker, its people, and a steady load on tenant acme.
+async fn loaded_stack() -> (BuildStack, neo_tests::gateway::People, Load) {
+    let stack = BuildStack::start(1).await.unwrap();
+    let people = stack.stack.people().await.unwrap();
+    let load = Load::start(
+        stack.stack.core.connect().await.unwrap(),
+        "acme",
+        LOAD_EVERY,
+    );
+    (stack, people, load)
+}
+
+/// Publishes `app` through `gateway` while `outage` runs (it ends the outage), and returns
+/// the progress of a publish that was deployed.
+async fn publish_during(
+    gateway: &Stack,
+    token: &str,
+    app: &str,
+    outage: impl std::future::Future<Output = ()>,
+) -> Vec<api::PublishProgress> {
+    let (progress, ()) = tokio::join!(publish_to(gateway, token, "acme", app, packed(app)), outage);
+    let progress = progress.unwrap();
+    assert!(
+        step(&progress, PublishStep::Deployed).is_some(),
+        "{progress:#?}"
+    );
+    progress
+}
+
 /// Asserts that every command of the load the platform acknowledged is in the log once.
 async fn nothing_lost(stack: &Stack, load: Load) {
     let acked = load.stop().await.unwrap();
@@ -122,17 +151,10 @@ async fn builds_complete_through_nats_restarts_before_and_during_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publish_made_while_postgres_is_down_is_deployed_when_it_returns() {
-    let mut stack = BuildStack::start(1).await.unwrap();
-    let people = stack.stack.people().await.unwrap();
-    let load = Load::start(
-        stack.stack.core.connect().await.unwrap(),
-        "acme",
-        LOAD_EVERY,
-    );
+    let (mut stack, people, load) = loaded_stack().await;
     stack.postgres.stop();
     let (gateway, postgres) = (&stack.stack, &mut stack.postgres);
-    let publishing = publish_to(gateway, &people.dave, "acme", "catalog", packed("catalog"));
-    let outage = async {
+    let progress = publish_during(gateway, &people.dave, "catalog", async {
         // Long enough for the build to succeed and its deploy to meet the dead read models.
         eventually(Duration::from_secs(30), "the build to succeed", || async {
             (build_events(gateway, "catalog_r1", "BuildSucceeded").await > 0).then_some(())
@@ -140,9 +162,8 @@ async fn a_publish_made_while_postgres_is_down_is_deployed_when_it_returns() {
         .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         postgres.restart().await.unwrap();
-    };
-    let (progress, ()) = tokio::join!(publishing, outage);
-    let progress = progress.unwrap();
+    })
+    .await;
     let deployed = step(&progress, PublishStep::Deployed).expect("deployed");
     assert_eq!(deployed.release, 1, "{progress:#?}");
     nothing_lost(&stack.stack, load).await;
@@ -150,26 +171,14 @@ async fn a_publish_made_while_postgres_is_down_is_deployed_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publish_goes_through_a_ten_second_registry_outage() {
-    let mut stack = BuildStack::start(1).await.unwrap();
-    let people = stack.stack.people().await.unwrap();
-    let load = Load::start(
-        stack.stack.core.connect().await.unwrap(),
-        "acme",
-        LOAD_EVERY,
-    );
+    let (mut stack, people, load) = loaded_stack().await;
     stack.registry.stop();
     let (gateway, registry) = (&stack.stack, &mut stack.registry);
-    let publishing = publish_to(gateway, &people.dave, "acme", "catalog", packed("catalog"));
-    let outage = async {
+    let progress = publish_during(gateway, &people.dave, "catalog", async {
         tokio::time::sleep(Duration::from_secs(10)).await;
         registry.restart().await.unwrap();
-    };
-    let (progress, ()) = tokio::join!(publishing, outage);
-    let progress = progress.unwrap();
-    assert!(
-        step(&progress, PublishStep::Deployed).is_some(),
-        "{progress:#?}"
-    );
+    })
+    .await;
     // The user saw why it waited: the registry, named, and that it was retried.
     let waits: Vec<&str> = progress
         .iter()
