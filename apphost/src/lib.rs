@@ -12,6 +12,7 @@
 //! - [`values`]: checking client values against field types (pure).
 //! - [`sql`]: the entity API's statements, with bind parameters only (pure).
 //! - [`migrate`]: applying the migrations under an advisory lock.
+//! - [`db`]: bounded waits for the database; which failures mean it is unavailable (503).
 //! - [`state`]: what handlers share; readiness.
 //! - [`http`]: routes, handlers, the request log line.
 //! - [`logging`]: the JSON-lines log format.
@@ -19,6 +20,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod logging;
 pub mod migrate;

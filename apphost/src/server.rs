@@ -12,9 +12,9 @@ use tracing::{info, warn};
 
 use crate::bundle::{Bundle, BundleError};
 use crate::config::{Config, ConfigError};
-use crate::migrate;
 use crate::model::is_identifier;
 use crate::state::{AppState, DbStatus};
+use crate::{db, migrate};
 
 /// Why the host cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,7 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
                 .application_name(&format!("neo-apphost {}", bundle.model.name));
             let pool = PgPoolOptions::new()
                 .max_connections(config.max_connections)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(db::ACQUIRE_TIMEOUT)
                 .connect_lazy_with(options);
             Some(pool)
         }

@@ -1,12 +1,12 @@
 //! What the request handlers share: the bundle, the pool, settings, and readiness.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sqlx::PgPool;
 
 use crate::bundle::Bundle;
 use crate::config::{Config, env_key};
+use crate::db;
 
 /// Where the database stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,6 @@ pub struct AppState {
     pub missing_secrets: Vec<String>,
     db_status: Mutex<DbStatus>,
 }
-
-/// How long `/readyz` waits for `SELECT 1`.
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl AppState {
     /// Resolves settings and secrets from `config` against the bundle's declarations.
@@ -106,7 +103,8 @@ impl AppState {
     /// Why the host is not ready; empty when it is.
     ///
     /// Ready means: the bundle is loaded (always, once the host runs), every declared secret
-    /// has a value, the migrations are applied and the database answers `SELECT 1` promptly.
+    /// has a value, the migrations are applied and the database answers `SELECT 1` within
+    /// [`db::PING_TIMEOUT`]. Liveness (`/healthz`) does not depend on the database.
     /// Reasons name secrets, never their values.
     pub async fn unready_reasons(&self) -> Vec<String> {
         let mut reasons: Vec<String> = self
@@ -126,12 +124,8 @@ impl AppState {
             }
             (DbStatus::Preparing(Some(e)), _) => reasons.push(format!("database: {e}")),
             (DbStatus::Migrated, Some(pool)) => {
-                match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
-                    .await
-                {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => reasons.push(format!("database: {e}")),
-                    Err(_) => reasons.push("database: no answer within 1s".into()),
+                if let Err(reason) = db::ping(pool).await {
+                    reasons.push(reason);
                 }
             }
         }

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use neo_builder::image::BaseImage;
 use neo_builder::queue::QueueConfig;
-use neo_protocol::StageName;
+use neo_protocol::{StageName, pb, subjects};
 use neo_runtime_agent::agent::AgentConfig;
 use neo_runtime_agent::driver::process::ProcessConfig;
 use neo_runtime_agent::local::LocalRuntime;
+use prost::Message as _;
 
 use crate::build_stack::BuildStack;
 
@@ -134,13 +135,33 @@ impl RuntimeStack {
         stage: &str,
         config: AgentConfig,
     ) -> anyhow::Result<LocalRuntime> {
+        self.agent_on(stage, config, "127.0.0.1:0".parse()?).await
+    }
+
+    /// Starts the agent of `stage` with `config` and its load balancer on `lb` (say, the
+    /// address of the agent it replaces; waits up to 5 s for the address to be free).
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub async fn agent_on(
+        &self,
+        stage: &str,
+        config: AgentConfig,
+        lb: SocketAddr,
+    ) -> anyhow::Result<LocalRuntime> {
+        if lb.port() != 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::net::TcpListener::bind(lb).is_err() {
+                anyhow::ensure!(std::time::Instant::now() < deadline, "{lb} is still taken");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let client = self
             .build
             .stack
             .core
             .connect_as(&format!("agent-{stage}"))
             .await?;
-        let lb: SocketAddr = "127.0.0.1:0".parse()?;
         Ok(LocalRuntime::start(
             client,
             self.build.images.clone(),
@@ -149,6 +170,41 @@ impl RuntimeStack {
             lb,
         )
         .await?)
+    }
+
+    /// The events of podgroup `{app}_{stage}` of `tenant`, decoded, in order.
+    ///
+    /// # Errors
+    /// When the event stream cannot be read.
+    pub async fn podgroup_events(
+        &self,
+        tenant: &str,
+        app: &str,
+        stage: &str,
+    ) -> anyhow::Result<Vec<pb::PodgroupEvent>> {
+        let js = async_nats::jetstream::new(self.build.stack.platform.client.clone());
+        let mut stream = js
+            .get_stream(subjects::EVENTS_STREAM)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .state
+            .last_sequence;
+        let prefix = format!("neo.evt.{tenant}.podgroup.{app}_{stage}.");
+        let mut events = Vec::new();
+        for sequence in 1..=last {
+            let message = stream
+                .get_raw_message(sequence)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if message.subject.as_str().starts_with(&prefix) {
+                events.push(pb::PodgroupEvent::decode(message.payload)?);
+            }
+        }
+        Ok(events)
     }
 
     /// The load balancer URL of an app on a stage.

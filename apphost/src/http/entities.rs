@@ -49,7 +49,7 @@ pub async fn read(
     let id = row_id(&id)?;
     let row = fetch(pool, sql::get(entity, id))
         .await
-        .map_err(ApiError::Database)?;
+        .map_err(ApiError::database)?;
     one(row, &name, id)
 }
 
@@ -79,7 +79,7 @@ pub async fn list(
     }
     let rows = fetch(pool, sql::list(entity, &filters, limit, offset))
         .await
-        .map_err(ApiError::Database)?;
+        .map_err(ApiError::database)?;
     let body = format!(
         r#"{{"items":[{}],"limit":{limit},"offset":{offset}}}"#,
         rows.join(",")
@@ -122,7 +122,7 @@ pub async fn delete(
         .await
         .map_err(|e| match code(&e).as_deref() {
             Some("23503") => ApiError::Conflict(format!("{name} {id} is referenced by other rows")),
-            _ => ApiError::Database(e),
+            _ => ApiError::database(e),
         })?;
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound(format!("no {name} with id {id}")));
@@ -248,7 +248,7 @@ fn code(e: &sqlx::Error) -> Option<String> {
 /// Maps the database's refusals of a write to 400/409 naming the field where it can.
 fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
     let sqlx::Error::Database(db) = &e else {
-        return ApiError::Database(e);
+        return ApiError::database(e);
     };
     let pg = db.try_downcast_ref::<PgDatabaseError>();
     let column = pg.and_then(PgDatabaseError::column);
@@ -270,6 +270,6 @@ fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
         Some("23514") => bad("the value breaks a check"),
         Some("22003" | "22008" | "22007" | "22P02" | "22001") => bad("the value is out of range"),
         Some("23505") => ApiError::Conflict("a row with this value already exists".into()),
-        _ => ApiError::Database(e),
+        _ => ApiError::database(e),
     }
 }

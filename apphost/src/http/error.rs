@@ -1,9 +1,11 @@
 //! The API's errors and their JSON form: `{"error": "...", "field": "..."}`.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tracing::error;
+use tracing::{error, warn};
+
+use crate::db;
 
 /// A request the API refuses or could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +30,23 @@ pub enum ApiError {
     /// The database failed; the detail goes to the log, not to the client (500).
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The database cannot be reached or gave no connection in time (503, `Retry-After: 1`);
+    /// the detail goes to the log.
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
 }
 
 impl ApiError {
+    /// A failed database call: 503 when the database is unavailable ([`db::is_unavailable`]),
+    /// else 500.
+    pub fn database(error: sqlx::Error) -> Self {
+        if db::is_unavailable(&error) {
+            Self::DatabaseUnavailable(error)
+        } else {
+            Self::Database(error)
+        }
+    }
+
     /// A 400 naming `field`.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Self::BadRequest {
@@ -63,6 +79,17 @@ impl IntoResponse for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({"error": "database error"}),
                 )
+            }
+            Self::DatabaseUnavailable(e) => {
+                warn!(error = %e, "database unavailable");
+                let mut response = super::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "the database is unavailable, try again shortly"}),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
             }
         };
         super::json(status, &body)

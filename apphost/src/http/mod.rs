@@ -24,13 +24,16 @@ use crate::state::AppState;
 ///
 /// | Route | |
 /// |---|---|
-/// | `GET /healthz` | 200 while the process lives |
-/// | `GET /readyz` | 200 when ready, else 503 `{"ready": false, "reasons": [...]}` |
+/// | `GET /healthz` | 200 while the process lives, database or not (liveness) |
+/// | `GET /readyz` | 200 when ready, else 503 `{"ready": false, "reasons": [...]}` (within 0.5 s) |
 /// | `GET /api` | the app's contract: entities and fields |
 /// | `GET /api/_settings` | declared settings and their values (never secrets) |
 /// | `POST, GET /api/{entity}` | create; list (`limit`, `offset`, `<field>=<value>`) |
 /// | `GET, PUT, PATCH, DELETE /api/{entity}/{id}` | read, replace, update, delete |
 /// | `GET /`, `GET /screens/{*path}` | the static screens |
+///
+/// An entity route answers 503 (`Retry-After: 1`) within [`crate::db::ACQUIRE_TIMEOUT`] when the
+/// database is unavailable, instead of waiting for it.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(meta::healthz))

@@ -103,36 +103,60 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut pg = Self {
+            dir,
+            bin,
+            root,
+            port: 0,
+        };
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
+            pg.port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                dir.path().display()
-            );
-            let status = pg_command(&bin, "pg_ctl", root)
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.path().join("postgres.log"))
-                .args(["-w", "-t", "30", "-o", &opts, "start"])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            if status.success() {
-                return Self {
-                    dir,
-                    bin,
-                    root,
-                    port,
-                };
+            if pg.pg_ctl_start() {
+                return pg;
             }
         }
-        let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(pg.dir.path().join("postgres.log")).unwrap_or_default();
         panic!("Postgres did not start:\n{log}");
+    }
+
+    /// `pg_ctl start` on the cluster's port; whether it started.
+    fn pg_ctl_start(&self) -> bool {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        pg_command(&self.bin, "pg_ctl", self.root)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("postgres.log"))
+            .args(["-w", "-t", "30", "-o", &opts, "start"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Stops the cluster at once, like a crash (`pg_ctl stop -m immediate`); the data stays.
+    pub fn stop(&self) {
+        let status = pg_command(&self.bin, "pg_ctl", self.root)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl stop");
+    }
+
+    /// Starts the stopped cluster again on its port.
+    pub fn start_again(&self) {
+        assert!(self.pg_ctl_start(), "pg_ctl start on port {}", self.port);
     }
 
     /// The URL of the `postgres` database.

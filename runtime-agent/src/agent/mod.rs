@@ -238,6 +238,7 @@ async fn converge(shared: &Shared) {
             tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
         }
     }
+    shared.driver.synced().await;
     let running = match shared.driver.observe().await {
         Ok(o) => o,
         Err(e) => {

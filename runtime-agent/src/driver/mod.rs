@@ -173,4 +173,7 @@ pub trait Driver: Send + Sync + 'static {
     async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError>;
     /// Every podgroup the driver runs now, including ones it found from before a restart.
     async fn observe(&self) -> Result<Vec<Observed>, DriverError>;
+    /// The agent has applied every podgroup of a full read of the desired state (called after
+    /// each converge; what was not applied is not desired). Default: nothing to do.
+    async fn synced(&self) {}
 }

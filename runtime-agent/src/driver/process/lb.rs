@@ -2,12 +2,18 @@
 //!
 //! `http://{lb}/{tenant}/{app}/{path}` goes to `/{path}` on a ready replica of that app,
 //! round-robin. A replica that refuses the connection is skipped and the next one tried, so a
-//! replica that just died costs no request. No ready replica → 503; unknown app → 404.
+//! replica that just died costs no request. No ready replica (all starting, or not ready, say
+//! their database is down) → 503 at once, with `Retry-After: 1`. An unknown app → 404, but only
+//! once the agent has applied its first full read of the desired state ([`Routes::set_synced`]);
+//! before that it may be an app the agent has not started yet → 503 "starting".
+//!
+//! The driver starts serving only after it has adopted what runs and probed it once, so an
+//! app that kept running across an agent restart is never answered 404.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -27,6 +33,8 @@ const MAX_BODY: usize = 8 << 20;
 #[derive(Default)]
 pub struct Routes {
     table: RwLock<HashMap<(String, String), Arc<Backends>>>,
+    /// The agent has applied the whole desired state once: an app not in `table` is unknown.
+    synced: AtomicBool,
 }
 
 /// The ready replicas of one app, and the round-robin position.
@@ -65,6 +73,19 @@ impl Routes {
         if let Ok(mut table) = self.table.write() {
             table.remove(&(tenant.to_owned(), app.to_owned()));
         }
+    }
+
+    /// Says that every desired app has been applied once, so an app without a route is not one
+    /// the agent is about to start.
+    pub fn set_synced(&self) {
+        if !self.synced.swap(true, Ordering::Relaxed) {
+            tracing::info!("load balancer: desired state loaded");
+        }
+    }
+
+    /// Whether [`Routes::set_synced`] was called.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
     }
 
     fn get(&self, tenant: &str, app: &str) -> Option<Arc<Backends>> {
@@ -113,6 +134,12 @@ pub fn serve(listener: TcpListener, routes: Arc<Routes>) -> JoinHandle<()> {
 fn plain(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(text + "\n")));
     *response.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
     response
 }
 
@@ -136,6 +163,12 @@ async fn route(
     );
     let rest = format!("/{}", parts.next().unwrap_or(""));
     let Some(backends) = routes.get(&tenant, &app) else {
+        if !routes.is_synced() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the stage's agent is starting: try again in a moment".into(),
+            );
+        }
         return plain(
             StatusCode::NOT_FOUND,
             format!("no app {app} of {tenant} on this stage"),
@@ -144,7 +177,10 @@ async fn route(
     if backends.addrs.is_empty() {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{app} has no ready replica"),
+            format!(
+                "{app} has no ready replica (starting, or not ready: see `neo status`): \
+                 try again in a moment"
+            ),
         );
     }
     let (head, body) = request.into_parts();
@@ -184,4 +220,41 @@ async fn route(
         StatusCode::BAD_GATEWAY,
         format!("no replica of {app} answered: {last_error}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn unknown_apps_are_503_until_the_desired_state_is_loaded_then_404() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = Arc::new(Routes::default());
+        let task = serve(listener, routes.clone());
+
+        let (status, body) = get(addr, "/acme/shop/api").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("starting"), "{body}");
+        routes.set_synced();
+        assert_eq!(get(addr, "/acme/shop/api").await.0, 404);
+
+        routes.set("acme", "shop", Vec::new());
+        let (status, body) = get(addr, "/acme/shop/api").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("shop has no ready replica"), "{body}");
+        task.abort();
+    }
 }

@@ -1,15 +1,21 @@
 //! The process driver, the embedded default: each replica is a local process.
 //!
 //! It pulls an image by digest and unpacks it ([`image`]), runs its entrypoint once per replica
-//! with the stage's settings and database ([`replica`]), probes `/readyz` and `/healthz`,
-//! replaces a replica that dies or keeps failing its probe, samples `/proc` for CPU and memory,
-//! ships output lines ([`logs`]) and routes the stage's traffic ([`lb`]).
+//! with the stage's settings and database ([`replica`]), probes `/readyz` and `/healthz`
+//! ([`health`]: a replica that is alive but not ready leaves the load balancer and stays; one
+//! that dies or keeps failing `/healthz` is replaced, with its exit status and last error line
+//! as the reason, [`exit`]), samples `/proc` for CPU and memory, ships output lines ([`logs`])
+//! and routes the stage's traffic ([`lb`]).
 //!
 //! A rollout starts the new release's replicas next to the old ones and stops the old ones only
 //! when every new one is ready. A release whose replicas keep dying before they are ready fails
 //! its rollout, and the previous release keeps serving. Replicas survive an agent restart: the
-//! state file (`{data_dir}/replicas.json`) lets the next agent adopt them.
+//! state file (`{data_dir}/replicas.json`) lets the next agent adopt them, and the driver
+//! probes them once before [`ProcessDriver::start`] returns, so the load balancer knows them
+//! from its first request.
 
+pub mod exit;
+pub mod health;
 pub mod image;
 pub mod lb;
 pub mod logs;
@@ -114,8 +120,9 @@ pub struct ProcessDriver {
 }
 
 impl ProcessDriver {
-    /// Starts the driver: adopts the replicas a previous agent left running, then supervises.
-    /// Returns the driver and its supervising task.
+    /// Starts the driver: adopts the replicas a previous agent left running and probes them
+    /// once (their routes are set when this returns), then supervises. Returns the driver and
+    /// its supervising task.
     ///
     /// # Errors
     /// When the data directory cannot be created.
@@ -142,6 +149,8 @@ impl ProcessDriver {
             wake: tokio::sync::Notify::new(),
         });
         inner.adopt().await;
+        // Probe what was adopted before anyone serves its routes.
+        inner.tick().await;
         let driver = Self {
             inner: inner.clone(),
         };
@@ -381,6 +390,10 @@ impl Driver for ProcessDriver {
             group.failed = None;
         }
         group.desired = Some(desired.clone());
+        // Known to the load balancer from now on (503 until a replica is ready, not 404).
+        inner
+            .routes
+            .set(&desired.key.tenant, &desired.key.app, group.ready_addrs());
         match rootfs {
             Ok(rootfs) => {
                 group.spec = Some(Arc::new(Spec {
@@ -414,6 +427,10 @@ impl Driver for ProcessDriver {
         }
         self.inner.routes.remove(&key.tenant, &key.app);
         Ok(())
+    }
+
+    async fn synced(&self) {
+        self.inner.routes.set_synced();
     }
 
     async fn observe(&self) -> Result<Vec<Observed>, DriverError> {

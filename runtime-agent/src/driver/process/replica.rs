@@ -67,6 +67,10 @@ pub struct Saved {
     pub started_ms: u64,
     /// Bytes of stdout and stderr already shipped.
     pub offsets: [u64; 2],
+    /// It had been ready: adopted, it is probed as a running replica (liveness and readiness),
+    /// not as a starting one (absent in older state files: starting).
+    #[serde(default)]
+    pub served: bool,
 }
 
 /// One running (or dying) replica.
@@ -215,9 +219,17 @@ impl Replica {
             started_ms: saved.started_ms,
             since: Instant::now(),
             child: None,
-            phase: pb::ReplicaPhase::Starting,
+            phase: if saved.served {
+                pb::ReplicaPhase::Unhealthy
+            } else {
+                pb::ReplicaPhase::Starting
+            },
             failures: 0,
-            reason: String::new(),
+            reason: if saved.served {
+                "adopted, not probed yet".into()
+            } else {
+                String::new()
+            },
             stopping: None,
             cpu_sample: None,
             cpu_millis: 0.0,
@@ -239,6 +251,10 @@ impl Replica {
             port: self.port,
             started_ms: self.started_ms,
             offsets,
+            served: matches!(
+                self.phase,
+                pb::ReplicaPhase::Ready | pb::ReplicaPhase::Unhealthy
+            ),
         }
     }
 

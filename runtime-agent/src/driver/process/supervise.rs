@@ -1,19 +1,23 @@
 //! The supervisor's tick: check and probe every replica, then converge each podgroup.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use neo_protocol::pb;
 
+use super::health::{self, Limits, Probe, Probes, Verdict};
 use super::replica::{Liveness, Replica, Spec};
-use super::{Group, Inner, Tracked};
+use super::{Group, Inner, Tracked, exit};
 use crate::driver::{DriverEvent, PodgroupKey};
 
-/// What a probe found.
-enum Probe {
-    Ok,
-    Failed(String),
+/// A replica to probe: its podgroup, id, address, and whether it is still starting.
+struct Target {
+    key: PodgroupKey,
+    id: String,
+    addr: SocketAddr,
+    starting: bool,
 }
 
 /// How often the state file is written when nothing else changed (log offsets move).
@@ -23,17 +27,16 @@ impl Inner {
     /// One pass: liveness, probes, then convergence of every podgroup.
     pub(super) async fn tick(&self) {
         let targets = self.check_processes().await;
-        let results = futures::future::join_all(
-            targets
-                .into_iter()
-                .map(|(key, id, url)| async move { (key, id, self.probe(&url).await) }),
-        )
+        let results = futures::future::join_all(targets.into_iter().map(|target| async move {
+            let probes = self.probes(target.addr, target.starting).await;
+            (target, probes)
+        }))
         .await;
         let mut groups = self.groups.lock().await;
         let mut changed = false;
-        for (key, id, probe) in results {
-            if let Some(group) = groups.get_mut(&key) {
-                self.record_probe(&key, group, &id, probe);
+        for (target, probes) in results {
+            if let Some(group) = groups.get_mut(&target.key) {
+                self.record_probes(&target.key, group, &target.id, probes);
             }
         }
         for (key, group) in groups.iter_mut() {
@@ -60,7 +63,7 @@ impl Inner {
     }
 
     /// Reaps dead replicas, kills those past their grace, samples usage; returns what to probe.
-    async fn check_processes(&self) -> Vec<(PodgroupKey, String, String)> {
+    async fn check_processes(&self) -> Vec<Target> {
         let mut groups = self.groups.lock().await;
         let mut targets = Vec::new();
         for (key, group) in groups.iter_mut() {
@@ -77,16 +80,12 @@ impl Inner {
                             continue;
                         }
                         replica.sample();
-                        let path = if replica.phase == pb::ReplicaPhase::Starting {
-                            "readyz"
-                        } else {
-                            "healthz"
-                        };
-                        targets.push((
-                            key.clone(),
-                            replica.id.clone(),
-                            format!("http://{}/{path}", replica.addr()),
-                        ));
+                        targets.push(Target {
+                            key: key.clone(),
+                            id: replica.id.clone(),
+                            addr: replica.addr(),
+                            starting: replica.phase == pb::ReplicaPhase::Starting,
+                        });
                     }
                 }
             }
@@ -114,10 +113,7 @@ impl Inner {
             tracing::info!(podgroup = %key, replica = %replica.id, "replica stopped");
             return;
         }
-        let reason = match last_output(&replica) {
-            Some(line) => format!("{how}: {line}"),
-            None => how.to_owned(),
-        };
+        let reason = exit::reason(how, &replica.dir);
         tracing::warn!(podgroup = %key, replica = %replica.id, %reason, "replica died");
         let was_starting = replica.phase == pb::ReplicaPhase::Starting;
         replica.phase = pb::ReplicaPhase::Failed;
@@ -135,15 +131,35 @@ impl Inner {
         }
     }
 
-    async fn probe(&self, url: &str) -> Probe {
-        match self.http.get(url).send().await {
-            Ok(response) if response.status().is_success() => Probe::Ok,
-            Ok(response) => Probe::Failed(format!("{url} answered {}", response.status())),
-            Err(e) => Probe::Failed(format!("{url}: {e}")),
+    /// `/readyz` of a starting replica; `/healthz` and `/readyz` of one that has been ready.
+    async fn probes(&self, addr: SocketAddr, starting: bool) -> Probes {
+        if starting {
+            return Probes {
+                live: None,
+                ready: self.probe(addr, "readyz").await,
+            };
+        }
+        let (live, ready) =
+            futures::future::join(self.probe(addr, "healthz"), self.probe(addr, "readyz")).await;
+        Probes {
+            live: Some(live),
+            ready,
         }
     }
 
-    fn record_probe(&self, key: &PodgroupKey, group: &mut Group, id: &str, probe: Probe) {
+    async fn probe(&self, addr: SocketAddr, path: &str) -> Probe {
+        match self.http.get(format!("http://{addr}/{path}")).send().await {
+            Ok(response) if response.status().is_success() => Probe::Ok,
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                Probe::Failed(health::failure(path, status, &body))
+            }
+            Err(e) => Probe::Failed(format!("/{path}: {e}")),
+        }
+    }
+
+    fn record_probes(&self, key: &PodgroupKey, group: &mut Group, id: &str, probes: Probes) {
         let desired_release = group.desired.as_ref().map(|d| d.release);
         let Some(index) = group.replicas.iter().position(|t| t.replica.id == id) else {
             return;
@@ -152,43 +168,37 @@ impl Inner {
         if replica.stopping.is_some() {
             return;
         }
-        let before = replica.phase;
-        match probe {
-            Probe::Ok => {
-                replica.failures = 0;
-                replica.phase = pb::ReplicaPhase::Ready;
-                replica.reason.clear();
-            }
-            Probe::Failed(reason) if before == pb::ReplicaPhase::Starting => {
-                if replica.age() >= self.config.start_timeout {
-                    let reason = format!(
-                        "not ready within {}s: {reason}",
-                        self.config.start_timeout.as_secs()
-                    );
-                    replica.reason.clone_from(&reason);
-                    replica.phase = pb::ReplicaPhase::Failed;
-                    replica.terminate();
-                    if desired_release == Some(replica.spec.release) {
-                        group.start_failures += 1;
-                        group.last_failure = reason;
-                    }
+        let before = health::State {
+            phase: replica.phase,
+            failures: replica.failures,
+            reason: std::mem::take(&mut replica.reason),
+        };
+        let limits = Limits {
+            failure_threshold: self.config.failure_threshold,
+            start_timeout: self.config.start_timeout,
+        };
+        let (after, verdict) = health::judge(&before, replica.age(), probes, limits);
+        replica.phase = after.phase;
+        replica.failures = after.failures;
+        replica.reason = after.reason;
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::StartFailed(reason) => {
+                replica.terminate();
+                if desired_release == Some(replica.spec.release) {
+                    group.start_failures += 1;
+                    group.last_failure = reason;
                 }
             }
-            Probe::Failed(reason) => {
-                replica.failures += 1;
-                replica.reason.clone_from(&reason);
-                if replica.failures >= self.config.failure_threshold {
-                    replica.phase = pb::ReplicaPhase::Unhealthy;
-                    replica.terminate();
-                    let reason = format!("failed {} probes: {reason}", replica.failures);
-                    group
-                        .replacing
-                        .push((replica.id.clone(), reason, replica.spec.clone()));
-                }
+            Verdict::Replace(reason) => {
+                replica.terminate();
+                group
+                    .replacing
+                    .push((replica.id.clone(), reason, replica.spec.clone()));
             }
         }
         let replica = &group.replicas[index].replica;
-        if replica.phase != before {
+        if replica.phase != before.phase {
             tracing::info!(podgroup = %key, replica = %replica.id, phase = ?replica.phase,
                 reason = %replica.reason, "replica phase changed");
             self.emit(DriverEvent::Health {
@@ -326,18 +336,4 @@ impl Inner {
             }
         }
     }
-}
-
-/// The last non-empty line the replica wrote (stderr first), for a death's reason.
-fn last_output(replica: &Replica) -> Option<String> {
-    let [out, err] = super::replica::output_files(&replica.dir);
-    [err, out].iter().find_map(|path| {
-        let text = std::fs::read(path).ok()?;
-        let tail = &text[text.len().saturating_sub(4096)..];
-        String::from_utf8_lossy(tail)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.chars().take(300).collect())
-    })
 }
