@@ -213,3 +213,23 @@ impl RuntimeStack {
         Ok(format!("http://{}/{tenant}/{app}", runtime.lb_addr))
     }
 }
+
+/// An HTTP client for the apps behind a stage's load balancer; its 5 s timeout tells a quick
+/// answer from a hang.
+///
+/// # Panics
+/// When the client cannot be built (no TLS backend).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// `GET url`: the status and body, or `None` when it could not be sent or read.
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let response = http().get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}

@@ -16,7 +16,7 @@ use neo_protocol::pb;
 use neo_runtime_agent::driver::PodgroupKey;
 use neo_tests::build_stack::{example, step};
 use neo_tests::eventually;
-use neo_tests::runtime_stack::{RuntimeStack, agent_config};
+use neo_tests::runtime_stack::{RuntimeStack, agent_config, get, http};
 
 const TENANT: &str = "acme";
 
@@ -28,22 +28,6 @@ fn logs() {
         .try_init();
 }
 
-/// A client that waits long enough to tell a quick answer from a hang.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-async fn get(url: &str) -> Option<(u16, String)> {
-    let response = http().get(url).send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
-}
-
-/// A GET that must be answered, and how long the answer took.
 async fn timed_get(url: &str) -> (u16, String, Duration) {
     let started = Instant::now();
     let response = http().get(url).send().await.unwrap();

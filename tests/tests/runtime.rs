@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use neo_builder::image::ImageSpec;
 use neo_gateway::api::{self, PublishStep};
-use neo_protocol::subjects;
 use neo_protocol::{EntityRef, pb};
 use neo_tests::build_stack::{base_image, example, step};
 use neo_tests::commands::request;
 use neo_tests::eventually;
 use neo_tests::gateway::req;
-use neo_tests::runtime_stack::RuntimeStack;
-use prost::Message;
+use neo_tests::runtime_stack::{RuntimeStack, get, http};
 
 const TENANT: &str = "acme";
 
@@ -27,20 +25,6 @@ fn logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-async fn get(url: &str) -> Option<(u16, String)> {
-    let response = http().get(url).send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
 }
 
 async fn post_json(url: &str, body: &serde_json::Value) -> (u16, String) {
@@ -86,20 +70,12 @@ async fn rollout(
     .await
 }
 
-/// The podgroup events of `app` on `stage`, decoded, in order.
+/// The podgroup events of catalog on `stage`, decoded, in order.
 async fn podgroup_events(stack: &RuntimeStack, stage: &str) -> Vec<pb::PodgroupEvent> {
-    let js = async_nats::jetstream::new(stack.build.stack.platform.client.clone());
-    let mut stream = js.get_stream(subjects::EVENTS_STREAM).await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let prefix = format!("neo.evt.{TENANT}.podgroup.catalog_{stage}.");
-    let mut events = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.unwrap();
-        if message.subject.as_str().starts_with(&prefix) {
-            events.push(pb::PodgroupEvent::decode(message.payload).unwrap());
-        }
-    }
-    events
+    stack
+        .podgroup_events(TENANT, "catalog", stage)
+        .await
+        .unwrap()
 }
 
 /// Follows catalog's log lines on `stage` through the gateway until one contains `text`.
