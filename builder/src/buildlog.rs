@@ -37,6 +37,9 @@ pub async fn ensure(js: &jetstream::Context) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a log line's write waits for JetStream's ack before the line is given up.
+const ACK_WAIT: Duration = Duration::from_secs(1);
+
 /// Writes one attempt's log lines.
 pub struct BuildLog {
     js: jetstream::Context,
@@ -78,7 +81,12 @@ impl BuildLog {
             .publish(self.subject.clone(), line.encode_to_vec().into())
             .await
         {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            // Bounded: a line sent into a NATS outage must not hold the build up for the
+            // whole JetStream ack timeout.
+            Ok(ack) => match tokio::time::timeout(ACK_WAIT, ack).await {
+                Ok(acked) => acked.map(|_| ()).map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no ack within {ACK_WAIT:?}")),
+            },
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = sent {

@@ -82,6 +82,9 @@ enum Bench {
     /// The Runtime: publish and promote to the first 200 from the app, and log lines shipped
     /// by an agent and read through the gateway.
     Runtime(bench::runtime::RuntimeBenchArgs),
+    /// Recovery: each fault (NATS restart, Postgres and registry outages, a killed replica)
+    /// under a steady load; time to heal, and acknowledged commands lost (must be none).
+    Recovery(bench::recovery::RecoveryBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
@@ -148,6 +151,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Runtime(args),
             } => bench::runtime::run(args).await,
+            Command::Bench {
+                which: Bench::Recovery(args),
+            } => bench::recovery::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

@@ -17,6 +17,7 @@ use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
+use neo_builder::impact::Consumers;
 use neo_builder::meta::MetaStore;
 use neo_builder::meta::RegistrySettings;
 use neo_builder::project::Project;
@@ -145,6 +146,17 @@ pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a [`BenchPlatform`] is started with besides its servers.
+#[derive(Default)]
+pub(crate) struct BenchOptions {
+    /// The apphost binary images are built on (default: `neo-apphost` next to this program).
+    pub(crate) apphost: Option<PathBuf>,
+    /// The read models the publish chain's deploy checks impact against (none: no check).
+    pub(crate) consumers: Option<Arc<dyn Consumers>>,
+    /// A pause after each step of the build worker (drills use it to catch a build running).
+    pub(crate) build_step_delay: Duration,
+}
+
 /// A platform on servers of its own for a benchmark: nats-server, docker-registry, the
 /// embedded S3 endpoint, the entity host with its NATS intake, the publish reactors and build
 /// enqueuer, one in-process build worker on the real apphost base, and the gateway with
@@ -171,8 +183,10 @@ pub(crate) struct BenchPlatform {
     _intake: intake::Intake,
     _s3: neo_storage::EmbeddedS3,
     _s3_dir: tempfile::TempDir,
-    _registry: RegistryServer,
-    _nats: NatsServer,
+    /// The registry (fault drills stop and restart it).
+    pub(crate) registry: RegistryServer,
+    /// The NATS server (fault drills kill and restart it); dropped last.
+    pub(crate) nats: NatsServer,
 }
 
 impl BenchPlatform {
@@ -181,6 +195,23 @@ impl BenchPlatform {
     /// # Errors
     /// When a server cannot start or the apphost binary is missing.
     pub(crate) async fn start(apphost: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with(BenchOptions {
+            apphost,
+            ..BenchOptions::default()
+        })
+        .await
+    }
+
+    /// Starts everything as `options` say.
+    ///
+    /// # Errors
+    /// When a server cannot start or the apphost binary is missing.
+    pub(crate) async fn start_with(options: BenchOptions) -> anyhow::Result<Self> {
+        let BenchOptions {
+            apphost,
+            consumers,
+            build_step_delay,
+        } = options;
         let nats = NatsServer::start().await.context("starting nats-server")?;
         let registry_server = RegistryServer::start()
             .await
@@ -200,7 +231,7 @@ impl BenchPlatform {
             reactor::run(
                 js.clone(),
                 platform.clone(),
-                Arc::new(DeployOnBuild::new(None, platform.clone())),
+                Arc::new(DeployOnBuild::new(consumers, platform.clone())),
             ),
             neo_builder::queue::run_enqueuer(js.clone()),
         ];
@@ -220,7 +251,7 @@ impl BenchPlatform {
             build_lease_s: 30,
             build_max_deliveries: 4,
             build_retry_for_s: 600,
-            build_step_delay_ms: 0,
+            build_step_delay_ms: u64::try_from(build_step_delay.as_millis()).unwrap_or(u64::MAX),
         };
         tasks.extend(
             build_service::start_workers(&client, revisions.clone(), settings, &image, &worker, 1)
@@ -273,8 +304,8 @@ impl BenchPlatform {
             _intake: intake,
             _s3: s3,
             _s3_dir: s3_dir,
-            _registry: registry_server,
-            _nats: nats,
+            registry: registry_server,
+            nats,
         })
     }
 
@@ -307,13 +338,16 @@ pub(crate) fn pack_with_manifest(project: &Project, manifest: &str) -> anyhow::R
     Ok(Project::from_files(files)?.pack())
 }
 
-/// One publish to tenant `bench`: time to the image, time to the release, and the build id.
-pub(crate) async fn publish(
-    mut apps: AppsClient<tonic::transport::Channel>,
+/// The `Apps.Publish` request of `content` as `app` to tenant `bench`'s first stage, as
+/// `bearer`.
+///
+/// # Errors
+/// When `bearer` is no valid header value.
+pub(crate) fn publish_request(
     bearer: &str,
     app: &str,
-    content: Vec<u8>,
-) -> anyhow::Result<(Duration, Duration, String)> {
+    content: &[u8],
+) -> anyhow::Result<Request<futures::stream::Iter<std::vec::IntoIter<api::PublishRequest>>>> {
     let mut messages = vec![api::PublishRequest {
         part: Some(api::publish_request::Part::Header(api::PublishHeader {
             tenant: "bench".into(),
@@ -331,6 +365,17 @@ pub(crate) async fn publish(
     request
         .metadata_mut()
         .insert("authorization", bearer.parse()?);
+    Ok(request)
+}
+
+/// One publish to tenant `bench`: time to the image, time to the release, and the build id.
+pub(crate) async fn publish(
+    mut apps: AppsClient<tonic::transport::Channel>,
+    bearer: &str,
+    app: &str,
+    content: Vec<u8>,
+) -> anyhow::Result<(Duration, Duration, String)> {
+    let request = publish_request(bearer, app, &content)?;
     let start = Instant::now();
     let mut stream = apps.publish(request).await?.into_inner();
     let mut image_at = None;
