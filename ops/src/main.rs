@@ -85,6 +85,8 @@ enum Bench {
     /// Recovery: each fault (NATS restart, Postgres and registry outages, a killed replica)
     /// under a steady load; time to heal, and acknowledged commands lost (must be none).
     Recovery(bench::recovery::RecoveryBenchArgs),
+    /// Idle cost: CPU per process kind and NATS messages/s with 10 and 100 apps doing nothing.
+    Idle(bench::idle::IdleBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
@@ -154,6 +156,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Recovery(args),
             } => bench::recovery::run(args).await,
+            Command::Bench {
+                which: Bench::Idle(args),
+            } => bench::idle::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

@@ -3,6 +3,7 @@
 //!
 //! - [`core`]: the event-sourced core.
 //! - [`gateway`]: the gRPC gateway against the in-process host.
+//! - [`idle`]: what the whole stack costs while nothing happens, at 10 and 100 apps.
 //! - [`recovery`]: each fault healing by itself under load, with nothing acknowledged lost.
 //! - [`replay`]: reading the event log back and folding it into state, against a raw read.
 //! - [`runtime`]: publish and promote to serving, and log lines through the Runtime.
@@ -11,6 +12,7 @@
 pub mod build;
 pub mod core;
 pub mod gateway;
+pub mod idle;
 pub mod recovery;
 pub mod replay;
 pub mod runtime;

@@ -39,10 +39,14 @@ pub struct AgentConfig {
     pub resync_every: Duration,
     /// How often the driver is observed (rollouts, health changes).
     pub observe_every: Duration,
-    /// How often a health report is sent when nothing changed.
+    /// How often a health report is sent when no replica changed (the health heartbeat).
     pub report_every: Duration,
-    /// How often usage is sampled and sent to the autoscaler.
+    /// How often usage (averaged over the observations since the last time) is weighed for the
+    /// autoscaler: it is sent when it moved, the ready count or the desired state changed, or
+    /// the podgroup runs more than one replica (see [`report`]).
     pub metrics_every: Duration,
+    /// How often usage is sent when none of that happened (the metrics heartbeat).
+    pub heartbeat_every: Duration,
     /// How long a command to the platform may take.
     pub command_timeout: Duration,
     /// The stage's load balancer (`http://host:port`), for the apps' URLs in reports.
@@ -50,7 +54,8 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for `stage`: resync 30 s, observe 250 ms, report 5 s, metrics 5 s.
+    /// Defaults for `stage`: resync 30 s, observe 250 ms, health heartbeat 60 s, usage weighed
+    /// every 5 s and sent at least every 60 s.
     pub fn new(stage: StageName) -> Self {
         Self {
             name: format!("agent-{stage}"),
@@ -58,8 +63,9 @@ impl AgentConfig {
             tenants: None,
             resync_every: Duration::from_secs(30),
             observe_every: Duration::from_millis(250),
-            report_every: Duration::from_secs(5),
+            report_every: Duration::from_secs(60),
             metrics_every: Duration::from_secs(5),
+            heartbeat_every: Duration::from_secs(60),
             command_timeout: Duration::from_secs(10),
             lb_url: None,
         }

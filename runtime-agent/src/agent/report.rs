@@ -3,6 +3,21 @@
 //! A rollout is recorded on the deployment only when the driver says every new replica is
 //! ready (or the release cannot start); command ids derive from the podgroup, release and
 //! outcome, so a restarted agent repeating itself changes nothing.
+//!
+//! Reports follow change, so an idle fleet costs next to nothing (each `Observe` is a
+//! `MetricsObserved` event in the log, forever):
+//!
+//! - **Health** when a replica appears, goes, or changes phase or release, when the desired
+//!   count changes, or when usage moved (below); otherwise every `report_every` (60 s).
+//! - **Usage** (the metrics report and the podgroup's `Observe`) is averaged over every
+//!   observation of the driver since the last weighing (the driver's samples cover one probe
+//!   period each, a few clock ticks: alone they jump by whole points), weighed every
+//!   `metrics_every` (5 s) and sent when [`worth_sending`] finds a reason: the ready count or
+//!   the desired state changed (a release, a scaling, new resources or a new policy), CPU or
+//!   memory moved by [`USAGE_STEP`] points of the allocation, or the podgroup runs more than
+//!   one replica, so the autoscaler may scale it in (the desired state does not carry the
+//!   policy's min, so a min above one keeps that cadence too); otherwise every
+//!   `heartbeat_every` (60 s).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +34,9 @@ use super::{Shared, wait};
 use crate::driver::logline::now_ms;
 use crate::driver::{Observed, PodgroupKey, Rollout};
 
+/// The least move of CPU or memory, in points of the allocation, that is sent at once.
+pub const USAGE_STEP: f64 = 5.0;
+
 /// What was last reported for one podgroup.
 #[derive(Default)]
 struct Reported {
@@ -28,7 +46,101 @@ struct Reported {
     health: Vec<(String, i32, u32)>,
     desired: u32,
     health_at: Option<Instant>,
-    metrics_at: Option<Instant>,
+    /// Usage observed since the last weighing.
+    usage: Usage,
+    /// When usage was last weighed.
+    weighed_at: Option<Instant>,
+    /// The usage last sent.
+    sent: Option<Sent>,
+}
+
+/// Usage sent to the platform: the observation, when, and the desired state it was sent under.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// What was sent.
+    pub observation: pb::Observation,
+    /// When.
+    pub at: Instant,
+    /// The stream sequence of the desired state then.
+    pub sequence: u64,
+}
+
+/// Why usage is sent now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Nothing was sent for this podgroup yet.
+    First,
+    /// The count of ready replicas changed.
+    Ready,
+    /// The desired state changed: a release, a scaling, new resources or a new policy.
+    Desired,
+    /// CPU or memory moved by at least [`USAGE_STEP`] points.
+    Moved,
+    /// More than one replica is desired: the autoscaler's scale-in needs observations.
+    ScaledOut,
+    /// `heartbeat_every` passed.
+    Heartbeat,
+}
+
+/// Whether usage `now` is worth sending, given what was `sent` last, the `desired` state and
+/// the `heartbeat` period; `None`: not now.
+pub fn worth_sending(
+    sent: Option<&Sent>,
+    now: &pb::Observation,
+    desired: &pb::DesiredPodgroup,
+    heartbeat: Duration,
+) -> Option<Why> {
+    let Some(sent) = sent else {
+        return Some(Why::First);
+    };
+    let last = &sent.observation;
+    if now.ready_replicas != last.ready_replicas {
+        Some(Why::Ready)
+    } else if desired.sequence != sent.sequence {
+        Some(Why::Desired)
+    } else if (now.cpu_percent - last.cpu_percent).abs() >= USAGE_STEP
+        || (now.memory_percent - last.memory_percent).abs() >= USAGE_STEP
+    {
+        Some(Why::Moved)
+    } else if desired.replicas > 1 {
+        Some(Why::ScaledOut)
+    } else if sent.at.elapsed() >= heartbeat {
+        Some(Why::Heartbeat)
+    } else {
+        None
+    }
+}
+
+/// The usage of a podgroup's ready replicas summed over the observations of a period.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    cpu: f64,
+    memory: f64,
+    samples: u32,
+}
+
+impl Usage {
+    /// Adds one observation (one without ready replicas says nothing about usage).
+    pub fn add(&mut self, observation: &pb::Observation) {
+        if observation.ready_replicas > 0 {
+            self.cpu += observation.cpu_percent;
+            self.memory += observation.memory_percent;
+            self.samples += 1;
+        }
+    }
+
+    /// The average over the period as an observation of `ready` replicas now, and a new period.
+    pub fn take(&mut self, ready: u32) -> pb::Observation {
+        let n = f64::from(self.samples.max(1));
+        let observation = pb::Observation {
+            at_ms: now_ms(),
+            ready_replicas: ready,
+            cpu_percent: (self.cpu / n * 10.0).round() / 10.0,
+            memory_percent: (self.memory / n * 10.0).round() / 10.0,
+        };
+        *self = Self::default();
+        observation
+    }
 }
 
 /// Observes the driver every `observe_every` (sooner on a change) and reports.
@@ -57,8 +169,12 @@ pub(crate) async fn report_loop(shared: Arc<Shared>) {
             report_rollout(&shared, wanted, &observed, state)
                 .instrument(span)
                 .await;
-            report_health(&shared, wanted, &observed, state).await;
-            report_metrics(&shared, wanted, &observed, state).await;
+            let serving = ready(&observed);
+            state
+                .usage
+                .add(&observation(&serving, super::resources(wanted)));
+            let sent = report_metrics(&shared, wanted, &observed, serving.len(), state).await;
+            report_health(&shared, wanted, &observed, state, sent == Some(Why::Moved)).await;
         }
         reported.retain(|key, _| desired.contains_key(key));
     }
@@ -123,21 +239,33 @@ async fn report_rollout(
     }
 }
 
+/// The ready replicas of `observed`.
+fn ready(observed: &Observed) -> Vec<&pb::ReplicaStatus> {
+    observed
+        .replicas
+        .iter()
+        .filter(|r| r.phase() == pb::ReplicaPhase::Ready)
+        .collect()
+}
+
+/// Sends a health report when a replica or the desired count changed, when usage `moved`
+/// (the report carries each replica's), or at the heartbeat.
 async fn report_health(
     shared: &Shared,
     wanted: &pb::DesiredPodgroup,
     observed: &Observed,
     state: &mut Reported,
+    moved: bool,
 ) {
-    let fingerprint: Vec<(String, i32, u32)> = observed
+    let unchanged = observed
         .replicas
         .iter()
-        .map(|r| (r.id.clone(), r.phase, r.release))
-        .collect();
+        .map(|r| (r.id.as_str(), r.phase, r.release))
+        .eq(state.health.iter().map(|(id, p, r)| (id.as_str(), *p, *r)));
     let due = state
         .health_at
         .is_none_or(|at| at.elapsed() >= shared.config.report_every);
-    if !due && fingerprint == state.health && wanted.replicas == state.desired {
+    if !due && !moved && unchanged && wanted.replicas == state.desired {
         return;
     }
     let Some((tenant, app, stage)) = observed.key.names() else {
@@ -162,34 +290,46 @@ async fn report_health(
     };
     let subject = subjects::runtime(&tenant, &stage, &app, Channel::Health.as_str());
     if publish(shared, subject, report.encode_to_vec()).await {
-        state.health = fingerprint;
+        state.health = observed
+            .replicas
+            .iter()
+            .map(|r| (r.id.clone(), r.phase, r.release))
+            .collect();
         state.desired = wanted.replicas;
         state.health_at = Some(Instant::now());
     }
 }
 
+/// Every `metrics_every`, weighs the usage averaged since the last time and, when it is
+/// [`worth_sending`], sends the metrics report and (with a ready replica) the podgroup's
+/// `Observe`; returns why it sent.
 async fn report_metrics(
     shared: &Shared,
     wanted: &pb::DesiredPodgroup,
     observed: &Observed,
+    ready: usize,
     state: &mut Reported,
-) {
+) -> Option<Why> {
     if state
-        .metrics_at
+        .weighed_at
         .is_some_and(|at| at.elapsed() < shared.config.metrics_every)
     {
-        return;
+        return None;
     }
-    let Some((tenant, app, stage)) = observed.key.names() else {
-        return;
+    let (tenant, app, stage) = observed.key.names()?;
+    state.weighed_at = Some(Instant::now());
+    let observation = state.usage.take(u32::try_from(ready).unwrap_or(u32::MAX));
+    let why = worth_sending(
+        state.sent.as_ref(),
+        &observation,
+        wanted,
+        shared.config.heartbeat_every,
+    )?;
+    let sent = Sent {
+        observation,
+        at: Instant::now(),
+        sequence: wanted.sequence,
     };
-    state.metrics_at = Some(Instant::now());
-    let ready: Vec<&pb::ReplicaStatus> = observed
-        .replicas
-        .iter()
-        .filter(|r| r.phase() == pb::ReplicaPhase::Ready)
-        .collect();
-    let observation = observation(&ready, super::resources(wanted));
     let report = pb::MetricsReport {
         tenant: observed.key.tenant.clone(),
         app: observed.key.app.clone(),
@@ -200,7 +340,8 @@ async fn report_metrics(
     let subject = subjects::runtime(&tenant, &stage, &app, Channel::Metrics.as_str());
     publish(shared, subject, report.encode_to_vec()).await;
     if observation.ready_replicas == 0 {
-        return;
+        state.sent = Some(sent);
+        return Some(why);
     }
     let entity = EntityRef::podgroup(&tenant, &app, &stage);
     let command = pb::PodgroupCommand {
@@ -210,13 +351,21 @@ async fn report_metrics(
     };
     let id = format!("observe:{}:{}", command_scope(&entity), observation.at_ms);
     let cause = format!("evt:{}", wanted.sequence);
-    if let Err(e) = shared
+    match shared
         .platform
         .command(&entity, &id, &cause, &shared.principal(), &command)
         .await
     {
-        log_refusal(&observed.key, "observation", &e);
+        Ok(_) => state.sent = Some(sent),
+        // Sent again at the next weighing.
+        Err(e) if e.is_transient() => log_refusal(&observed.key, "observation", &e),
+        Err(e) => {
+            log_refusal(&observed.key, "observation", &e);
+            state.sent = Some(sent);
+        }
     }
+    tracing::debug!(podgroup = %observed.key, ?why, "usage sent");
+    Some(why)
 }
 
 /// `{tenant}.{id}`: the part of the agent's command ids naming the entity (ids allow letters,
@@ -273,5 +422,95 @@ pub(crate) async fn publish(shared: &Shared, subject: String, payload: Vec<u8>) 
             tracing::warn!(%subject, "no ack within 5s");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(ready: u32, cpu: f64, memory: f64) -> pb::Observation {
+        pb::Observation {
+            at_ms: 1,
+            ready_replicas: ready,
+            cpu_percent: cpu,
+            memory_percent: memory,
+        }
+    }
+
+    fn desired(replicas: u32, sequence: u64) -> pb::DesiredPodgroup {
+        pb::DesiredPodgroup {
+            replicas,
+            sequence,
+            ..Default::default()
+        }
+    }
+
+    fn sent(observation: pb::Observation, ago: Duration, sequence: u64) -> Sent {
+        Sent {
+            observation,
+            at: Instant::now() - ago,
+            sequence,
+        }
+    }
+
+    const HEARTBEAT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_idle_podgroup_is_sent_first_then_only_at_the_heartbeat() {
+        let idle = usage(1, 1.2, 20.0);
+        let one = desired(1, 7);
+        assert_eq!(
+            worth_sending(None, &idle, &one, HEARTBEAT),
+            Some(Why::First)
+        );
+        let last = sent(usage(1, 3.0, 21.0), Duration::from_secs(5), 7);
+        assert_eq!(worth_sending(Some(&last), &idle, &one, HEARTBEAT), None);
+        let old = sent(usage(1, 3.0, 21.0), HEARTBEAT, 7);
+        assert_eq!(
+            worth_sending(Some(&old), &idle, &one, HEARTBEAT),
+            Some(Why::Heartbeat)
+        );
+    }
+
+    #[test]
+    fn a_move_of_a_few_points_a_new_ready_count_or_desired_state_is_sent_at_once() {
+        let last = sent(usage(1, 3.0, 20.0), Duration::from_secs(5), 7);
+        let one = desired(1, 7);
+        let cases = [
+            (usage(1, 8.0, 20.0), &one, Some(Why::Moved)),
+            (usage(1, 3.0, 15.0), &one, Some(Why::Moved)),
+            (usage(1, 7.9, 24.9), &one, None),
+            (usage(2, 3.0, 20.0), &one, Some(Why::Ready)),
+            (usage(1, 3.0, 20.0), &desired(1, 9), Some(Why::Desired)),
+            (usage(1, 3.0, 20.0), &desired(3, 7), Some(Why::ScaledOut)),
+        ];
+        for (now, wanted, why) in cases {
+            assert_eq!(
+                worth_sending(Some(&last), &now, wanted, HEARTBEAT),
+                why,
+                "{now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_is_averaged_over_the_period_and_starts_again() {
+        let mut period = Usage::default();
+        for cpu in [0.0, 16.0, 0.0, 16.0] {
+            period.add(&usage(1, cpu, 10.0));
+        }
+        period.add(&usage(0, 90.0, 90.0)); // no ready replica: no usage
+        let averaged = period.take(1);
+        assert_eq!(
+            (
+                averaged.ready_replicas,
+                averaged.cpu_percent,
+                averaged.memory_percent
+            ),
+            (1, 8.0, 10.0)
+        );
+        let empty = period.take(0);
+        assert_eq!((empty.cpu_percent, empty.memory_percent), (0.0, 0.0));
     }
 }
