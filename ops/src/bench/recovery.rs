@@ -32,7 +32,6 @@
 mod load;
 mod publish;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,7 +50,6 @@ use neo_runtime_agent::driver::PodgroupKey;
 use neo_runtime_agent::driver::process::ProcessConfig;
 use neo_runtime_agent::local::LocalRuntime;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -59,6 +57,7 @@ use tonic::transport::Channel;
 use self::load::{Load, command_counts};
 use self::publish::{Deployed, publish_until_deployed, reached, released_at};
 use super::build::{BenchOptions, BenchPlatform, pack_with_manifest};
+use super::runtime::http_status;
 use super::stats::percentile_ms;
 use crate::servers::PostgresServer;
 
@@ -553,28 +552,6 @@ async fn serves_again(
         tokio::time::sleep(POLL).await;
     }
     anyhow::bail!("{path} on dev not served again within {HEAL_TIMEOUT:?} (last status {last:?})")
-}
-
-/// The status of `GET http://{addr}{path}`; `None` when it cannot be had within a second.
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let line = response.split(|b| *b == b'\n').next()?;
-        std::str::from_utf8(line)
-            .ok()?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    tokio::time::timeout(Duration::from_secs(1), exchange)
-        .await
-        .ok()
-        .flatten()
 }
 
 fn ms(d: Duration) -> f64 {

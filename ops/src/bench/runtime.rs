@@ -370,7 +370,7 @@ async fn serves(lb: SocketAddr, path: &str, start: Instant) -> anyhow::Result<Du
 
 /// The status of `GET http://{addr}{path}` (HTTP/1.1, one connection per request, the body
 /// read and dropped); `None` when it cannot be had within a second.
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
