@@ -309,6 +309,37 @@ impl BenchPlatform {
         })
     }
 
+    /// Adds what the Runtime needs of the platform: its streams, and the reactors that create
+    /// podgroups from releases and publish their desired states (the agents' input).
+    ///
+    /// # Errors
+    /// When JetStream refuses the Runtime's streams.
+    pub(crate) async fn run_runtime_reactors(&mut self) -> anyhow::Result<()> {
+        neo_runtime_agent::streams::ensure(
+            &self.js,
+            neo_runtime_agent::streams::Retention::default(),
+        )
+        .await
+        .context("creating the Runtime streams")?;
+        let (js, platform) = (self.js.clone(), self.platform.clone());
+        self.tasks.extend([
+            reactor::run(
+                js.clone(),
+                platform.clone(),
+                Arc::new(reactor::desired::DesiredOnPodgroupChange::new(
+                    js.clone(),
+                    platform.clone(),
+                )),
+            ),
+            reactor::run(
+                js,
+                platform,
+                Arc::new(reactor::podgroups::PodgroupOnFirstRelease),
+            ),
+        ]);
+        Ok(())
+    }
+
     /// Stops the gateway and every task; the servers stop when `self` is dropped.
     pub(crate) async fn shutdown(self) {
         self.gateway.shutdown().await;

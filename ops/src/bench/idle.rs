@@ -39,9 +39,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use neo_actors::reactor::{
-    self, desired::DesiredOnPodgroupChange, podgroups::PodgroupOnFirstRelease,
-};
 use neo_builder::image::{Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{self, PublishStep, apps_client::AppsClient};
@@ -254,18 +251,10 @@ pub async fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
 
     let mut bench = BenchPlatform::start(args.apphost.clone()).await?;
-    neo_runtime_agent::streams::ensure(&bench.js, neo_runtime_agent::streams::Retention::default())
-        .await
-        .context("creating the Runtime streams")?;
-    let (js, platform) = (bench.js.clone(), bench.platform.clone());
-    bench.tasks.extend([
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
-        ),
-        reactor::run(js, platform, Arc::new(PodgroupOnFirstRelease)),
-    ]);
+    if let Err(e) = bench.run_runtime_reactors().await {
+        bench.shutdown().await;
+        return Err(e);
+    }
     let stage = match Stage::start(&bench, &args).await {
         Ok(stage) => stage,
         Err(e) => {

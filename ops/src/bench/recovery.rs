@@ -38,9 +38,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
-use neo_actors::reactor::{
-    self, desired::DesiredOnPodgroupChange, podgroups::PodgroupOnFirstRelease,
-};
 use neo_builder::image::{Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{PublishStep, apps_client::AppsClient};
@@ -197,12 +194,8 @@ impl Drill {
             build_step_delay: Duration::from_millis(args.step_delay_ms),
         })
         .await?;
-        let (js, platform) = (bench.js.clone(), bench.platform.clone());
-        // The Runtime's streams before the reactor that publishes into them.
         let ready = async {
-            neo_runtime_agent::streams::ensure(&js, Default::default())
-                .await
-                .context("creating the Runtime streams")?;
+            bench.run_runtime_reactors().await?;
             anyhow::Ok(AppsClient::connect(bench.endpoint.clone()).await?)
         };
         let apps = match ready.await {
@@ -212,15 +205,7 @@ impl Drill {
                 return Err(e);
             }
         };
-        bench.tasks.extend([
-            projections.run(js.clone()),
-            reactor::run(
-                js.clone(),
-                platform.clone(),
-                Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
-            ),
-            reactor::run(js, platform, Arc::new(PodgroupOnFirstRelease)),
-        ]);
+        bench.tasks.push(projections.run(bench.js.clone()));
         Ok(Self {
             bench,
             postgres,

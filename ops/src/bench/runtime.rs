@@ -24,9 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use neo_actors::reactor::{
-    self, desired::DesiredOnPodgroupChange, podgroups::PodgroupOnFirstRelease,
-};
 use neo_builder::image::{BaseImage, ImageSpec, Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{
@@ -194,18 +191,10 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<()> {
     let model = neo_builder::model::load(&project)
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
     let mut bench = BenchPlatform::start(args.apphost.clone()).await?;
-    neo_runtime_agent::streams::ensure(&bench.js, neo_runtime_agent::streams::Retention::default())
-        .await
-        .context("creating the Runtime streams")?;
-    let (js, platform) = (bench.js.clone(), bench.platform.clone());
-    bench.tasks.extend([
-        reactor::run(
-            js.clone(),
-            platform.clone(),
-            Arc::new(DesiredOnPodgroupChange::new(js.clone(), platform.clone())),
-        ),
-        reactor::run(js, platform, Arc::new(PodgroupOnFirstRelease)),
-    ]);
+    if let Err(e) = bench.run_runtime_reactors().await {
+        bench.shutdown().await;
+        return Err(e);
+    }
     let stages = match Stages::start(&bench, &args).await {
         Ok(stages) => stages,
         Err(e) => {
