@@ -196,8 +196,8 @@ impl Replayer {
     ///
     /// # Errors
     /// [`ReplayError::Malformed`] naming the sequence when the subject is not an event subject,
-    /// `Neo-Schema-Version` is missing or bad, or the payload does not decode for the kind.
-    /// The state is then unchanged.
+    /// it has no headers, `Neo-Schema-Version` is not a number, or the payload does not decode
+    /// for the kind. The state is then unchanged.
     pub fn apply(
         &mut self,
         sequence: u64,
@@ -213,16 +213,19 @@ impl Replayer {
         let (key, event_type) = split_event_subject(subject).ok_or_else(|| {
             malformed("not an event subject (neo.evt.{tenant}.{kind}.{id}.{event_type})".into())
         })?;
-        let version = headers
-            .and_then(|h| h.get(self.schema_version.clone()))
-            .ok_or_else(|| malformed(format!("header {} is missing", headers::SCHEMA_VERSION)))?;
-        let version: u32 = version.as_str().parse().map_err(|_| {
-            malformed(format!(
-                "header {} is not a version: {:?}",
-                headers::SCHEMA_VERSION,
-                version.as_str()
-            ))
-        })?;
+        // Every event has headers; the version's is absent for version 1 (the store writes it
+        // only for later versions).
+        let headers = headers.ok_or_else(|| malformed("no headers: not an event".into()))?;
+        let version: u32 = match headers.get(self.schema_version.clone()) {
+            Some(v) => v.as_str().parse().map_err(|_| {
+                malformed(format!(
+                    "header {} is not a version: {:?}",
+                    headers::SCHEMA_VERSION,
+                    v.as_str()
+                ))
+            })?,
+            None => 1,
+        };
         let folded = match self.states.get_mut(key) {
             Some(folded) => folded,
             None => {

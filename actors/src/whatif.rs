@@ -498,18 +498,21 @@ fn decode(sequence: u64, message: &async_nats::Message) -> Result<pb::PodgroupEv
     };
     let (_, event_type) =
         subjects::parse_event(&message.subject).map_err(|e| malformed(e.to_string()))?;
-    let version = message
+    // Absent: version 1 (the store writes the header only for later versions).
+    let version: u32 = match message
         .headers
         .as_ref()
         .and_then(|h| h.get(headers::SCHEMA_VERSION))
-        .ok_or_else(|| malformed(format!("header {} is missing", headers::SCHEMA_VERSION)))?;
-    let version: u32 = version.as_str().parse().map_err(|_| {
-        malformed(format!(
-            "header {} is not a version: {:?}",
-            headers::SCHEMA_VERSION,
-            version.as_str()
-        ))
-    })?;
+    {
+        Some(v) => v.as_str().parse().map_err(|_| {
+            malformed(format!(
+                "header {} is not a version: {:?}",
+                headers::SCHEMA_VERSION,
+                v.as_str()
+            ))
+        })?,
+        None => 1,
+    };
     let payload = pb::PodgroupState::upcast(&event_type, version, message.payload.clone())
         .map_err(|e| malformed(e.to_string()))?;
     let event = pb::PodgroupEvent::decode(payload)

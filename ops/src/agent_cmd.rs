@@ -69,12 +69,17 @@ pub struct AgentArgs {
     /// Kube driver: the kubeconfig (default: `$KUBECONFIG`, `~/.kube/config` or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// Seconds between full reads of the desired state.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds between full reads of the desired state (changes arrive at once in between).
+    #[arg(long, default_value_t = 60)]
     pub resync_s: u64,
-    /// Seconds between usage samples sent to the autoscaler.
+    /// Seconds between weighings of usage for the autoscaler (it is sent when it moved, the
+    /// ready count or the desired state changed, else once a minute).
     #[arg(long, default_value_t = 5)]
     pub metrics_s: u64,
+    /// Process driver: seconds between probes of a serving replica (starting replicas are
+    /// probed every 250 ms).
+    #[arg(long, default_value_t = 2)]
+    pub probe_s: u64,
     /// Stop the replicas when the agent stops (by default they keep running, and the next
     /// agent adopts them).
     #[arg(long)]
@@ -111,6 +116,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 None => default_data_dir(&stage)?,
             };
             let mut process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
+            process.serving_probe_every = Duration::from_secs(args.probe_s.max(1));
             if let Some(images) = &args.image_cache {
                 process.images_dir.clone_from(images);
             }

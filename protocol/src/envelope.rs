@@ -69,8 +69,9 @@ pub enum MetaError {
 }
 
 impl EventMeta {
-    /// The headers to publish with the event, in a fixed order. An empty causation id and an
-    /// absent trace context are left out (every header costs the server a scan per lookup).
+    /// Neo's full set of headers for the event, in a fixed order (an empty causation id and an
+    /// absent trace context are left out): how events were written before
+    /// [`Self::stored_headers`], and what tools writing events by hand may still use.
     pub fn to_headers(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![
             (headers::EVENT_TYPE, self.event_type.clone()),
@@ -80,6 +81,32 @@ impl EventMeta {
             (headers::WHO, self.who.clone()),
             (headers::TIME, self.time_ms.to_string()),
         ];
+        self.push_optional(&mut out);
+        out
+    }
+
+    /// The headers the event store writes for the event at `index` (0-based) among its
+    /// command's events on `entity`: the CloudEvents attributes ([`cloudevents_headers`]), then
+    /// Neo's own headers for what no attribute carries. The type, command id and time are read
+    /// back from `ce-type`, `ce-id` and `ce-time`; the schema version is written only when it
+    /// is not 1 and the correlation id only when it differs from the command id (every header
+    /// costs the server a scan per lookup, and every byte is stored forever).
+    /// [`Self::from_headers`] reads these and [`Self::to_headers`]' alike.
+    pub fn stored_headers(&self, entity: &EntityRef, index: usize) -> Vec<(&'static str, String)> {
+        let mut out = Vec::with_capacity(13);
+        out.extend(cloudevents_headers(entity, self, index));
+        if self.schema_version != 1 {
+            out.push((headers::SCHEMA_VERSION, self.schema_version.to_string()));
+        }
+        if self.correlation_id != self.command_id {
+            out.push((headers::CORRELATION_ID, self.correlation_id.clone()));
+        }
+        out.push((headers::WHO, self.who.clone()));
+        self.push_optional(&mut out);
+        out
+    }
+
+    fn push_optional(&self, out: &mut Vec<(&'static str, String)>) {
         if !self.causation_id.is_empty() {
             out.push((headers::CAUSATION_ID, self.causation_id.clone()));
         }
@@ -90,35 +117,60 @@ impl EventMeta {
             out.push((headers::VERSION, self.version.to_string()));
             out.push((headers::HASH, self.hash.clone()));
         }
-        out
     }
 
-    /// Reads the metadata back from headers; `get` looks one header up by name.
+    /// Reads the metadata back from headers; `get` looks one header up by name. Reads both
+    /// layouts: Neo's full set ([`Self::to_headers`], events written before
+    /// [`Self::stored_headers`]) and the store's (type, command id and time from `ce-type`,
+    /// `ce-id` and `ce-time`; schema version 1 and correlation = command id when absent).
     pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, MetaError> {
-        let req = |name: &'static str| get(name).ok_or(MetaError::Missing(name));
-        let num = |name: &'static str| -> Result<u64, MetaError> {
-            let v = req(name)?;
-            v.parse().map_err(|_| MetaError::Invalid {
-                name,
-                value: v.chars().take(80).collect(),
-            })
+        let invalid = |name: &'static str, v: &str| MetaError::Invalid {
+            name,
+            value: v.chars().take(80).collect(),
         };
-        let schema_version =
-            u32::try_from(num(headers::SCHEMA_VERSION)?).map_err(|_| MetaError::Invalid {
-                name: headers::SCHEMA_VERSION,
-                value: "out of range".into(),
-            })?;
+        let num = |name: &'static str, v: &str| -> Result<u64, MetaError> {
+            v.parse().map_err(|_| invalid(name, v))
+        };
+        let schema_version = match get(headers::SCHEMA_VERSION) {
+            Some(v) => u32::try_from(num(headers::SCHEMA_VERSION, v)?)
+                .map_err(|_| invalid(headers::SCHEMA_VERSION, "out of range"))?,
+            None => 1,
+        };
+        let event_type = match (get(headers::EVENT_TYPE), get(headers::CE_TYPE)) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(ce)) => ce
+                .rsplit_once('.')
+                .map(|(_, t)| t.to_owned())
+                .ok_or_else(|| invalid(headers::CE_TYPE, ce))?,
+            (None, None) => return Err(MetaError::Missing(headers::EVENT_TYPE)),
+        };
+        let command_id = match (get(headers::COMMAND_ID), get(headers::CE_ID)) {
+            (Some(c), _) => c.to_owned(),
+            (None, Some(ce)) => ce
+                .rsplit_once(':')
+                .map(|(c, _)| c.to_owned())
+                .ok_or_else(|| invalid(headers::CE_ID, ce))?,
+            (None, None) => return Err(MetaError::Missing(headers::COMMAND_ID)),
+        };
+        let time_ms = match (get(headers::TIME), get(headers::CE_TIME)) {
+            (Some(t), _) => num(headers::TIME, t)?,
+            (None, Some(ce)) => {
+                parse_rfc3339_millis(ce).ok_or_else(|| invalid(headers::CE_TIME, ce))?
+            }
+            (None, None) => return Err(MetaError::Missing(headers::TIME)),
+        };
         Ok(Self {
-            event_type: req(headers::EVENT_TYPE)?.to_owned(),
+            event_type,
             schema_version,
-            command_id: req(headers::COMMAND_ID)?.to_owned(),
-            correlation_id: get(headers::CORRELATION_ID).unwrap_or_default().to_owned(),
+            correlation_id: get(headers::CORRELATION_ID)
+                .map_or_else(|| command_id.clone(), str::to_owned),
+            command_id,
             causation_id: get(headers::CAUSATION_ID).unwrap_or_default().to_owned(),
             who: get(headers::WHO).unwrap_or_default().to_owned(),
-            time_ms: num(headers::TIME)?,
+            time_ms,
             traceparent: get(headers::TRACEPARENT).map(str::to_owned),
             version: match get(headers::VERSION) {
-                Some(_) => num(headers::VERSION)?,
+                Some(v) => num(headers::VERSION, v)?,
                 None => 0,
             },
             hash: get(headers::HASH).unwrap_or_default().to_owned(),
@@ -202,37 +254,18 @@ pub fn cloudevents_headers(
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds, e.g.
-/// `2023-11-14T22:13:20.000Z` (proleptic Gregorian calendar; no leap seconds, like Unix time).
+/// `2023-11-14T22:13:20.000Z`.
 pub fn rfc3339_millis(time_ms: u64) -> String {
-    let millis = time_ms % 1000;
-    let secs = time_ms / 1000;
-    let (days, day_secs) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
-    );
-    out
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// Year, month and day of the `days`-th day after 1970-01-01 (H. Hinnant's `civil_from_days`,
-/// for non-negative days only, so unsigned arithmetic throughout).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01, so leap days fall at the end of each 400-year era.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+/// Reads an RFC 3339 UTC time (as [`rfc3339_millis`] writes it) back as milliseconds since the
+/// Unix epoch; `None` when it is not one or lies before the epoch.
+pub fn parse_rfc3339_millis(text: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339(text).ok()?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 #[cfg(test)]
@@ -259,9 +292,59 @@ mod tests {
     }
 
     #[test]
+    fn stored_headers_round_trip_without_the_duplicates() {
+        let mut meta = release_meta("c1");
+        meta.version = 3;
+        meta.hash = "ab".repeat(32);
+        let stored = meta.stored_headers(&shop_dev(), 0);
+        let names: Vec<&str> = stored.iter().map(|(k, _)| *k).collect();
+        for absent in [
+            headers::EVENT_TYPE,
+            headers::COMMAND_ID,
+            headers::TIME,
+            headers::SCHEMA_VERSION,
+        ] {
+            assert!(
+                !names.contains(&absent),
+                "{absent} is carried by a ce-* attribute"
+            );
+        }
+        let map: HashMap<_, _> = stored.into_iter().collect();
+        let back = EventMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back, meta);
+
+        // The correlation id is written only when it is not the command id.
+        meta.correlation_id = "c1".into();
+        meta.schema_version = 2;
+        let stored = meta.stored_headers(&shop_dev(), 0);
+        assert!(!stored.iter().any(|(k, _)| *k == headers::CORRELATION_ID));
+        assert!(stored.contains(&(headers::SCHEMA_VERSION, "2".into())));
+        let map: HashMap<_, _> = stored.into_iter().collect();
+        let back = EventMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn a_multi_event_command_reads_its_own_command_id() {
+        let meta = release_meta("req:7:abc");
+        let map: HashMap<_, _> = meta.stored_headers(&shop_dev(), 2).into_iter().collect();
+        assert_eq!(map["ce-id"], "req:7:abc:2");
+        let back = EventMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back.command_id, "req:7:abc");
+    }
+
+    #[test]
     fn missing_or_bad_headers_are_named() {
         let err = EventMeta::from_headers(|_| None).unwrap_err();
-        assert_eq!(err, MetaError::Missing(headers::SCHEMA_VERSION));
+        assert_eq!(err, MetaError::Missing(headers::EVENT_TYPE));
+        let err = EventMeta::from_headers(|k| match k {
+            headers::CE_TIME => Some("yesterday"),
+            headers::CE_TYPE => Some("dev.neo.app.AppCreated"),
+            headers::CE_ID => Some("c1:0"),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(matches!(err, MetaError::Invalid { name, .. } if name == headers::CE_TIME));
         let err = EventMeta::from_headers(|k| match k {
             headers::SCHEMA_VERSION => Some("one"),
             _ => Some("x"),
@@ -341,6 +424,7 @@ mod tests {
             (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
         ] {
             assert_eq!(rfc3339_millis(ms), text, "{ms}");
+            assert_eq!(parse_rfc3339_millis(text), Some(ms), "{text}");
         }
     }
 

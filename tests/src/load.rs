@@ -93,8 +93,13 @@ pub async fn not_once(
             let id = msg
                 .headers
                 .as_ref()
-                .and_then(|h| h.get(neo_protocol::headers::COMMAND_ID))
-                .map(|v| v.as_str().to_owned())
+                .and_then(|h| {
+                    neo_protocol::envelope::EventMeta::from_headers(|n| {
+                        h.get(n).map(|v| v.as_str())
+                    })
+                    .ok()
+                })
+                .map(|meta| meta.command_id)
                 .unwrap_or_default();
             *counts.entry(id).or_default() += 1;
             if msg.info().map(|i| i.pending).unwrap_or(0) == 0 {

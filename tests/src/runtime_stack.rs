@@ -113,6 +113,7 @@ impl RuntimeStack {
         // The stages share one image cache, as `ops/up`'s agents on one machine do.
         config.images_dir = self.data.path().join("images");
         config.probe_every = Duration::from_millis(100);
+        config.serving_probe_every = Duration::from_millis(300);
         config.start_timeout = Duration::from_secs(30);
         config.grace = Duration::from_secs(3);
         config

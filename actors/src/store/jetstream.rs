@@ -201,9 +201,11 @@ impl JetStreamStore {
     }
 }
 
-fn event_headers(meta: &EventMeta) -> HeaderMap {
+/// The headers of the event at `index` among its command's events (see
+/// [`EventMeta::stored_headers`]).
+fn event_headers(entity: &EntityRef, meta: &EventMeta, index: usize) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for (name, value) in meta.to_headers() {
+    for (name, value) in meta.stored_headers(entity, index) {
         h.insert(name, value);
     }
     h
@@ -245,11 +247,7 @@ impl EventStore for JetStreamStore {
         for (i, event) in events.into_iter().enumerate() {
             let position = i as u64 + 1;
             let subject = subjects::event(entity, &event.meta.event_type);
-            let mut h = event_headers(&event.meta);
-            for (name, value) in neo_protocol::envelope::cloudevents_headers(entity, &event.meta, i)
-            {
-                h.insert(name, value);
-            }
+            let mut h = event_headers(entity, &event.meta, i);
             if count == 1 {
                 h.insert(headers::NATS_MSG_ID, event.meta.command_id.as_str());
                 expect_sequence(&mut h, entity, expected_last);

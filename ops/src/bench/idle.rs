@@ -88,7 +88,8 @@ pub struct IdleBenchArgs {
     /// The apphost binary (default: `neo-apphost` next to this program).
     #[arg(long, env = "NEO_APPHOST")]
     pub apphost: Option<PathBuf>,
-    /// How often the process driver probes replicas, in ms (default: the driver's own).
+    /// How often the process driver probes a serving replica, in ms (default: the driver's
+    /// own).
     #[arg(long)]
     pub probe_ms: Option<u64>,
 }
@@ -104,7 +105,7 @@ pub struct IdleFigures {
     pub agents: usize,
     /// The measuring window, in seconds.
     pub window_s: u64,
-    /// The process driver's probe period, in ms.
+    /// The process driver's probe period for serving replicas, in ms.
     pub probe_ms: u64,
     /// `debug` or `release`: the build of this program.
     pub build: &'static str,
@@ -178,7 +179,7 @@ impl Stage {
             let mut process = ProcessConfig::new(dir, Some(postgres.url(&database)));
             process.images_dir = data.path().join("images");
             if let Some(ms) = args.probe_ms {
-                process.probe_every = Duration::from_millis(ms);
+                process.serving_probe_every = Duration::from_millis(ms);
             }
             let mut config = AgentConfig::new(StageName::new(STAGE)?);
             config.name = format!("agent-{STAGE}-{index}");
@@ -272,7 +273,7 @@ pub async fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
         window_s: args.window_s,
         probe_ms: args.probe_ms.unwrap_or_else(|| {
             let defaults = ProcessConfig::new(PathBuf::new(), None);
-            u64::try_from(defaults.probe_every.as_millis()).unwrap_or(u64::MAX)
+            u64::try_from(defaults.serving_probe_every.as_millis()).unwrap_or(u64::MAX)
         }),
         build: if cfg!(debug_assertions) {
             "debug"
@@ -321,7 +322,7 @@ fn print_table(f: &IdleFigures) {
         );
     }
     println!(
-        "(% of one core over {} s; {} build; probes every {} ms; NATS: {})",
+        "(% of one core over {} s; {} build; serving replicas probed every {} ms; NATS: {})",
         f.window_s, f.build, f.probe_ms, f.nats_msgs_counted
     );
 }

@@ -5,9 +5,9 @@
 //! Each fault runs `--rounds` times under a steady load: a `CreateApp` of a new app over NATS
 //! request/reply every 50 ms, each with its own command id, keeping the ids answered
 //! `Accepted`. At the end `NEO_EVENTS` is read back and `acked_lost` counts the acknowledged
-//! ids not on exactly one `AppCreated` (header `Neo-Command-Id`). The build faults publish a
+//! ids not on exactly one `AppCreated` (its command id). The build faults publish a
 //! new revision of the example each round (built for real) and time `heal_ms` from the fault
-//! cleared to the release (its `ReleaseCreated` event's `Neo-Time`), and `seen_ms` to the
+//! cleared to the release (its `ReleaseCreated` event's `ce-time`), and `seen_ms` to the
 //! publish reporting it (what the user waits for):
 //!
 //! - `nats_restart`: nats-server is killed (SIGKILL) as soon as the publish reports its build

@@ -103,6 +103,9 @@ pub struct RuntimeFigures {
     pub log_ship_lines_per_s: f64,
     /// From the deploy call to the first line on the logs subject (pull, unpack, start).
     pub log_first_line_ms: f64,
+    /// Bytes of an app image in the registry (its compressed layers: the apphost and the
+    /// bundle), as a replica's first start pulls it.
+    pub image_bytes: u64,
     /// Rounds measured.
     pub rounds: usize,
     /// Log lines written and read.
@@ -249,6 +252,7 @@ fn print_table(f: &RuntimeFigures) {
         "log_ship_lines_per_s", f.log_ship_lines_per_s
     );
     println!("{:<28} {:>12.1}", "log_first_line_ms", f.log_first_line_ms);
+    println!("{:<28} {:>12}", "image_bytes", f.image_bytes);
     println!("{:<28} {:>12}", "rounds", f.rounds);
     println!("{:<28} {:>12}", "log_lines", f.log_lines);
 }
@@ -320,8 +324,10 @@ async fn measure(
             promoted.push(on_test);
         }
     }
+    let image_bytes = image_bytes(bench, &format!("{}-0", model.name)).await?;
     let logs = log_lines(bench, model, project, args.log_lines).await?;
     Ok(RuntimeFigures {
+        image_bytes,
         publish_to_serving_ms_p50: percentile_ms(&mut to_serving, 50.0),
         publish_to_serving_ms_p90: percentile_ms(&mut to_serving, 90.0),
         publish_to_deployed_ms_p50: percentile_ms(&mut to_deployed, 50.0),
@@ -333,6 +339,21 @@ async fn measure(
         rounds: args.rounds,
         log_lines: args.log_lines,
     })
+}
+
+/// The compressed size of the first revision's image of `app`, pulled from the registry.
+async fn image_bytes(bench: &BenchPlatform, app: &str) -> anyhow::Result<u64> {
+    let registry = registry(bench);
+    let reference = format!(
+        "{}/{}:r1",
+        registry.host(),
+        registry.repository(TENANT, app)
+    );
+    let (_, layers) = registry
+        .pull(&reference)
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+    Ok(layers.iter().map(|l| l.len() as u64).sum())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -44,6 +44,11 @@ async fn read_all(
         .await?;
     let mut all = BTreeMap::new();
     for (subject, _) in names {
+        // `neo.desired.{stage}.{tenant}.{app}`: another tenant's state is not even read.
+        let tenant = subject.split('.').nth(3).unwrap_or_default();
+        if !shared.config.serves(tenant) {
+            continue;
+        }
         let message = stream.direct_get_last_for_subject(subject.clone()).await?;
         match decode(&shared.config, &message.payload) {
             Some(desired) => {

@@ -54,15 +54,15 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for `stage`: resync 30 s, observe 250 ms, health heartbeat 60 s, usage weighed
-    /// every 5 s and sent at least every 60 s.
+    /// Defaults for `stage`: resync 60 s, observe every second (and on every replica change),
+    /// health heartbeat 60 s, usage weighed every 5 s and sent at least every 60 s.
     pub fn new(stage: StageName) -> Self {
         Self {
             name: format!("agent-{stage}"),
             stage,
             tenants: None,
-            resync_every: Duration::from_secs(30),
-            observe_every: Duration::from_millis(250),
+            resync_every: Duration::from_secs(60),
+            observe_every: Duration::from_secs(1),
             report_every: Duration::from_secs(60),
             metrics_every: Duration::from_secs(5),
             heartbeat_every: Duration::from_secs(60),

@@ -86,7 +86,7 @@ pub enum WatchError {
 pub struct DeploymentLine {
     /// The event's stream sequence in `NEO_EVENTS` (resume with `--from-sequence` + 1).
     pub sequence: u64,
-    /// When it was decided, RFC 3339 UTC (from `Neo-Time`).
+    /// When it was decided, RFC 3339 UTC (the event's `ce-time`).
     pub time: String,
     /// The principal whose command produced it (`Neo-Who`).
     pub who: String,

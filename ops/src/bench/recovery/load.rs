@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt as _;
-use neo_protocol::{AppName, EntityKind, EntityRef, TenantName, headers, pb, subjects};
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{AppName, EntityKind, EntityRef, TenantName, pb, subjects};
 use prost::Message as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -111,13 +112,14 @@ pub(super) async fn command_counts(
             .context("the read ended early")??;
         let ours = subjects::parse_event(msg.subject.as_str())
             .is_ok_and(|(entity, _)| entity.tenant.as_str() == TENANT);
-        if let Some(id) = msg
+        let meta = msg
             .headers
             .as_ref()
-            .and_then(|h| h.get(headers::COMMAND_ID))
+            .and_then(|h| EventMeta::from_headers(|n| h.get(n).map(|v| v.as_str())).ok());
+        if let Some(meta) = meta
             && ours
         {
-            *counts.entry(id.as_str().to_owned()).or_default() += 1;
+            *counts.entry(meta.command_id).or_default() += 1;
         }
         if msg.info().map(|i| i.pending).unwrap_or(0) == 0 {
             return Ok(counts);

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use neo_gateway::api::{PublishStep, apps_client::AppsClient};
-use neo_protocol::{AppName, EntityRef, StageName, TenantName, headers, pb, subjects};
+use neo_protocol::envelope::EventMeta;
+use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb, subjects};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -29,7 +30,7 @@ pub(super) struct Deployed {
     pub(super) release: u32,
 }
 
-/// When `deployed`'s release was recorded: the `Neo-Time` of its `ReleaseCreated` event (the
+/// When `deployed`'s release was recorded: the time of its `ReleaseCreated` event (the
 /// deployment's last one).
 pub(super) async fn released_at(
     js: &async_nats::jetstream::Context,
@@ -59,13 +60,9 @@ pub(super) async fn released_at(
         deployed.stage,
         deployed.release
     );
-    let time: u64 = message
-        .headers
-        .get(headers::TIME)
-        .context("the release's event has no time")?
-        .as_str()
-        .parse()?;
-    Ok(UNIX_EPOCH + Duration::from_millis(time))
+    let meta = EventMeta::from_headers(|n| message.headers.get(n).map(|v| v.as_str()))
+        .context("the release's event has no readable time")?;
+    Ok(UNIX_EPOCH + Duration::from_millis(meta.time_ms))
 }
 
 /// Waits until the publish reports `step`.

@@ -18,9 +18,12 @@ use super::replica::output_files;
 use crate::driver::logline::{json_object, level_and_time, now_ms};
 use crate::driver::{DriverEvent, PodgroupKey};
 
-/// How often the files are read (a file with more than [`CHUNK`] waiting is read on at once,
-/// see [`AHEAD`]).
+/// How often the files are read while lines arrive (a file with more than [`CHUNK`] waiting
+/// is read on at once, see [`AHEAD`]).
 const POLL: Duration = Duration::from_millis(50);
+/// The pause doubles with every read that finds nothing, up to this: a quiet replica costs
+/// one look per second, and its next line is shipped within it.
+const QUIET_POLL: Duration = Duration::from_secs(1);
 /// The most bytes read per file per poll.
 const CHUNK: usize = 1 << 20;
 /// Chunks a backlog may queue ahead of the shipper before reading pauses for [`POLL`] again.
@@ -42,6 +45,7 @@ pub fn tail(
     tokio::spawn(async move {
         let files = output_files(&dir);
         let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut pause = POLL;
         loop {
             let mut lines = Vec::new();
             // A file read to the chunk limit has more waiting: read on without pausing.
@@ -72,6 +76,11 @@ pub fn tail(
                 }
                 buffer.drain(..start);
             }
+            pause = if lines.is_empty() {
+                (pause * 2).min(QUIET_POLL)
+            } else {
+                POLL
+            };
             if !lines.is_empty() && events.send(DriverEvent::Logs(lines)).await.is_err() {
                 return;
             }
@@ -80,7 +89,7 @@ pub fn tail(
             if backlog && queued < AHEAD {
                 tokio::task::yield_now().await;
             } else {
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(pause).await;
             }
         }
     })

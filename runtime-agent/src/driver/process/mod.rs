@@ -50,8 +50,13 @@ pub struct ProcessConfig {
     pub images_dir: PathBuf,
     /// The stage's database (replicas get it as `NEO_DATABASE_URL`, each app its own schema).
     pub database_url: Option<String>,
-    /// How often replicas are checked and probed.
+    /// How often replicas are checked (a process that exited is seen within this) and
+    /// starting replicas probed.
     pub probe_every: Duration,
+    /// How often a replica that has been ready is probed and its usage sampled (Kubernetes'
+    /// default `periodSeconds` is 10 s; a hung replica is replaced after
+    /// `failure_threshold` × this).
+    pub serving_probe_every: Duration,
     /// Probes failed in a row before a ready replica is replaced.
     pub failure_threshold: u32,
     /// How long a replica may take to become ready.
@@ -63,13 +68,15 @@ pub struct ProcessConfig {
 }
 
 impl ProcessConfig {
-    /// Defaults: probe every 250 ms, 3 failures, 60 s to start, 3 start failures, 10 s grace.
+    /// Defaults: check every 250 ms, probe a serving replica every 2 s, 3 failures, 60 s to
+    /// start, 3 start failures, 10 s grace.
     pub fn new(data_dir: PathBuf, database_url: Option<String>) -> Self {
         Self {
             images_dir: data_dir.join("images"),
             data_dir,
             database_url,
             probe_every: Duration::from_millis(250),
+            serving_probe_every: Duration::from_secs(2),
             failure_threshold: 3,
             start_timeout: Duration::from_secs(60),
             max_start_failures: 3,
@@ -108,7 +115,8 @@ struct Inner {
     routes: Arc<Routes>,
     events: mpsc::Sender<DriverEvent>,
     http: reqwest::Client,
-    last_save: std::sync::Mutex<std::time::Instant>,
+    /// When the state file was last written, and the log bytes shipped then.
+    last_save: std::sync::Mutex<(std::time::Instant, u64)>,
     /// Wakes the supervisor before its next period (a new desired state).
     wake: tokio::sync::Notify,
 }
@@ -145,7 +153,7 @@ impl ProcessDriver {
             routes: Arc::new(Routes::default()),
             events,
             http,
-            last_save: std::sync::Mutex::new(std::time::Instant::now()),
+            last_save: std::sync::Mutex::new((std::time::Instant::now(), 0)),
             wake: tokio::sync::Notify::new(),
         });
         inner.adopt().await;

@@ -99,6 +99,8 @@ pub struct Replica {
     pub reason: String,
     /// When it was asked to stop (it is killed after the grace period).
     pub stopping: Option<Instant>,
+    /// When it was last probed (and its usage sampled).
+    pub probed_at: Option<Instant>,
     /// The last CPU sample: (cumulative ticks, when).
     pub cpu_sample: Option<(u64, Instant)>,
     /// CPU used over the last sample interval, in millicores.
@@ -194,6 +196,7 @@ impl Replica {
             failures: 0,
             reason: String::new(),
             stopping: None,
+            probed_at: None,
             cpu_sample: None,
             cpu_millis: 0.0,
             memory_bytes: 0,
@@ -231,6 +234,7 @@ impl Replica {
                 String::new()
             },
             stopping: None,
+            probed_at: None,
             cpu_sample: None,
             cpu_millis: 0.0,
             memory_bytes: 0,

@@ -20,23 +20,24 @@ struct Target {
     starting: bool,
 }
 
-/// How often the state file is written when nothing else changed (log offsets move).
+/// How often the state file is written at most when only log offsets moved (when nothing
+/// moved, it is not written).
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 
 impl Inner {
     /// One pass: liveness, probes, then convergence of every podgroup.
     pub(super) async fn tick(&self) {
-        let targets = self.check_processes().await;
+        let (targets, reaped) = self.check_processes().await;
         let results = futures::future::join_all(targets.into_iter().map(|target| async move {
             let probes = self.probes(target.addr, target.starting).await;
             (target, probes)
         }))
         .await;
         let mut groups = self.groups.lock().await;
-        let mut changed = false;
+        let mut changed = reaped;
         for (target, probes) in results {
             if let Some(group) = groups.get_mut(&target.key) {
-                self.record_probes(&target.key, group, &target.id, probes);
+                changed |= self.record_probes(&target.key, group, &target.id, probes);
             }
         }
         for (key, group) in groups.iter_mut() {
@@ -52,20 +53,30 @@ impl Inner {
             keep
         });
         changed |= groups.len() != before;
+        let shipped: u64 = groups
+            .values()
+            .flat_map(|g| g.replicas.iter())
+            .flat_map(|t| t.offsets.iter())
+            .map(|o| o.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
         let mut last_save = self
             .last_save
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if changed || last_save.elapsed() >= SAVE_EVERY {
+        let (saved_at, saved_shipped) = *last_save;
+        if changed || (shipped != saved_shipped && saved_at.elapsed() >= SAVE_EVERY) {
             self.save(&groups);
-            *last_save = Instant::now();
+            *last_save = (Instant::now(), shipped);
         }
     }
 
-    /// Reaps dead replicas, kills those past their grace, samples usage; returns what to probe.
-    async fn check_processes(&self) -> Vec<Target> {
+    /// Reaps dead replicas, kills those past their grace; returns what to probe now (every
+    /// starting replica, and a serving one every `serving_probe_every`), sampling their usage,
+    /// and whether a replica was reaped.
+    async fn check_processes(&self) -> (Vec<Target>, bool) {
         let mut groups = self.groups.lock().await;
         let mut targets = Vec::new();
+        let mut reaped = false;
         for (key, group) in groups.iter_mut() {
             let mut gone = Vec::new();
             for (index, tracked) in group.replicas.iter_mut().enumerate() {
@@ -79,12 +90,21 @@ impl Inner {
                             }
                             continue;
                         }
+                        let starting = replica.phase == pb::ReplicaPhase::Starting;
+                        let due = starting
+                            || replica
+                                .probed_at
+                                .is_none_or(|at| at.elapsed() >= self.config.serving_probe_every);
+                        if !due {
+                            continue;
+                        }
+                        replica.probed_at = Some(Instant::now());
                         replica.sample();
                         targets.push(Target {
                             key: key.clone(),
                             id: replica.id.clone(),
                             addr: replica.addr(),
-                            starting: replica.phase == pb::ReplicaPhase::Starting,
+                            starting,
                         });
                     }
                 }
@@ -92,9 +112,10 @@ impl Inner {
             for (index, how) in gone.into_iter().rev() {
                 let tracked = group.replicas.remove(index);
                 self.exited(key, group, tracked, &how);
+                reaped = true;
             }
         }
-        targets
+        (targets, reaped)
     }
 
     /// A replica's process is gone: record why, and queue its replacement when it served.
@@ -159,14 +180,22 @@ impl Inner {
         }
     }
 
-    fn record_probes(&self, key: &PodgroupKey, group: &mut Group, id: &str, probes: Probes) {
+    /// Judges a replica by its probes; returns whether its phase changed (the state file
+    /// records whether it served).
+    fn record_probes(
+        &self,
+        key: &PodgroupKey,
+        group: &mut Group,
+        id: &str,
+        probes: Probes,
+    ) -> bool {
         let desired_release = group.desired.as_ref().map(|d| d.release);
         let Some(index) = group.replicas.iter().position(|t| t.replica.id == id) else {
-            return;
+            return false;
         };
         let replica = &mut group.replicas[index].replica;
         if replica.stopping.is_some() {
-            return;
+            return false;
         }
         let before = health::State {
             phase: replica.phase,
@@ -198,14 +227,16 @@ impl Inner {
             }
         }
         let replica = &group.replicas[index].replica;
-        if replica.phase != before.phase {
-            tracing::info!(podgroup = %key, replica = %replica.id, phase = ?replica.phase,
-                reason = %replica.reason, "replica phase changed");
-            self.emit(DriverEvent::Health {
-                key: key.clone(),
-                replica: replica.status(),
-            });
+        if replica.phase == before.phase {
+            return false;
         }
+        tracing::info!(podgroup = %key, replica = %replica.id, phase = ?replica.phase,
+            reason = %replica.reason, "replica phase changed");
+        self.emit(DriverEvent::Health {
+            key: key.clone(),
+            replica: replica.status(),
+        });
+        true
     }
 
     /// Starts, replaces and stops replicas so the group matches its desired state. Returns
