@@ -21,7 +21,7 @@ use async_nats::jetstream::{self, consumer, consumer::pull::OrderedConfig};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt};
-use neo_protocol::{EntityKind, EntityRef, headers, pb, subjects};
+use neo_protocol::{EntityKind, EntityRef, envelope, headers, pb, subjects};
 use prost::Message as _;
 
 use crate::aggregate::Aggregate;
@@ -213,19 +213,14 @@ impl Replayer {
         let (key, event_type) = split_event_subject(subject).ok_or_else(|| {
             malformed("not an event subject (neo.evt.{tenant}.{kind}.{id}.{event_type})".into())
         })?;
-        // Every event has headers; the version's is absent for version 1 (the store writes it
-        // only for later versions).
+        // Every event has headers; the version's is absent for version 1.
         let headers = headers.ok_or_else(|| malformed("no headers: not an event".into()))?;
-        let version: u32 = match headers.get(self.schema_version.clone()) {
-            Some(v) => v.as_str().parse().map_err(|_| {
-                malformed(format!(
-                    "header {} is not a version: {:?}",
-                    headers::SCHEMA_VERSION,
-                    v.as_str()
-                ))
-            })?,
-            None => 1,
-        };
+        let version = envelope::schema_version(
+            headers
+                .get(self.schema_version.clone())
+                .map(async_nats::HeaderValue::as_str),
+        )
+        .map_err(|e| malformed(e.to_string()))?;
         let folded = match self.states.get_mut(key) {
             Some(folded) => folded,
             None => {

@@ -29,7 +29,7 @@
 
 use async_nats::jetstream;
 use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
-use neo_protocol::{EntityKind, EntityRef, headers, subjects};
+use neo_protocol::{EntityKind, EntityRef, envelope, headers, subjects};
 use prost::Message as _;
 use serde::Serialize;
 
@@ -498,21 +498,14 @@ fn decode(sequence: u64, message: &async_nats::Message) -> Result<pb::PodgroupEv
     };
     let (_, event_type) =
         subjects::parse_event(&message.subject).map_err(|e| malformed(e.to_string()))?;
-    // Absent: version 1 (the store writes the header only for later versions).
-    let version: u32 = match message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::SCHEMA_VERSION))
-    {
-        Some(v) => v.as_str().parse().map_err(|_| {
-            malformed(format!(
-                "header {} is not a version: {:?}",
-                headers::SCHEMA_VERSION,
-                v.as_str()
-            ))
-        })?,
-        None => 1,
-    };
+    let version = envelope::schema_version(
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::SCHEMA_VERSION))
+            .map(async_nats::HeaderValue::as_str),
+    )
+    .map_err(|e| malformed(e.to_string()))?;
     let payload = pb::PodgroupState::upcast(&event_type, version, message.payload.clone())
         .map_err(|e| malformed(e.to_string()))?;
     let event = pb::PodgroupEvent::decode(payload)

@@ -131,11 +131,7 @@ impl EventMeta {
         let num = |name: &'static str, v: &str| -> Result<u64, MetaError> {
             v.parse().map_err(|_| invalid(name, v))
         };
-        let schema_version = match get(headers::SCHEMA_VERSION) {
-            Some(v) => u32::try_from(num(headers::SCHEMA_VERSION, v)?)
-                .map_err(|_| invalid(headers::SCHEMA_VERSION, "out of range"))?,
-            None => 1,
-        };
+        let schema_version = schema_version(get(headers::SCHEMA_VERSION))?;
         let event_type = match (get(headers::EVENT_TYPE), get(headers::CE_TYPE)) {
             (Some(t), _) => t.to_owned(),
             (None, Some(ce)) => ce
@@ -176,6 +172,20 @@ impl EventMeta {
             hash: get(headers::HASH).unwrap_or_default().to_owned(),
         })
     }
+}
+
+/// The schema version an event's `Neo-Schema-Version` header says (`value`), 1 when it is
+/// absent (the store writes it only for later versions).
+///
+/// # Errors
+/// [`MetaError::Invalid`] when the value is not a version number.
+pub fn schema_version(value: Option<&str>) -> Result<u32, MetaError> {
+    value.map_or(Ok(1), |v| {
+        v.parse().map_err(|_| MetaError::Invalid {
+            name: headers::SCHEMA_VERSION,
+            value: v.chars().take(80).collect(),
+        })
+    })
 }
 
 /// The CloudEvents spec version Neo's `ce-*` headers follow.
