@@ -90,6 +90,10 @@ pub struct UpcastError {
     pub reason: String,
 }
 
+/// The type name [`Aggregate::event_type`] gives an event whose variant this version does not
+/// know (written by a newer one).
+pub const UNKNOWN_EVENT: &str = "Unknown";
+
 /// One entity kind's decisions and state.
 ///
 /// Implemented by the kind's protobuf state message; `Default` is the state of an entity with
@@ -115,6 +119,7 @@ pub trait Aggregate:
     fn apply(&mut self, event: &Self::Event);
 
     /// The event's type name, used in its subject and headers (e.g. `ReleaseCreated`).
+    /// [`UNKNOWN_EVENT`] for an event whose variant this version does not know.
     fn event_type(event: &Self::Event) -> &'static str;
 
     /// The upcasting hook: turns a stored payload of `version` into one of

@@ -11,10 +11,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push};
 use bytes::Bytes;
 use futures::StreamExt;
-use neo_protocol::envelope::{EventMeta, chain_link};
+use neo_protocol::envelope::chain_link;
 use neo_protocol::{pb, subjects};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+
+use crate::stored::{StoredError, StoredMessage};
 
 /// One stored event, as read from the stream or an export line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,19 +133,24 @@ pub fn verify(records: impl IntoIterator<Item = Record>, checkpoints: &Checkpoin
     let mut heads: HashMap<String, Head> = HashMap::new();
     for record in records {
         report.events += 1;
-        let Some(entity) = entity_key(&record.subject) else {
-            report.problems.push(Problem::Unchained {
-                entity: String::new(),
-                sequence: record.sequence,
-                reason: format!("`{}` is not an event subject", record.subject),
-            });
-            continue;
-        };
-        let meta = match EventMeta::from_headers(|n| record.headers.get(n).map(String::as_str)) {
-            Ok(m) => m,
+        let (entity, meta) = match StoredMessage::read(
+            &record.subject,
+            record.sequence,
+            |n| record.headers.get(n).map(String::as_str),
+            Bytes::new(), // the chain covers the payload below, as exported
+        ) {
+            Ok(stored) => (subjects::snapshot_key(&stored.entity), stored.meta),
+            Err(StoredError::Headers { entity, reason }) => {
+                report.problems.push(Problem::Unchained {
+                    entity: subjects::snapshot_key(&entity),
+                    sequence: record.sequence,
+                    reason,
+                });
+                continue;
+            }
             Err(e) => {
                 report.problems.push(Problem::Unchained {
-                    entity,
+                    entity: String::new(),
                     sequence: record.sequence,
                     reason: e.to_string(),
                 });

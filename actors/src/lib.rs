@@ -29,6 +29,7 @@ pub mod reactor;
 pub mod read_models;
 pub mod replay;
 pub mod store;
+pub mod stored;
 pub mod whatif;
 
 pub use aggregate::{Aggregate, Rejection, RejectionCode};

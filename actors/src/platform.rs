@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use neo_protocol::metrics;
 use neo_protocol::names::validate_id;
 use neo_protocol::pb::{self, ErrorCode};
-use neo_protocol::trace;
 use neo_protocol::{EntityKind, EntityRef};
+use neo_telemetry::metrics;
+use neo_telemetry::trace;
 use prost::Message;
 use tracing::Instrument as _;
 
@@ -17,6 +17,7 @@ use crate::host::{CommandMeta, EntityHost, HostConfig, HostError};
 use crate::store::{EventStore, StoreError};
 
 mod enrich;
+mod transport;
 
 /// The largest principal name accepted.
 const MAX_PRINCIPAL_LEN: usize = 256;

@@ -1,7 +1,7 @@
 //! The read models as impact analysis sees them: [`Projections`] answer which consumers run
 //! on a stage.
 
-use neo_builder::impact::{ConsumerUse, Consumers};
+use neo_model::impact::{ConsumerUse, Consumers};
 
 use crate::projections::{Projections, queries};
 

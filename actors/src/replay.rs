@@ -143,15 +143,8 @@ fn fold_into<A: Aggregate>(
     version: u32,
     payload: Bytes,
 ) -> Result<(), String> {
-    let payload = A::upcast(event_type, version, payload).map_err(|e| e.to_string())?;
-    let event = A::Event::decode(payload)
-        .map_err(|e| format!("payload is not a {} event: {e}", A::KIND.as_str()))?;
-    let decoded = A::event_type(&event);
-    if decoded != event_type {
-        return Err(format!(
-            "subject says {event_type} but payload holds {decoded}"
-        ));
-    }
+    let event =
+        crate::stored::decode::<A>(event_type, version, payload).map_err(|e| e.to_string())?;
     state.apply(&event);
     Ok(())
 }
@@ -210,7 +203,7 @@ impl Replayer {
             subject: subject.chars().take(200).collect(),
             reason,
         };
-        let (key, event_type) = split_event_subject(subject).ok_or_else(|| {
+        let (key, event_type) = subjects::split_event(subject).ok_or_else(|| {
             malformed("not an event subject (neo.evt.{tenant}.{kind}.{id}.{event_type})".into())
         })?;
         // Every event has headers; the version's is absent for version 1.
@@ -225,10 +218,12 @@ impl Replayer {
             Some(folded) => folded,
             None => {
                 let entity =
-                    parse_key(key).ok_or_else(|| match subjects::parse_event(subject) {
-                        Err(e) => malformed(e.to_string()),
-                        Ok(_) => malformed("not an entity subject".into()),
-                    })?;
+                    subjects::parse_snapshot_key(key).ok_or_else(
+                        || match subjects::parse_event(subject) {
+                            Err(e) => malformed(e.to_string()),
+                            Ok(_) => malformed("not an entity subject".into()),
+                        },
+                    )?;
                 let state = EntityState::empty(entity.kind);
                 self.states.entry(Box::from(key)).or_insert(Folded {
                     entity,
@@ -301,28 +296,6 @@ impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-}
-
-/// Splits `neo.evt.{tenant}.{kind}.{id}.{event_type}` into `{tenant}.{kind}.{id}` (equal to
-/// [`subjects::snapshot_key`]) and the event type, without allocating. Names are checked when
-/// the entity is first seen ([`parse_key`]); the event type here.
-fn split_event_subject(subject: &str) -> Option<(&str, &str)> {
-    let rest = subject.strip_prefix("neo.evt.")?;
-    let (key, event_type) = rest.rsplit_once('.')?;
-    if event_type.is_empty() || !event_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    Some((key, event_type))
-}
-
-/// Parses and validates `{tenant}.{kind}.{id}`.
-fn parse_key(key: &str) -> Option<EntityRef> {
-    let mut parts = key.split('.');
-    let (t, k, i) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    EntityRef::parse(t, k, i).ok()
 }
 
 /// What [`replay_all`] did.
@@ -563,23 +536,6 @@ mod tests {
             Some(&headers(1)),
             Bytes::from(e.encode_to_vec()),
         )
-    }
-
-    #[test]
-    fn subjects_split_into_the_snapshot_key_and_the_event_type() {
-        let (key, ty) = split_event_subject(SUBJECT).unwrap();
-        assert_eq!((key, ty), ("acme.app.shop", "AppCreated"));
-        let entity = parse_key(key).unwrap();
-        assert_eq!(subjects::snapshot_key(&entity), key);
-        for bad in [
-            "neo.cmd.acme.app.shop",
-            "neo.evt.acme.app.shop.",
-            "neo.evt.x",
-        ] {
-            assert!(split_event_subject(bad).is_none(), "{bad}");
-        }
-        assert!(parse_key("acme.app.shop.extra").is_none());
-        assert!(parse_key("acme.robot.shop").is_none());
     }
 
     #[test]

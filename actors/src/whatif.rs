@@ -30,7 +30,6 @@
 use async_nats::jetstream;
 use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
 use neo_protocol::{EntityKind, EntityRef, envelope, headers, subjects};
-use prost::Message as _;
 use serde::Serialize;
 
 use crate::aggregate::{Aggregate, Rejection};
@@ -506,17 +505,8 @@ fn decode(sequence: u64, message: &async_nats::Message) -> Result<pb::PodgroupEv
             .map(async_nats::HeaderValue::as_str),
     )
     .map_err(|e| malformed(e.to_string()))?;
-    let payload = pb::PodgroupState::upcast(&event_type, version, message.payload.clone())
-        .map_err(|e| malformed(e.to_string()))?;
-    let event = pb::PodgroupEvent::decode(payload)
-        .map_err(|e| malformed(format!("payload is not a podgroup event: {e}")))?;
-    let decoded = pb::PodgroupState::event_type(&event);
-    if decoded != event_type {
-        return Err(malformed(format!(
-            "subject says {event_type} but payload holds {decoded}"
-        )));
-    }
-    Ok(event)
+    crate::stored::decode::<pb::PodgroupState>(&event_type, version, message.payload.clone())
+        .map_err(|e| malformed(e.to_string()))
 }
 
 /// Reads `entity`'s events and reports the recorded decisions beside those under its last

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use neo_model::FieldType;
 use serde::Deserialize;
 
 /// Why a model cannot be served.
@@ -117,69 +118,15 @@ pub struct RawSecret {
     pub name: String,
 }
 
-/// The type of a field, as the host stores and validates it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldKind {
-    /// Free text (`TEXT`).
-    Text,
-    /// A 64-bit integer (`BIGINT`).
-    Integer,
-    /// An exact decimal (`NUMERIC`), exchanged as a string to keep its precision.
-    Decimal,
-    /// `true` or `false` (`BOOLEAN`).
-    Boolean,
-    /// A calendar date, `YYYY-MM-DD` (`DATE`).
-    Date,
-    /// An instant, RFC 3339 (`TIMESTAMPTZ`).
-    DateTime,
-    /// The id of a row of the named entity (`BIGINT`).
-    Ref(String),
-}
-
-impl FieldKind {
-    /// Parses a type as written in the model.
-    pub fn parse(ty: &str) -> Option<Self> {
-        let kind = match ty {
-            "text" | "string" => Self::Text,
-            "integer" | "int" => Self::Integer,
-            "decimal" | "number" | "money" => Self::Decimal,
-            "boolean" | "bool" => Self::Boolean,
-            "date" => Self::Date,
-            "datetime" | "timestamp" => Self::DateTime,
-            other => {
-                let target = other.strip_prefix("ref:")?;
-                if target.is_empty() {
-                    return None;
-                }
-                Self::Ref(target.to_owned())
-            }
-        };
-        Some(kind)
-    }
-
-    /// The type as the API describes it.
-    pub fn name(&self) -> String {
-        match self {
-            Self::Text => "text".into(),
-            Self::Integer => "integer".into(),
-            Self::Decimal => "decimal".into(),
-            Self::Boolean => "boolean".into(),
-            Self::Date => "date".into(),
-            Self::DateTime => "datetime".into(),
-            Self::Ref(target) => format!("ref:{target}"),
-        }
-    }
-
-    /// The Postgres type a bound text parameter is cast to.
-    pub fn sql_cast(&self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Integer | Self::Ref(_) => "bigint",
-            Self::Decimal => "numeric",
-            Self::Boolean => "boolean",
-            Self::Date => "date",
-            Self::DateTime => "timestamptz",
-        }
+/// The Postgres type a bound text parameter of a field of type `ty` is cast to.
+pub fn sql_cast(ty: &FieldType) -> &'static str {
+    match ty {
+        FieldType::Text => "text",
+        FieldType::Integer | FieldType::Ref(_) => "bigint",
+        FieldType::Decimal => "numeric",
+        FieldType::Boolean => "boolean",
+        FieldType::Date => "date",
+        FieldType::DateTime => "timestamptz",
     }
 }
 
@@ -191,7 +138,7 @@ pub struct Field {
     /// The column: the field's name, used quoted.
     pub column: String,
     /// The type.
-    pub kind: FieldKind,
+    pub kind: FieldType,
     /// Whether a value is required.
     pub required: bool,
 }
@@ -295,7 +242,7 @@ impl Model {
                         name: column,
                     });
                 }
-                let Some(kind) = FieldKind::parse(&f.ty) else {
+                let Ok(kind) = f.ty.parse::<FieldType>() else {
                     return Err(ModelError::UnknownType {
                         entity: e.name,
                         field: f.name,
@@ -451,7 +398,7 @@ mod tests {
             "settings":[{"name":"currency","default":"EUR"},{"name":"limit","default":10}]}"#))
         .unwrap();
         let e = m.entity("order_line").unwrap();
-        assert_eq!(e.fields[1].kind, FieldKind::Ref("Product".into()));
+        assert_eq!(e.fields[1].kind, FieldType::Ref("Product".into()));
         assert!(e.fields[0].required);
         assert_eq!(m.settings[1].default.as_deref(), Some("10"));
     }

@@ -7,7 +7,9 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Entity, FieldKind, quote};
+use neo_model::FieldType;
+
+use crate::model::{Entity, quote, sql_cast};
 
 /// A statement and its parameters, in order (`None` binds `NULL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,7 @@ fn output_columns(entity: &Entity) -> String {
         let c = quote(&f.column);
         let name = quote(&f.name);
         match f.kind {
-            FieldKind::Decimal => {
+            FieldType::Decimal => {
                 let _ = write!(cols, ", {c}::text AS {name}");
             }
             _ if f.name == f.column => {
@@ -79,7 +81,7 @@ pub fn list(
     let mut st = Statement::new();
     let mut conditions = Vec::with_capacity(filters.len());
     for (field, value) in filters {
-        let p = st.bind(Some(value.clone()), field.kind.sql_cast());
+        let p = st.bind(Some(value.clone()), sql_cast(&field.kind));
         conditions.push(format!("{} = {p}", quote(&field.column)));
     }
     let filter = if conditions.is_empty() {
@@ -104,7 +106,7 @@ pub fn insert(entity: &Entity, values: Vec<(&crate::model::Field, Option<String>
     let mut placeholders = Vec::with_capacity(values.len() + 2);
     for (field, value) in values {
         columns.push(quote(&field.column));
-        placeholders.push(st.bind(value, field.kind.sql_cast()));
+        placeholders.push(st.bind(value, sql_cast(&field.kind)));
     }
     columns.extend(["created_at".to_owned(), "updated_at".to_owned()]);
     placeholders.extend(["now()".to_owned(), "now()".to_owned()]);
@@ -127,7 +129,7 @@ pub fn update(
     let mut st = Statement::new();
     let mut sets = Vec::with_capacity(values.len() + 1);
     for (field, value) in values {
-        let p = st.bind(value, field.kind.sql_cast());
+        let p = st.bind(value, sql_cast(&field.kind));
         sets.push(format!("{} = {p}", quote(&field.column)));
     }
     sets.push("updated_at = now()".to_owned());

@@ -1,13 +1,13 @@
 //! Checking client values against field types and turning them into SQL text parameters (pure).
 //!
 //! Every value is bound as text and cast in SQL to the column's type (see
-//! [`FieldKind::sql_cast`]), so this module only has to decide whether a value is acceptable
+//! [`crate::model::sql_cast`]), so this module only has to decide whether a value is acceptable
 //! and write it in a form Postgres parses unambiguously.
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
-use crate::model::FieldKind;
+use neo_model::FieldType;
 
 /// What a value should have looked like, for the error message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,15 +17,15 @@ pub struct Mismatch {
     pub expected: &'static str,
 }
 
-fn expected(kind: &FieldKind) -> Mismatch {
+fn expected(kind: &FieldType) -> Mismatch {
     let expected = match kind {
-        FieldKind::Text => "a string",
-        FieldKind::Integer => "an integer",
-        FieldKind::Decimal => "a decimal number or a string holding one",
-        FieldKind::Boolean => "true or false",
-        FieldKind::Date => "a date YYYY-MM-DD",
-        FieldKind::DateTime => "an RFC 3339 date-time",
-        FieldKind::Ref(_) => "the integer id of the referenced row",
+        FieldType::Text => "a string",
+        FieldType::Integer => "an integer",
+        FieldType::Decimal => "a decimal number or a string holding one",
+        FieldType::Boolean => "true or false",
+        FieldType::Date => "a date YYYY-MM-DD",
+        FieldType::DateTime => "an RFC 3339 date-time",
+        FieldType::Ref(_) => "the integer id of the referenced row",
     };
     Mismatch { expected }
 }
@@ -34,16 +34,16 @@ fn expected(kind: &FieldKind) -> Mismatch {
 ///
 /// # Errors
 /// A value of the wrong type or form.
-pub fn from_json(kind: &FieldKind, value: &Value) -> Result<Option<String>, Mismatch> {
+pub fn from_json(kind: &FieldType, value: &Value) -> Result<Option<String>, Mismatch> {
     let text = match (kind, value) {
         (_, Value::Null) => return Ok(None),
-        (FieldKind::Text, Value::String(s)) => s.clone(),
-        (FieldKind::Integer | FieldKind::Ref(_), Value::Number(n)) => {
+        (FieldType::Text, Value::String(s)) => s.clone(),
+        (FieldType::Integer | FieldType::Ref(_), Value::Number(n)) => {
             n.as_i64().ok_or_else(|| expected(kind))?.to_string()
         }
-        (FieldKind::Decimal, Value::Number(n)) => n.to_string(),
-        (FieldKind::Boolean, Value::Bool(b)) => b.to_string(),
-        (FieldKind::Decimal | FieldKind::Date | FieldKind::DateTime, Value::String(s)) => {
+        (FieldType::Decimal, Value::Number(n)) => n.to_string(),
+        (FieldType::Boolean, Value::Bool(b)) => b.to_string(),
+        (FieldType::Decimal | FieldType::Date | FieldType::DateTime, Value::String(s)) => {
             return from_text(kind, s).map(Some);
         }
         _ => return Err(expected(kind)),
@@ -55,14 +55,14 @@ pub fn from_json(kind: &FieldKind, value: &Value) -> Result<Option<String>, Mism
 ///
 /// # Errors
 /// A value of the wrong form.
-pub fn from_text(kind: &FieldKind, text: &str) -> Result<String, Mismatch> {
+pub fn from_text(kind: &FieldType, text: &str) -> Result<String, Mismatch> {
     let ok = match kind {
-        FieldKind::Text => true,
-        FieldKind::Integer | FieldKind::Ref(_) => text.parse::<i64>().is_ok(),
-        FieldKind::Decimal => is_decimal(text),
-        FieldKind::Boolean => matches!(text, "true" | "false"),
-        FieldKind::Date => is_date(text),
-        FieldKind::DateTime => time::OffsetDateTime::parse(text, &Rfc3339).is_ok(),
+        FieldType::Text => true,
+        FieldType::Integer | FieldType::Ref(_) => text.parse::<i64>().is_ok(),
+        FieldType::Decimal => is_decimal(text),
+        FieldType::Boolean => matches!(text, "true" | "false"),
+        FieldType::Date => is_date(text),
+        FieldType::DateTime => time::OffsetDateTime::parse(text, &Rfc3339).is_ok(),
     };
     if ok {
         Ok(text.to_owned())
@@ -115,49 +115,49 @@ mod tests {
     #[test]
     fn accepts_values_of_the_right_type() {
         assert_eq!(
-            from_json(&FieldKind::Integer, &json!(42))
+            from_json(&FieldType::Integer, &json!(42))
                 .unwrap()
                 .as_deref(),
             Some("42")
         );
         assert_eq!(
-            from_json(&FieldKind::Decimal, &json!("12.3400"))
+            from_json(&FieldType::Decimal, &json!("12.3400"))
                 .unwrap()
                 .as_deref(),
             Some("12.3400")
         );
         assert_eq!(
-            from_json(&FieldKind::Decimal, &json!(1.5))
+            from_json(&FieldType::Decimal, &json!(1.5))
                 .unwrap()
                 .as_deref(),
             Some("1.5")
         );
         assert_eq!(
-            from_json(&FieldKind::Boolean, &json!(true))
+            from_json(&FieldType::Boolean, &json!(true))
                 .unwrap()
                 .as_deref(),
             Some("true")
         );
         assert_eq!(
-            from_json(&FieldKind::Date, &json!("2024-02-29"))
+            from_json(&FieldType::Date, &json!("2024-02-29"))
                 .unwrap()
                 .as_deref(),
             Some("2024-02-29")
         );
-        assert!(from_json(&FieldKind::DateTime, &json!("2024-02-29T10:00:00+01:00")).is_ok());
-        assert_eq!(from_json(&FieldKind::Text, &Value::Null).unwrap(), None);
+        assert!(from_json(&FieldType::DateTime, &json!("2024-02-29T10:00:00+01:00")).is_ok());
+        assert_eq!(from_json(&FieldType::Text, &Value::Null).unwrap(), None);
     }
 
     #[test]
     fn refuses_values_of_the_wrong_type() {
-        assert!(from_json(&FieldKind::Integer, &json!("42")).is_err());
-        assert!(from_json(&FieldKind::Integer, &json!(4.2)).is_err());
-        assert!(from_json(&FieldKind::Decimal, &json!("NaN")).is_err());
-        assert!(from_json(&FieldKind::Decimal, &json!("1.2.3")).is_err());
-        assert!(from_json(&FieldKind::Text, &json!(1)).is_err());
-        assert!(from_json(&FieldKind::Date, &json!("2023-02-29")).is_err());
-        assert!(from_json(&FieldKind::DateTime, &json!("2024-02-29 10:00")).is_err());
-        assert!(from_json(&FieldKind::Ref("P".into()), &json!(true)).is_err());
+        assert!(from_json(&FieldType::Integer, &json!("42")).is_err());
+        assert!(from_json(&FieldType::Integer, &json!(4.2)).is_err());
+        assert!(from_json(&FieldType::Decimal, &json!("NaN")).is_err());
+        assert!(from_json(&FieldType::Decimal, &json!("1.2.3")).is_err());
+        assert!(from_json(&FieldType::Text, &json!(1)).is_err());
+        assert!(from_json(&FieldType::Date, &json!("2023-02-29")).is_err());
+        assert!(from_json(&FieldType::DateTime, &json!("2024-02-29 10:00")).is_err());
+        assert!(from_json(&FieldType::Ref("P".into()), &json!(true)).is_err());
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! The compiled bundle of an app (normalised model, SQL migration, screens, settings) and
 //! its deterministic image layer under `app/bundle/`.
 //!
-//! Compiling is pure and cannot fail: the [`Model`] was validated by [`crate::model::load`]
-//! and its dependencies resolved by [`crate::compat::resolve`].
+//! Compiling is pure and cannot fail: the [`Model`] was validated by [`neo_model::load`]
+//! and its dependencies resolved by [`neo_model::compat::resolve`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use neo_protocol::pb;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::model::{FieldType, Model};
-use crate::project::{Project, TarEntry, gzip, sha256_digest, tar};
+use neo_image::layer::{Layer, TarEntry, tar};
+use neo_model::{FieldType, Model};
+
+use crate::project::Project;
 
 /// Where the bundle's files sit in the image.
 pub const LAYER_ROOT: &str = "app/bundle";
@@ -29,17 +30,6 @@ pub const BUNDLE_FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     files: BTreeMap<String, Vec<u8>>,
-}
-
-/// An image layer: a gzipped tar and its digests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
-    /// The compressed layer, as pushed to the registry.
-    pub tar_gz: Vec<u8>,
-    /// `sha256:<hex>` of `tar_gz`: the layer's digest in the manifest.
-    pub digest: String,
-    /// `sha256:<hex>` of the uncompressed tar: the layer's `diff_id` in the image config.
-    pub diff_id: String,
 }
 
 /// Compiles a validated model, its project and its resolved dependencies into a bundle.
@@ -99,13 +89,7 @@ impl Bundle {
             }))
             .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let tar = tar(entries.into_iter().map(|(_, e)| e));
-        let tar_gz = gzip(&tar);
-        Layer {
-            digest: sha256_digest(&tar_gz),
-            diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&tar))),
-            tar_gz,
-        }
+        Layer::from_tar(&tar(entries.into_iter().map(|(_, e)| e)))
     }
 }
 
@@ -147,7 +131,7 @@ fn model_json(model: &Model, dependencies: &[pb::Dependency]) -> Vec<u8> {
 fn settings_json(model: &Model) -> Vec<u8> {
     #[derive(Serialize)]
     struct SettingsJson<'a> {
-        settings: &'a [crate::model::Setting],
+        settings: &'a [neo_model::Setting],
         secrets: Vec<&'a str>,
     }
     pretty_json(&SettingsJson {

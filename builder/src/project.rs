@@ -9,10 +9,10 @@
 //! digest of a pack ([`Project::digest`]) names the content.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use neo_image::layer::{TarEntry, gzip, sha256_digest, tar};
 
 /// The most files a project may hold.
 pub const MAX_FILES: usize = 10_000;
@@ -340,63 +340,9 @@ fn shown(value: &str) -> String {
     value.chars().take(200).collect()
 }
 
-/// `sha256:<lowercase hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// One entry of a deterministic tar.
-pub(crate) enum TarEntry<'a> {
-    /// A folder; `path` without the trailing `/`.
-    Dir { path: String },
-    /// A regular file.
-    File { path: String, contents: &'a [u8] },
-    /// A regular file with mode 0755 (a program).
-    Program { path: String, contents: &'a [u8] },
-}
-
-/// Writes `entries`, in the order given, as an uncompressed tar with fixed metadata: mode
-/// 0644 for files and 0755 for folders and programs, mtime 0, uid/gid 0, no user or group names.
-pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = TarEntry<'a>>) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        let (path, contents): (String, &[u8]) = match entry {
-            TarEntry::Dir { path } => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                (format!("{path}/"), &[])
-            }
-            TarEntry::File { path, contents } => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(0o644);
-                (path, contents)
-            }
-            TarEntry::Program { path, contents } => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(0o755);
-                (path, contents)
-            }
-        };
-        header.set_size(contents.len() as u64);
-        // Writing into a Vec cannot fail, and paths were validated (relative, no `..`), so
-        // the builder accepts them; long paths become GNU long-name entries.
-        if let Err(error) = builder.append_data(&mut header, &path, contents) {
-            tracing::error!(%error, path, "cannot add an entry to an in-memory tar");
-        }
+/// The model reads a project's manifest and screens through this.
+impl neo_model::ProjectFiles for Project {
+    fn file(&self, path: &str) -> Option<&[u8]> {
+        Project::file(self, path)
     }
-    builder.into_inner().unwrap_or_default()
-}
-
-/// Gzips `bytes` with a fixed header (mtime 0, no file name) and compression level.
-pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
 }

@@ -12,19 +12,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
+use neo_client::{ClientError, PlatformClient};
+use neo_image::{BaseImage, ImageSpec, Registry};
+use neo_model::{self as model, Diagnostic, Model, compat};
 use neo_protocol::pb::{self, BuildStatus, build_command::Command};
 use neo_protocol::{AppName, EntityRef, TenantName};
 use neo_storage::{RevisionStore, StorageError};
 use tokio::task::JoinHandle;
 
 use crate::buildlog::BuildLog;
-use crate::image::{BaseImage, ImageSpec, Registry};
+use crate::bundle;
 use crate::meta::{BuildMeta, MetaStore};
-use crate::model::{self, Diagnostic, Model};
-use crate::platform::{PlatformClient, PlatformError};
 use crate::project::Project;
 use crate::queue::{self, BuildJob, QueueConfig};
-use crate::{bundle, compat};
 
 /// What a worker needs.
 #[derive(Clone)]
@@ -111,8 +111,8 @@ impl Failure {
     }
 }
 
-impl From<PlatformError> for Failure {
-    fn from(e: PlatformError) -> Self {
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
         if e.is_transient() {
             Self::Transient(e.to_string())
         } else {
@@ -146,7 +146,7 @@ pub async fn spawn(
         .await
         .map_err(|e| WorkerError(e.to_string()))?;
     let worker = Arc::new(Worker {
-        platform: PlatformClient::new(context.nats.clone(), config.command_timeout),
+        platform: PlatformClient::nats(context.nats.clone(), config.command_timeout),
         js,
         context,
         meta,
@@ -420,14 +420,14 @@ impl Worker {
         }
         let outcome = self.record(&entity, &id("finish"), job, &cmd).await;
         if matches!(outcome, Outcome::Done) {
-            let m = neo_protocol::metrics::global();
+            let m = neo_telemetry::metrics::global();
             let ended = if meta.outcome == "succeeded" {
                 "succeeded"
             } else {
                 "failed"
             };
             m.builds
-                .get_or_create(&neo_protocol::metrics::OutcomeLabel { outcome: ended })
+                .get_or_create(&neo_telemetry::metrics::OutcomeLabel { outcome: ended })
                 .inc();
             m.build_seconds.observe(started.elapsed().as_secs_f64());
         }

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use common::example;
 use neo_builder::bundle::{self, compile};
-use neo_builder::compat::resolve;
+use neo_model::compat::resolve;
 
 fn orders_bundle() -> bundle::Bundle {
     let (_, catalog) = example("catalog");
@@ -86,7 +86,7 @@ fn the_layer_is_deterministic_and_rooted_at_app_bundle() {
     flate2::read::GzDecoder::new(layer.tar_gz.as_slice())
         .read_to_end(&mut tar)
         .unwrap();
-    assert_eq!(layer.diff_id, neo_builder::project::sha256_digest(&tar));
+    assert_eq!(layer.diff_id, neo_image::sha256_digest(&tar));
 
     let mut archive = tar::Archive::new(tar.as_slice());
     let mut entries = Vec::new();

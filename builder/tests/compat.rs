@@ -4,7 +4,7 @@
 mod common;
 
 use common::example;
-use neo_builder::compat::{Finding, Severity, check_use, resolve};
+use neo_model::compat::{Finding, Severity, check_use, resolve};
 use neo_protocol::pb;
 
 fn field(name: &str, ty: &str, required: bool) -> pb::FieldSpec {

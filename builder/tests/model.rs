@@ -4,8 +4,8 @@
 mod common;
 
 use common::{errors, example, fixture_dir, manifest_project};
-use neo_builder::model::{self, FieldType, MANIFEST};
 use neo_builder::project::Project;
+use neo_model::{self as model, FieldType, MANIFEST};
 
 #[test]
 fn the_examples_load() {

@@ -1,5 +1,7 @@
 //! Authentication (signed, expiring bearer tokens) and authorisation (tenant scope and role).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -60,16 +62,20 @@ pub fn sign(key: &[u8], claims: &Claims) -> Result<String, AuthError> {
     .map_err(|e| AuthError::Sign(e.to_string()))
 }
 
-/// Checks a token's signature, issuer and expiry.
-///
-/// # Errors
-/// `UNAUTHENTICATED`, saying why.
-pub fn verify(key: &[u8], token: &str) -> Result<Claims, Status> {
+/// Seconds a token is still accepted after its `exp`.
+const LEEWAY_S: i64 = 5;
+
+/// The checks every token passes: HS256, issuer, expiry with [`LEEWAY_S`], required claims.
+fn validation() -> Validation {
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_S.unsigned_abs();
     validation.set_issuer(&[ISSUER]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    jsonwebtoken::decode::<Wire>(token, &DecodingKey::from_secret(key), &validation)
+    validation
+}
+
+fn decode(key: &DecodingKey, validation: &Validation, token: &str) -> Result<Claims, Status> {
+    jsonwebtoken::decode::<Wire>(token, key, validation)
         .map(|d| d.claims.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -77,6 +83,75 @@ pub fn verify(key: &[u8], token: &str) -> Result<Claims, Status> {
             }
             _ => Status::unauthenticated(format!("invalid token: {e}")),
         })
+}
+
+/// Checks a token's signature, issuer and expiry.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, saying why.
+pub fn verify(key: &[u8], token: &str) -> Result<Claims, Status> {
+    decode(&DecodingKey::from_secret(key), &validation(), token)
+}
+
+/// The most verified tokens a [`Verifier`] remembers; past it, it forgets the expired ones,
+/// then all.
+const REMEMBERED: usize = 4096;
+
+/// Verifies tokens as [`verify`] does, remembering those it has verified: a client sends the
+/// same token with call after call, and checking its signature and decoding its JSON is most
+/// of what authenticating a call costs.
+///
+/// # Guarantees
+/// A token is accepted only if it was verified with this key, byte for byte the same; a
+/// remembered token is still refused once it has expired, with the same status as [`verify`]
+/// gives.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    verified: Mutex<HashMap<Box<str>, Claims>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier of tokens signed with `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            key: DecodingKey::from_secret(key),
+            validation: validation(),
+            verified: Mutex::default(),
+        }
+    }
+
+    /// Checks a token's signature, issuer and expiry.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED`, saying why.
+    pub fn verify(&self, token: &str) -> Result<Claims, Status> {
+        let now = now_s();
+        let unexpired = |c: &Claims| c.exp.saturating_add(LEEWAY_S) >= now;
+        if let Ok(verified) = self.verified.lock()
+            && let Some(claims) = verified.get(token)
+            && unexpired(claims)
+        {
+            return Ok(claims.clone());
+        }
+        let claims = decode(&self.key, &self.validation, token)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= REMEMBERED {
+                verified.retain(|_, c| unexpired(c));
+                if verified.len() >= REMEMBERED {
+                    verified.clear();
+                }
+            }
+            verified.insert(token.into(), claims.clone());
+        }
+        Ok(claims)
+    }
 }
 
 /// Unix seconds now.
@@ -136,11 +211,14 @@ pub enum Action {
 }
 
 impl Principal {
-    /// Reads and verifies the bearer token of a request.
+    /// Reads the bearer token of a request and verifies it with `verifier`.
     ///
     /// # Errors
     /// `UNAUTHENTICATED` when the token is missing, malformed, forged or expired.
-    pub fn from_request<T>(key: &[u8], request: &tonic::Request<T>) -> Result<Self, Status> {
+    pub fn from_request<T>(
+        verifier: &Verifier,
+        request: &tonic::Request<T>,
+    ) -> Result<Self, Status> {
         let header = request.metadata().get("authorization").ok_or_else(|| {
             Status::unauthenticated("missing `authorization: Bearer <token>`: log in first")
         })?;
@@ -152,7 +230,7 @@ impl Principal {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
         Ok(Self {
-            claims: verify(key, token.trim())?,
+            claims: verifier.verify(token.trim())?,
         })
     }
 
@@ -253,6 +331,59 @@ mod tests {
                 .message()
                 .contains("expired")
         );
+    }
+
+    #[test]
+    fn a_verifier_accepts_and_refuses_what_verify_does() {
+        let c = claims("acme", "viewer", now_s() + 60);
+        let t = sign(b"k1", &c).unwrap();
+        let v = Verifier::new(b"k1");
+        assert_eq!(v.verify(&t).unwrap(), c);
+        assert_eq!(v.verify(&t).unwrap(), c, "remembered");
+        let other = Verifier::new(b"k2");
+        assert_eq!(
+            other.verify(&t).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            other.verify(&t).unwrap_err().code(),
+            tonic::Code::Unauthenticated,
+            "a refused token is not remembered"
+        );
+        let old = sign(b"k1", &claims("acme", "viewer", now_s() - 600)).unwrap();
+        assert!(v.verify(&old).unwrap_err().message().contains("expired"));
+        let mut forged = t.clone();
+        forged.pop();
+        assert!(v.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_expired() {
+        let v = Verifier::new(b"k1");
+        // As if `x.y.z` had been verified and had expired since: verified again, refused.
+        let remember = |exp: i64| {
+            v.verified
+                .lock()
+                .unwrap()
+                .insert("x.y.z".into(), claims("acme", "viewer", exp));
+        };
+        remember(now_s() + 60);
+        assert!(v.verify("x.y.z").is_ok());
+        remember(now_s() - LEEWAY_S - 2);
+        assert_eq!(
+            v.verify("x.y.z").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn a_verifier_remembers_a_bounded_number_of_tokens() {
+        let v = Verifier::new(b"k1");
+        for i in 0..=REMEMBERED + 1 {
+            let t = sign(b"k1", &claims(&format!("t{i}"), "viewer", now_s() + 60)).unwrap();
+            v.verify(&t).unwrap();
+        }
+        assert!(v.verified.lock().unwrap().len() <= REMEMBERED);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`services`]: one module per gRPC service.
 //! - [`auth`]: tokens (HS256 JWT) and the role rules.
 //! - [`identity`]: users and argon2 password hashes in KV `neo_users`.
-//! - [`bus`]: the way to the platform: NATS request/reply, or in-process.
+//! - [`bus`]: the way to the platform (a `neo_client::PlatformClient`), its errors as gRPC statuses.
 //! - [`request_id`]: client-supplied request ids, which make a retried call take effect once.
 //! - [`listing`]: listing entities from stream subjects, and paging.
 //! - [`upload`]: client-streamed uploads, stored content-addressed in S3.
@@ -38,6 +38,5 @@ pub mod api {
         tonic::include_file_descriptor_set!("gateway_descriptor");
 }
 
-pub use bus::{Dispatch, NatsDispatch};
 pub use error::GatewayError;
 pub use server::{Backends, Gateway, GatewayConfig, TlsFiles};

@@ -108,7 +108,7 @@ pub async fn subject_tokens(
         .map_err(unavailable)?;
     let mut tokens: Vec<String> = found
         .into_iter()
-        .filter_map(|(subject, _)| subject.split('.').nth(index).map(str::to_owned))
+        .filter_map(|(subject, _)| subjects::token(&subject, index).map(str::to_owned))
         .collect();
     tokens.sort();
     tokens.dedup();

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use neo_client::PlatformClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::api;
-use crate::bus::{Bus, Dispatch, NatsDispatch};
+use crate::bus::Bus;
 use crate::error::GatewayError;
 use crate::identity::Users;
 use crate::services::{
@@ -71,7 +72,7 @@ pub struct Backends {
     /// Revision content (S3).
     pub revisions: neo_storage::RevisionStore,
     /// Consumers per stage, from the read models, for impact analysis (none: no analysis).
-    pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+    pub consumers: Option<Arc<dyn neo_model::impact::Consumers>>,
     /// The encrypted secrets store (none: secrets cannot be set).
     pub secrets: Option<Arc<neo_secrets::SecretStore>>,
 }
@@ -108,19 +109,19 @@ impl Gateway {
         config: GatewayConfig,
         backends: Backends,
     ) -> Result<Self, GatewayError> {
-        let dispatch = Arc::new(NatsDispatch::new(client.clone(), config.request_timeout));
-        Self::start_with(client, config, dispatch, backends).await
+        let platform = PlatformClient::nats(client.clone(), config.request_timeout);
+        Self::start_with(client, config, platform, backends).await
     }
 
-    /// Like [`Gateway::start`], with commands and queries going through `dispatch` (e.g. the
-    /// platform of this very process) instead of NATS request/reply.
+    /// Like [`Gateway::start`], with commands and queries going through `platform` (e.g. over
+    /// the platform of this very process) instead of NATS request/reply.
     ///
     /// # Errors
     /// As for [`Gateway::start`].
     pub async fn start_with(
         client: async_nats::Client,
         config: GatewayConfig,
-        dispatch: Arc<dyn Dispatch>,
+        platform: PlatformClient,
         backends: Backends,
     ) -> Result<Self, GatewayError> {
         let users = Users::open(&client)
@@ -131,12 +132,13 @@ impl Gateway {
             .await
             .map_err(nats_error("build log stream"))?;
         let ctx = Arc::new(Ctx {
-            bus: Bus::new(dispatch),
+            bus: Bus::new(platform),
             js: jetstream::new(client.clone()),
             users,
             revisions: backends.revisions,
             consumers: backends.consumers,
             secrets: backends.secrets,
+            verifier: crate::auth::Verifier::new(&config.token_key),
             key: config.token_key.clone(),
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,
@@ -248,7 +250,21 @@ impl Gateway {
             source,
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // TCP_NODELAY, as tonic sets it on the listeners it binds itself (it leaves sockets
+        // from `serve_with_incoming_shutdown` as they come): streamed replies (publish
+        // progress, logs, watches) are small writes that Nagle's algorithm would hold back
+        // until the client's (delayed) ACK.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            move |accepted| {
+                if let Ok(stream) = &accepted
+                    && let Err(e) = stream.set_nodelay(true)
+                {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gateway connection");
+                }
+                accepted
+            },
+        );
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use neo_builder::image::{Registry, RegistryConfig};
+use neo_image::{Registry, RegistryConfig};
 use neo_protocol::StageName;
 use neo_runtime_agent::agent::{Agent, AgentConfig};
 use neo_runtime_agent::driver::kube::KubeDriver;
@@ -77,8 +77,8 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 5)]
     pub metrics_s: u64,
     /// Process driver: seconds between probes of a serving replica (starting replicas are
-    /// probed every 250 ms).
-    #[arg(long, default_value_t = 2)]
+    /// probed every 250 ms; a hung replica is replaced after 3 failed probes).
+    #[arg(long, default_value_t = 5)]
     pub probe_s: u64,
     /// Stop the replicas when the agent stops (by default they keep running, and the next
     /// agent adopts them).

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use neo_builder::image::{BaseImage, Registry, RegistryConfig};
 use neo_builder::meta::{MetaStore, RegistrySettings};
 use neo_builder::queue::QueueConfig;
 use neo_builder::worker::{self, WorkerConfig, WorkerContext};
+use neo_image::{BaseImage, Registry, RegistryConfig};
 use neo_storage::{EmbeddedS3, RevisionStore, S3Config};
 
 /// Where revisions are stored.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use neo_actors::reactor::{Reaction, Reactor, ReactorError, ReactorEvent};
+use neo_actors::reactor::{Reaction, Reactor, ReactorError};
+use neo_actors::stored::StoredMessage;
 use neo_protocol::{EntityKind, TenantName, subjects};
 use neo_secrets::{Keyring, SecretStore};
 
@@ -62,7 +63,7 @@ impl Reactor for ShredOnTenantDeleted {
         subjects::kind_event_type(EntityKind::Tenant, "TenantDeleted")
     }
 
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
         let tenant: &TenantName = &event.entity.tenant;
         let report = self
             .0

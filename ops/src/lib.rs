@@ -3,7 +3,6 @@
 //! # Layout
 //!
 //! - [`cli`]: the client commands (`neo login`, `neo tenant …`, …) over the gRPC gateway.
-//! - [`local`]: the gateway's in-process dispatch to the platform of the same process.
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
@@ -23,7 +22,6 @@ pub mod build_service;
 pub mod certs;
 pub mod cli;
 pub mod keys;
-pub mod local;
 pub mod metrics_http;
 pub mod nats_config;
 pub mod nats_connect;

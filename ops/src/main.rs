@@ -87,9 +87,19 @@ enum Bench {
     Recovery(bench::recovery::RecoveryBenchArgs),
     /// Idle cost: CPU per process kind and NATS messages/s with 10 and 100 apps doing nothing.
     Idle(bench::idle::IdleBenchArgs),
+    /// Scale: 1,000,000 apps over 10,000 tenants: creation rate, disk per event, memory of
+    /// 200,000 live actors, cold activation from a snapshot and a 1,000-event tail.
+    Scale(bench::scale::ScaleBenchArgs),
     /// Memory per live actor, measured in a fresh process (run by `neo bench core`).
     #[command(hide = true)]
     LiveActors(bench::core::LiveActorArgs),
+    /// gRPC clients driving the gateway from a process of their own (run by
+    /// `neo bench gateway`).
+    #[command(hide = true)]
+    GrpcClients(bench::gateway::clients::GrpcClientsArgs),
+    /// Memory of N live actors of created apps, in a fresh process (run by `neo bench scale`).
+    #[command(hide = true)]
+    ScaleLive(bench::scale::ScaleLiveArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -162,6 +172,15 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,
+            Command::Bench {
+                which: Bench::GrpcClients(args),
+            } => bench::gateway::clients::run(args).await,
+            Command::Bench {
+                which: Bench::Scale(args),
+            } => bench::scale::run(args).await,
+            Command::Bench {
+                which: Bench::ScaleLive(args),
+            } => bench::scale::scale_live(args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "neo", &mut std::io::stdout());
                 Ok(())

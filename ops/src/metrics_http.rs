@@ -1,5 +1,5 @@
 //! The Prometheus endpoint of `neo serve`: `GET /metrics` returns the process's metrics
-//! (`neo_protocol::metrics`) as Prometheus text.
+//! (`neo_telemetry::metrics`) as Prometheus text.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use neo_actors::Platform;
-use neo_protocol::metrics;
+use neo_telemetry::metrics;
 use tokio::task::JoinHandle;
 
 /// The content type of the Prometheus text format.

@@ -11,13 +11,13 @@ use neo_actors::projections::Projections;
 use neo_actors::reactor;
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
-use neo_builder::impact::Consumers;
 use neo_builder::meta::MetaStore;
+use neo_client::PlatformClient;
 use neo_gateway::{Backends, Gateway, GatewayConfig, TlsFiles};
+use neo_model::impact::Consumers;
 use neo_secrets::SecretStore;
 
 use crate::build_service::{self, ImageArgs, S3Args, WorkerArgs};
-use crate::local::LocalDispatch;
 use crate::nats_connect::NatsArgs;
 
 /// The NATS connections of `neo serve`: one per component when each has its own credential,
@@ -183,7 +183,7 @@ async fn start_gateway(
         ..GatewayConfig::local(Vec::new())
     };
     let gateway =
-        Gateway::start_with(client, config, Arc::new(LocalDispatch(platform)), backends).await?;
+        Gateway::start_with(client, config, PlatformClient::new(platform), backends).await?;
     println!("gRPC gateway: {}", gateway.endpoint());
     Ok(Some(gateway))
 }

@@ -3,7 +3,7 @@
 //!
 //! Without an endpoint there is no OpenTelemetry layer and no exporter: spans cost what any
 //! `tracing` span costs, and a `traceparent` that comes in is passed on unchanged (see
-//! [`neo_protocol::trace`]). With one, every span (the gateway's `gateway.command`, the
+//! [`neo_telemetry::trace`]). With one, every span (the gateway's `gateway.command`, the
 //! platform's `command`, the reactors' `reaction`, …) is batched and sent to the collector as
 //! service [`SERVICE_NAME`], and the `traceparent` written into commands and events names these
 //! spans, so one request is one trace across processes.

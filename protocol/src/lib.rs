@@ -9,16 +9,12 @@
 //! - [`subjects`]: every NATS subject, stream and bucket name, built and parsed in one place.
 //! - [`headers`]: the header names carried by every event.
 //! - [`envelope`]: event metadata (ids, principal, time, trace) and its header encoding.
-//! - [`metrics`]: the process's Prometheus metrics.
-//! - [`trace`]: W3C trace context (`traceparent`) in and out of `tracing` spans.
 
 pub mod envelope;
 pub mod headers;
 pub mod kind;
-pub mod metrics;
 pub mod names;
 pub mod subjects;
-pub mod trace;
 
 /// The generated protobuf types of package `neo.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -233,6 +233,51 @@ pub fn parse_event(subject: &str) -> Result<(EntityRef, String), SubjectError> {
     Ok((entity, e.to_owned()))
 }
 
+/// Splits `neo.evt.{tenant}.{kind}.{id}.{event_type}` into `{tenant}.{kind}.{id}` (equal to
+/// [`snapshot_key`]) and the event type, without allocating: for a reader that meets each
+/// entity many times and checks its names once ([`parse_snapshot_key`]); the event type is
+/// checked here.
+pub fn split_event(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("neo.evt.")?;
+    let (key, event_type) = rest.rsplit_once('.')?;
+    if event_type.is_empty() || !event_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((key, event_type))
+}
+
+/// Parses and validates an entity's [`snapshot_key`], `{tenant}.{kind}.{id}`.
+pub fn parse_snapshot_key(key: &str) -> Option<EntityRef> {
+    let mut parts = key.split('.');
+    let (t, k, i) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    EntityRef::parse(t, k, i).ok()
+}
+
+/// The tenant, stage and app of a runtime report subject
+/// `neo.rt.{tenant}.{stage}.{app}.{channel}` ([`runtime`]), as written (names unchecked).
+pub fn split_runtime(subject: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = subject.strip_prefix("neo.rt.")?.split('.');
+    let (tenant, stage, app, _channel) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some((tenant, stage, app))
+}
+
+/// The stage, tenant and app of a desired-state subject `neo.desired.{stage}.{tenant}.{app}`
+/// ([`desired`]), as written (names unchecked).
+pub fn split_desired(subject: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = subject.strip_prefix("neo.desired.")?.split('.');
+    let (stage, tenant, app) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some((stage, tenant, app))
+}
+
+/// Token `index` (from 0) of a subject, e.g. 4 for the id in `neo.evt.{tenant}.{kind}.{id}.{type}`.
+pub fn token(subject: &str, index: usize) -> Option<&str> {
+    subject.split('.').nth(index)
+}
+
 /// Parses `neo.secrets.{stage}.{tenant}.{app}`.
 pub fn parse_secrets_request(
     subject: &str,
@@ -253,6 +298,23 @@ pub fn parse_secrets_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_split_into_the_snapshot_key_and_the_event_type() {
+        let (key, ty) = split_event("neo.evt.acme.app.shop.AppCreated").unwrap();
+        assert_eq!((key, ty), ("acme.app.shop", "AppCreated"));
+        let entity = parse_snapshot_key(key).unwrap();
+        assert_eq!(snapshot_key(&entity), key);
+        for bad in [
+            "neo.cmd.acme.app.shop",
+            "neo.evt.acme.app.shop.",
+            "neo.evt.x",
+        ] {
+            assert!(split_event(bad).is_none(), "{bad}");
+        }
+        assert!(parse_snapshot_key("acme.app.shop.extra").is_none());
+        assert!(parse_snapshot_key("acme.robot.shop").is_none());
+    }
 
     fn dep() -> EntityRef {
         EntityRef::deployment(

@@ -389,5 +389,4 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &Sealed) -> Option<Zeroizing<Ve
 }
 
 #[cfg(test)]
-#[path = "crypto_tests.rs"]
 mod tests;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
 use neo_actors::reactor;
-use neo_builder::image::{BaseImage, Registry, RegistryConfig};
-use neo_builder::impact::Consumers;
 use neo_builder::queue::QueueConfig;
 use neo_builder::worker::{self, WorkerConfig, WorkerContext};
 use neo_gateway::api;
+use neo_image::{BaseImage, Registry, RegistryConfig};
+use neo_model::impact::Consumers;
 use neo_ops::servers::{PostgresServer, RegistryServer};
 use tokio::task::JoinHandle;
 
@@ -160,7 +160,7 @@ impl BuildStack {
         dir: &Path,
     ) -> anyhow::Result<Vec<api::PublishProgress>> {
         let project = neo_builder::project::Project::from_dir(dir)?;
-        let model = neo_builder::model::load(&project)
+        let model = neo_model::load(&project)
             .map_err(|d| anyhow::anyhow!("example does not load: {d:?}"))?;
         self.publish_bytes(token, tenant, &model.name, project.pack())
             .await

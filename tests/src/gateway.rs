@@ -282,7 +282,7 @@ impl Stack {
 
     /// Like [`Stack::start`], with impact analysis answered by `consumers`.
     pub async fn start_with(
-        consumers: Option<std::sync::Arc<dyn neo_builder::impact::Consumers>>,
+        consumers: Option<std::sync::Arc<dyn neo_model::impact::Consumers>>,
     ) -> anyhow::Result<Self> {
         Self::start_on_core(Core::start().await?, consumers).await
     }
@@ -291,7 +291,7 @@ impl Stack {
     /// `gateway` and serves TLS with the core's certificate.
     pub async fn start_on_core(
         core: Core,
-        consumers: Option<std::sync::Arc<dyn neo_builder::impact::Consumers>>,
+        consumers: Option<std::sync::Arc<dyn neo_model::impact::Consumers>>,
     ) -> anyhow::Result<Self> {
         let platform = core.platform(HostConfig::default()).await?;
         let client = core.connect_as("gateway").await?;

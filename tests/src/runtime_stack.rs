@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use neo_builder::image::BaseImage;
 use neo_builder::queue::QueueConfig;
+use neo_image::BaseImage;
 use neo_protocol::{StageName, pb, subjects};
 use neo_runtime_agent::agent::AgentConfig;
 use neo_runtime_agent::driver::process::ProcessConfig;

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use neo_builder::image::ImageSpec;
 use neo_gateway::api::{self, PublishStep};
+use neo_image::ImageSpec;
 use neo_protocol::{EntityRef, pb};
 use neo_tests::build_stack::{base_image, example, step};
 use neo_tests::commands::request;
@@ -252,7 +252,7 @@ async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_relea
 
     // Release 2: the same bundle on a base whose program exits at once.
     let project = neo_builder::project::Project::from_dir(&example("catalog")).unwrap();
-    let model = neo_builder::model::load(&project).unwrap();
+    let model = neo_model::load(&project).unwrap();
     let bundle = neo_builder::bundle::compile(&model, &project, &[]);
     let spec = ImageSpec {
         tenant: TENANT,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neo_actors::reactor::{self, podgroups::PodgroupOnFirstRelease};
-use neo_protocol::{headers, subjects, trace};
+use neo_protocol::{headers, subjects};
+use neo_telemetry::trace;
 use neo_tests::gateway::{Stack, req};
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};

@@ -88,7 +88,7 @@ impl Aggregate for pb::AppState {
             Some(Event::Created(_)) => "AppCreated",
             Some(Event::RevisionCreated(_)) => "RevisionCreated",
             Some(Event::Archived(_)) => "AppArchived",
-            None => "Unknown",
+            None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
 }
@@ -179,5 +179,4 @@ impl Rules<'_> {
 }
 
 #[cfg(test)]
-#[path = "tests/app.rs"]
 mod tests;

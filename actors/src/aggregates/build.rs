@@ -156,7 +156,7 @@ impl Aggregate for pb::BuildState {
             Some(Event::Succeeded(_)) => "BuildSucceeded",
             Some(Event::Failed(_)) => "BuildFailed",
             Some(Event::Cancelled(_)) => "BuildCancelled",
-            None => "Unknown",
+            None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
 }
@@ -292,5 +292,4 @@ pub fn status_name(status: i32) -> &'static str {
 }
 
 #[cfg(test)]
-#[path = "tests/build.rs"]
 mod tests;

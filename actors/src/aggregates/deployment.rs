@@ -108,7 +108,7 @@ impl Aggregate for pb::DeploymentState {
             Some(Event::SettingsChanged(_)) => "SettingsChanged",
             Some(Event::SecretChanged(_)) => "SecretChanged",
             Some(Event::SecretRemoved(_)) => "SecretRemoved",
-            None => "Unknown",
+            None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
 }
@@ -401,9 +401,7 @@ fn rollout_name(status: i32) -> &'static str {
     }
 }
 
-#[path = "deployment_config.rs"]
 pub mod config;
 
 #[cfg(test)]
-#[path = "tests/deployment.rs"]
 mod tests;

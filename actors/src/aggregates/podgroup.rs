@@ -226,7 +226,7 @@ impl Aggregate for pb::PodgroupState {
             Some(Event::Autoscaled(_)) => "Autoscaled",
             Some(Event::ResourcesRaised(_)) => "ResourcesRaised",
             Some(Event::ReplicaReplaced(_)) => "ReplicaReplaced",
-            None => "Unknown",
+            None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
 }
@@ -407,5 +407,4 @@ fn check_resources(field: &str, resources: &pb::Resources) -> Result<(), Rejecti
 }
 
 #[cfg(test)]
-#[path = "tests/podgroup.rs"]
 mod tests;

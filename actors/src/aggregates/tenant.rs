@@ -143,7 +143,7 @@ impl Aggregate for pb::TenantState {
             Some(Event::Suspended(_)) => "TenantSuspended",
             Some(Event::Resumed(_)) => "TenantResumed",
             Some(Event::Deleted(_)) => "TenantDeleted",
-            None => "Unknown",
+            None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
 }
@@ -373,5 +373,4 @@ fn wrap(event: Event) -> pb::TenantEvent {
 }
 
 #[cfg(test)]
-#[path = "tests/tenant.rs"]
 mod tests;

@@ -92,21 +92,12 @@ pub fn fold_event<A: Aggregate>(
         sequence: stored.sequence,
         reason,
     };
-    let payload = A::upcast(
+    let event = crate::stored::decode::<A>(
         &stored.meta.event_type,
         stored.meta.schema_version,
         stored.payload.clone(),
     )
     .map_err(|e| malformed(e.to_string()))?;
-    let event = A::Event::decode(payload)
-        .map_err(|e| malformed(format!("payload is not a {} event: {e}", A::KIND.as_str())))?;
-    if A::event_type(&event) != stored.meta.event_type {
-        return Err(malformed(format!(
-            "header says {} but payload holds {}",
-            stored.meta.event_type,
-            A::event_type(&event)
-        )));
-    }
     state.apply(&event);
     Ok(event)
 }
@@ -414,10 +405,10 @@ impl<A: Aggregate> State<A> {
                 .store
                 .append(&self.args.entity, self.sequence, new)
                 .await;
-            let kind = neo_protocol::metrics::KindLabel {
+            let kind = neo_telemetry::metrics::KindLabel {
                 kind: self.args.entity.kind.as_str(),
             };
-            neo_protocol::metrics::global()
+            neo_telemetry::metrics::global()
                 .append_seconds
                 .get_or_create(&kind)
                 .observe(started.elapsed().as_secs_f64());
@@ -456,7 +447,7 @@ impl<A: Aggregate> State<A> {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {
                     // Someone wrote first (maybe this very command, retried): catch up.
                     tracing::debug!(entity = %self.args.entity, attempt, "append conflict; catching up");
-                    neo_protocol::metrics::global()
+                    neo_telemetry::metrics::global()
                         .conflicts
                         .get_or_create(&kind)
                         .inc();

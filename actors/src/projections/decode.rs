@@ -1,9 +1,11 @@
 //! Reading one stored event for the projections: subject → entity, headers → metadata,
 //! payload → the kind's `{Kind}Event` (pure: no I/O).
 
+use bytes::Bytes;
 use neo_protocol::envelope::EventMeta;
-use neo_protocol::{EntityKind, EntityRef, pb, subjects};
-use prost::Message as _;
+use neo_protocol::{EntityKind, EntityRef, pb};
+
+use crate::stored::{StoredError, StoredMessage};
 
 /// An event the projections can apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,14 +44,9 @@ pub enum DecodeError {
     /// The headers lack or garble the event metadata.
     #[error("bad headers: {0}")]
     Headers(String),
-    /// The payload is not the kind's `{Kind}Event`.
-    #[error("payload is not a {kind} event: {reason}")]
-    Payload {
-        /// The entity kind.
-        kind: EntityKind,
-        /// The decoder's complaint.
-        reason: String,
-    },
+    /// The payload is not the kind's `{Kind}Event`, or not of the type its headers name.
+    #[error("{0}")]
+    Payload(String),
     /// The payload decodes but names no event this version knows (a newer schema).
     #[error("{kind} event `{event_type}` is unknown to this version")]
     Unknown {
@@ -60,7 +57,8 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes the event at `sequence` from its subject, header lookup and payload.
+/// Decodes the event at `sequence` from its subject, header lookup and payload, as every
+/// reader does ([`StoredMessage::read`], [`StoredMessage::decode`]).
 ///
 /// # Errors
 /// A [`DecodeError`] naming the part that is wrong.
@@ -70,51 +68,42 @@ pub fn decode<'a>(
     header: impl Fn(&str) -> Option<&'a str>,
     payload: &[u8],
 ) -> Result<ProjectedEvent, DecodeError> {
-    let (entity, _) =
-        subjects::parse_event(subject).map_err(|e| DecodeError::Subject(e.to_string()))?;
-    let meta = EventMeta::from_headers(header).map_err(|e| DecodeError::Headers(e.to_string()))?;
-    let kind = entity.kind;
-    let bad = |e: prost::DecodeError| DecodeError::Payload {
-        kind,
-        reason: e.to_string(),
-    };
-    let unknown = || DecodeError::Unknown {
-        kind,
-        event_type: meta.event_type.chars().take(80).collect(),
-    };
+    let stored = StoredMessage::read(subject, sequence, header, Bytes::copy_from_slice(payload))
+        .map_err(DecodeError::from)?;
+    let kind = stored.entity.kind;
     let event = match kind {
-        EntityKind::Tenant => KindEvent::Tenant(
-            pb::TenantEvent::decode(payload)
-                .map_err(bad)?
-                .event
-                .ok_or_else(unknown)?,
-        ),
-        EntityKind::App => KindEvent::App(
-            pb::AppEvent::decode(payload)
-                .map_err(bad)?
-                .event
-                .ok_or_else(unknown)?,
-        ),
-        EntityKind::Build => KindEvent::Build(
-            pb::BuildEvent::decode(payload)
-                .map_err(bad)?
-                .event
-                .ok_or_else(unknown)?,
-        ),
-        EntityKind::Deployment => KindEvent::Deployment(
-            pb::DeploymentEvent::decode(payload)
-                .map_err(bad)?
-                .event
-                .ok_or_else(unknown)?,
-        ),
+        EntityKind::Tenant => {
+            KindEvent::Tenant(variant(stored.decode::<pb::TenantState>()?.event)?)
+        }
+        EntityKind::App => KindEvent::App(variant(stored.decode::<pb::AppState>()?.event)?),
+        EntityKind::Build => KindEvent::Build(variant(stored.decode::<pb::BuildState>()?.event)?),
+        EntityKind::Deployment => {
+            KindEvent::Deployment(variant(stored.decode::<pb::DeploymentState>()?.event)?)
+        }
         EntityKind::Podgroup => KindEvent::Unprojected,
     };
     Ok(ProjectedEvent {
         sequence,
-        entity,
-        meta,
+        entity: stored.entity,
+        meta: stored.meta,
         event,
     })
+}
+
+/// The event's variant; [`StoredMessage::decode`] has refused an event without one.
+fn variant<E>(event: Option<E>) -> Result<E, DecodeError> {
+    event.ok_or_else(|| DecodeError::Headers("an event without a variant".into()))
+}
+
+impl From<StoredError> for DecodeError {
+    fn from(e: StoredError) -> Self {
+        match e {
+            StoredError::Subject(s) => Self::Subject(s),
+            StoredError::Headers { reason, .. } => Self::Headers(reason),
+            StoredError::Payload(reason) => Self::Payload(reason),
+            StoredError::Unknown { kind, event_type } => Self::Unknown { kind, event_type },
+        }
+    }
 }
 
 /// The lowercase name of a protobuf enum value without its type prefix, e.g.
@@ -154,6 +143,7 @@ pub(crate) fn rollout_name(status: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
     use std::collections::HashMap;
 
     fn headers(event_type: &str) -> HashMap<&'static str, String> {
@@ -212,7 +202,7 @@ mod tests {
         ));
         assert!(matches!(
             decode_with("neo.evt.acme.app.shop.AppCreated", &h, b"\xff\xff"),
-            Err(DecodeError::Payload { .. })
+            Err(DecodeError::Payload(_))
         ));
         // An empty payload is an event with no known variant: a newer schema.
         assert!(matches!(

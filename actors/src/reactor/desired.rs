@@ -14,8 +14,9 @@ use neo_protocol::pb;
 use neo_protocol::{AppName, EntityKind, StageName, subjects};
 use prost::Message;
 
-use super::{Reaction, Reactor, ReactorError, ReactorEvent};
+use super::{Reaction, Reactor, ReactorError};
 use crate::platform::Platform;
+use crate::stored::StoredMessage;
 
 /// Podgroup event types that do not change what should run.
 const NOT_DESIRED: [&str; 2] = ["MetricsObserved", "ReplicaReplaced"];
@@ -74,7 +75,7 @@ impl Reactor for DesiredOnPodgroupChange {
         subjects::kind_events(EntityKind::Podgroup)
     }
 
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
         if NOT_DESIRED.contains(&event.meta.event_type.as_str()) {
             return Ok(Vec::new());
         }
@@ -107,7 +108,7 @@ impl Reactor for DesiredOnPodgroupChange {
             &state,
             sequence,
             // Under this reaction's span when tracing, else the event's trace as it came.
-            neo_protocol::trace::traceparent_or(
+            neo_telemetry::trace::traceparent_or(
                 &tracing::Span::current(),
                 event.meta.traceparent.as_deref().unwrap_or_default(),
             ),

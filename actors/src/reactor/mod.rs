@@ -22,26 +22,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use bytes::Bytes;
 use futures::StreamExt;
-use neo_protocol::envelope::EventMeta;
 use neo_protocol::pb::{self, ErrorCode};
-use neo_protocol::{EntityRef, subjects, trace};
+use neo_protocol::{EntityRef, subjects};
+use neo_telemetry::trace;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::platform::Platform;
-
-/// One event, as a reactor sees it.
-#[derive(Debug, Clone)]
-pub struct ReactorEvent {
-    /// The entity it belongs to.
-    pub entity: EntityRef,
-    /// Its stream sequence.
-    pub sequence: u64,
-    /// Its metadata.
-    pub meta: EventMeta,
-    /// The encoded `{Kind}Event`.
-    pub payload: Bytes,
-}
+use crate::stored::StoredMessage;
 
 /// A command a reactor wants run.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,14 +64,14 @@ pub trait Reactor: Send + Sync + 'static {
     fn filter(&self) -> String;
     /// The commands `event` calls for (none is fine).
     /// (Async so a reactor may consult read models, as impact analysis does; most don't.)
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError>;
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError>;
 }
 
 /// The command envelope of the `index`-th reaction to `event`: its id is derived from the
 /// reactor and the event, and the event is its cause.
 pub fn reaction_request(
     reactor: &str,
-    event: &ReactorEvent,
+    event: &StoredMessage,
     index: usize,
     command: Bytes,
 ) -> pb::CommandRequest {
@@ -106,7 +94,7 @@ enum Verdict {
 
 /// Runs `reactor` on `event` in a `reaction` span, the child of the event's `traceparent`; the
 /// commands it sends carry this span's `traceparent`, so the trace goes on through them.
-async fn process(platform: &Platform, reactor: &dyn Reactor, event: &ReactorEvent) -> Verdict {
+async fn process(platform: &Platform, reactor: &dyn Reactor, event: &StoredMessage) -> Verdict {
     let span = tracing::info_span!(
         "reaction",
         reactor = reactor.name(),
@@ -125,7 +113,7 @@ async fn process(platform: &Platform, reactor: &dyn Reactor, event: &ReactorEven
 async fn react_and_dispatch(
     platform: &Platform,
     reactor: &dyn Reactor,
-    event: &ReactorEvent,
+    event: &StoredMessage,
     traceparent: &str,
 ) -> Verdict {
     let reactions = match reactor.react(event).await {
@@ -156,18 +144,8 @@ async fn react_and_dispatch(
     Verdict::Done
 }
 
-fn to_event(msg: &jetstream::Message) -> Result<ReactorEvent, String> {
-    let (entity, _) = subjects::parse_event(msg.subject.as_str()).map_err(|e| e.to_string())?;
-    let sequence = msg.info().map_err(|e| e.to_string())?.stream_sequence;
-    let headers = msg.headers.clone().unwrap_or_default();
-    let meta = EventMeta::from_headers(|n| headers.get(n).map(|v| v.as_str()))
-        .map_err(|e| e.to_string())?;
-    Ok(ReactorEvent {
-        entity,
-        sequence,
-        meta,
-        payload: msg.payload.clone(),
-    })
+fn to_event(msg: &jetstream::Message) -> Result<StoredMessage, String> {
+    StoredMessage::from_message(msg).map_err(|e| e.to_string())
 }
 
 /// How long an event whose reaction failed for want of infrastructure waits before it comes
@@ -185,7 +163,7 @@ pub fn retry_delay(delivered: i64) -> Duration {
 pub fn run_platform(
     js: &jetstream::Context,
     platform: &Arc<Platform>,
-    consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+    consumers: Option<Arc<dyn neo_model::impact::Consumers>>,
 ) -> Vec<JoinHandle<()>> {
     let reactors: [Arc<dyn Reactor>; 4] = [
         Arc::new(desired::DesiredOnPodgroupChange::new(
@@ -241,9 +219,9 @@ async fn consume(
     while let Some(msg) = messages.next().await {
         let msg = msg?;
         if let Ok(info) = msg.info() {
-            neo_protocol::metrics::global()
+            neo_telemetry::metrics::global()
                 .consumer_lag
-                .get_or_create(&neo_protocol::metrics::ConsumerLabel {
+                .get_or_create(&neo_telemetry::metrics::ConsumerLabel {
                     consumer: reactor.name().to_owned(),
                 })
                 .set(i64::try_from(info.pending).unwrap_or(i64::MAX));

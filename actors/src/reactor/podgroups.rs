@@ -6,7 +6,8 @@ use neo_protocol::pb;
 use neo_protocol::{EntityKind, EntityRef};
 use prost::Message;
 
-use super::{Reaction, Reactor, ReactorError, ReactorEvent};
+use super::{Reaction, Reactor, ReactorError};
+use crate::stored::StoredMessage;
 
 /// Creates the podgroup of an app and stage at its first release; assigns later releases.
 pub struct PodgroupOnFirstRelease;
@@ -21,15 +22,16 @@ impl Reactor for PodgroupOnFirstRelease {
         neo_protocol::subjects::kind_event_type(EntityKind::Deployment, "ReleaseCreated")
     }
 
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
         let err = |reason: String| ReactorError {
             reactor: "podgroup-on-first-release",
             sequence: event.sequence,
             reason,
             transient: false,
         };
-        let decoded = pb::DeploymentEvent::decode(event.payload.clone())
-            .map_err(|e| err(format!("not a deployment event: {e}")))?;
+        let decoded = event
+            .decode::<pb::DeploymentState>()
+            .map_err(|e| err(e.to_string()))?;
         let Some(pb::deployment_event::Event::ReleaseCreated(created)) = decoded.event else {
             return Ok(Vec::new());
         };
@@ -74,7 +76,7 @@ mod tests {
     use neo_protocol::envelope::EventMeta;
     use neo_protocol::{AppName, StageName, TenantName};
 
-    fn release_event(number: u32) -> ReactorEvent {
+    fn release_event(number: u32) -> StoredMessage {
         let t = TenantName::new("acme").unwrap();
         let a = AppName::new("shop").unwrap();
         let s = StageName::new("dev").unwrap();
@@ -91,10 +93,14 @@ mod tests {
                 },
             )),
         };
-        ReactorEvent {
+        StoredMessage {
             entity: EntityRef::deployment(&t, &a, &s),
             sequence: 42,
-            meta: EventMeta::default(),
+            meta: EventMeta {
+                event_type: "ReleaseCreated".into(),
+                schema_version: 1,
+                ..EventMeta::default()
+            },
             payload: Bytes::from(event.encode_to_vec()),
         }
     }

@@ -6,15 +6,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use neo_builder::impact::{self, Consumers};
+use neo_model::impact::{self, Consumers};
 use neo_protocol::pb::{self, app_event, build_event};
 use neo_protocol::{AppName, EntityKind, EntityRef, subjects};
 use prost::Message;
 
-use super::{Reaction, Reactor, ReactorError, ReactorEvent};
+use super::{Reaction, Reactor, ReactorError};
 use crate::platform::Platform;
+use crate::stored::StoredMessage;
 
-fn error(reactor: &'static str, event: &ReactorEvent, reason: String) -> ReactorError {
+fn error(reactor: &'static str, event: &StoredMessage, reason: String) -> ReactorError {
     ReactorError {
         reactor,
         sequence: event.sequence,
@@ -36,10 +37,11 @@ impl Reactor for BuildOnPublish {
         subjects::kind_event_type(EntityKind::App, "RevisionCreated")
     }
 
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
         let err = |reason: String| error("publish-build", event, reason);
-        let decoded = pb::AppEvent::decode(event.payload.clone())
-            .map_err(|e| err(format!("not an app event: {e}")))?;
+        let decoded = event
+            .decode::<pb::AppState>()
+            .map_err(|e| err(e.to_string()))?;
         let Some(app_event::Event::RevisionCreated(created)) = decoded.event else {
             return Ok(Vec::new());
         };
@@ -86,7 +88,7 @@ impl DeployOnBuild {
 
     async fn blockers(
         &self,
-        event: &ReactorEvent,
+        event: &StoredMessage,
         stage: &str,
         built: &pb::BuildSucceeded,
     ) -> Result<Vec<String>, ReactorError> {
@@ -176,10 +178,11 @@ impl Reactor for DeployOnBuild {
         subjects::kind_event_type(EntityKind::Build, "BuildSucceeded")
     }
 
-    async fn react(&self, event: &ReactorEvent) -> Result<Vec<Reaction>, ReactorError> {
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
         let err = |reason: String| error("publish-deploy", event, reason);
-        let decoded = pb::BuildEvent::decode(event.payload.clone())
-            .map_err(|e| err(format!("not a build event: {e}")))?;
+        let decoded = event
+            .decode::<pb::BuildState>()
+            .map_err(|e| err(e.to_string()))?;
         let Some(build_event::Event::Succeeded(built)) = decoded.event else {
             return Ok(Vec::new());
         };
@@ -213,16 +216,20 @@ mod tests {
     use super::*;
     use neo_protocol::envelope::EventMeta;
 
-    fn event(kind: EntityKind, id: &str, payload: Vec<u8>) -> ReactorEvent {
-        ReactorEvent {
+    fn event(kind: EntityKind, id: &str, event_type: &str, payload: Vec<u8>) -> StoredMessage {
+        StoredMessage {
             entity: EntityRef::parse("acme", kind.as_str(), id).unwrap(),
             sequence: 7,
-            meta: EventMeta::default(),
+            meta: EventMeta {
+                event_type: event_type.into(),
+                schema_version: 1,
+                ..EventMeta::default()
+            },
             payload: Bytes::from(payload),
         }
     }
 
-    fn revision_created(deploy_to: &str) -> ReactorEvent {
+    fn revision_created(deploy_to: &str) -> StoredMessage {
         let e = pb::AppEvent {
             event: Some(app_event::Event::RevisionCreated(pb::RevisionCreated {
                 revision: Some(pb::Revision {
@@ -233,7 +240,12 @@ mod tests {
                 }),
             })),
         };
-        event(EntityKind::App, "shop", e.encode_to_vec())
+        event(
+            EntityKind::App,
+            "shop",
+            "RevisionCreated",
+            e.encode_to_vec(),
+        )
     }
 
     #[tokio::test]
@@ -264,7 +276,12 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
-        let e = event(EntityKind::App, "shop", vec![0xff, 0xff, 0xff]);
+        let e = event(
+            EntityKind::App,
+            "shop",
+            "RevisionCreated",
+            vec![0xff, 0xff, 0xff],
+        );
         assert!(BuildOnPublish.react(&e).await.is_err());
     }
 }

@@ -3,8 +3,10 @@
 //! - Append sets `Nats-Expected-Last-Subject-Sequence` over the entity's subject filter and
 //!   `Nats-Msg-Id` from the command id. Several events of one command are one atomic batch
 //!   (ADR-50 atomic batch publish: all or nothing).
-//! - Load uses batched direct gets (`next_by_subj` over the entity's filter): one round trip per
-//!   1,024 events and no consumer to create.
+//! - Load asks the stream's subject index which subjects (event types) the entity has, then
+//!   reads each with batched direct gets (`next_by_subj` on the literal subject, concurrently):
+//!   no consumer to create, and the server jumps to the entity's messages instead of scanning
+//!   every message against a wildcard. A catch-up (no upper bound) reads the entity's filter.
 
 use std::time::Duration;
 
@@ -21,6 +23,9 @@ use super::{Appended, EventStore, NewEvent, StoreError, StoredEvent};
 
 /// Events fetched per direct-get round trip while loading.
 const LOAD_BATCH: usize = 4096;
+
+/// An entity with more subjects (event types) than this is loaded through its wildcard filter.
+const MAX_LITERAL_SUBJECTS: usize = 64;
 
 /// How the event stream and the snapshot bucket are set up.
 #[derive(Debug, Clone)]
@@ -226,6 +231,161 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).map(|v| v.as_str())
 }
 
+/// A reply's headers as (name, first value) pairs. An event has some 25 headers; finding one
+/// by scanning these costs less than `HeaderMap::get`, which allocates the name and hashes it.
+fn header_pairs(h: &HeaderMap) -> Vec<(&str, &str)> {
+    h.iter()
+        .filter_map(|(name, values)| values.first().map(|v| (name.as_ref(), v.as_str())))
+        .collect()
+}
+
+fn find_header<'a>(pairs: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The part of a stream info reply a load needs.
+#[derive(serde::Deserialize)]
+struct SubjectsInfo {
+    state: SubjectsState,
+}
+
+#[derive(serde::Deserialize)]
+struct SubjectsState {
+    /// Messages per subject matching the request's `subjects_filter`.
+    #[serde(default)]
+    subjects: std::collections::HashMap<String, u64>,
+}
+
+/// The read path of [`JetStreamStore::load`].
+///
+/// Why per subject: an entity's events are spread over blocks shared with every other entity.
+/// For a wildcard filter nats-server scans each block message by message, matching every
+/// subject against the filter; for a literal subject it jumps to the subject's first message in
+/// each block from its per-block subject index, and skips blocks without it.
+impl JetStreamStore {
+    /// The entity's subjects (one per event type it has) and how many messages each holds, from
+    /// the stream's subject index (no message is read); `None` when there are too many to read
+    /// one by one.
+    async fn entity_subjects(
+        &self,
+        filter: &str,
+    ) -> Result<Option<Vec<(String, u64)>>, StoreError> {
+        let request = serde_json::json!({ "subjects_filter": filter });
+        let info: jetstream::response::Response<SubjectsInfo> = self
+            .js
+            .request(format!("STREAM.INFO.{}", subjects::EVENTS_STREAM), &request)
+            .await
+            .map_err(unavailable)?;
+        let info = match info {
+            jetstream::response::Response::Ok(info) => info,
+            jetstream::response::Response::Err { error } => return Err(unavailable(error)),
+        };
+        let subjects = info.state.subjects;
+        if subjects.len() > MAX_LITERAL_SUBJECTS {
+            return Ok(None);
+        }
+        Ok(Some(subjects.into_iter().collect()))
+    }
+
+    /// Messages of `filter` with sequence in `after+1 ..= until`, by batched direct gets
+    /// (`next_by_subj`), the first batch of `first_batch` messages.
+    ///
+    /// Stops as soon as it holds the message at `until`, or when a batch's end says nothing
+    /// more matches (`Nats-Num-Pending: 0`): no request is spent learning there is nothing
+    /// more (each costs the server a count and a scan of the filter's blocks).
+    async fn read_subject(
+        &self,
+        entity: &EntityRef,
+        filter: &str,
+        after: u64,
+        until: u64,
+        first_batch: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        let mut batch = first_batch;
+        let inbox = self.client.new_inbox();
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(unavailable)?;
+        let api = format!("$JS.API.DIRECT.GET.{}", subjects::EVENTS_STREAM);
+        'batches: while next <= until {
+            let request = serde_json::json!({
+                "seq": next, "next_by_subj": filter, "batch": batch,
+            });
+            self.client
+                .publish_with_reply(api.clone(), inbox.clone(), request.to_string().into())
+                .await
+                .map_err(unavailable)?;
+            let mut got = 0usize;
+            loop {
+                let msg = tokio::time::timeout(self.timeout, sub.next())
+                    .await
+                    .map_err(|_| unavailable("timed out loading events"))?
+                    .ok_or_else(|| unavailable("subscription closed while loading"))?;
+                if let Some(status) = msg.status {
+                    match status.as_u16() {
+                        204 => {
+                            let pending = msg
+                                .headers
+                                .as_ref()
+                                .and_then(|h| header(h, "Nats-Num-Pending"))
+                                .and_then(|p| p.parse::<u64>().ok());
+                            if pending == Some(0) {
+                                break 'batches;
+                            }
+                            break;
+                        }
+                        404 => break 'batches,
+                        code => {
+                            return Err(unavailable(format!(
+                                "direct get answered {code} {}",
+                                msg.description.unwrap_or_default()
+                            )));
+                        }
+                    }
+                }
+                got += 1;
+                let h = msg.headers.unwrap_or_default();
+                let pairs = header_pairs(&h);
+                let sequence: u64 = find_header(&pairs, "Nats-Sequence")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Other("direct get reply lacks Nats-Sequence".into())
+                    })?;
+                if sequence > until {
+                    break 'batches;
+                }
+                next = sequence + 1;
+                let meta =
+                    EventMeta::from_headers(|name| find_header(&pairs, name)).map_err(|e| {
+                        StoreError::Malformed {
+                            entity: entity.to_string(),
+                            sequence,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                out.push(StoredEvent {
+                    sequence,
+                    meta,
+                    payload: msg.payload,
+                });
+                if sequence == until {
+                    break 'batches;
+                }
+            }
+            if got == 0 {
+                break;
+            }
+            batch = LOAD_BATCH;
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl EventStore for JetStreamStore {
     async fn append(
@@ -306,71 +466,31 @@ impl EventStore for JetStreamStore {
         after: u64,
         until: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let filter = subjects::entity_events(entity);
-        let mut out = Vec::new();
-        let mut next = after + 1;
-        let inbox = self.client.new_inbox();
-        let mut sub = self
-            .client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(unavailable)?;
-        let api = format!("$JS.API.DIRECT.GET.{}", subjects::EVENTS_STREAM);
-        'batches: while next <= until {
-            let request = serde_json::json!({
-                "seq": next, "next_by_subj": filter, "batch": LOAD_BATCH,
-            });
-            self.client
-                .publish_with_reply(api.clone(), inbox.clone(), request.to_string().into())
-                .await
-                .map_err(unavailable)?;
-            let mut got = 0usize;
-            loop {
-                let msg = tokio::time::timeout(self.timeout, sub.next())
-                    .await
-                    .map_err(|_| unavailable("timed out loading events"))?
-                    .ok_or_else(|| unavailable("subscription closed while loading"))?;
-                if let Some(status) = msg.status {
-                    match status.as_u16() {
-                        204 => break,
-                        404 => break 'batches,
-                        code => {
-                            return Err(unavailable(format!(
-                                "direct get answered {code} {}",
-                                msg.description.unwrap_or_default()
-                            )));
-                        }
-                    }
-                }
-                got += 1;
-                let h = msg.headers.unwrap_or_default();
-                let sequence: u64 = header(&h, "Nats-Sequence")
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| {
-                        StoreError::Other("direct get reply lacks Nats-Sequence".into())
-                    })?;
-                if sequence > until {
-                    break 'batches;
-                }
-                next = sequence + 1;
-                let meta = EventMeta::from_headers(|name| header(&h, name)).map_err(|e| {
-                    StoreError::Malformed {
-                        entity: entity.to_string(),
-                        sequence,
-                        reason: e.to_string(),
-                    }
-                })?;
-                out.push(StoredEvent {
-                    sequence,
-                    meta,
-                    payload: msg.payload,
-                });
-            }
-            if got == 0 {
-                break;
-            }
+        if after >= until {
+            return Ok(Vec::new());
         }
-        let _ = sub.unsubscribe().await;
+        let filter = subjects::entity_events(entity);
+        // A catch-up (no upper bound) reads whatever is there through the entity's filter.
+        if until == u64::MAX {
+            return self
+                .read_subject(entity, &filter, after, until, LOAD_BATCH)
+                .await;
+        }
+        let Some(counts) = self.entity_subjects(&filter).await? else {
+            return self
+                .read_subject(entity, &filter, after, until, LOAD_BATCH)
+                .await;
+        };
+        let reads = counts.iter().map(|(subject, count)| {
+            let batch = usize::try_from(*count).unwrap_or(LOAD_BATCH);
+            self.read_subject(entity, subject, after, until, batch.clamp(1, LOAD_BATCH))
+        });
+        let mut out: Vec<StoredEvent> = futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        out.sort_unstable_by_key(|e| e.sequence);
         Ok(out)
     }
 

@@ -38,7 +38,7 @@ pub async fn contract(State(state): State<Arc<AppState>>) -> Response {
             let fields: Vec<Value> = e
                 .fields
                 .iter()
-                .map(|f| json!({"name": f.name, "type": f.kind.name(), "required": f.required}))
+                .map(|f| json!({"name": f.name, "type": f.kind.to_string(), "required": f.required}))
                 .collect();
             json!({"name": e.name, "path": format!("/api/{}", e.table), "expose": e.expose, "fields": fields})
         })

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use neo_builder::model::{self, Model};
 use neo_builder::project::Project;
+use neo_model::{self as model, Model};
 
 /// The repository's `examples/<name>` folder.
 pub fn example_dir(name: &str) -> PathBuf {

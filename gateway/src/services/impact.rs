@@ -1,7 +1,7 @@
 //! Impact analysis for deploys: the consumers deployed on the target stage (from the read
 //! models) checked against what the new revision exposes and what they were built against.
 
-use neo_builder::impact::{self, Report};
+use neo_model::impact::{self, Report};
 use neo_protocol::{AppName, EntityRef, pb};
 use tonic::Status;
 

@@ -38,11 +38,13 @@ pub struct Ctx {
     pub revisions: neo_storage::RevisionStore,
     /// The read models' view of which consumers run where, for impact analysis (none: no
     /// read models configured, no analysis).
-    pub consumers: Option<Arc<dyn neo_builder::impact::Consumers>>,
+    pub consumers: Option<Arc<dyn neo_model::impact::Consumers>>,
     /// The encrypted secrets store (none: secrets cannot be set or listed with their times).
     pub secrets: Option<Arc<neo_secrets::SecretStore>>,
     /// The token signing key.
     pub key: Vec<u8>,
+    /// Verifies (and remembers) the tokens calls carry, signed with `key`.
+    pub verifier: crate::auth::Verifier,
     /// Token lifetime.
     pub token_ttl: Duration,
     /// Largest revision upload.
@@ -94,7 +96,7 @@ impl Ctx {
         tenant: Option<&TenantName>,
         action: Action,
     ) -> Result<Principal, Status> {
-        let principal = Principal::from_request(&self.key, request)?;
+        let principal = Principal::from_request(&self.verifier, request)?;
         principal.authorize(tenant, action)?;
         Ok(principal)
     }
@@ -104,7 +106,7 @@ impl Ctx {
     /// # Errors
     /// `UNAUTHENTICATED`.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        Principal::from_request(&self.key, request)
+        Principal::from_request(&self.verifier, request)
     }
 
     /// The tenant's state, `NOT_FOUND` if it does not exist.

@@ -17,7 +17,6 @@ use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::reactor::{self, publish::BuildOnPublish, publish::DeployOnBuild};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
-use neo_builder::impact::Consumers;
 use neo_builder::meta::MetaStore;
 use neo_builder::meta::RegistrySettings;
 use neo_builder::project::Project;
@@ -25,6 +24,7 @@ use neo_gateway::api::{
     self, PublishStep, apps_client::AppsClient, identity_client::IdentityClient,
 };
 use neo_gateway::{Backends, Gateway, GatewayConfig};
+use neo_model::impact::Consumers;
 use serde::Serialize;
 use tonic::Request;
 
@@ -75,7 +75,7 @@ pub struct BuildFigures {
 pub async fn run(args: BuildBenchArgs) -> anyhow::Result<()> {
     let project = Project::from_dir(&args.example)
         .with_context(|| format!("reading {}", args.example.display()))?;
-    let model = neo_builder::model::load(&project)
+    let model = neo_model::load(&project)
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
     let manifest = String::from_utf8(project.file("neo.toml").unwrap_or_default().to_vec())?;
 
@@ -263,7 +263,7 @@ impl BenchPlatform {
             secrets: None,
         };
         let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
-        let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
+        let local = neo_client::PlatformClient::new(platform.clone());
         let gateway =
             Gateway::start_with(client.clone(), GatewayConfig::local(key), local, backends).await?;
         neo_gateway::identity::bootstrap_admin(&client, "admin", "bench-password").await?;

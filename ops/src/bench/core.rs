@@ -4,12 +4,16 @@
 //! 1. `raw_publish_per_s`: async-nats publish-with-ack into `NEO_EVENTS` with the
 //!    expected-sequence headers, same payload size, entities and concurrency: the baseline;
 //! 2. `host_commands_per_s`: the in-process entity host (decide, append, reply);
-//! 3. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
+//! 3. `peer_commands_per_s`: the same workload on the event store a Rust user would otherwise
+//!    pick, `cqrs-es` with `postgres-es`, on a Postgres of its own (`core/peer.rs`);
+//! 4. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
 //!    request/reply and the intake;
-//! 4. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
+//! 5. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
 //!    events, without and with a snapshot;
-//! 5. `bytes_per_live_actor`: RSS growth over N live actors, divided by N, measured by a child
+//! 6. `bytes_per_live_actor`: RSS growth over N live actors, divided by N, measured by a child
 //!    process (`neo bench live-actors`) on a fresh heap.
+
+mod peer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +34,7 @@ use serde::Serialize;
 
 use super::BenchArgs;
 use super::stats::{median_ms, percentile_ms, rate, rss_bytes};
-use crate::servers::NatsServer;
+use crate::servers::{NatsServer, PostgresServer};
 
 /// The figures `neo bench core` prints.
 #[derive(Debug, Serialize)]
@@ -42,6 +46,10 @@ pub struct CoreFigures {
     pub raw_publish_neo_headers_per_s: f64,
     /// In-process entity host commands per second.
     pub host_commands_per_s: f64,
+    /// The same workload on `cqrs-es` with `postgres-es`: commands per second.
+    pub peer_commands_per_s: f64,
+    /// The peer's Postgres: version and the settings that decide what a commit costs.
+    pub peer_postgres: String,
     /// Commands per second through NATS request/reply.
     pub nats_commands_per_s: f64,
     /// Median command latency through NATS.
@@ -56,6 +64,8 @@ pub struct CoreFigures {
     pub bytes_per_live_actor: f64,
     /// `host_commands_per_s / raw_publish_per_s` (target ≥ 0.7).
     pub host_to_raw_ratio: f64,
+    /// `host_commands_per_s / peer_commands_per_s` (target ≥ 4).
+    pub host_to_peer_ratio: f64,
     /// How the run was shaped.
     pub entities: usize,
     /// Commands per entity.
@@ -206,9 +216,10 @@ async fn live_actor_memory(nats: &str, n: usize, c: usize) -> anyhow::Result<f64
         .context("neo bench live-actors printed no figure")
 }
 
-/// The headers Neo puts on an event besides the expected-sequence ones, for the second
-/// baseline (`raw_publish_neo_headers_per_s`).
-fn neo_headers(h: &mut HeaderMap, i: usize) {
+/// The headers Neo's store puts on an event besides the expected-sequence ones
+/// ([`EventMeta::stored_headers`] and `Nats-Msg-Id`), for the second baseline
+/// (`raw_publish_neo_headers_per_s`).
+fn neo_headers(h: &mut HeaderMap, entity: &EntityRef, i: usize) {
     let meta = EventMeta {
         event_type: "RevisionCreated".into(),
         schema_version: 1,
@@ -218,7 +229,7 @@ fn neo_headers(h: &mut HeaderMap, i: usize) {
         time_ms: 1,
         ..EventMeta::default()
     };
-    for (k, v) in meta.to_headers() {
+    for (k, v) in meta.stored_headers(entity, 0) {
         h.insert(k, v);
     }
     h.insert(headers::NATS_MSG_ID, meta.command_id);
@@ -239,6 +250,7 @@ async fn raw_publish(
         async move {
             for i in share(w, c, entities) {
                 let filter = format!("neo.evt.{tenant}.app.e{i}.*");
+                let entity = EntityRef::app(&TenantName::new(tenant)?, &name(&format!("e{i}"))?);
                 let mut last = 0u64;
                 for _ in 0..k {
                     let mut h = HeaderMap::new();
@@ -251,7 +263,7 @@ async fn raw_publish(
                         filter.as_str(),
                     );
                     if with_neo_headers {
-                        neo_headers(&mut h, i);
+                        neo_headers(&mut h, &entity, i);
                     }
                     let ack = js
                         .publish_with_headers(
@@ -400,7 +412,7 @@ async fn write_long_entity(
             ..EventMeta::default()
         };
         let mut h = HeaderMap::new();
-        for (k, v) in meta.to_headers() {
+        for (k, v) in meta.stored_headers(entity, 0) {
             h.insert(k, v);
         }
         pending.push(
@@ -514,6 +526,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let platform = Platform::start(store.clone(), HostConfig::default()).await?;
     let host_commands_per_s = host_commands(&platform, &args).await?;
 
+    progress("the same on the peer: cqrs-es with postgres-es, on a Postgres of its own");
+    let peer = {
+        let postgres = PostgresServer::start().await.context("starting Postgres")?;
+        postgres.create_database("peer").await?;
+        peer::run(&postgres.url("peer"), &args).await?
+    };
+
     progress("NATS request/reply through the intake");
     let intake_client = async_nats::connect(nats.url()).await?;
     let _intake = intake::serve(intake_client, platform.clone(), IntakeConfig::default()).await?;
@@ -539,6 +558,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         raw_publish_per_s,
         raw_publish_neo_headers_per_s,
         host_commands_per_s,
+        peer_commands_per_s: peer.commands_per_s,
+        peer_postgres: peer.postgres,
         nats_commands_per_s,
         command_p50_ms,
         command_p99_ms,
@@ -546,6 +567,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rehydrate_100k_snapshot_ms,
         bytes_per_live_actor,
         host_to_raw_ratio: host_commands_per_s / raw_publish_per_s,
+        host_to_peer_ratio: host_commands_per_s / peer.commands_per_s,
         entities: args.entities,
         commands_per_entity: args.commands_per_entity,
         concurrency: args.concurrency,
@@ -583,6 +605,16 @@ fn print_table(f: &CoreFigures) {
             "≥ 0.70",
         ),
         (
+            "peer_commands_per_s",
+            format!("{:.0}", f.peer_commands_per_s),
+            "cqrs-es + postgres-es",
+        ),
+        (
+            "host_to_peer_ratio",
+            format!("{:.2}", f.host_to_peer_ratio),
+            "≥ 4.00",
+        ),
+        (
             "nats_commands_per_s",
             format!("{:.0}", f.nats_commands_per_s),
             "",
@@ -613,4 +645,5 @@ fn print_table(f: &CoreFigures) {
         "({} entities × {} commands, concurrency {}, {} events rehydrated, {} live actors)",
         f.entities, f.commands_per_entity, f.concurrency, f.rehydrate_events, f.live_actors
     );
+    println!("(the peer's {})", f.peer_postgres);
 }

@@ -1,21 +1,26 @@
 //! `neo bench gateway`: commands through the gRPC gateway (64 concurrent clients over
-//! loopback, distinct entities) against the in-process entity host, in one run.
+//! loopback, distinct entities, in a child process) against the in-process entity host.
 //!
-//! Both paths run the same workload: one `CreateApp` per distinct app.
+//! Both paths run the same workload: one `CreateApp` per distinct app. The gRPC clients run
+//! in a process of their own ([`clients`], the hidden `neo bench grpc-clients`), so the server
+//! process is charged only for serving; the CPU of each process per call is reported beside
+//! the rates, to show where the time goes.
+
+pub mod clients;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use neo_actors::intake::{self, IntakeConfig};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{CommandMeta, HostConfig, Platform};
-use neo_gateway::api::{self, apps_client::AppsClient, identity_client::IdentityClient};
+use neo_gateway::api::{self, identity_client::IdentityClient};
 use neo_gateway::{Gateway, GatewayConfig};
 use neo_protocol::{AppName, EntityRef, TenantName, pb};
 use serde::Serialize;
 use tonic::Request;
-use tonic::transport::Channel;
 
+use self::clients::{Call, ClientFigures, GrpcClientsArgs};
 use super::core::{in_parallel, share};
 use super::stats::{percentile_ms, rate};
 use crate::servers::NatsServer;
@@ -32,12 +37,26 @@ pub struct GatewayBenchArgs {
     /// Concurrent gRPC clients (one HTTP/2 connection each) and host callers.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Also run the gRPC clients inside the bench process (the figure before they moved out).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+/// CPU time per call of each process, in µs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuPerCall {
+    /// The bench process: platform, gateway, intake, S3 (and the clients, in process).
+    pub server: f64,
+    /// nats-server.
+    pub nats: f64,
+    /// The clients' process (0 when they run in the bench process).
+    pub clients: f64,
 }
 
 /// The figures `neo bench gateway` prints.
 #[derive(Debug, Serialize)]
 pub struct GatewayFigures {
-    /// Commands per second through gRPC → gateway → NATS → platform.
+    /// Commands per second through gRPC → gateway → platform, clients in another process.
     pub grpc_commands_per_s: f64,
     /// Median gRPC command latency.
     pub grpc_p50_ms: f64,
@@ -49,6 +68,15 @@ pub struct GatewayFigures {
     pub host_commands_per_s: f64,
     /// `grpc_commands_per_s / host_commands_per_s` (target ≥ 0.5).
     pub grpc_to_host_ratio: f64,
+    /// Commands per second with the clients in the bench process (`--in-process` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_in_process_commands_per_s: Option<f64>,
+    /// CPU per command on the host path.
+    pub host_cpu_us: CpuPerCall,
+    /// CPU per gRPC command.
+    pub grpc_cpu_us: CpuPerCall,
+    /// CPU per gRPC no-op.
+    pub noop_cpu_us: CpuPerCall,
     /// Apps per path.
     pub entities: usize,
     /// Concurrency.
@@ -83,48 +111,87 @@ async fn host_path(platform: &Arc<Platform>, args: &GatewayBenchArgs) -> anyhow:
     Ok(rate(n, elapsed))
 }
 
-type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+/// The CPU time of this process (platform, gateway, intake, S3) and of its nats-server.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    server: Duration,
+    nats: Duration,
+}
 
-/// Makes `args.entities` calls over `args.concurrency` connections (one HTTP/2 connection
-/// each); call `i` is `call(channel, i, bearer)`. Returns the rate and each call's latency.
-async fn drive<F, Fut>(
+impl Cpu {
+    fn now() -> Self {
+        Self {
+            server: clients::own_cpu(),
+            nats: nats_cpu(),
+        }
+    }
+
+    /// µs per call of each process since `before`, with the clients' figure.
+    fn per_call(&self, before: &Cpu, calls: usize, clients: f64) -> CpuPerCall {
+        let round = |us: f64| (us * 10.0).round() / 10.0;
+        CpuPerCall {
+            server: round(clients::us_per_call(
+                self.server.saturating_sub(before.server),
+                calls,
+            )),
+            nats: round(clients::us_per_call(
+                self.nats.saturating_sub(before.nats),
+                calls,
+            )),
+            clients: round(clients),
+        }
+    }
+}
+
+/// The CPU of the nats-server children of this process (the bench starts one).
+fn nats_cpu() -> Duration {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (head.ends_with("(nats-server") && ppid == me)
+                .then(|| clients::cpu_of(&e.path().join("stat").to_string_lossy()))?
+        })
+        .sum()
+}
+
+/// Runs `call` from a child process (or from this one, `in_process`) and measures the CPU
+/// every process spent on it.
+async fn phase(
+    args: &GatewayBenchArgs,
     endpoint: &str,
     token: &str,
-    args: &GatewayBenchArgs,
-    call: F,
-) -> anyhow::Result<(f64, Vec<Duration>)>
-where
-    F: Fn(Channel, usize, Bearer) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let c = args.concurrency;
-    let mut channels = Vec::with_capacity(c);
-    for _ in 0..c {
-        channels.push(Channel::from_shared(endpoint.to_owned())?.connect().await?);
-    }
-    let bearer: Bearer = format!("Bearer {token}").parse()?;
-    let start = Instant::now();
-    let tasks: Vec<_> = channels
-        .into_iter()
-        .enumerate()
-        .map(|(w, channel)| {
-            let (bearer, n, call) = (bearer.clone(), args.entities, call.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for i in (w..n).step_by(c) {
-                    let t = Instant::now();
-                    call(channel.clone(), i, bearer.clone()).await?;
-                    latencies.push(t.elapsed());
-                }
-                anyhow::Ok(latencies)
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(args.entities);
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    Ok((rate(args.entities, start.elapsed()), all))
+    call: Call,
+    prefix: &str,
+    in_process: bool,
+) -> anyhow::Result<(ClientFigures, CpuPerCall)> {
+    let clients_args = GrpcClientsArgs {
+        endpoint: endpoint.to_owned(),
+        token: token.to_owned(),
+        entities: args.entities,
+        concurrency: args.concurrency,
+        call,
+        prefix: prefix.to_owned(),
+    };
+    let before = Cpu::now();
+    let figures = if in_process {
+        let (calls_per_s, mut latencies) = clients::drive(&clients_args).await?;
+        ClientFigures {
+            calls_per_s,
+            p50_ms: percentile_ms(&mut latencies, 50.0),
+            p99_ms: percentile_ms(&mut latencies, 99.0),
+            client_cpu_us_per_call: 0.0,
+        }
+    } else {
+        clients::in_child(&clients_args).await?
+    };
+    let cpu = Cpu::now().per_call(&before, args.entities, figures.client_cpu_us_per_call);
+    Ok((figures, cpu))
 }
 
 fn authorised<T>(message: T, bearer: Bearer) -> Request<T> {
@@ -133,69 +200,13 @@ fn authorised<T>(message: T, bearer: Bearer) -> Request<T> {
     request
 }
 
-/// One `CreateApp` per distinct app.
-async fn grpc_path(
-    endpoint: &str,
-    token: &str,
-    args: &GatewayBenchArgs,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
-    drive(endpoint, token, args, |channel, i, bearer| async move {
-        let request = api::CreateAppRequest {
-            tenant: "bench".into(),
-            app: format!("g{i}"),
-            description: "bench".into(),
-        };
-        AppsClient::new(channel)
-            .create_app(authorised(request, bearer))
-            .await?;
-        Ok(())
-    })
-    .await
-}
+type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
 
-/// Authenticated no-op calls (`Identity.WhoAmI`) per second: the cost of the gRPC stack and
-/// token check alone, to read the command figure against.
-async fn grpc_noop(endpoint: &str, token: &str, args: &GatewayBenchArgs) -> anyhow::Result<f64> {
-    let (rate, _) = drive(endpoint, token, args, |channel, _, bearer| async move {
-        IdentityClient::new(channel)
-            .who_am_i(authorised(api::WhoAmIRequest {}, bearer))
-            .await?;
-        Ok(())
-    })
-    .await?;
-    Ok(rate)
-}
-
-/// Runs the benchmark and prints its figures.
-///
-/// # Errors
-/// When a server cannot start or a phase fails.
-pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
-    let nats = NatsServer::start().await?;
-    let client = async_nats::connect(nats.url()).await?;
-    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
-    let platform = Platform::start(store, HostConfig::default()).await?;
-    let _intake = intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
-    let gateway_client = async_nats::connect(nats.url()).await?;
-    let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
-    // As `neo serve` runs it: the gateway dispatches to the platform of its own process.
-    let local = Arc::new(crate::local::LocalDispatch(platform.clone()));
-    let s3_dir = tempfile::tempdir()?;
-    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
-    let backends = neo_gateway::Backends {
-        revisions: neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?,
-        consumers: None,
-        secrets: None,
-    };
-    let gateway = Gateway::start_with(
-        gateway_client.clone(),
-        GatewayConfig::local(key),
-        local,
-        backends,
-    )
-    .await?;
-    neo_gateway::identity::bootstrap_admin(&gateway_client, "admin", "bench-password").await?;
-    let endpoint = gateway.endpoint();
+/// Bootstraps an admin, creates tenant `bench` and its developer `dev`, and returns a token of
+/// `dev` in `bench`: the calls are made as a developer of the tenant, as a real client would.
+async fn developer_token(nats: &async_nats::Client, endpoint: &str) -> anyhow::Result<String> {
+    let endpoint = endpoint.to_owned();
+    neo_gateway::identity::bootstrap_admin(nats, "admin", "bench-password").await?;
     let token = IdentityClient::connect(endpoint.clone())
         .await?
         .login(api::LoginRequest {
@@ -206,19 +217,17 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         .await?
         .into_inner()
         .token;
-    let mut create = Request::new(api::CreateTenantRequest {
-        name: "bench".into(),
-        ..Default::default()
-    });
-    create
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
+    let admin = format!("Bearer {token}").parse::<Bearer>()?;
     neo_gateway::api::tenants_client::TenantsClient::connect(endpoint.clone())
         .await?
-        .create_tenant(create)
+        .create_tenant(authorised(
+            api::CreateTenantRequest {
+                name: "bench".into(),
+                ..Default::default()
+            },
+            admin.clone(),
+        ))
         .await?;
-    // The calls are made as a developer of the tenant, as a real client would.
-    let admin = format!("Bearer {token}").parse::<Bearer>()?;
     IdentityClient::connect(endpoint.clone())
         .await?
         .create_user(authorised(
@@ -250,29 +259,83 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         .await?
         .into_inner()
         .token;
+    Ok(token)
+}
 
-    if !args.json {
-        eprintln!(
-            "… host: {} apps, concurrency {}",
-            args.entities, args.concurrency
-        );
-    }
+/// Runs the benchmark and prints its figures.
+///
+/// # Errors
+/// When a server cannot start or a phase fails.
+pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+    let platform = Platform::start(store, HostConfig::default()).await?;
+    let _intake = intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
+    let gateway_client = async_nats::connect(nats.url()).await?;
+    let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
+    // As `neo serve` runs it: the gateway dispatches to the platform of its own process.
+    let local = neo_client::PlatformClient::new(platform.clone());
+    let s3_dir = tempfile::tempdir()?;
+    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
+    let backends = neo_gateway::Backends {
+        revisions: neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?,
+        consumers: None,
+        secrets: None,
+    };
+    let gateway = Gateway::start_with(
+        gateway_client.clone(),
+        GatewayConfig::local(key),
+        local,
+        backends,
+    )
+    .await?;
+    let endpoint = gateway.endpoint();
+    let token = developer_token(&gateway_client, &endpoint).await?;
+
+    let say = |what: String| {
+        if !args.json {
+            eprintln!("… {what}");
+        }
+    };
+    say(format!(
+        "host: {} apps, concurrency {}",
+        args.entities, args.concurrency
+    ));
+    let before = Cpu::now();
     let host_commands_per_s = host_path(&platform, &args).await?;
-    if !args.json {
-        eprintln!(
-            "… gRPC: {} apps, {} clients",
+    let host_cpu_us = Cpu::now().per_call(&before, args.entities, 0.0);
+    say(format!(
+        "gRPC: {} apps, {} clients in a child process",
+        args.entities, args.concurrency
+    ));
+    let (create, grpc_cpu_us) = phase(&args, &endpoint, &token, Call::Create, "g", false).await?;
+    say(format!(
+        "gRPC no-op: {} calls, {} clients in a child process",
+        args.entities, args.concurrency
+    ));
+    let (noop, noop_cpu_us) = phase(&args, &endpoint, &token, Call::Noop, "", false).await?;
+    let grpc_in_process_commands_per_s = if args.in_process {
+        say(format!(
+            "gRPC: {} apps, {} clients in this process",
             args.entities, args.concurrency
-        );
-    }
-    let (grpc_commands_per_s, mut latencies) = grpc_path(&endpoint, &token, &args).await?;
-    let grpc_noop_per_s = grpc_noop(&endpoint, &token, &args).await?;
+        ));
+        let (figures, _) = phase(&args, &endpoint, &token, Call::Create, "i", true).await?;
+        Some(figures.calls_per_s)
+    } else {
+        None
+    };
     let figures = GatewayFigures {
-        grpc_commands_per_s,
-        grpc_p50_ms: percentile_ms(&mut latencies, 50.0),
-        grpc_p99_ms: percentile_ms(&mut latencies, 99.0),
-        grpc_noop_per_s,
+        grpc_commands_per_s: create.calls_per_s,
+        grpc_p50_ms: create.p50_ms,
+        grpc_p99_ms: create.p99_ms,
+        grpc_noop_per_s: noop.calls_per_s,
         host_commands_per_s,
-        grpc_to_host_ratio: grpc_commands_per_s / host_commands_per_s,
+        grpc_to_host_ratio: create.calls_per_s / host_commands_per_s,
+        grpc_in_process_commands_per_s,
+        host_cpu_us,
+        grpc_cpu_us,
+        noop_cpu_us,
         entities: args.entities,
         concurrency: args.concurrency,
     };
@@ -280,25 +343,35 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&figures)?);
     } else {
-        println!("{:<24} {:>10}  target", "figure", "value");
-        println!(
-            "{:<24} {:>10.0}",
-            "grpc_commands_per_s", figures.grpc_commands_per_s
-        );
-        println!("{:<24} {:>10.2}", "grpc_p50_ms", figures.grpc_p50_ms);
-        println!("{:<24} {:>10.2}", "grpc_p99_ms", figures.grpc_p99_ms);
-        println!(
-            "{:<24} {:>10.0}",
-            "grpc_noop_per_s", figures.grpc_noop_per_s
-        );
-        println!(
-            "{:<24} {:>10.0}",
-            "host_commands_per_s", figures.host_commands_per_s
-        );
-        println!(
-            "{:<24} {:>10.2}  ≥ 0.50",
-            "grpc_to_host_ratio", figures.grpc_to_host_ratio
-        );
+        print_table(&figures);
     }
     Ok(())
+}
+
+fn print_table(f: &GatewayFigures) {
+    println!("{:<31} {:>10}  target", "figure", "value");
+    let row = |name: &str, value: f64| println!("{name:<31} {value:>10.0}");
+    row("grpc_commands_per_s", f.grpc_commands_per_s);
+    println!("{:<31} {:>10.2}", "grpc_p50_ms", f.grpc_p50_ms);
+    println!("{:<31} {:>10.2}", "grpc_p99_ms", f.grpc_p99_ms);
+    row("grpc_noop_per_s", f.grpc_noop_per_s);
+    row("host_commands_per_s", f.host_commands_per_s);
+    println!(
+        "{:<31} {:>10.2}  ≥ 0.50",
+        "grpc_to_host_ratio", f.grpc_to_host_ratio
+    );
+    if let Some(rate) = f.grpc_in_process_commands_per_s {
+        row("grpc_in_process_commands_per_s", rate);
+    }
+    println!("\nCPU per call, µs      server       nats    clients");
+    for (name, cpu) in [
+        ("host command", f.host_cpu_us),
+        ("gRPC command", f.grpc_cpu_us),
+        ("gRPC no-op", f.noop_cpu_us),
+    ] {
+        println!(
+            "{name:<16} {:>11.1} {:>10.1} {:>10.1}",
+            cpu.server, cpu.nats, cpu.clients
+        );
+    }
 }

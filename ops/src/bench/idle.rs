@@ -39,9 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use neo_builder::image::{Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{self, PublishStep, apps_client::AppsClient};
+use neo_image::{Registry, RegistryConfig};
 use neo_protocol::{StageName, pb, subjects};
 use neo_runtime_agent::agent::AgentConfig;
 use neo_runtime_agent::driver::process::ProcessConfig;
@@ -248,7 +248,7 @@ pub async fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
     );
     let project = Project::from_dir(&args.example)
         .with_context(|| format!("reading {}", args.example.display()))?;
-    let model = neo_builder::model::load(&project)
+    let model = neo_model::load(&project)
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
 
     let mut bench = BenchPlatform::start(args.apphost.clone()).await?;

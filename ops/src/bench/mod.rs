@@ -7,6 +7,8 @@
 //! - [`recovery`]: each fault healing by itself under load, with nothing acknowledged lost.
 //! - [`replay`]: reading the event log back and folding it into state, against a raw read.
 //! - [`runtime`]: publish and promote to serving, and log lines through the Runtime.
+//! - [`scale`]: a million entities over ten thousand tenants: creation rate, disk per event,
+//!   memory of 200,000 live actors, cold activation from a snapshot and a tail.
 //! - [`stats`]: percentiles, rates and process memory.
 
 pub mod build;
@@ -16,6 +18,7 @@ pub mod idle;
 pub mod recovery;
 pub mod replay;
 pub mod runtime;
+pub mod scale;
 pub mod stats;
 
 /// Options shared by the benchmarks.

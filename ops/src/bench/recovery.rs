@@ -38,9 +38,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use neo_actors::projections::Projections;
-use neo_builder::image::{Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{PublishStep, apps_client::AppsClient};
+use neo_image::{Registry, RegistryConfig};
 use neo_protocol::StageName;
 use neo_runtime_agent::agent::AgentConfig;
 use neo_runtime_agent::driver::PodgroupKey;
@@ -268,7 +268,7 @@ pub async fn run(args: RecoveryBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let project = Project::from_dir(&args.example)
         .with_context(|| format!("reading {}", args.example.display()))?;
-    let model = neo_builder::model::load(&project)
+    let model = neo_model::load(&project)
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
     let manifest = String::from_utf8(project.file("neo.toml").unwrap_or_default().to_vec())?;
     let mut revisions = Revisions {

@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use neo_builder::image::{BaseImage, ImageSpec, Registry, RegistryConfig};
 use neo_builder::project::Project;
 use neo_gateway::api::{
     self, apps_client::AppsClient, deployments_client::DeploymentsClient,
     runtime_client::RuntimeClient,
 };
+use neo_image::{BaseImage, ImageSpec, Registry, RegistryConfig};
 use neo_protocol::subjects::{self, Channel};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
 use neo_runtime_agent::agent::AgentConfig;
@@ -191,7 +191,7 @@ fn registry(bench: &BenchPlatform) -> Registry {
 pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<()> {
     let project = Project::from_dir(&args.example)
         .with_context(|| format!("reading {}", args.example.display()))?;
-    let model = neo_builder::model::load(&project)
+    let model = neo_model::load(&project)
         .map_err(|d| anyhow::anyhow!("{} does not load: {d:?}", args.example.display()))?;
     let mut bench = BenchPlatform::start(args.apphost.clone()).await?;
     if let Err(e) = bench.run_runtime_reactors().await {
@@ -263,7 +263,7 @@ async fn measure(
     stages: &Stages,
     args: &RuntimeBenchArgs,
     project: &Project,
-    model: &neo_builder::model::Model,
+    model: &neo_model::Model,
 ) -> anyhow::Result<RuntimeFigures> {
     let manifest = String::from_utf8(project.file("neo.toml").unwrap_or_default().to_vec())?;
     let apps = AppsClient::connect(bench.endpoint.clone()).await?;
@@ -429,7 +429,7 @@ exec sleep 3600
 /// back through `Runtime.Logs` (and, for the shipping rate, a plain NATS subscriber).
 async fn log_lines(
     bench: &BenchPlatform,
-    model: &neo_builder::model::Model,
+    model: &neo_model::Model,
     project: &Project,
     lines: usize,
 ) -> anyhow::Result<LogFigures> {

@@ -12,9 +12,70 @@ pub use nats::NatsServer;
 pub use postgres::PostgresServer;
 pub use registry::RegistryServer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
+
+/// Ports tried before giving up when other processes keep taking the probed one.
+const START_ATTEMPTS: usize = 5;
+
+/// A server process that starts on a port it is given.
+pub(crate) trait OnPort {
+    /// The binary's name, for logs.
+    const BINARY: &'static str;
+
+    /// Sets the port the next start binds.
+    fn set_port(&mut self, port: u16);
+
+    /// Starts the process and waits until it answers; [`ServerError::Exited`] when it died,
+    /// e.g. because the port was taken.
+    async fn spawn_and_wait(&mut self) -> Result<(), ServerError>;
+}
+
+/// Starts `server` on a free loopback port: probes one, starts the server on it, and tries
+/// another when some other process took the port between the probe and the server's bind.
+pub(crate) async fn start_on_free_port<S: OnPort>(server: &mut S) -> Result<(), ServerError> {
+    let mut attempt = 1;
+    loop {
+        let port = free_port()?;
+        server.set_port(port);
+        match server.spawn_and_wait().await {
+            Ok(()) => return Ok(()),
+            Err(e @ ServerError::Exited { .. })
+                if attempt < START_ATTEMPTS && e.to_string().contains("already in use") =>
+            {
+                tracing::warn!(binary = S::BINARY, port, attempt, "port taken; retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A free port on 127.0.0.1 (free when probed; [`start_on_free_port`] retries if it is taken
+/// by then).
+fn free_port() -> Result<u16, ServerError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(ServerError::io("binding 127.0.0.1:0 to find a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(ServerError::io("reading the free port"))?
+        .port();
+    Ok(port)
+}
+
+/// The last 30 lines a log got since byte `start` (empty if unreadable).
+pub(crate) fn log_tail(path: &Path, start: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = usize::try_from(start)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    tail.push('\n');
+    tail
+}
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

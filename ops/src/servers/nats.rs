@@ -19,7 +19,6 @@ use super::ServerError;
 const BINARY: &str = "nats-server";
 const ENV: &str = "NEO_NATS_SERVER";
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-const START_ATTEMPTS: usize = 5;
 
 /// A running nats-server child process; killed when dropped.
 #[derive(Debug)]
@@ -54,26 +53,8 @@ impl NatsServer {
             settings,
             dir,
         };
-        let mut attempt = 1;
-        loop {
-            server.port = free_port()?;
-            match server.spawn_and_wait().await {
-                Ok(()) => return Ok(server),
-                // Another process took the port between our probe and the server's bind.
-                Err(e @ ServerError::Exited { .. })
-                    if attempt < START_ATTEMPTS
-                        && e.to_string().contains("address already in use") =>
-                {
-                    tracing::warn!(
-                        port = server.port,
-                        attempt,
-                        "nats-server port taken; retrying"
-                    );
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        super::start_on_free_port(&mut server).await?;
+        Ok(server)
     }
 
     /// The client URL, `nats://127.0.0.1:PORT`.
@@ -246,16 +227,6 @@ fn find_binary() -> Result<PathBuf, ServerError> {
     })
 }
 
-fn free_port() -> Result<u16, ServerError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(ServerError::io("binding 127.0.0.1:0 to find a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(ServerError::io("reading the free port"))?
-        .port();
-    Ok(port)
-}
-
 /// The log written since byte `start` (empty if unreadable).
 fn log_since(path: &Path, start: u64) -> String {
     let mut text = String::new();
@@ -275,6 +246,18 @@ fn log_tail(path: &Path, start: u64) -> String {
     let text = log_since(path, start);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+impl super::OnPort for NatsServer {
+    const BINARY: &'static str = BINARY;
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
+        NatsServer::spawn_and_wait(self).await
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::ServerError;
+use super::{ServerError, log_tail};
 
 const BINARY: &str = "initdb";
 const ENV: &str = "NEO_POSTGRES_BIN";
@@ -25,7 +25,6 @@ const SYSTEM_USER: &str = "postgres";
 /// The superuser `initdb` creates.
 pub const SUPERUSER: &str = "postgres";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const START_ATTEMPTS: usize = 5;
 
 /// A running Postgres cluster; stopped and removed when dropped.
 #[derive(Debug)]
@@ -71,21 +70,8 @@ impl PostgresServer {
             dir,
         };
         server.initdb().await?;
-        let mut attempt = 1;
-        loop {
-            server.port = free_port()?;
-            match server.spawn_and_wait().await {
-                Ok(()) => return Ok(server),
-                // Another process took the port between our probe and the server's bind.
-                Err(e @ ServerError::Exited { .. })
-                    if attempt < START_ATTEMPTS && e.to_string().contains("already in use") =>
-                {
-                    tracing::warn!(port = server.port, attempt, "postgres port taken; retrying");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        super::start_on_free_port(&mut server).await?;
+        Ok(server)
     }
 
     /// The port on 127.0.0.1.
@@ -355,28 +341,16 @@ fn system_user(name: &str) -> Result<(u32, u32), ServerError> {
         })
 }
 
-/// A free port on 127.0.0.1 (free when probed; the caller retries if it is taken by then).
-pub(super) fn free_port() -> Result<u16, ServerError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(ServerError::io("binding 127.0.0.1:0 to find a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(ServerError::io("reading the free port"))?
-        .port();
-    Ok(port)
-}
+impl super::OnPort for PostgresServer {
+    const BINARY: &'static str = "postgres";
 
-/// The last 30 lines a log got since byte `start` (empty if unreadable).
-pub(super) fn log_tail(path: &Path, start: u64) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = usize::try_from(start)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut tail = lines[lines.len().saturating_sub(30)..].join("\n");
-    tail.push('\n');
-    tail
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
+        PostgresServer::spawn_and_wait(self).await
+    }
 }
 
 #[cfg(test)]

@@ -14,12 +14,11 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ServerError;
-use super::postgres::{free_port, log_tail};
+use super::log_tail;
 
 const BINARY: &str = "docker-registry";
 const ENV: &str = "NEO_DOCKER_REGISTRY";
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-const START_ATTEMPTS: usize = 5;
 
 /// A running docker-registry child process; killed when dropped.
 #[derive(Debug)]
@@ -49,21 +48,8 @@ impl RegistryServer {
             port: 0,
             dir,
         };
-        let mut attempt = 1;
-        loop {
-            server.port = free_port()?;
-            match server.spawn_and_wait().await {
-                Ok(()) => return Ok(server),
-                Err(e @ ServerError::Exited { .. })
-                    if attempt < START_ATTEMPTS
-                        && e.to_string().contains("address already in use") =>
-                {
-                    tracing::warn!(port = server.port, attempt, "registry port taken; retrying");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        super::start_on_free_port(&mut server).await?;
+        Ok(server)
     }
 
     /// The registry's host, `127.0.0.1:PORT` (an image is `HOST/REPOSITORY:TAG`).
@@ -245,6 +231,18 @@ fn find_binary() -> Result<PathBuf, ServerError> {
         env: ENV,
         looked_in: looked_in.join(", "),
     })
+}
+
+impl super::OnPort for RegistryServer {
+    const BINARY: &'static str = BINARY;
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
+        RegistryServer::spawn_and_wait(self).await
+    }
 }
 
 #[cfg(test)]

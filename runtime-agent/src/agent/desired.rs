@@ -45,7 +45,7 @@ async fn read_all(
     let mut all = BTreeMap::new();
     for (subject, _) in names {
         // `neo.desired.{stage}.{tenant}.{app}`: another tenant's state is not even read.
-        let tenant = subject.split('.').nth(3).unwrap_or_default();
+        let tenant = subjects::split_desired(&subject).map_or("", |(_, tenant, _)| tenant);
         if !shared.config.serves(tenant) {
             continue;
         }

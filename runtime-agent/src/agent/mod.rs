@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use neo_builder::image::Registry;
-use neo_builder::platform::PlatformClient;
+use neo_client::PlatformClient;
+use neo_image::Registry;
 use neo_protocol::{StageName, pb};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -239,7 +239,7 @@ async fn converge(shared: &Shared) {
         }
         let span = tracing::info_span!("agent.apply", podgroup = %wanted.key,
             release = wanted.release, replicas = wanted.replicas);
-        neo_protocol::trace::set_parent(&span, &state.traceparent);
+        neo_telemetry::trace::set_parent(&span, &state.traceparent);
         if let Err(e) = shared.driver.apply(&wanted).instrument(span).await {
             tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use neo_builder::platform::PlatformError;
+use neo_client::ClientError;
 use neo_protocol::subjects::{self, Channel};
 use neo_protocol::{EntityRef, pb};
 use prost::Message;
@@ -165,7 +165,7 @@ pub(crate) async fn report_loop(shared: Arc<Shared>) {
             let state = reported.entry(observed.key.clone()).or_default();
             // The rollout's command continues the trace of the change that asked for it.
             let span = tracing::info_span!("agent.rollout", podgroup = %observed.key);
-            neo_protocol::trace::set_parent(&span, &wanted.traceparent);
+            neo_telemetry::trace::set_parent(&span, &wanted.traceparent);
             report_rollout(&shared, wanted, &observed, state)
                 .instrument(span)
                 .await;
@@ -374,7 +374,7 @@ pub(crate) fn command_scope(entity: &EntityRef) -> String {
     format!("{}.{}", entity.tenant, entity.id)
 }
 
-fn log_refusal(key: &PodgroupKey, what: &str, e: &PlatformError) {
+fn log_refusal(key: &PodgroupKey, what: &str, e: &ClientError) {
     tracing::warn!(podgroup = %key, error = %e, "{what} not recorded");
 }
 

@@ -340,8 +340,7 @@ async fn send_lines(
 /// Adds the lines of one `LogBatch` message that pass the filters, labelled with the tenant,
 /// stage and app of its subject (`neo.rt.{tenant}.{stage}.{app}.logs`).
 fn gather(query: &Query, subject: &str, payload: &[u8], batch: &mut Batch) {
-    let mut parts = subject.split('.').skip(2);
-    let (Some(tenant), Some(stage), Some(app)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((tenant, stage, app)) = subjects::split_runtime(subject) else {
         return;
     };
     let decoded = match pb::LogBatch::decode(payload) {

@@ -214,8 +214,7 @@ async fn latest_health(
             None => break,
         };
         pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        let mut parts = msg.subject.split('.').skip(3);
-        let (Some(stage), Some(app)) = (parts.next(), parts.next()) else {
+        let Some((_, stage, app)) = subjects::split_runtime(&msg.subject) else {
             continue;
         };
         match pb::HealthReport::decode(msg.payload.clone()) {

@@ -149,7 +149,7 @@ async fn publish_once(
 /// diagnostic of an invalid `neo.toml`.
 pub fn load_project(dir: &Path) -> Result<(Project, String), CliError> {
     let project = Project::from_dir(dir)?;
-    match neo_builder::model::load(&project) {
+    match neo_model::load(&project) {
         Ok(model) => Ok((project, model.name)),
         Err(diagnostics) => Err(CliError::InvalidModel(
             diagnostics.into_iter().map(pb::Diagnostic::from).collect(),

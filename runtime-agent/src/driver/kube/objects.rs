@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use neo_builder::project::sha256_digest;
+use neo_image::sha256_digest;
 use neo_protocol::names::{MAX_NAME_LEN, NameError, validate_name};
 
 use crate::driver::{Desired, PodgroupKey, SecretEnv};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use neo_builder::image::Registry;
+use neo_image::Registry;
 use tokio::sync::Mutex;
 
 use crate::driver::DriverError;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use neo_builder::image::Registry;
+use neo_image::Registry;
 use neo_protocol::pb;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -68,7 +68,7 @@ pub struct ProcessConfig {
 }
 
 impl ProcessConfig {
-    /// Defaults: check every 250 ms, probe a serving replica every 2 s, 3 failures, 60 s to
+    /// Defaults: check every 250 ms, probe a serving replica every 5 s, 3 failures, 60 s to
     /// start, 3 start failures, 10 s grace.
     pub fn new(data_dir: PathBuf, database_url: Option<String>) -> Self {
         Self {
@@ -76,7 +76,7 @@ impl ProcessConfig {
             data_dir,
             database_url,
             probe_every: Duration::from_millis(250),
-            serving_probe_every: Duration::from_secs(2),
+            serving_probe_every: Duration::from_secs(5),
             failure_threshold: 3,
             start_timeout: Duration::from_secs(60),
             max_start_failures: 3,

@@ -10,7 +10,7 @@ use std::fmt;
 
 use neo_protocol::pb;
 
-use crate::model::{Consume, Diagnostic};
+use crate::{Consume, Diagnostic};
 
 /// How bad a [`Finding`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,4 +1,6 @@
-//! OCI image assembly without a container engine, and the registry push (`oci-client`).
+//! OCI images without a container engine: reproducible layers ([`layer`]), app image
+//! assembly, and the registry's push (build workers) and pull (runtime agents), through
+//! `oci-client`.
 //!
 //! An app image is the apphost base layer (the `apphost` binary at `/app/apphost`) plus the
 //! app's bundle layer (`/app/bundle/…`), an image config whose entrypoint is the apphost, and
@@ -18,10 +20,10 @@ use oci_client::manifest::{
 };
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
 
-use crate::bundle::Layer;
-use crate::project::{self, TarEntry};
+pub use layer::{Layer, TarEntry, sha256_digest};
+
+pub mod layer;
 
 /// Where the apphost lives inside every image.
 pub const APPHOST_PATH: &str = "/app/apphost";
@@ -79,26 +81,17 @@ impl BaseImage {
             path: path.display().to_string(),
             source,
         })?;
-        let tar = project::tar([
+        let tar = layer::tar([
             TarEntry::Dir { path: "app".into() },
             TarEntry::Program {
                 path: "app/apphost".into(),
                 contents: &binary,
             },
         ]);
-        let tar_gz = project::gzip(&tar);
         Ok(Self {
-            layers: vec![Layer {
-                digest: sha256(&tar_gz),
-                diff_id: sha256(&tar),
-                tar_gz,
-            }],
+            layers: vec![Layer::from_tar(&tar)],
         })
     }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// An image in the registry.
@@ -288,7 +281,7 @@ impl Registry {
             .await?;
         let layers: Vec<&Layer> = base.layers.iter().chain(std::iter::once(bundle)).collect();
         let config = Bytes::from(image_config(spec, &layers));
-        let config_digest = sha256(&config);
+        let config_digest = sha256_digest(&config);
         uploaded += self
             .ensure_blob(&repository, &config_digest, &config, None)
             .await?;

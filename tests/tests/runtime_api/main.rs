@@ -12,9 +12,7 @@
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
 
-#[path = "runtime_api/cli.rs"]
 mod cli;
-#[path = "runtime_api/harness.rs"]
 mod harness;
 
 use std::time::{Duration, Instant};

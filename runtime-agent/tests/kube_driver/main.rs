@@ -4,9 +4,7 @@
 //! them (against reviewed golden files under `tests/golden/kube/`; `UPDATE_GOLDEN=1` rewrites
 //! them), how they were written, the health and log events, what `observe` and `remove` do.
 
-#[path = "kube_driver/apiserver.rs"]
 mod apiserver;
-#[path = "kube_driver/wire.rs"]
 mod wire;
 
 use std::collections::BTreeMap;

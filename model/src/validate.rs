@@ -6,10 +6,9 @@ use std::ops::Range;
 use super::diagnostic::{Diagnostic, Position, SourceMap};
 use super::manifest::{self, RawManifest, Sp};
 use super::{
-    Consume, Entity, Field, FieldType, MANIFEST, Model, RESERVED_FIELDS, Secret, Setting,
-    snake_case,
+    Consume, Entity, Field, FieldType, MANIFEST, Model, ProjectFiles, RESERVED_FIELDS, Secret,
+    Setting, snake_case,
 };
-use crate::project::Project;
 
 const MAX_NAME: usize = 63;
 
@@ -26,7 +25,7 @@ fn is_snake_name(s: &str) -> bool {
     neo_protocol::names::validate_setting_name("name", s).is_ok()
 }
 
-pub(super) fn load(project: &Project) -> Result<Model, Vec<Diagnostic>> {
+pub(super) fn load(project: &impl ProjectFiles) -> Result<Model, Vec<Diagnostic>> {
     let start = Position::start_of(MANIFEST);
     let Some(bytes) = project.file(MANIFEST) else {
         return Err(vec![
@@ -101,7 +100,7 @@ impl Checker<'_> {
         false
     }
 
-    fn model(&mut self, raw: RawManifest, project: &Project) -> Model {
+    fn model(&mut self, raw: RawManifest, project: &impl ProjectFiles) -> Model {
         let name = raw.name.map(|name| {
             if let Err(e) = neo_protocol::names::validate_name("app name", &name.value) {
                 self.error(&name.span, e.to_string());

@@ -8,7 +8,7 @@
 //! entering it:
 //!
 //! ```
-//! use neo_protocol::trace;
+//! use neo_telemetry::trace;
 //!
 //! # let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 //! let span = tracing::info_span!("apply", podgroup = "shop_dev");
@@ -27,7 +27,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::headers::TRACEPARENT;
+use neo_protocol::headers::TRACEPARENT;
 
 /// Why a span could not be made the child of a `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

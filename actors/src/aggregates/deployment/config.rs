@@ -274,5 +274,4 @@ fn check_setting_name(field: &str, name: &str) -> Result<(), Rejection> {
 }
 
 #[cfg(test)]
-#[path = "tests/deployment_config.rs"]
 mod tests;

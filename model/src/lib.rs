@@ -1,14 +1,25 @@
-//! The app model: `neo.toml` parsed and validated into a [`Model`], every error positioned.
+//! The app model, pure (no I/O): `neo.toml` parsed and validated into a [`Model`], every error
+//! positioned, and what one app's model means for the apps that consume it.
 //!
-//! - [`load`] reads the manifest of a [`Project`] and returns the model or *all* the
-//!   [`Diagnostic`]s found, each at the offending value (`neo.toml:LINE:COLUMN: message`).
-//! - The [`Model`] is also the normalised model written as JSON into the bundle.
+//! - [`load`] reads the manifest from a project's [`ProjectFiles`] and returns the model or
+//!   *all* the [`Diagnostic`]s found, each at the offending value
+//!   (`neo.toml:LINE:COLUMN: message`).
+//! - The [`Model`] is also the normalised model written as JSON into the bundle, which the
+//!   apphost reads back.
+//! - [`compat`]: what a consumer uses of a producer, checked against what the producer exposes.
+//! - [`impact`]: what a producer's deploy would break for the consumers on a stage.
 //!
-//! The manifest format is documented in `docs/app-model.md`.
+//! The manifest format is documented in `docs/app-model.md`. The Build Service (`neo-builder`)
+//! reads projects from disk and archives and compiles models into images; the platform
+//! (`neo-actors`) and the gateway assess impact; none of that I/O is here.
 
+pub mod compat;
 mod diagnostic;
+pub mod impact;
 mod manifest;
 mod validate;
+
+use std::collections::BTreeMap;
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,7 +29,18 @@ use serde::{Deserialize, Serialize};
 
 pub use diagnostic::{Diagnostic, Position};
 
-use crate::project::Project;
+/// The files of a project, by path in the project (`neo.toml`, `screens/index.html`): what a
+/// model is read from.
+pub trait ProjectFiles {
+    /// The content of the file at `path`, if the project has it.
+    fn file(&self, path: &str) -> Option<&[u8]>;
+}
+
+impl ProjectFiles for BTreeMap<String, Vec<u8>> {
+    fn file(&self, path: &str) -> Option<&[u8]> {
+        self.get(path).map(Vec::as_slice)
+    }
+}
 
 /// The manifest's path in a project.
 pub const MANIFEST: &str = "neo.toml";
@@ -32,7 +54,7 @@ pub const RESERVED_FIELDS: [&str; 3] = ["id", "created_at", "updated_at"];
 ///
 /// Every problem found, sorted by position: a missing manifest (at `neo.toml:1:1`), a TOML
 /// syntax error, unknown keys, wrong types, and every rule of `docs/app-model.md`.
-pub fn load(project: &Project) -> Result<Model, Vec<Diagnostic>> {
+pub fn load(project: &impl ProjectFiles) -> Result<Model, Vec<Diagnostic>> {
     validate::load(project)
 }
 
