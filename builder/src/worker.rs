@@ -17,7 +17,7 @@ use neo_image::{BaseImage, ImageSpec, Registry};
 use neo_model::{self as model, Diagnostic, Model, compat};
 use neo_protocol::pb::{self, BuildStatus, build_command::Command};
 use neo_protocol::{AppName, EntityRef, TenantName};
-use neo_storage::{RevisionStore, StorageError};
+use neo_revisions::{RevisionStore, StorageError};
 use tokio::task::JoinHandle;
 
 use crate::buildlog::BuildLog;

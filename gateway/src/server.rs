@@ -70,7 +70,7 @@ impl GatewayConfig {
 #[derive(Clone)]
 pub struct Backends {
     /// Revision content (S3).
-    pub revisions: neo_storage::RevisionStore,
+    pub revisions: neo_revisions::RevisionStore,
     /// Consumers per stage, from the read models, for impact analysis (none: no analysis).
     pub consumers: Option<Arc<dyn neo_model::impact::Consumers>>,
     /// The encrypted secrets store (none: secrets cannot be set).

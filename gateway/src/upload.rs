@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use neo_protocol::TenantName;
-use neo_storage::{RevisionStore, StorageError, StoredBlob};
+use neo_revisions::{RevisionStore, StorageError, StoredBlob};
 use tonic::Status;
 
 use crate::error::{invalid, unavailable};

@@ -11,7 +11,7 @@ use neo_builder::meta::{MetaStore, RegistrySettings};
 use neo_builder::queue::QueueConfig;
 use neo_builder::worker::{self, WorkerConfig, WorkerContext};
 use neo_image::{BaseImage, Registry, RegistryConfig};
-use neo_storage::{EmbeddedS3, RevisionStore, S3Config};
+use neo_revisions::{EmbeddedS3, RevisionStore, S3Config};
 
 /// Where revisions are stored.
 #[derive(Debug, Clone, clap::Args)]

@@ -2,7 +2,6 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the client commands (`neo login`, `neo tenant …`, …) over the gRPC gateway.
 //! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
@@ -20,7 +19,6 @@ pub mod audit_cmd;
 pub mod bench;
 pub mod build_service;
 pub mod certs;
-pub mod cli;
 pub mod keys;
 pub mod metrics_http;
 pub mod nats_config;

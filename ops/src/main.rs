@@ -1,8 +1,8 @@
 //! `neo`: run the platform, use it through the gateway, and benchmark it.
 
 use clap::{CommandFactory, Parser, Subcommand};
+use neo_cli::{self as cli, ClientCommand, GlobalArgs};
 use neo_ops::bench::{self, BenchArgs};
-use neo_ops::cli::{self, ClientCommand, GlobalArgs};
 use neo_ops::serve::{self, ServeArgs};
 use neo_ops::telemetry;
 

@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use neo_actors::whatif::{self, Change, Decision, Overrides, Run};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 
-use crate::cli::commands::runtime::PolicyArgs;
-use crate::cli::output;
+use neo_cli::commands::runtime::PolicyArgs;
+use neo_cli::output;
 
 /// Arguments of `neo what-if`. Each policy option left out keeps the podgroup's current value.
 #[derive(Debug, Clone, clap::Args)]
@@ -138,8 +138,8 @@ mod tests {
     use clap::{CommandFactory as _, Parser};
 
     use super::*;
-    use crate::cli::GlobalArgs;
-    use crate::cli::commands::runtime::parse_window;
+    use neo_cli::GlobalArgs;
+    use neo_cli::commands::runtime::parse_window;
 
     /// `neo`'s global options with `what-if` under them, as main.rs has them.
     #[derive(Debug, Parser)]

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use neo_ops::cli::commands::login::{LoginArgs, login_with_password};
-use neo_ops::cli::config::Config;
-use neo_ops::cli::serde_json::{self, Value};
-use neo_ops::cli::{self, CliError, Context, Sink};
+use neo_cli::commands::login::{LoginArgs, login_with_password};
+use neo_cli::config::Config;
+use neo_cli::serde_json::{self, Value};
+use neo_cli::{self as cli, CliError, Context, Sink};
 
 use crate::gateway::{Stack, password};
 

@@ -2,7 +2,7 @@
 //! temporary directory, and a revision store connected to it.
 
 use anyhow::Context as _;
-use neo_storage::{EmbeddedS3, RevisionStore};
+use neo_revisions::{EmbeddedS3, RevisionStore};
 use tempfile::TempDir;
 
 /// The bucket tests store revisions in.

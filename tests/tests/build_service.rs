@@ -245,7 +245,7 @@ async fn identical_uploads_share_one_blob() {
         digests.push(revision.digest);
     }
     assert_eq!(digests[0], digests[1]);
-    assert_eq!(digests[0], neo_storage::content_digest(&content));
+    assert_eq!(digests[0], neo_revisions::content_digest(&content));
     let keys = stack.stack.s3.store.list(TENANT).await.unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let stored = stack.stack.s3.store.get(TENANT, &digests[0]).await.unwrap();

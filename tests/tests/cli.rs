@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use neo_builder::project::Project;
-use neo_ops::cli::serde_json::{self, Value, json};
-use neo_ops::cli::{self, Context, Sink};
+use neo_cli::serde_json::{self, Value, json};
+use neo_cli::{self as cli, Context, Sink};
 use neo_tests::cli::Neo;
 use neo_tests::gateway::{People, ROOT, ROOT_PASSWORD, Stack, content_digest};
 

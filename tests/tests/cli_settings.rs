@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
 
-use neo_ops::cli::serde_json::json;
+use neo_cli::serde_json::json;
 use neo_protocol::{AppName, StageName, TenantName};
 use neo_tests::cli::Neo;
 use neo_tests::gateway::{ROOT, ROOT_PASSWORD, Stack};
@@ -29,11 +29,11 @@ impl Seen<'_> {
         out
     }
 
-    async fn json(&mut self, args: &[&str]) -> neo_ops::cli::serde_json::Value {
+    async fn json(&mut self, args: &[&str]) -> neo_cli::serde_json::Value {
         let mut line = vec!["--output", "json"];
         line.extend_from_slice(args);
         let out = self.ok(&line).await;
-        neo_ops::cli::serde_json::from_str(&out)
+        neo_cli::serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("neo {args:?} printed {out}: {e}"))
     }
 

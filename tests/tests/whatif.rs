@@ -167,7 +167,7 @@ async fn the_what_if_replays_the_live_decisions_and_differs_under_another_policy
             tenant: "acme".into(),
             app: "shop".into(),
             stage: "prod".into(),
-            policy: neo_ops::cli::commands::runtime::PolicyArgs {
+            policy: neo_cli::commands::runtime::PolicyArgs {
                 max: Some(2),
                 ..Default::default()
             },

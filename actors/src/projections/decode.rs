@@ -35,41 +35,19 @@ pub enum KindEvent {
     Unprojected,
 }
 
-/// Why an event cannot be projected. The runner logs it with the sequence and skips the event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The subject is not `neo.evt.{tenant}.{kind}.{id}.{event_type}`.
-    #[error("bad subject: {0}")]
-    Subject(String),
-    /// The headers lack or garble the event metadata.
-    #[error("bad headers: {0}")]
-    Headers(String),
-    /// The payload is not the kind's `{Kind}Event`, or not of the type its headers name.
-    #[error("{0}")]
-    Payload(String),
-    /// The payload decodes but names no event this version knows (a newer schema).
-    #[error("{kind} event `{event_type}` is unknown to this version")]
-    Unknown {
-        /// The entity kind.
-        kind: EntityKind,
-        /// The event type from the headers.
-        event_type: String,
-    },
-}
-
 /// Decodes the event at `sequence` from its subject, header lookup and payload, as every
 /// reader does ([`StoredMessage::read`], [`StoredMessage::decode`]).
 ///
 /// # Errors
-/// A [`DecodeError`] naming the part that is wrong.
+/// A [`StoredError`] naming the part that is wrong (the runner logs it with the sequence and
+/// skips the event).
 pub fn decode<'a>(
     sequence: u64,
     subject: &str,
     header: impl Fn(&str) -> Option<&'a str>,
     payload: &[u8],
-) -> Result<ProjectedEvent, DecodeError> {
-    let stored = StoredMessage::read(subject, sequence, header, Bytes::copy_from_slice(payload))
-        .map_err(DecodeError::from)?;
+) -> Result<ProjectedEvent, StoredError> {
+    let stored = StoredMessage::read(subject, sequence, header, Bytes::copy_from_slice(payload))?;
     let kind = stored.entity.kind;
     let event = match kind {
         EntityKind::Tenant => {
@@ -91,19 +69,8 @@ pub fn decode<'a>(
 }
 
 /// The event's variant; [`StoredMessage::decode`] has refused an event without one.
-fn variant<E>(event: Option<E>) -> Result<E, DecodeError> {
-    event.ok_or_else(|| DecodeError::Headers("an event without a variant".into()))
-}
-
-impl From<StoredError> for DecodeError {
-    fn from(e: StoredError) -> Self {
-        match e {
-            StoredError::Subject(s) => Self::Subject(s),
-            StoredError::Headers { reason, .. } => Self::Headers(reason),
-            StoredError::Payload(reason) => Self::Payload(reason),
-            StoredError::Unknown { kind, event_type } => Self::Unknown { kind, event_type },
-        }
-    }
+fn variant<E>(event: Option<E>) -> Result<E, StoredError> {
+    event.ok_or_else(|| StoredError::Payload("an event without a variant".into()))
 }
 
 /// The lowercase name of a protobuf enum value without its type prefix, e.g.
@@ -163,7 +130,7 @@ mod tests {
         subject: &str,
         h: &HashMap<&'static str, String>,
         payload: &[u8],
-    ) -> Result<ProjectedEvent, DecodeError> {
+    ) -> Result<ProjectedEvent, StoredError> {
         decode(7, subject, |n| h.get(n).map(String::as_str), payload)
     }
 
@@ -194,20 +161,20 @@ mod tests {
         let h = headers("AppCreated");
         assert!(matches!(
             decode_with("neo.evt.acme.app", &h, &[]),
-            Err(DecodeError::Subject(_))
+            Err(StoredError::Subject(_))
         ));
         assert!(matches!(
             decode_with("neo.evt.acme.app.shop.AppCreated", &HashMap::new(), &[]),
-            Err(DecodeError::Headers(_))
+            Err(StoredError::Headers { .. })
         ));
         assert!(matches!(
             decode_with("neo.evt.acme.app.shop.AppCreated", &h, b"\xff\xff"),
-            Err(DecodeError::Payload(_))
+            Err(StoredError::Payload(_))
         ));
         // An empty payload is an event with no known variant: a newer schema.
         assert!(matches!(
             decode_with("neo.evt.acme.build.shop_r1.BuildSomething", &h, &[]),
-            Err(DecodeError::Unknown { .. })
+            Err(StoredError::Unknown { .. })
         ));
     }
 

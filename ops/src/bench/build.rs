@@ -181,7 +181,7 @@ pub(crate) struct BenchPlatform {
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
     gateway: Gateway,
     _intake: intake::Intake,
-    _s3: neo_storage::EmbeddedS3,
+    _s3: neo_revisions::EmbeddedS3,
     _s3_dir: tempfile::TempDir,
     /// The registry (fault drills stop and restart it).
     pub(crate) registry: RegistryServer,
@@ -217,8 +217,8 @@ impl BenchPlatform {
             .await
             .context("starting docker-registry")?;
         let s3_dir = tempfile::tempdir()?;
-        let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
-        let revisions = neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?;
+        let s3 = neo_revisions::EmbeddedS3::start(s3_dir.path(), 0).await?;
+        let revisions = neo_revisions::RevisionStore::connect(&s3.config("neo-revisions")).await?;
 
         let client = async_nats::connect(nats.url()).await?;
         let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);

@@ -277,9 +277,9 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     // As `neo serve` runs it: the gateway dispatches to the platform of its own process.
     let local = neo_client::PlatformClient::new(platform.clone());
     let s3_dir = tempfile::tempdir()?;
-    let s3 = neo_storage::EmbeddedS3::start(s3_dir.path(), 0).await?;
+    let s3 = neo_revisions::EmbeddedS3::start(s3_dir.path(), 0).await?;
     let backends = neo_gateway::Backends {
-        revisions: neo_storage::RevisionStore::connect(&s3.config("neo-revisions")).await?,
+        revisions: neo_revisions::RevisionStore::connect(&s3.config("neo-revisions")).await?,
         consumers: None,
         secrets: None,
     };

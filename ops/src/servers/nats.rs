@@ -6,11 +6,11 @@
 //! [`NatsServer::stop`], so [`NatsServer::restart`] brings the server back on the same port with
 //! its data.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -80,21 +80,13 @@ impl NatsServer {
 
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        super::is_running(&mut self.child)
     }
 
     /// Kills the server (SIGKILL, like a crash) and waits for it; the store is kept.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Err(e) = child.kill() {
-                tracing::debug!(error = %e, "killing nats-server");
-            }
-            if let Err(e) = child.wait() {
-                tracing::warn!(error = %e, "waiting for nats-server");
-            }
-            tracing::info!(port = self.port, "nats-server stopped");
-        }
+        super::kill(&mut self.child, BINARY, self.port);
     }
 
     /// Same as [`stop`](Self::stop).
@@ -115,62 +107,39 @@ impl NatsServer {
         std::fs::write(&config, text)
             .map_err(ServerError::io(format!("writing {}", config.display())))?;
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(ServerError::io(format!("opening {}", log_path.display())))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log_err = log
-            .try_clone()
-            .map_err(ServerError::io("cloning the log handle"))?;
-        let child = Command::new(&self.binary)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(ServerError::io(format!(
-                "spawning {}",
-                self.binary.display()
-            )))?;
+        let (child, log_start) = super::spawn_logged(
+            Command::new(&self.binary).arg("-c").arg(&config),
+            BINARY,
+            &log_path,
+        )?;
         tracing::debug!(port = self.port, pid = child.id(), "nats-server spawned");
         self.child = Some(child);
-
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                return Err(ServerError::Exited {
-                    binary: BINARY,
-                    status,
-                    log_tail: log_tail(&log_path, log_start),
-                    log: log_path,
-                });
-            }
-            let log_ready = log_since(&log_path, log_start).contains("Server is ready");
-            if log_ready
-                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let port = self.port;
+        let ready = async || {
+            log_since(&log_path, log_start).contains("Server is ready")
+                && tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
                     .is_ok()
-            {
+        };
+        match super::wait_ready(
+            &mut self.child,
+            BINARY,
+            &log_path,
+            log_start,
+            READY_TIMEOUT,
+            ready,
+        )
+        .await
+        {
+            Ok(()) => {
                 let store = self.store_dir();
                 tracing::info!(url = %self.url(), store = %store.display(), "nats-server ready");
-                return Ok(());
+                Ok(())
             }
-            if started.elapsed() > READY_TIMEOUT {
+            Err(e) => {
                 self.stop();
-                return Err(ServerError::NotReady {
-                    binary: BINARY,
-                    waited: READY_TIMEOUT,
-                    log_tail: log_tail(&log_path, log_start),
-                    log: log_path,
-                });
+                Err(e)
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }
@@ -192,39 +161,12 @@ fn config_text(port: u16, store_dir: &Path) -> String {
 }
 
 fn find_binary() -> Result<PathBuf, ServerError> {
-    let mut looked_in = Vec::new();
-    if let Some(path) = std::env::var_os(ENV).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
-        }
-        looked_in.push(format!("{ENV}={}", path.display()));
-    }
     let tools = std::env::var_os("NEO_TOOLS")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/neo-tools")));
-    if let Some(tools) = tools {
-        let path = tools.join("venv/bin").join(BINARY);
-        if path.is_file() {
-            return Ok(path);
-        }
-        looked_in.push(path.display().to_string());
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(path) = std::env::split_paths(&paths)
-            .map(|dir| dir.join(BINARY))
-            .find(|p| p.is_file())
-        {
-            return Ok(path);
-        }
-        looked_in.push("PATH".to_owned());
-    }
-    Err(ServerError::BinaryNotFound {
-        binary: BINARY,
-        env: ENV,
-        looked_in: looked_in.join(", "),
-    })
+    let dirs: Vec<PathBuf> = tools.map(|t| t.join("venv/bin")).into_iter().collect();
+    super::find_binary(BINARY, ENV, &dirs)
 }
 
 /// The log written since byte `start` (empty if unreadable).
@@ -239,13 +181,6 @@ fn log_since(path: &Path, start: u64) -> String {
         }
     }
     text
-}
-
-/// The last 30 lines of the log written since byte `start`.
-fn log_tail(path: &Path, start: u64) -> String {
-    let text = log_since(path, start);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 impl super::OnPort for NatsServer {

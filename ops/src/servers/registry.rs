@@ -5,16 +5,14 @@
 //! there is no auth and no TLS (loopback only), and deleting manifests is enabled. Dropping the
 //! handle kills the process and removes the directory.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ServerError;
-use super::log_tail;
 
 const BINARY: &str = "docker-registry";
 const ENV: &str = "NEO_DOCKER_REGISTRY";
@@ -74,21 +72,13 @@ impl RegistryServer {
 
     /// Whether the registry process is running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        super::is_running(&mut self.child)
     }
 
     /// Kills the registry and waits for it; its storage is kept until the handle is dropped.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Err(e) = child.kill() {
-                tracing::debug!(error = %e, "killing docker-registry");
-            }
-            if let Err(e) = child.wait() {
-                tracing::warn!(error = %e, "waiting for docker-registry");
-            }
-            tracing::info!(port = self.port, "docker-registry stopped");
-        }
+        super::kill(&mut self.child, BINARY, self.port);
     }
 
     /// Starts the registry again on the same port with the same storage, and waits until it
@@ -106,61 +96,40 @@ impl RegistryServer {
         std::fs::write(&config, config_text(self.port, &self.storage_dir()))
             .map_err(ServerError::io(format!("writing {}", config.display())))?;
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(ServerError::io(format!("opening {}", log_path.display())))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log_err = log
-            .try_clone()
-            .map_err(ServerError::io("cloning the log handle"))?;
-        let child = Command::new(&self.binary)
-            .arg("serve")
-            .arg(&config)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(ServerError::io(format!(
-                "spawning {}",
-                self.binary.display()
-            )))?;
+        let (child, log_start) = super::spawn_logged(
+            Command::new(&self.binary)
+                .arg("serve")
+                .arg(&config)
+                .current_dir(self.dir.path()),
+            BINARY,
+            &log_path,
+        )?;
         tracing::debug!(
             port = self.port,
             pid = child.id(),
             "docker-registry spawned"
         );
         self.child = Some(child);
-
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                return Err(ServerError::Exited {
-                    binary: BINARY,
-                    status,
-                    log_tail: log_tail(&log_path, log_start),
-                    log: log_path,
-                });
-            }
-            if v2_answers_ok(self.port).await {
+        let port = self.port;
+        let ready = async || v2_answers_ok(port).await;
+        match super::wait_ready(
+            &mut self.child,
+            BINARY,
+            &log_path,
+            log_start,
+            READY_TIMEOUT,
+            ready,
+        )
+        .await
+        {
+            Ok(()) => {
                 tracing::info!(host = %self.host(), "docker-registry ready");
-                return Ok(());
+                Ok(())
             }
-            if started.elapsed() > READY_TIMEOUT {
+            Err(e) => {
                 self.stop();
-                return Err(ServerError::NotReady {
-                    binary: BINARY,
-                    waited: READY_TIMEOUT,
-                    log_tail: log_tail(&log_path, log_start),
-                    log: log_path,
-                });
+                Err(e)
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }
@@ -209,28 +178,7 @@ async fn v2_answers_ok(port: u16) -> bool {
 }
 
 fn find_binary() -> Result<PathBuf, ServerError> {
-    let mut looked_in = Vec::new();
-    if let Some(path) = std::env::var_os(ENV).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
-        }
-        looked_in.push(format!("{ENV}={}", path.display()));
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(path) = std::env::split_paths(&paths)
-            .map(|dir| dir.join(BINARY))
-            .find(|p| p.is_file())
-        {
-            return Ok(path);
-        }
-        looked_in.push("PATH".to_owned());
-    }
-    Err(ServerError::BinaryNotFound {
-        binary: BINARY,
-        env: ENV,
-        looked_in: looked_in.join(", "),
-    })
+    super::find_binary(BINARY, ENV, &[])
 }
 
 impl super::OnPort for RegistryServer {

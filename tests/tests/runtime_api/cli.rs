@@ -1,6 +1,6 @@
 //! `neo logs`, `neo status` and `neo scale` run in process against the stack.
 
-use neo_ops::cli::serde_json::{self, Value};
+use neo_cli::serde_json::{self, Value};
 use neo_protocol::pb::{self, LogLevel, ReplicaPhase};
 use neo_tests::cli::Neo;
 

@@ -36,9 +36,9 @@ fn accepted(reply: pb::CommandReply) -> pb::CommandAccepted {
 
 /// A writer the test can read while `watch` writes.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
+struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Shared {
+impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().expect("output lock").extend_from_slice(buf);
         Ok(buf.len())
@@ -48,7 +48,7 @@ impl Write for Shared {
     }
 }
 
-impl Shared {
+impl Captured {
     fn lines(&self) -> Vec<String> {
         String::from_utf8(self.0.lock().expect("output lock").clone())
             .expect("utf-8 output")
@@ -192,7 +192,7 @@ async fn prints_real_deployment_events() {
 
     // The whole program loop: history from sequence 1, deployment events of acme only.
     assert_eq!(filter_subject(&acme), "neo.evt.acme.deployment.*.*");
-    let out = Shared::default();
+    let out = Captured::default();
     let args = Args {
         nats: nats.url(),
         tenant: "acme".into(),

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use neo_gateway::api;
 
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::output::OutputFormat;
-use crate::cli::progress::with_spinner;
-use crate::cli::render::settings as render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::output::OutputFormat;
+use crate::progress::with_spinner;
+use crate::render::settings as render;
 
 /// The app and stage a command acts on.
 #[derive(Debug, Clone, clap::Args)]
@@ -327,8 +327,7 @@ mod tests {
 
     #[test]
     fn values_never_come_from_the_command_line() {
-        let parsed =
-            crate::cli::parse(["neo", "secrets", "set", "shop", "--stage", "dev", "k", "v"]);
+        let parsed = crate::parse(["neo", "secrets", "set", "shop", "--stage", "dev", "k", "v"]);
         assert!(parsed.is_err(), "a value as an argument must not parse");
     }
 }

@@ -7,7 +7,7 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::{Value, json};
 
-use crate::cli::output::{fields, or_dash, table, unix_millis, yes_no};
+use crate::output::{fields, or_dash, table, unix_millis, yes_no};
 
 /// The settings sorted by name.
 fn sorted(settings: &api::StageSettings) -> BTreeMap<&str, &str> {

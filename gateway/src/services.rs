@@ -35,7 +35,7 @@ pub struct Ctx {
     /// Users and passwords.
     pub users: Users,
     /// Revision content in S3.
-    pub revisions: neo_storage::RevisionStore,
+    pub revisions: neo_revisions::RevisionStore,
     /// The read models' view of which consumers run where, for impact analysis (none: no
     /// read models configured, no analysis).
     pub consumers: Option<Arc<dyn neo_model::impact::Consumers>>,

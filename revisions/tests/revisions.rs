@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use neo_storage::{EmbeddedS3, RevisionStore, S3Config, StorageError, content_digest};
+use neo_revisions::{EmbeddedS3, RevisionStore, S3Config, StorageError, content_digest};
 use tempfile::TempDir;
 
 const BUCKET: &str = "neo-revisions";

@@ -12,9 +12,10 @@ pub use nats::NatsServer;
 pub use postgres::PostgresServer;
 pub use registry::RegistryServer;
 
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// Ports tried before giving up when other processes keep taking the probed one.
 const START_ATTEMPTS: usize = 5;
@@ -62,6 +63,126 @@ fn free_port() -> Result<u16, ServerError> {
         .map_err(ServerError::io("reading the free port"))?
         .port();
     Ok(port)
+}
+
+/// Finds `binary`: the path in `$env` if set, else in each of `dirs`, else on `PATH`.
+pub(crate) fn find_binary(
+    binary: &'static str,
+    env: &'static str,
+    dirs: &[PathBuf],
+) -> Result<PathBuf, ServerError> {
+    let mut looked_in = Vec::new();
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        looked_in.push(format!("{env}={}", path.display()));
+    }
+    for dir in dirs {
+        let path = dir.join(binary);
+        if path.is_file() {
+            return Ok(path);
+        }
+        looked_in.push(path.display().to_string());
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        if let Some(path) = std::env::split_paths(&paths)
+            .map(|dir| dir.join(binary))
+            .find(|p| p.is_file())
+        {
+            return Ok(path);
+        }
+        looked_in.push("PATH".to_owned());
+    }
+    Err(ServerError::BinaryNotFound {
+        binary,
+        env,
+        looked_in: looked_in.join(", "),
+    })
+}
+
+/// Starts `command`, a server that stays in the foreground, with its stdout and stderr
+/// appended to `log_path`; returns the child and the log's length before it started.
+pub(crate) fn spawn_logged(
+    command: &mut Command,
+    binary: &'static str,
+    log_path: &Path,
+) -> Result<(Child, u64), ServerError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(ServerError::io(format!("opening {}", log_path.display())))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let log_err = log
+        .try_clone()
+        .map_err(ServerError::io("cloning the log handle"))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(ServerError::io(format!("spawning {binary}")))?;
+    Ok((child, log_start))
+}
+
+/// Whether the process in `child` is running.
+pub(crate) fn is_running(child: &mut Option<Child>) -> bool {
+    matches!(child.as_mut().map(Child::try_wait), Some(Ok(None)))
+}
+
+/// Kills the process in `child` (SIGKILL, like a crash) and waits for it; nothing if there is
+/// none.
+pub(crate) fn kill(child: &mut Option<Child>, binary: &'static str, port: u16) {
+    if let Some(mut process) = child.take() {
+        if let Err(e) = process.kill() {
+            tracing::debug!(error = %e, binary, "killing");
+        }
+        if let Err(e) = process.wait() {
+            tracing::warn!(error = %e, binary, "waiting for the killed process");
+        }
+        tracing::info!(binary, port, "stopped");
+    }
+}
+
+/// Polls `ready` every 25 ms until it holds: [`ServerError::Exited`] when the process in
+/// `child` ends first (it is taken out), [`ServerError::NotReady`] after `timeout` (the caller
+/// stops the process).
+pub(crate) async fn wait_ready(
+    child: &mut Option<Child>,
+    binary: &'static str,
+    log_path: &Path,
+    log_start: u64,
+    timeout: Duration,
+    mut ready: impl AsyncFnMut() -> bool,
+) -> Result<(), ServerError> {
+    let started = Instant::now();
+    loop {
+        if let Some(process) = child.as_mut()
+            && let Ok(Some(status)) = process.try_wait()
+        {
+            *child = None;
+            return Err(ServerError::Exited {
+                binary,
+                status,
+                log_tail: log_tail(log_path, log_start),
+                log: log_path.to_owned(),
+            });
+        }
+        if ready().await {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(ServerError::NotReady {
+                binary,
+                waited: timeout,
+                log_tail: log_tail(log_path, log_start),
+                log: log_path.to_owned(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The last 30 lines a log got since byte `start` (empty if unreadable).

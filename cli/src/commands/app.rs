@@ -10,11 +10,11 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::all_pages;
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::output::{fields, or_dash};
-use crate::cli::progress::bytes_bar;
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::output::{fields, or_dash};
+use crate::progress::bytes_bar;
+use crate::render;
 
 /// The size of each uploaded chunk.
 pub const CHUNK_SIZE: usize = 64 * 1024;

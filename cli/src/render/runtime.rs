@@ -5,7 +5,7 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::{Value, json};
 
-use crate::cli::output::{fields, or_dash, rollout_word, short_digest, table, unix_millis};
+use crate::output::{fields, or_dash, rollout_word, short_digest, table, unix_millis};
 
 /// A log level as a word (`trace` … `error`; `-` when the line has none).
 pub fn level_word(level: i32) -> String {

@@ -8,10 +8,10 @@ use neo_gateway::api;
 use neo_gateway::api::events_client::EventsClient;
 use tonic::Code;
 
-use crate::cli::connect::{AuthChannel, Context};
-use crate::cli::error::{CliError, describe_status};
-use crate::cli::output::{OutputFormat, Sink};
-use crate::cli::render;
+use crate::connect::{AuthChannel, Context};
+use crate::error::{CliError, describe_status};
+use crate::output::{OutputFormat, Sink};
+use crate::render;
 
 /// Reconnections tried in a row (with no event in between) before giving up.
 pub const MAX_RECONNECTS: u32 = 5;

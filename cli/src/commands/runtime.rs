@@ -9,10 +9,10 @@ use neo_protocol::pb;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::output::OutputFormat;
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::output::OutputFormat;
+use crate::render;
 
 /// A log level, for `--level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

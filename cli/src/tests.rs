@@ -242,9 +242,9 @@ fn user_create_reads_the_password_from_stdin_when_asked() {
 #[test]
 fn the_public_parser_splits_global_options_from_the_command() {
     let (global, command) =
-        crate::cli::parse(["neo", "releases", "shop", "prod", "--tenant", "acme"]).unwrap();
+        crate::parse(["neo", "releases", "shop", "prod", "--tenant", "acme"]).unwrap();
     assert_eq!(global.tenant.as_deref(), Some("acme"));
     assert!(matches!(command, ClientCommand::Releases(_)));
-    let error = crate::cli::parse(["neo", "serve"]).unwrap_err();
+    let error = crate::parse(["neo", "serve"]).unwrap_err();
     assert_eq!(error.exit_code(), 2);
 }

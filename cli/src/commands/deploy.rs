@@ -5,10 +5,10 @@ use neo_gateway::api;
 use serde_json::json;
 
 use super::all_pages;
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::progress::with_spinner;
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::progress::with_spinner;
+use crate::render;
 
 /// Arguments of `neo deploy`.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,9 +4,9 @@ use neo_gateway::api;
 use neo_protocol::pb;
 
 use super::all_pages;
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::render;
 
 /// `neo tenant …`.
 #[derive(Debug, Clone, clap::Subcommand)]

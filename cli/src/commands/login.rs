@@ -5,11 +5,11 @@ use std::io::BufRead as _;
 use neo_gateway::api;
 use serde_json::json;
 
-use crate::cli::connect::{Context, normalize_endpoint};
-use crate::cli::error::CliError;
-use crate::cli::output::{role_word, unix_secs};
-use crate::cli::progress::with_spinner;
-use crate::cli::render;
+use crate::connect::{Context, normalize_endpoint};
+use crate::error::CliError;
+use crate::output::{role_word, unix_secs};
+use crate::progress::with_spinner;
+use crate::render;
 
 /// The variable `neo login` reads the password from when not told to use stdin.
 pub const PASSWORD_ENV: &str = "NEO_PASSWORD";

@@ -5,10 +5,10 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use prost::Message;
 
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::output::OutputFormat;
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::output::OutputFormat;
+use crate::render;
 
 /// Arguments of `neo history`.
 #[derive(Debug, Clone, clap::Args)]

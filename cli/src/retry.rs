@@ -71,7 +71,7 @@ where
 #[macro_export]
 macro_rules! retrying {
     ($message:expr, $client:ident . $method:ident ( $request:expr )) => {
-        $crate::cli::retry::unary($message, || {
+        $crate::retry::unary($message, || {
             let mut client = $client.clone();
             let request = $request.clone();
             async move { client.$method(request).await }

@@ -6,10 +6,10 @@ use neo_gateway::api::builds_client::BuildsClient;
 use serde_json::json;
 
 use super::all_pages;
-use crate::cli::connect::{AuthChannel, Context};
-use crate::cli::error::CliError;
-use crate::cli::output::OutputFormat;
-use crate::cli::render;
+use crate::connect::{AuthChannel, Context};
+use crate::error::CliError;
+use crate::output::OutputFormat;
+use crate::render;
 
 /// `neo build …` (on --tenant or the saved tenant).
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -64,7 +64,7 @@ pub(crate) fn sdk_config(config: &S3Config) -> aws_sdk_s3::Config {
         config.secret_access_key.clone(),
         None,
         None,
-        "neo-storage",
+        "neo-revisions",
     );
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)

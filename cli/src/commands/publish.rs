@@ -12,11 +12,11 @@ use neo_gateway::api::{self, PublishProgress, PublishStep};
 use neo_protocol::pb;
 
 use super::app::chunks;
-use crate::cli::connect::Context;
-use crate::cli::error::CliError;
-use crate::cli::output::{OutputFormat, Sink, dim};
-use crate::cli::progress::{bytes_bar, spinner};
-use crate::cli::render;
+use crate::connect::Context;
+use crate::error::CliError;
+use crate::output::{OutputFormat, Sink, dim};
+use crate::progress::{bytes_bar, spinner};
+use crate::render;
 
 /// Arguments of `neo publish`.
 #[derive(Debug, Clone, clap::Args)]
