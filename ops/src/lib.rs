@@ -1,8 +1,7 @@
-//! The `neo` command's library: running the platform, benchmarks, and local servers.
+//! The `neo` command's library: running the platform, agents and workers, audits and benchmarks.
 //!
 //! # Layout
 //!
-//! - [`servers`]: starts real servers (nats-server) on free loopback ports for tests and `neo bench`.
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors).
 //! - [`bench`]: `neo bench …`, benchmarks that start their own servers and print figures.
 //! - [`agent_cmd`]: `neo agent`, the runtime agent of one stage.
@@ -24,6 +23,5 @@ pub mod metrics_http;
 pub mod nats_config;
 pub mod nats_connect;
 pub mod serve;
-pub mod servers;
 pub mod telemetry;
 pub mod whatif_cmd;

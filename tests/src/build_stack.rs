@@ -12,9 +12,9 @@ use neo_actors::reactor;
 use neo_builder::queue::QueueConfig;
 use neo_builder::worker::{self, WorkerConfig, WorkerContext};
 use neo_gateway::api;
+use neo_harness::{PostgresServer, RegistryServer};
 use neo_image::{BaseImage, Registry, RegistryConfig};
 use neo_model::impact::Consumers;
-use neo_ops::servers::{PostgresServer, RegistryServer};
 use tokio::task::JoinHandle;
 
 use crate::gateway::Stack;

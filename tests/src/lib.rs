@@ -24,7 +24,7 @@ use bytes::Bytes;
 use neo_actors::intake::{self, Intake, IntakeConfig};
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
-use neo_ops::servers::NatsServer;
+use neo_harness::NatsServer;
 use neo_protocol::{EntityRef, pb, subjects};
 use prost::Message;
 

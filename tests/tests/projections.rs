@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use neo_actors::HostConfig;
 use neo_actors::projections::sqlx::{self, PgPool};
 use neo_actors::projections::{self, ConsumerUse, Projections, migrations};
-use neo_ops::servers::{PostgresServer, RegistryServer};
+use neo_harness::{PostgresServer, RegistryServer};
 use neo_protocol::pb::{self, build_command::Command as Build};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use neo_tests::commands::{self, request};

@@ -30,7 +30,7 @@ use tonic::Request;
 
 use super::stats::percentile_ms;
 use crate::build_service::{self, ImageArgs, WorkerArgs};
-use crate::servers::{NatsServer, RegistryServer};
+use neo_harness::{NatsServer, RegistryServer};
 
 /// Options of `neo bench build`.
 #[derive(Debug, Clone, clap::Args)]

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use super::BenchArgs;
 use super::stats::{median_ms, percentile_ms, rate, rss_bytes};
-use crate::servers::{NatsServer, PostgresServer};
+use neo_harness::{NatsServer, PostgresServer};
 
 /// The figures `neo bench core` prints.
 #[derive(Debug, Serialize)]

@@ -23,7 +23,7 @@ use tonic::Request;
 use self::clients::{Call, ClientFigures, GrpcClientsArgs};
 use super::core::{in_parallel, share};
 use super::stats::{percentile_ms, rate};
-use crate::servers::NatsServer;
+use neo_harness::NatsServer;
 
 /// Options of `neo bench gateway`.
 #[derive(Debug, Clone, clap::Args)]

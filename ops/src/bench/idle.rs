@@ -53,7 +53,7 @@ use tonic::Request;
 pub use self::cpu::KindCpu;
 use self::cpu::{round2, ticks};
 use super::build::{BenchPlatform, pack_with_manifest};
-use crate::servers::PostgresServer;
+use neo_harness::PostgresServer;
 
 /// The stage every app runs on (every tenant's first).
 const STAGE: &str = "dev";

@@ -56,7 +56,7 @@ use self::publish::{Deployed, publish_until_deployed, reached, released_at};
 use super::build::{BenchOptions, BenchPlatform, pack_with_manifest};
 use super::runtime::http_status;
 use super::stats::percentile_ms;
-use crate::servers::PostgresServer;
+use neo_harness::PostgresServer;
 
 /// The tenant everything runs in (created by [`BenchPlatform`]).
 const TENANT: &str = "bench";

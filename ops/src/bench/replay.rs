@@ -25,7 +25,7 @@ use prost::Message as _;
 use serde::Serialize;
 
 use super::stats::rate;
-use crate::servers::NatsServer;
+use neo_harness::NatsServer;
 
 /// Options of `neo bench replay`.
 #[derive(Debug, Clone, clap::Args)]

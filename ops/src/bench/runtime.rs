@@ -43,7 +43,7 @@ use tonic::Request;
 
 use super::build::{BenchPlatform, pack_with_manifest, publish};
 use super::stats::{percentile_ms, rate};
-use crate::servers::PostgresServer;
+use neo_harness::PostgresServer;
 
 /// The tenant everything runs in (created by [`BenchPlatform`]).
 const TENANT: &str = "bench";

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 pub use live::{ScaleLiveArgs, run as scale_live};
 
-use crate::servers::NatsServer;
+use neo_harness::NatsServer;
 
 /// Options of `neo bench scale`.
 #[derive(Debug, Clone, clap::Args)]

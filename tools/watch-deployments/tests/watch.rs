@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{HostConfig, Platform};
-use neo_ops::servers::NatsServer;
+use neo_harness::NatsServer;
 use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb, subjects};
 use neo_watch_deployments::{Args, DeploymentLine, filter_subject, watch};
 use prost::Message;

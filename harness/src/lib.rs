@@ -1,4 +1,5 @@
-//! Real servers started on free loopback ports, for tests and `neo bench`.
+//! Real servers started on free loopback ports, for tests and `neo bench`: no mock stands in
+//! for NATS, Postgres or the registry.
 //!
 //! Each server runs as a child process with its data in a temporary directory; dropping the
 //! handle kills the process and then removes the directory, so a failing test never leaks one.
