@@ -144,10 +144,6 @@ async fn react_and_dispatch(
     Verdict::Done
 }
 
-fn to_event(msg: &jetstream::Message) -> Result<StoredMessage, String> {
-    StoredMessage::from_message(msg).map_err(|e| e.to_string())
-}
-
 /// How long an event whose reaction failed for want of infrastructure waits before it comes
 /// back, after its `delivered`-th delivery: 0.5 s, doubling, at most 10 s, so a service that
 /// returns is noticed within 10 s and an outage costs a few messages a minute.
@@ -226,7 +222,7 @@ async fn consume(
                 })
                 .set(i64::try_from(info.pending).unwrap_or(i64::MAX));
         }
-        let verdict = match to_event(&msg) {
+        let verdict = match StoredMessage::from_message(&msg) {
             Ok(event) => process(platform, reactor, &event).await,
             Err(reason) => {
                 tracing::error!(reactor = reactor.name(), subject = %msg.subject, %reason,

@@ -85,26 +85,18 @@ fn decode(key: &DecodingKey, validation: &Validation, token: &str) -> Result<Cla
         })
 }
 
-/// Checks a token's signature, issuer and expiry.
-///
-/// # Errors
-/// `UNAUTHENTICATED`, saying why.
-pub fn verify(key: &[u8], token: &str) -> Result<Claims, Status> {
-    decode(&DecodingKey::from_secret(key), &validation(), token)
-}
-
 /// The most verified tokens a [`Verifier`] remembers; past it, it forgets the expired ones,
 /// then all.
 const REMEMBERED: usize = 4096;
 
-/// Verifies tokens as [`verify`] does, remembering those it has verified: a client sends the
-/// same token with call after call, and checking its signature and decoding its JSON is most
-/// of what authenticating a call costs.
+/// Verifies tokens (signature, issuer, expiry), remembering those it has verified: a client
+/// sends the same token with call after call, and checking its signature and decoding its JSON
+/// is most of what authenticating a call costs.
 ///
 /// # Guarantees
 /// A token is accepted only if it was verified with this key, byte for byte the same; a
-/// remembered token is still refused once it has expired, with the same status as [`verify`]
-/// gives.
+/// remembered token is still refused once it has expired, with the same status as a first
+/// verification gives.
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
@@ -319,14 +311,15 @@ mod tests {
     fn tokens_verify_only_with_their_key_and_before_expiry() {
         let c = claims("acme", "viewer", now_s() + 60);
         let t = sign(b"k1", &c).unwrap();
-        assert_eq!(verify(b"k1", &t).unwrap(), c);
+        assert_eq!(Verifier::new(b"k1").verify(&t).unwrap(), c);
         assert_eq!(
-            verify(b"k2", &t).unwrap_err().code(),
+            Verifier::new(b"k2").verify(&t).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
         let old = sign(b"k1", &claims("acme", "viewer", now_s() - 600)).unwrap();
         assert!(
-            verify(b"k1", &old)
+            Verifier::new(b"k1")
+                .verify(&old)
                 .unwrap_err()
                 .message()
                 .contains("expired")

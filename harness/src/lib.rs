@@ -13,7 +13,8 @@ pub use nats::NatsServer;
 pub use postgres::PostgresServer;
 pub use registry::RegistryServer;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -186,13 +187,23 @@ pub(crate) async fn wait_ready(
     }
 }
 
+/// The log written since byte `start` (empty if unreadable).
+pub(crate) fn log_since(path: &Path, start: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = File::open(path)
+        && file.seek(SeekFrom::Start(start)).is_ok()
+    {
+        let mut bytes = Vec::new();
+        if file.read_to_end(&mut bytes).is_ok() {
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    text
+}
+
 /// The last 30 lines a log got since byte `start` (empty if unreadable).
 pub(crate) fn log_tail(path: &Path, start: u64) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = usize::try_from(start)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let text = String::from_utf8_lossy(&bytes[start..]);
+    let text = log_since(path, start);
     let lines: Vec<&str> = text.lines().collect();
     let mut tail = lines[lines.len().saturating_sub(30)..].join("\n");
     tail.push('\n');

@@ -6,8 +6,6 @@
 //! [`NatsServer::stop`], so [`NatsServer::restart`] brings the server back on the same port with
 //! its data.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -116,7 +114,7 @@ impl NatsServer {
         self.child = Some(child);
         let port = self.port;
         let ready = async || {
-            log_since(&log_path, log_start).contains("Server is ready")
+            super::log_since(&log_path, log_start).contains("Server is ready")
                 && tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
                     .is_ok()
@@ -167,20 +165,6 @@ fn find_binary() -> Result<PathBuf, ServerError> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/neo-tools")));
     let dirs: Vec<PathBuf> = tools.map(|t| t.join("venv/bin")).into_iter().collect();
     super::find_binary(BINARY, ENV, &dirs)
-}
-
-/// The log written since byte `start` (empty if unreadable).
-fn log_since(path: &Path, start: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut file) = File::open(path)
-        && file.seek(SeekFrom::Start(start)).is_ok()
-    {
-        let mut bytes = Vec::new();
-        if file.read_to_end(&mut bytes).is_ok() {
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-    }
-    text
 }
 
 impl super::OnPort for NatsServer {

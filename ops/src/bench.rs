@@ -15,6 +15,7 @@ pub mod build;
 pub mod core;
 pub mod gateway;
 pub mod idle;
+mod procstat;
 pub mod recovery;
 pub mod replay;
 pub mod runtime;

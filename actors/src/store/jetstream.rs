@@ -470,13 +470,14 @@ impl EventStore for JetStreamStore {
             return Ok(Vec::new());
         }
         let filter = subjects::entity_events(entity);
-        // A catch-up (no upper bound) reads whatever is there through the entity's filter.
-        if until == u64::MAX {
-            return self
-                .read_subject(entity, &filter, after, until, LOAD_BATCH)
-                .await;
-        }
-        let Some(counts) = self.entity_subjects(&filter).await? else {
+        // A catch-up (no upper bound) reads whatever is there through the entity's filter, as
+        // does an entity with too many subjects to read one by one.
+        let counts = if until == u64::MAX {
+            None
+        } else {
+            self.entity_subjects(&filter).await?
+        };
+        let Some(counts) = counts else {
             return self
                 .read_subject(entity, &filter, after, until, LOAD_BATCH)
                 .await;

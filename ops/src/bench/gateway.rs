@@ -22,6 +22,7 @@ use tonic::Request;
 
 use self::clients::{Call, ClientFigures, GrpcClientsArgs};
 use super::core::{in_parallel, share};
+use super::procstat;
 use super::stats::{percentile_ms, rate};
 use neo_harness::NatsServer;
 
@@ -121,7 +122,7 @@ struct Cpu {
 impl Cpu {
     fn now() -> Self {
         Self {
-            server: clients::own_cpu(),
+            server: procstat::own_cpu(),
             nats: nats_cpu(),
         }
     }
@@ -145,18 +146,11 @@ impl Cpu {
 
 /// The CPU of the nats-server children of this process (the bench starts one).
 fn nats_cpu() -> Duration {
-    let me = std::process::id().to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Duration::ZERO;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let (head, rest) = stat.rsplit_once(')')?;
-            let ppid = rest.split_whitespace().nth(1)?;
-            (head.ends_with("(nats-server") && ppid == me)
-                .then(|| clients::cpu_of(&e.path().join("stat").to_string_lossy()))?
-        })
+    let me = std::process::id();
+    procstat::processes()
+        .iter()
+        .filter(|p| p.comm == "nats-server" && p.ppid == me)
+        .map(procstat::ProcStat::cpu)
         .sum()
 }
 

@@ -152,23 +152,6 @@ pub async fn drive(args: &GrpcClientsArgs) -> anyhow::Result<(f64, Vec<Duration>
     Ok((rate(args.entities, start.elapsed()), all))
 }
 
-/// The CPU time (user + system) this process has used so far.
-pub(crate) fn own_cpu() -> Duration {
-    cpu_of("/proc/self/stat").unwrap_or_default()
-}
-
-/// The CPU time (user + system) of the process whose `/proc/{pid}/stat` is `path`.
-pub(crate) fn cpu_of(path: &str) -> Option<Duration> {
-    /// `USER_HZ`: 100 on every Linux Neo runs on.
-    const USER_HZ: u64 = 100;
-    let text = std::fs::read_to_string(path).ok()?;
-    let (_, rest) = text.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ")": state is field 0, utime 11, stime 12.
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
-}
-
 /// CPU `spent` per call in µs.
 pub(crate) fn us_per_call(spent: Duration, calls: usize) -> f64 {
     spent.as_secs_f64() * 1e6 / calls.max(1) as f64
@@ -179,13 +162,16 @@ pub(crate) fn us_per_call(spent: Duration, calls: usize) -> f64 {
 /// # Errors
 /// When the gateway cannot be reached or a call fails.
 pub async fn run(args: GrpcClientsArgs) -> anyhow::Result<()> {
-    let cpu = own_cpu();
+    let cpu = crate::bench::procstat::own_cpu();
     let (calls_per_s, mut latencies) = drive(&args).await?;
     let figures = ClientFigures {
         calls_per_s,
         p50_ms: percentile_ms(&mut latencies, 50.0),
         p99_ms: percentile_ms(&mut latencies, 99.0),
-        client_cpu_us_per_call: us_per_call(own_cpu().saturating_sub(cpu), args.entities),
+        client_cpu_us_per_call: us_per_call(
+            crate::bench::procstat::own_cpu().saturating_sub(cpu),
+            args.entities,
+        ),
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// Clock ticks per second of `/proc/{pid}/stat` (`USER_HZ`: 100 on every Linux Neo runs on).
-const USER_HZ: f64 = 100.0;
+use crate::bench::procstat::{USER_HZ, processes};
 
 /// CPU per kind of process, in % of one core.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -46,7 +45,7 @@ impl Ticks {
         let pct = |now: u64, then: u64| {
             #[allow(clippy::cast_precision_loss)]
             let ticks = now.saturating_sub(then) as f64;
-            round2(ticks / USER_HZ / window.as_secs_f64().max(f64::EPSILON) * 100.0)
+            round2(ticks / USER_HZ as f64 / window.as_secs_f64().max(f64::EPSILON) * 100.0)
         };
         KindCpu {
             bench: pct(self.bench, before.bench),
@@ -56,51 +55,6 @@ impl Ticks {
             registry: pct(self.registry, before.registry),
         }
     }
-}
-
-/// One line of `/proc/{pid}/stat`, the fields used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ProcStat {
-    pid: u32,
-    ppid: u32,
-    comm: String,
-    /// `utime + stime`.
-    own: u64,
-    /// `cutime + cstime`: children waited for.
-    waited: u64,
-}
-
-/// Parses `/proc/{pid}/stat` text (`comm` may hold spaces and parentheses).
-fn parse_stat(text: &str) -> Option<ProcStat> {
-    let (head, rest) = text.rsplit_once(')')?;
-    let (pid, comm) = head.split_once(" (")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // After ")": state, ppid (4th field of the line), …, utime (14th) … cstime (17th).
-    Some(ProcStat {
-        pid: pid.trim().parse().ok()?,
-        ppid: u32::try_from(field(1)?).ok()?,
-        comm: comm.to_owned(),
-        own: field(11)? + field(12)?,
-        waited: field(13)? + field(14)?,
-    })
-}
-
-/// Every process's stat (those gone while reading are skipped).
-fn processes() -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|text| parse_stat(&text))
-        .collect()
 }
 
 /// Whether `pid`'s command line has `-p {port}` (the postmaster of our cluster).
@@ -153,33 +107,6 @@ pub(super) fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_parse_with_spaces_and_parentheses_in_the_name() {
-        let line = "4242 (tokio (rt) w) S 17 4242 17 0 -1 4194560 500 0 0 0 \
-                    120 35 7 3 20 0 9 0 12345 1000000 300 18446744073709551615";
-        let stat = parse_stat(line).unwrap();
-        assert_eq!(
-            stat,
-            ProcStat {
-                pid: 4242,
-                ppid: 17,
-                comm: "tokio (rt) w".into(),
-                own: 155,
-                waited: 10,
-            }
-        );
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_is_read_from_proc() {
-        let me = processes()
-            .into_iter()
-            .find(|p| p.pid == std::process::id())
-            .unwrap();
-        assert!(me.ppid > 0);
-    }
 
     #[test]
     fn ticks_become_percent_of_one_core() {
