@@ -1,9 +1,10 @@
 //! The platform: one entity host per kind, and dispatch of encoded commands and state queries
 //! to them, with the error mapping every caller (NATS intake, reactors, the gateway) shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use neo_model::impact::Consumers;
 use neo_protocol::names::validate_id;
 use neo_protocol::pb::{self, ErrorCode};
 use neo_protocol::{EntityKind, EntityRef};
@@ -16,7 +17,7 @@ use crate::aggregate::{Aggregate, Rejection, RejectionCode};
 use crate::host::{CommandMeta, EntityHost, HostConfig, HostError};
 use crate::store::{EventStore, StoreError};
 
-mod enrich;
+mod facts;
 mod transport;
 
 /// The largest principal name accepted.
@@ -34,6 +35,8 @@ pub struct Platform {
     pub deployments: EntityHost<pb::DeploymentState>,
     /// Podgroups.
     pub podgroups: EntityHost<pb::PodgroupState>,
+    /// The consumers of each stage, for impact analysis of deploys (none attached: no analysis).
+    consumers: OnceLock<Arc<dyn Consumers>>,
 }
 
 /// A [`pb::CommandError`] with a code, message and optional field.
@@ -191,7 +194,16 @@ impl Platform {
             builds: EntityHost::start(store.clone(), config.clone()).await?,
             deployments: EntityHost::start(store.clone(), config.clone()).await?,
             podgroups: EntityHost::start(store, config).await?,
+            consumers: OnceLock::new(),
         }))
+    }
+
+    /// Deploys are assessed for impact against `consumers` (the read models) from now on. The
+    /// first call wins: a process has one set of read models.
+    pub fn attach_consumers(&self, consumers: Arc<dyn Consumers>) {
+        if self.consumers.set(consumers).is_err() {
+            tracing::debug!("consumers already attached; keeping the first");
+        }
     }
 
     /// Live actors across every kind.
@@ -253,7 +265,7 @@ impl Platform {
             }
             EntityKind::Build => {
                 let c = decode(body, "BuildCommand")?;
-                enrich::check_build(entity, &c)?;
+                facts::check_build(entity, &c)?;
                 run(&self.builds, entity, meta, c).await
             }
             EntityKind::Deployment => {
@@ -281,7 +293,7 @@ impl Platform {
             }
             EntityKind::Podgroup => {
                 let c = decode(body, "PodgroupCommand")?;
-                enrich::check_podgroup(entity, &c)?;
+                facts::check_podgroup(entity, &c)?;
                 run(&self.podgroups, entity, meta, c).await
             }
         })

@@ -154,13 +154,9 @@ pub fn retry_delay(delivered: i64) -> Duration {
 
 /// Runs every reactor of a platform process (`neo serve`, and the test stacks standing in for
 /// it): the Runtime's desired states, podgroups from releases, and 1-Click Publish (build on
-/// publish; deploy on build, with impact analysis when `consumers` is given). The desired-state
-/// reactor publishes into `NEO_DESIRED`, which must exist.
-pub fn run_platform(
-    js: &jetstream::Context,
-    platform: &Arc<Platform>,
-    consumers: Option<Arc<dyn neo_model::impact::Consumers>>,
-) -> Vec<JoinHandle<()>> {
+/// publish; deploy on build, assessed for impact when the platform has consumers attached). The
+/// desired-state reactor publishes into `NEO_DESIRED`, which must exist.
+pub fn run_platform(js: &jetstream::Context, platform: &Arc<Platform>) -> Vec<JoinHandle<()>> {
     let reactors: [Arc<dyn Reactor>; 4] = [
         Arc::new(desired::DesiredOnPodgroupChange::new(
             js.clone(),
@@ -168,7 +164,7 @@ pub fn run_platform(
         )),
         Arc::new(podgroups::PodgroupOnFirstRelease),
         Arc::new(publish::BuildOnPublish),
-        Arc::new(publish::DeployOnBuild::new(consumers, platform.clone())),
+        Arc::new(publish::DeployOnBuild),
     ];
     reactors
         .into_iter()

@@ -65,7 +65,7 @@ async fn the_same_migration_is_applied_once_and_a_changed_one_again() {
 
     // A new revision adds a field: the changed file is applied again, the data stays.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_bundle(), dir.path());
+    neo_harness::copy_dir(&fixture_bundle(), dir.path()).unwrap();
     let schema = dir.path().join("migrations/0001_schema.sql");
     let mut sql = std::fs::read_to_string(&schema).unwrap();
     sql.push_str("ALTER TABLE \"order\" ADD COLUMN IF NOT EXISTS \"note\" TEXT;\n");
@@ -95,19 +95,6 @@ async fn the_same_migration_is_applied_once_and_a_changed_one_again() {
         (201, json!("fragile"))
     );
     host.stop().await.unwrap();
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test]

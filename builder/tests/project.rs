@@ -8,19 +8,6 @@ use std::io::Write;
 use common::example_dir;
 use neo_builder::project::{Project, ProjectError};
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A raw tar.gz with one entry built by hand (to smuggle in what `pack` never writes).
 fn raw_tar_gz(path: &[u8], kind: tar::EntryType, contents: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_old();
@@ -54,7 +41,7 @@ fn pack_is_deterministic() {
     // A copy elsewhere, with fresh mtimes and junk to skip, packs to the same bytes.
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("orders-copy");
-    copy_dir(&dir, &copy);
+    neo_harness::copy_dir(&dir, &copy).unwrap();
     std::fs::create_dir_all(copy.join(".git")).unwrap();
     std::fs::write(copy.join(".git/HEAD"), "ref").unwrap();
     std::fs::write(copy.join(".DS_Store"), "junk").unwrap();

@@ -53,7 +53,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Loopback on a free port, 1 h tokens, no TLS, 8 MiB uploads, 4 MiB messages, 10 s.
-    pub fn local(token_key: impl Into<Vec<u8>>) -> Self {
+    pub fn loopback(token_key: impl Into<Vec<u8>>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_key: token_key.into(),

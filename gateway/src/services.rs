@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use neo_actors::aggregates::tenant::stage_position;
 use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
 use tonic::{Request, Status};
 
@@ -55,9 +56,6 @@ pub struct Ctx {
 
 /// How long a tenant seen to exist is trusted to exist without asking again.
 const TENANT_CACHE: Duration = Duration::from_secs(10);
-
-/// Shared context handle.
-pub type Shared = Arc<Ctx>;
 
 /// The entity state a command left behind, from its reply.
 ///
@@ -184,15 +182,11 @@ impl Ctx {
         stage: &StageName,
     ) -> Result<Action, Status> {
         let (state, _) = self.tenant_state(tenant).await?;
-        match state.stages.iter().position(|s| s == stage.as_str()) {
-            Some(0) => Ok(Action::ReleaseFirstStage),
-            Some(_) => Ok(Action::ReleaseLaterStage),
-            None => Err(crate::error::refused(
-                "stage.not_found",
-                format!(
-                    "`{stage}` is not a stage of tenant `{tenant}` (stages: {})",
-                    state.stages.join(", ")
-                ),
+        match stage_position(&state.stages, tenant.as_str(), stage.as_str()) {
+            Ok(0) => Ok(Action::ReleaseFirstStage),
+            Ok(_) => Ok(Action::ReleaseLaterStage),
+            Err(refusal) => Err(crate::error::from_command_error(
+                neo_actors::platform::rejection(refusal),
             )),
         }
     }

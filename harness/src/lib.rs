@@ -3,12 +3,14 @@
 //!
 //! Each server runs as a child process with its data in a temporary directory; dropping the
 //! handle kills the process and then removes the directory, so a failing test never leaks one.
-//! The binaries come from `ops/install-deps`.
+//! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk.
 
+pub mod files;
 pub mod nats;
 pub mod postgres;
 pub mod registry;
 
+pub use files::copy_dir;
 pub use nats::NatsServer;
 pub use postgres::PostgresServer;
 pub use registry::RegistryServer;

@@ -37,7 +37,7 @@ impl NatsServer {
     }
 
     /// Like [`start`](Self::start), with `settings` appended to the configuration: e.g. the
-    /// `tls` and `authorization` blocks of `neo_ops::nats_config::secure`.
+    /// `tls` and `authorization` blocks of `neo_server::nats_config::secure`.
     pub async fn start_with(settings: String) -> Result<NatsServer, ServerError> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()

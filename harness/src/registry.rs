@@ -142,7 +142,7 @@ impl Drop for RegistryServer {
 
 fn config_text(port: u16, storage: &Path) -> String {
     format!(
-        "# written by neo-ops (RegistryServer)\n\
+        "# written by neo-harness (RegistryServer)\n\
          version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {storage:?}\n  delete:\n    enabled: true\n\

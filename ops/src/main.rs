@@ -1,10 +1,10 @@
 //! `neo`: run the platform, use it through the gateway, and benchmark it.
 
 use clap::{CommandFactory, Parser, Subcommand};
+use neo_bench::{self as bench, BenchArgs};
 use neo_cli::{self as cli, ClientCommand, GlobalArgs};
-use neo_ops::bench::{self, BenchArgs};
-use neo_ops::serve::{self, ServeArgs};
-use neo_ops::telemetry;
+use neo_server::serve::{self, ServeArgs};
+use neo_server::telemetry;
 
 /// mimalloc: the platform allocates from many threads at once, where glibc's malloc contends.
 #[global_allocator]
@@ -27,31 +27,31 @@ enum Command {
     /// Check the event log's hash chain, or export the log (reads JetStream directly).
     Audit {
         #[command(subcommand)]
-        which: neo_ops::audit_cmd::AuditCommand,
+        which: neo_server::audit::AuditCommand,
     },
     /// Replay a podgroup's recorded observations through the autoscaler under another scale
     /// policy and compare its decisions with those taken (reads JetStream directly).
-    WhatIf(neo_ops::whatif_cmd::WhatIfArgs),
+    WhatIf(neo_server::whatif::WhatIfArgs),
     /// Run the runtime agent of one stage (process driver with a load balancer, or kube).
-    Agent(Box<neo_ops::agent_cmd::AgentArgs>),
+    Agent(Box<neo_server::agent::AgentArgs>),
     /// Make the local CA and the certificate the gateway and NATS serve TLS with.
     Certs {
         #[command(subcommand)]
-        which: neo_ops::certs::CertsCommand,
+        which: neo_server::certs::CertsCommand,
     },
     /// Generate the secrets store's key-encryption key, re-seal data keys under a new one, or
     /// rotate a tenant's data key (reads and writes JetStream directly).
     Keys {
         #[command(subcommand)]
-        which: neo_ops::keys::KeysCommand,
+        which: neo_server::keys::KeysCommand,
     },
     /// Write a nats-server configuration with TLS and one NATS user per component, and
     /// the users' credentials.
-    NatsConfig(neo_ops::nats_config::NatsConfigArgs),
+    NatsConfig(neo_server::nats_config::NatsConfigArgs),
     /// Create what restricted NATS users may not (the agents' durable consumers); as admin.
-    NatsProvision(neo_ops::nats_config::ProvisionArgs),
+    NatsProvision(neo_server::nats_config::ProvisionArgs),
     /// Run build workers only (they take builds from the platform's work queue).
-    BuildWorker(neo_ops::build_service::BuildWorkerArgs),
+    BuildWorker(neo_server::build_service::BuildWorkerArgs),
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -135,19 +135,19 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Audit { which } => {
-                return match neo_ops::audit_cmd::run(which).await {
+                return match neo_server::audit::run(which).await {
                     Ok(true) => Ok(None),
                     Ok(false) => Ok(Some(std::process::ExitCode::FAILURE)),
                     Err(e) => Err(e),
                 };
             }
-            Command::WhatIf(args) => neo_ops::whatif_cmd::run(args).await,
-            Command::Agent(args) => neo_ops::agent_cmd::run(*args).await,
-            Command::BuildWorker(args) => neo_ops::build_service::run_worker(args).await,
-            Command::Certs { which } => neo_ops::certs::run(which),
-            Command::Keys { which } => neo_ops::keys::run(which).await,
-            Command::NatsConfig(args) => neo_ops::nats_config::run(args),
-            Command::NatsProvision(args) => neo_ops::nats_config::run_provision(args).await,
+            Command::WhatIf(args) => neo_server::whatif::run(args).await,
+            Command::Agent(args) => neo_server::agent::run(*args).await,
+            Command::BuildWorker(args) => neo_server::build_service::run_worker(args).await,
+            Command::Certs { which } => neo_server::certs::run(which),
+            Command::Keys { which } => neo_server::keys::run(which).await,
+            Command::NatsConfig(args) => neo_server::nats_config::run(args),
+            Command::NatsProvision(args) => neo_server::nats_config::run_provision(args).await,
             Command::Bench {
                 which: Bench::Core(args),
             } => bench::core::run(args).await,

@@ -85,8 +85,8 @@ pub enum AgentError {
     JetStream(String),
 }
 
-/// What the agent's tasks share.
-pub(crate) struct Shared {
+/// What the agent's tasks share (its context).
+pub(crate) struct Ctx {
     pub config: AgentConfig,
     /// The agent's connection (secret requests).
     pub client: async_nats::Client,
@@ -104,7 +104,7 @@ pub(crate) struct Shared {
     pub changed: Notify,
 }
 
-impl Shared {
+impl Ctx {
     /// The principal of the agent's commands.
     pub fn principal(&self) -> String {
         format!("agent:{}:{}", self.config.stage, self.config.name)
@@ -182,7 +182,7 @@ impl Agent {
         crate::streams::ensure(&js, crate::streams::Retention::default())
             .await
             .map_err(|e| AgentError::JetStream(e.to_string()))?;
-        let shared = Arc::new(Shared {
+        let ctx = Arc::new(Ctx {
             secrets: secrets::SecretCache::default(),
             client: client.clone(),
             platform: PlatformClient::for_agent(
@@ -198,14 +198,14 @@ impl Agent {
             converge: Notify::new(),
             changed: Notify::new(),
         });
-        tracing::info!(stage = %shared.config.stage, agent = %shared.config.name,
-            driver = shared.driver.name(), "agent starting");
+        tracing::info!(stage = %ctx.config.stage, agent = %ctx.config.name,
+            driver = ctx.driver.name(), "agent starting");
         let tasks = vec![
-            tokio::spawn(desired::resync_loop(shared.clone())),
-            tokio::spawn(desired::consume_loop(shared.clone())),
-            tokio::spawn(converge_loop(shared.clone())),
-            tokio::spawn(report::report_loop(shared.clone())),
-            tokio::spawn(ship::ship_loop(shared.clone(), events)),
+            tokio::spawn(desired::resync_loop(ctx.clone())),
+            tokio::spawn(desired::consume_loop(ctx.clone())),
+            tokio::spawn(converge_loop(ctx.clone())),
+            tokio::spawn(report::report_loop(ctx.clone())),
+            tokio::spawn(ship::ship_loop(ctx.clone(), events)),
         ];
         Ok(Self { tasks })
     }
@@ -213,15 +213,15 @@ impl Agent {
 
 /// Applies every desired podgroup and removes what is no longer desired, on every change
 /// and at least every `resync_every`.
-async fn converge_loop(shared: Arc<Shared>) {
+async fn converge_loop(ctx: Arc<Ctx>) {
     loop {
-        let _ = tokio::time::timeout(shared.config.resync_every, shared.converge.notified()).await;
-        converge(&shared).await;
+        let _ = tokio::time::timeout(ctx.config.resync_every, ctx.converge.notified()).await;
+        converge(&ctx).await;
     }
 }
 
-async fn converge(shared: &Shared) {
-    let Some(desired) = shared.desired.lock().await.clone() else {
+async fn converge(ctx: &Ctx) {
+    let Some(desired) = ctx.desired.lock().await.clone() else {
         // Not synced yet: removing anything now could stop what is still desired.
         return;
     };
@@ -229,8 +229,8 @@ async fn converge(shared: &Shared) {
         if state.image_digest.is_empty() {
             continue;
         }
-        let mut wanted = shared.to_desired(state);
-        match secrets::for_state(shared, &wanted.key, state).await {
+        let mut wanted = ctx.to_desired(state);
+        match secrets::for_state(ctx, &wanted.key, state).await {
             Ok(env) => wanted.secrets = env,
             Err(e) => {
                 tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
@@ -240,12 +240,12 @@ async fn converge(shared: &Shared) {
         let span = tracing::info_span!("agent.apply", podgroup = %wanted.key,
             release = wanted.release, replicas = wanted.replicas);
         neo_telemetry::trace::set_parent(&span, &state.traceparent);
-        if let Err(e) = shared.driver.apply(&wanted).instrument(span).await {
+        if let Err(e) = ctx.driver.apply(&wanted).instrument(span).await {
             tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
         }
     }
-    shared.driver.synced().await;
-    let running = match shared.driver.observe().await {
+    ctx.driver.synced().await;
+    let running = match ctx.driver.observe().await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "cannot observe the driver");
@@ -254,9 +254,9 @@ async fn converge(shared: &Shared) {
     };
     for observed in running {
         let gone = desired.get(&observed.key).is_none_or(|d| d.removed);
-        if gone && shared.config.serves(&observed.key.tenant) {
+        if gone && ctx.config.serves(&observed.key.tenant) {
             tracing::info!(podgroup = %observed.key, "no longer desired: removing");
-            if let Err(e) = shared.driver.remove(&observed.key).await {
+            if let Err(e) = ctx.driver.remove(&observed.key).await {
                 tracing::warn!(podgroup = %observed.key, error = %e, "cannot remove");
             }
         }

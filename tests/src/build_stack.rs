@@ -100,7 +100,7 @@ impl BuildStack {
         postgres.create_database("neo").await?;
         let projections = Arc::new(Projections::connect(&postgres.url("neo")).await?);
         let consumers: Arc<dyn Consumers> = projections.clone();
-        let stack = Stack::start_on_core(core, Some(consumers.clone())).await?;
+        let stack = Stack::start_on_core(core, Some(consumers)).await?;
         let registry = RegistryServer::start().await?;
         let images = Arc::new(Registry::new(RegistryConfig {
             host: registry.host(),
@@ -113,7 +113,7 @@ impl BuildStack {
         let js = stack.platform.store.context().clone();
         neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
             .await?;
-        let mut tasks = reactor::run_platform(&js, &platform, Some(consumers));
+        let mut tasks = reactor::run_platform(&js, &platform);
         tasks.push(neo_builder::queue::run_enqueuer(js.clone()));
         tasks.push(projections.run(js.clone()));
         let mut this = Self {

@@ -274,7 +274,7 @@ pub fn content_digest(content: &[u8]) -> String {
 }
 
 impl Stack {
-    /// Starts nats-server, a platform process and the gateway (`GatewayConfig::local`), and
+    /// Starts nats-server, a platform process and the gateway (`GatewayConfig::loopback`), and
     /// bootstraps the platform admin [`ROOT`].
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(None).await
@@ -320,6 +320,9 @@ impl Stack {
         let secret_requests = AbortOnDrop(
             neo_secrets::serve_stage_requests(platform.client.clone(), platform_secrets).await?,
         );
+        if let Some(consumers) = &consumers {
+            platform.platform.attach_consumers(consumers.clone());
+        }
         let backends = neo_gateway::Backends {
             revisions: s3.store.clone(),
             consumers,
@@ -331,7 +334,7 @@ impl Stack {
         });
         let config = GatewayConfig {
             tls: tls.clone(),
-            ..GatewayConfig::local(key.clone())
+            ..GatewayConfig::loopback(key.clone())
         };
         let gateway = Gateway::start(client, config, backends)
             .await

@@ -41,7 +41,7 @@ pub struct Security {
     /// The CA, the server certificate and the users' credentials.
     pub dir: tempfile::TempDir,
     /// The CA and the server certificate.
-    pub certs: neo_ops::certs::CertFiles,
+    pub certs: neo_server::certs::CertFiles,
     /// The users' credential files.
     pub creds: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// Every error a server reported to a client made by [`Core::connect_as`] (a permissions
@@ -70,10 +70,10 @@ impl Core {
     }
 
     /// Starts a nats-server that requires TLS and knows one user per component
-    /// (`neo_ops::nats_config`), with agents for `stages` and tooling users for `tenants`.
+    /// (`neo_server::nats_config`), with agents for `stages` and tooling users for `tenants`.
     pub async fn start_secured(stages: &[&str], tenants: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let certs = neo_ops::certs::init(&dir.path().join("certs"), &[])?;
+        let certs = neo_server::certs::init(&dir.path().join("certs"), &[])?;
         let stages = stages
             .iter()
             .map(|s| neo_protocol::StageName::new(*s))
@@ -82,7 +82,7 @@ impl Core {
             .iter()
             .map(|t| neo_protocol::TenantName::new(*t))
             .collect::<Result<Vec<_>, _>>()?;
-        let secured = neo_ops::nats_config::secure(
+        let secured = neo_server::nats_config::secure(
             &dir.path().join("creds"),
             Some((&certs.cert, &certs.key)),
             &stages,
@@ -101,8 +101,8 @@ impl Core {
 
     /// The connect settings of `user` (TLS and its credential); plain and anonymous when the
     /// server is not secured.
-    pub fn nats_args(&self, user: &str) -> anyhow::Result<neo_ops::nats_connect::NatsArgs> {
-        let mut args = neo_ops::nats_connect::NatsArgs::plain(self.nats.url());
+    pub fn nats_args(&self, user: &str) -> anyhow::Result<neo_server::nats_connect::NatsArgs> {
+        let mut args = neo_server::nats_connect::NatsArgs::plain(self.nats.url());
         if let Some(security) = &self.security {
             args.nats_ca = Some(security.certs.ca.clone());
             args.nats_creds = Some(

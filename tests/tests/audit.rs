@@ -184,13 +184,13 @@ async fn a_log_shorter_than_its_checkpoint_is_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn neo_audit_verify_and_export_run_against_the_stream() {
-    use neo_ops::audit_cmd::{AuditCommand, ExportArgs, Source, VerifyArgs};
+    use neo_server::audit::{AuditCommand, ExportArgs, Source, VerifyArgs};
     let (core, _platform, records) = fixture().await;
     let source = Source {
-        nats: neo_ops::nats_connect::NatsArgs::plain(core.nats.url()),
+        nats: neo_server::nats_connect::NatsArgs::plain(core.nats.url()),
         tenant: Some("acme".into()),
     };
-    let clean = neo_ops::audit_cmd::run(AuditCommand::Verify(VerifyArgs {
+    let clean = neo_server::audit::run(AuditCommand::Verify(VerifyArgs {
         source: source.clone(),
         file: None,
         json: true,
@@ -199,7 +199,7 @@ async fn neo_audit_verify_and_export_run_against_the_stream() {
     .unwrap();
     assert!(clean, "a clean log verifies");
     assert!(
-        neo_ops::audit_cmd::run(AuditCommand::Export(ExportArgs {
+        neo_server::audit::run(AuditCommand::Export(ExportArgs {
             source: source.clone()
         }))
         .await
@@ -217,7 +217,7 @@ async fn neo_audit_verify_and_export_run_against_the_stream() {
         .map(|(_, r)| audit::export_line(r).unwrap())
         .collect();
     std::fs::write(&path, lines.join("\n")).unwrap();
-    let tampered = neo_ops::audit_cmd::run(AuditCommand::Verify(VerifyArgs {
+    let tampered = neo_server::audit::run(AuditCommand::Verify(VerifyArgs {
         source,
         file: Some(path),
         json: false,

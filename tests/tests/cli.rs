@@ -210,20 +210,6 @@ fn example(name: &str) -> PathBuf {
     .join(name)
 }
 
-/// A copy of the files under `from` in `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn upload_of_a_project_directory_records_its_project_digest() {
     let (stack, _people) = stack().await;
@@ -242,7 +228,7 @@ async fn upload_of_a_project_directory_records_its_project_digest() {
     // Dot-files and `target/` are not part of the project: the same content, so the gateway
     // refuses it as unchanged.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&catalog, copy.path());
+    neo_harness::copy_dir(&catalog, copy.path()).unwrap();
     std::fs::create_dir_all(copy.path().join(".git")).unwrap();
     std::fs::write(copy.path().join(".git/HEAD"), b"ref: refs/heads/main").unwrap();
     std::fs::create_dir_all(copy.path().join("target")).unwrap();
@@ -275,7 +261,7 @@ async fn publish_reports_model_errors_without_contacting_the_gateway() {
     neo.login("alice", Some("acme")).await.unwrap();
 
     let broken = tempfile::tempdir().unwrap();
-    copy_dir(&example("reviews"), broken.path());
+    neo_harness::copy_dir(&example("reviews"), broken.path()).unwrap();
     let manifest = broken.path().join("neo.toml");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
     text = text.replacen("name = \"reviews\"", "name = \"Reviews!\"", 1);

@@ -42,7 +42,7 @@ fn value(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
 async fn the_metrics_endpoint_is_scraped_and_its_counters_move() {
     let core = Core::start().await.unwrap();
     let platform = core.platform(HostConfig::default()).await.unwrap();
-    let (addr, task) = neo_ops::metrics_http::serve(
+    let (addr, task) = neo_server::metrics_http::serve(
         "127.0.0.1:0".parse().unwrap(),
         Some(platform.platform.clone()),
     )

@@ -1,4 +1,4 @@
-//! The security perimeter on a real nats-server configured by `neo_ops::nats_config`: TLS is
+//! The security perimeter on a real nats-server configured by `neo_server::nats_config`: TLS is
 //! required; each component is its own NATS user with only the subjects it needs. An agent
 //! of one stage cannot write events or read another stage; a tooling user of one tenant sees
 //! nothing of another; and the whole platform works over TLS with every component on its own
@@ -82,7 +82,7 @@ async fn secured() -> (Core, neo_tests::PlatformProcess, jetstream::Context) {
         StageName::new("dev").unwrap(),
         StageName::new("prod").unwrap(),
     ];
-    neo_ops::nats_config::provision(&admin, &stages)
+    neo_server::nats_config::provision(&admin, &stages)
         .await
         .unwrap();
     for stage in ["dev", "prod"] {

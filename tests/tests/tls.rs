@@ -12,7 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 /// A CA and a server certificate for localhost signed by it, written as PEM files by the same
 /// code as `neo certs init`.
 fn certificates(dir: &std::path::Path) -> (String, TlsFiles) {
-    let files = neo_ops::certs::init(dir, &[]).unwrap();
+    let files = neo_server::certs::init(dir, &[]).unwrap();
     let ca = std::fs::read_to_string(&files.ca).unwrap();
     (
         ca,
@@ -31,7 +31,7 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
     let (ca_pem, files) = certificates(dir.path());
     let config = GatewayConfig {
         tls: Some(files),
-        ..GatewayConfig::local(vec![7u8; 32])
+        ..GatewayConfig::loopback(vec![7u8; 32])
     };
     let s3 = neo_tests::storage::S3::start().await.unwrap();
     let backends = neo_gateway::Backends {

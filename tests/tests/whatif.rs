@@ -6,9 +6,9 @@
 
 use neo_actors::HostConfig;
 use neo_actors::whatif::{self, Change, Decision, Overrides};
-use neo_ops::whatif_cmd::WhatIfArgs;
 use neo_protocol::pb::{self, podgroup_command::Command, podgroup_event::Event};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName, subjects};
+use neo_server::whatif::WhatIfArgs;
 use neo_tests::commands::request;
 use neo_tests::{Core, expect_accepted, send};
 
@@ -162,8 +162,8 @@ async fn the_what_if_replays_the_live_decisions_and_differs_under_another_policy
 
     // `neo what-if` prints both (table and JSON) from the stream.
     for json in [false, true] {
-        neo_ops::whatif_cmd::run(WhatIfArgs {
-            nats: neo_ops::nats_connect::NatsArgs::plain(core.nats.url()),
+        neo_server::whatif::run(WhatIfArgs {
+            nats: neo_server::nats_connect::NatsArgs::plain(core.nats.url()),
             tenant: "acme".into(),
             app: "shop".into(),
             stage: "prod".into(),

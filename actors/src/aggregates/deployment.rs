@@ -13,6 +13,7 @@
 //! | `deployment.revision` | invalid | deploy revision 0 |
 //! | `deployment.image_digest` | invalid | deploy a malformed image digest |
 //! | `deployment.target_mismatch` | invalid | the command names another app or stage than the deployment's |
+//! | `deploy.impact_blockers` | precondition | a deploy someone waits on (`refuse_if_blocked`) carries blockers and is not forced |
 //! | `promotion.from_stage` | invalid | the source stage is not a valid name |
 //! | `promotion.same_stage` | invalid | promote a stage into itself |
 //! | `promotion.no_source` | precondition | the source stage has no current release |
@@ -29,9 +30,11 @@
 //! The stage's settings and secrets have their own rules, in [`config`]. Every release runs
 //! with the stage's configuration at the time it is made: promotion never copies it.
 //!
-//! A deploy that carries impact-analysis blockers and is not forced is not refused: it is
-//! recorded as `DeployBlocked` (no release), so the blocked attempt is part of the history and a
-//! publish following it can report it.
+//! A deploy that carries impact-analysis blockers and is not forced is not refused unless
+//! someone waits on it: it is recorded as `DeployBlocked` (no release), so the blocked attempt
+//! is part of the history and a publish following it can report it. The blockers, the build and
+//! the stage order come from the platform ([`crate::platform`] gathers every cross-entity
+//! fact), never from the caller.
 
 use std::ops::Deref;
 
@@ -140,6 +143,19 @@ impl Rules<'_> {
             "deploy.image_digest",
             &deploy.image_digest,
         )?;
+        if !deploy.blockers.is_empty() && !deploy.forced && deploy.refuse_if_blocked {
+            return Err(Rejection::precondition(
+                "deploy.impact_blockers",
+                format_args!(
+                    "deploying revision {} of `{}` to {} would break: {}; deploy with force to \
+                     go ahead anyway (the force is recorded)",
+                    deploy.revision,
+                    deploy.app,
+                    deploy.stage,
+                    deploy.blockers.join("; ")
+                ),
+            ));
+        }
         if !deploy.blockers.is_empty() && !deploy.forced {
             return Ok(Event::DeployBlocked(pb::DeployBlocked {
                 app: deploy.app,

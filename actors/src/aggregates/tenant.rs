@@ -338,6 +338,26 @@ impl Rules<'_> {
     }
 }
 
+/// Where `stage` stands in the promotion order `stages` of `tenant`: 0 is the first stage. The
+/// one refusal (`stage.not_found`, a failed precondition) for a release, a promotion or a
+/// stage's configuration naming a stage the tenant lacks; reads answer not-found with its
+/// message.
+///
+/// # Errors
+/// When `stage` is not among `stages`.
+pub fn stage_position(stages: &[String], tenant: &str, stage: &str) -> Result<usize, Rejection> {
+    stages.iter().position(|s| s == stage).ok_or_else(|| {
+        Rejection::precondition(
+            "stage.not_found",
+            format_args!(
+                "`{}` is not a stage of tenant `{tenant}` (stages: {})",
+                shown(stage),
+                stages.join(", ")
+            ),
+        )
+    })
+}
+
 /// Checks a user name: 1 to 128 characters, no whitespace or control characters.
 fn check_user(field: &str, user: &str) -> Result<(), Rejection> {
     let len = user.chars().count();

@@ -85,18 +85,12 @@ impl Reactor for DesiredOnPodgroupChange {
             reason,
             transient,
         };
-        let reply = self.platform.query(&event.entity).await;
-        let (state, sequence) = match reply.result {
-            Some(pb::state_reply::Result::State(s)) => (
-                pb::PodgroupState::decode(s.state)
-                    .map_err(|e| err(format!("undecodable podgroup state: {e}"), false))?,
-                s.sequence,
-            ),
-            Some(pb::state_reply::Result::Error(e)) => {
-                return Err(err(format!("{}: {}", e.rule, e.message), true));
-            }
-            None => return Err(err("empty state reply".into(), true)),
-        };
+        let (state, sequence) = self
+            .platform
+            .podgroups
+            .state(&event.entity)
+            .await
+            .map_err(|e| err(e.to_string(), true))?;
         let (Ok(app), Ok(stage)) = (AppName::new(&state.app), StageName::new(&state.stage)) else {
             return Err(err(
                 format!("{} has no valid app and stage", event.entity),

@@ -1,18 +1,14 @@
 //! 1-Click Publish as a chain of reactors: a revision created with a `deploy_to` stage is
 //! built ([`BuildOnPublish`]), and its successful build is deployed to that stage
-//! ([`DeployOnBuild`]), after impact analysis. Each command id is derived from the triggering
+//! ([`DeployOnBuild`]), after the platform's impact analysis. Each command id is derived from the triggering
 //! event, so a crash anywhere in the chain resumes without doing a step twice.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use neo_model::impact::{self, Consumers};
 use neo_protocol::pb::{self, app_event, build_event};
 use neo_protocol::{AppName, EntityKind, EntityRef, subjects};
 use prost::Message;
 
 use super::{Reaction, Reactor, ReactorError};
-use crate::platform::Platform;
 use crate::stored::StoredMessage;
 
 fn error(reactor: &'static str, event: &StoredMessage, reason: String) -> ReactorError {
@@ -68,105 +64,10 @@ impl Reactor for BuildOnPublish {
     }
 }
 
-/// Deploys a successful build to the stage its publish named, with the blockers impact
-/// analysis finds (the deployment records a blocked deploy instead of a release when there
-/// are any).
-pub struct DeployOnBuild {
-    consumers: Option<Arc<dyn Consumers>>,
-    platform: Arc<Platform>,
-}
-
-impl DeployOnBuild {
-    /// Checks impact against `consumers` (none: no read models, no check) and reads what
-    /// producers exposed through `platform`.
-    pub fn new(consumers: Option<Arc<dyn Consumers>>, platform: Arc<Platform>) -> Self {
-        Self {
-            consumers,
-            platform,
-        }
-    }
-
-    async fn blockers(
-        &self,
-        event: &StoredMessage,
-        stage: &str,
-        built: &pb::BuildSucceeded,
-    ) -> Result<Vec<String>, ReactorError> {
-        let Some(consumers) = &self.consumers else {
-            return Ok(Vec::new());
-        };
-        let tenant = event.entity.tenant.as_str();
-        // The read models being out of reach is an outage, not a verdict: the event comes back.
-        let uses = consumers
-            .on_stage(tenant, stage, &built.app)
-            .await
-            .map_err(|reason| ReactorError {
-                transient: true,
-                ..error(
-                    "publish-deploy",
-                    event,
-                    format!("impact analysis: the read models: {reason}"),
-                )
-            })?;
-        let mut previous = Vec::with_capacity(uses.len());
-        for used in &uses {
-            let exposed = exposed_at(
-                &self.platform,
-                &event.entity.tenant,
-                &used.dependency.producer_app,
-                used.dependency.producer_revision,
-            )
-            .await
-            .map_err(|reason| ReactorError {
-                transient: true,
-                ..error("publish-deploy", event, reason)
-            })?;
-            previous.push(exposed);
-        }
-        let report = impact::analyse(
-            uses.iter().zip(previous.iter().map(|p| p.as_deref())),
-            &built.exposes,
-        );
-        Ok(report.blocker_lines())
-    }
-}
-
-/// What `app` revision `revision` exposed, from its build (None when unknown).
-///
-/// # Errors
-/// When the build cannot be read for an infrastructure failure (worth retrying).
-pub async fn exposed_at(
-    platform: &Platform,
-    tenant: &neo_protocol::TenantName,
-    app: &str,
-    revision: u32,
-) -> Result<Option<Vec<pb::ExposedEntity>>, String> {
-    let Ok(app) = AppName::new(app) else {
-        return Ok(None);
-    };
-    let reply = platform
-        .query(&EntityRef::build(tenant, &app, revision))
-        .await;
-    let state = match reply.result {
-        Some(pb::state_reply::Result::State(state)) => state,
-        Some(pb::state_reply::Result::Error(e))
-            if matches!(
-                pb::ErrorCode::try_from(e.code),
-                Ok(pb::ErrorCode::Unavailable | pb::ErrorCode::Internal)
-            ) =>
-        {
-            return Err(format!(
-                "cannot read build {app}_r{revision}: {}",
-                e.message
-            ));
-        }
-        _ => return Ok(None),
-    };
-    let Ok(state) = pb::BuildState::decode(state.state) else {
-        return Ok(None);
-    };
-    Ok((state.status() == pb::BuildStatus::Succeeded).then_some(state.exposes))
-}
+/// Deploys a successful build to the stage its publish named. The platform fills in the
+/// blockers impact analysis finds (the deployment records a blocked deploy instead of a release
+/// when there are any).
+pub struct DeployOnBuild;
 
 #[async_trait::async_trait]
 impl Reactor for DeployOnBuild {
@@ -192,7 +93,6 @@ impl Reactor for DeployOnBuild {
         let app = AppName::new(&built.app).map_err(|e| err(format!("bad app: {e}")))?;
         let stage = neo_protocol::StageName::new(&built.deploy_to)
             .map_err(|e| err(format!("bad stage: {e}")))?;
-        let blockers = self.blockers(event, stage.as_str(), &built).await?;
         let command = pb::DeploymentCommand {
             command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
                 app: app.to_string(),
@@ -200,8 +100,7 @@ impl Reactor for DeployOnBuild {
                 build_id: event.entity.id.to_string(),
                 revision: built.revision,
                 image_digest: built.image_digest,
-                forced: false,
-                blockers,
+                ..Default::default()
             })),
         };
         Ok(vec![Reaction {

@@ -38,18 +38,22 @@ impl MemoryStore {
 
     /// Appends an event without any check, as a foreign writer would (for tests of bad data).
     pub fn inject(&self, entity: &EntityRef, event: NewEvent) -> u64 {
-        let mut inner = self.lock();
-        let sequence = inner.log.len() as u64 + 1;
-        inner.log.push((
-            entity.clone(),
-            StoredEvent {
-                sequence,
-                meta: event.meta,
-                payload: event.payload,
-            },
-        ));
-        sequence
+        push(&mut self.lock(), entity, event)
     }
+}
+
+/// Puts `event` of `entity` at the end of the log; its sequence.
+fn push(inner: &mut Inner, entity: &EntityRef, event: NewEvent) -> u64 {
+    let sequence = inner.log.len() as u64 + 1;
+    inner.log.push((
+        entity.clone(),
+        StoredEvent {
+            sequence,
+            meta: event.meta,
+            payload: event.payload,
+        },
+    ));
+    sequence
 }
 
 fn last_of(inner: &Inner, entity: &EntityRef) -> u64 {
@@ -90,15 +94,7 @@ impl EventStore for MemoryStore {
         }
         let first = inner.log.len() as u64 + 1;
         for event in events {
-            let sequence = inner.log.len() as u64 + 1;
-            inner.log.push((
-                entity.clone(),
-                StoredEvent {
-                    sequence,
-                    meta: event.meta,
-                    payload: event.payload,
-                },
-            ));
+            push(&mut inner, entity, event);
         }
         let last = inner.log.len() as u64;
         inner.applied.insert(command_id, (first, last));

@@ -1,11 +1,13 @@
 //! `neo.gateway.v1.Apps`: create, get, list, revisions, and revision upload (client stream).
 
+use std::sync::Arc;
+
 use neo_protocol::pb::{self, app_command::Command};
 use neo_protocol::{AppName, EntityKind, EntityRef, TenantName};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Shared, app, state_after, tenant};
+use super::{Ctx, app, state_after, tenant};
 use crate::api::{self, apps_server::Apps, upload_revision_request::Part};
 use crate::auth::Action;
 use crate::listing::{page_request, paginate, subject_tokens};
@@ -20,7 +22,7 @@ fn upload_part(m: api::UploadRevisionRequest) -> upload::Part<api::RevisionHeade
 }
 
 /// The apps service.
-pub struct AppsService(pub Shared);
+pub struct AppsService(pub Arc<Ctx>);
 
 impl AppsService {
     async fn state(&self, t: &TenantName, a: &AppName) -> Result<(pb::AppState, u64), Status> {

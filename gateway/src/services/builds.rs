@@ -1,10 +1,12 @@
 //! `neo.gateway.v1.Builds`: request, get, list, cancel.
 
+use std::sync::Arc;
+
 use neo_protocol::pb::{self, build_command::Command};
 use neo_protocol::{EntityKind, EntityRef, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, app, state_after, tenant};
+use super::{Ctx, app, state_after, tenant};
 use crate::api::{self, builds_server::Builds};
 use crate::auth::Action;
 use crate::error::{bad_name, invalid};
@@ -12,7 +14,7 @@ use crate::listing::{page_request, paginate, subject_tokens};
 use crate::services::buildlog;
 
 /// The builds service.
-pub struct BuildsService(pub Shared);
+pub struct BuildsService(pub Arc<Ctx>);
 
 fn build_ref(t: &TenantName, id: &str) -> Result<EntityRef, Status> {
     EntityRef::parse(t.as_str(), EntityKind::Build.as_str(), id)

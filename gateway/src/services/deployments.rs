@@ -1,17 +1,19 @@
 //! `neo.gateway.v1.Deployments`: deploy, promote, roll back, get, releases.
 
+use std::sync::Arc;
+
 use neo_protocol::pb::{self, deployment_command::Command};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, app, impact, stage, state_after, tenant};
+use super::{Ctx, app, impact, stage, state_after, tenant};
 use crate::api::{self, deployments_server::Deployments};
 use crate::auth::Action;
 use crate::error::{invalid, refused};
 use crate::listing::{page_request, paginate};
 
 /// The deployments service.
-pub struct DeploymentsService(pub Shared);
+pub struct DeploymentsService(pub Arc<Ctx>);
 
 pub(crate) type Target = (TenantName, AppName, StageName);
 
@@ -116,34 +118,16 @@ impl Deployments for DeploymentsService {
             return Err(invalid("revision", "revisions are numbered from 1"));
         }
         let user = self.allow_release(&request, &target, false).await?;
-        let revision = request.get_ref().revision;
-        let force = request.get_ref().force;
         let (_, a, s) = &target;
-        let build = self.succeeded_build(&target, revision).await?;
-        let blockers = impact::assess(&self.0, &target, &build)
-            .await?
-            .blocker_lines();
-        if !blockers.is_empty() && !force {
-            return Err(refused(
-                "deploy.impact_blockers",
-                format!(
-                    "deploying revision {revision} of `{a}` to {s} would break: {}; \
-                     deploy with force to go ahead anyway (the force is recorded)",
-                    blockers.join("; ")
-                ),
-            ));
-        }
-        if force && !blockers.is_empty() {
-            tracing::warn!(app = %a, stage = %s, revision, user = %user, ?blockers, "deploy forced over impact blockers");
-        }
+        // The platform fills the build, its image and the impact blockers, and refuses a
+        // blocked deploy unless forced.
         let command = Command::Deploy(pb::Deploy {
             app: a.to_string(),
             stage: s.to_string(),
-            build_id: format!("{a}_r{revision}"),
-            revision,
-            image_digest: build.image_digest,
-            forced: force && !blockers.is_empty(),
-            blockers,
+            revision: request.get_ref().revision,
+            forced: request.get_ref().force,
+            refuse_if_blocked: true,
+            ..Default::default()
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }

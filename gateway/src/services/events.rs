@@ -1,5 +1,7 @@
 //! `neo.gateway.v1.Events`: a tenant's events from JetStream, filtered, resumable by sequence.
 
+use std::sync::Arc;
+
 use std::pin::Pin;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
@@ -8,13 +10,13 @@ use neo_protocol::{EntityKind, EntityRef, subjects};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, history, tenant};
+use super::{Ctx, history, tenant};
 use crate::api::{self, events_server::Events};
 use crate::auth::Action;
 use crate::error::{bad_name, invalid, unavailable};
 
 /// The events service.
-pub struct EventsService(pub Shared);
+pub struct EventsService(pub Arc<Ctx>);
 
 /// The watched events.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;

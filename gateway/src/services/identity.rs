@@ -1,18 +1,20 @@
 //! `neo.gateway.v1.Identity`: login, user creation, who-am-I.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use neo_protocol::pb::Role;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, tenant};
+use super::{Ctx, tenant};
 use crate::api::{self, identity_server::Identity};
 use crate::auth::{self, Action, Claims};
 use crate::error::invalid;
 use crate::identity::IdentityError;
 
 /// The identity service.
-pub struct IdentityService(pub Shared);
+pub struct IdentityService(pub Arc<Ctx>);
 
 fn identity_status(e: IdentityError) -> Status {
     match e {

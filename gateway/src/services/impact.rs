@@ -1,13 +1,15 @@
-//! Impact analysis for deploys: the consumers deployed on the target stage (from the read
-//! models) checked against what the new revision exposes and what they were built against.
+//! The Impact call: what deploying a revision would do to the consumers on a stage, assessed
+//! by the one assessment the platform runs on every deploy ([`impact::assess`]), reading
+//! producer builds through the platform client.
 
-use neo_model::impact::{self, Report};
-use neo_protocol::{AppName, EntityRef, pb};
+use neo_model::impact::{self, Builds, Report};
+use neo_protocol::{EntityRef, pb};
 use tonic::Status;
 
 use super::Ctx;
 use super::deployments::Target;
 use crate::api;
+use crate::bus::Bus;
 use crate::error::{refused, unavailable};
 
 /// What deploying `build` (a succeeded build of the target app) to the target stage would do
@@ -20,18 +22,14 @@ pub async fn assess(ctx: &Ctx, target: &Target, build: &pb::BuildState) -> Resul
     let Some(consumers) = &ctx.consumers else {
         return Ok(Report::default());
     };
-    let uses = consumers
-        .on_stage(t.as_str(), s.as_str(), a.as_str())
-        .await
-        .map_err(|e| unavailable(format!("impact analysis: read models unavailable: {e}")))?;
-    let mut previous = Vec::with_capacity(uses.len());
-    for used in &uses {
-        previous.push(exposed_at(ctx, t, &used.dependency).await?);
-    }
-    Ok(impact::analyse(
-        uses.iter().zip(previous.iter().map(|p| p.as_deref())),
+    impact::assess(
+        consumers.as_ref(),
+        &BusBuilds(&ctx.bus),
+        (t.as_str(), s.as_str(), a.as_str()),
         &build.exposes,
-    ))
+    )
+    .await
+    .map_err(unavailable)
 }
 
 /// Refuses when no read models are configured (the Impact RPC must not answer "nothing breaks"
@@ -49,18 +47,19 @@ pub fn available(ctx: &Ctx) -> Result<(), Status> {
     Ok(())
 }
 
-/// What the producer revision a consumer was built against exposed (None: unknown).
-async fn exposed_at(
-    ctx: &Ctx,
-    t: &neo_protocol::TenantName,
-    used: &pb::Dependency,
-) -> Result<Option<Vec<pb::ExposedEntity>>, Status> {
-    let Ok(app) = AppName::new(&used.producer_app) else {
-        return Ok(None);
-    };
-    let build = EntityRef::build(t, &app, used.producer_revision);
-    let (state, _) = ctx.bus.state::<pb::BuildState>(&build).await?;
-    Ok((state.status() == pb::BuildStatus::Succeeded).then_some(state.exposes))
+/// Builds read through the platform client.
+struct BusBuilds<'a>(&'a Bus);
+
+#[tonic::async_trait]
+impl Builds for BusBuilds<'_> {
+    async fn build(&self, build: &EntityRef) -> Result<pb::BuildState, String> {
+        let (state, _) = self
+            .0
+            .state::<pb::BuildState>(build)
+            .await
+            .map_err(|e| format!("cannot read build {}: {}", build.id, e.message()))?;
+        Ok(state)
+    }
 }
 
 /// The report as the API returns it.

@@ -6,6 +6,8 @@
 //! log, and turns them into [`api::PublishProgress`] messages until the deploy, a failed build
 //! or a blocked deploy ends the publish.
 
+use std::sync::Arc;
+
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Ctx, Shared, app, resume, stage, tenant};
+use super::{Ctx, app, resume, stage, tenant};
 use crate::api::{self, PublishProgress, PublishStep, publish_request::Part};
 use crate::auth::Action;
 use crate::error::{refused, unavailable};
@@ -52,7 +54,7 @@ fn progress(step: PublishStep, message: impl Into<String>) -> PublishProgress {
 /// or platform outages. Content identical to the latest revision resumes that revision's
 /// publish ([`resume`]) instead of creating a revision.
 pub async fn publish(
-    ctx: &Shared,
+    ctx: &Arc<Ctx>,
     request: Request<Streaming<api::PublishRequest>>,
 ) -> Result<Response<ProgressStream>, Status> {
     let principal = ctx.authenticate(&request)?;
@@ -154,7 +156,7 @@ fn rule_of(status: &Status) -> Option<&str> {
 /// The publish of content identical to the latest revision: finishes that revision's publish
 /// (see [`resume`]).
 async fn resumed(
-    ctx: &Shared,
+    ctx: &Arc<Ctx>,
     user: &str,
     (t, a, s): (&TenantName, &AppName, &StageName),
     uploaded: PublishProgress,
@@ -199,7 +201,7 @@ async fn resumed(
 
 /// Streams `first`, then the chain's progress for `revision` after stream sequence `after`.
 async fn follow(
-    ctx: &Shared,
+    ctx: &Arc<Ctx>,
     (t, a, s): (&TenantName, &AppName, &StageName),
     revision: u32,
     after: u64,

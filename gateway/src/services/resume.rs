@@ -16,7 +16,6 @@ use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use tonic::Status;
 
 use super::Ctx;
-use super::impact;
 
 /// What the resumed publish does.
 #[derive(Debug)]
@@ -93,8 +92,7 @@ pub async fn resume(
                     image_digest: release.image_digest.clone(),
                 });
             }
-            let target = (t.clone(), a.clone(), s.clone());
-            let blockers = impact::assess(ctx, &target, &built).await?.blocker_lines();
+            // The platform assesses the impact, as for the publish chain's deploy.
             let command = pb::DeploymentCommand {
                 command: Some(deployment_command::Command::Deploy(pb::Deploy {
                     app: a.to_string(),
@@ -102,8 +100,7 @@ pub async fn resume(
                     build_id: build.id.to_string(),
                     revision: revision.number,
                     image_digest: built.image_digest.clone(),
-                    forced: false,
-                    blockers,
+                    ..Default::default()
                 })),
             };
             ctx.bus.command(&deployment, user, &command).await?;

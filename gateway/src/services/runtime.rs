@@ -15,17 +15,20 @@
 pub mod logs;
 pub mod status;
 
+use std::sync::Arc;
+
+use neo_actors::aggregates::tenant::stage_position;
 use neo_protocol::pb::{self, podgroup_command::Command};
 use neo_protocol::{AppName, EntityRef, StageName, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Ctx, Shared, app, stage, state_after, tenant};
+use super::{Ctx, app, stage, state_after, tenant};
 use crate::api::{self, runtime_server::Runtime};
 use crate::auth::{Action, Principal};
 use crate::error::{FIELD_METADATA, invalid};
 
 /// The runtime service.
-pub struct RuntimeService(pub Shared);
+pub struct RuntimeService(pub Arc<Ctx>);
 
 /// The tenant a call is about: the request's, else the token's.
 ///
@@ -66,16 +69,7 @@ fn optional<T>(
 /// `NOT_FOUND` for an unknown tenant or stage; `UNAVAILABLE`.
 async fn stage_index(ctx: &Ctx, t: &TenantName, s: &StageName) -> Result<usize, Status> {
     let (state, _) = ctx.tenant_state(t).await?;
-    state
-        .stages
-        .iter()
-        .position(|x| x == s.as_str())
-        .ok_or_else(|| {
-            Status::not_found(format!(
-                "`{s}` is not a stage of tenant `{t}` (stages: {})",
-                state.stages.join(", ")
-            ))
-        })
+    stage_position(&state.stages, t.as_str(), s.as_str()).map_err(|r| Status::not_found(r.message))
 }
 
 /// The podgroup's refusal with its field named as in the request: the platform names

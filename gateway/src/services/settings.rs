@@ -10,13 +10,13 @@ use neo_secrets::{SecretName, SecretStore, SecretsError};
 use tonic::{Request, Response, Status};
 
 use super::deployments::Target;
-use super::{Shared, app, stage, state_after, tenant};
+use super::{Ctx, app, stage, state_after, tenant};
 use crate::api::{self, settings_server::Settings};
 use crate::auth::Action;
 use crate::error::{invalid, refused, unavailable};
 
 /// The settings service.
-pub struct SettingsService(pub Shared);
+pub struct SettingsService(pub Arc<Ctx>);
 
 fn target(tenant_v: &str, app_v: &str, stage_v: &str) -> Result<Target, Status> {
     Ok((

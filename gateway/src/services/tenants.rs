@@ -1,17 +1,19 @@
 //! `neo.gateway.v1.Tenants`: create, get, list; stages and members.
 
+use std::sync::Arc;
+
 use neo_protocol::pb::{self, Role, tenant_command::Command};
 use neo_protocol::{EntityRef, TenantName};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, stage, state_after, tenant};
+use super::{Ctx, stage, state_after, tenant};
 use crate::api::{self, tenants_server::Tenants};
 use crate::auth::Action;
 use crate::error::invalid;
 use crate::listing::{page_request, paginate, subject_tokens};
 
 /// The tenants service.
-pub struct TenantsService(pub Shared);
+pub struct TenantsService(pub Arc<Ctx>);
 
 impl TenantsService {
     async fn run(

@@ -10,17 +10,17 @@ use futures::{StreamExt, TryStreamExt};
 use neo_protocol::{pb, subjects};
 use prost::Message;
 
-use super::{Shared, key_of};
+use super::{Ctx, key_of};
 
 /// Reads every desired podgroup of the stage again, every `resync_every`.
-pub(crate) async fn resync_loop(shared: Arc<Shared>) {
+pub(crate) async fn resync_loop(ctx: Arc<Ctx>) {
     loop {
-        match read_all(&shared).await {
+        match read_all(&ctx).await {
             Ok(all) => {
                 tracing::debug!(podgroups = all.len(), "desired state resynced");
-                *shared.desired.lock().await = Some(all);
-                shared.converge.notify_one();
-                tokio::time::sleep(shared.config.resync_every).await;
+                *ctx.desired.lock().await = Some(all);
+                ctx.converge.notify_one();
+                tokio::time::sleep(ctx.config.resync_every).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the desired state; retrying");
@@ -33,10 +33,10 @@ pub(crate) async fn resync_loop(shared: Arc<Shared>) {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 async fn read_all(
-    shared: &Shared,
+    ctx: &Ctx,
 ) -> Result<BTreeMap<crate::driver::PodgroupKey, pb::DesiredPodgroup>, Error> {
-    let stream = shared.js.get_stream(subjects::DESIRED_STREAM).await?;
-    let filter = subjects::desired_stage(&shared.config.stage);
+    let stream = ctx.js.get_stream(subjects::DESIRED_STREAM).await?;
+    let filter = subjects::desired_stage(&ctx.config.stage);
     let names: Vec<(String, usize)> = stream
         .info_with_subjects(&filter)
         .await?
@@ -46,11 +46,11 @@ async fn read_all(
     for (subject, _) in names {
         // `neo.desired.{stage}.{tenant}.{app}`: another tenant's state is not even read.
         let tenant = subjects::split_desired(&subject).map_or("", |(_, tenant, _)| tenant);
-        if !shared.config.serves(tenant) {
+        if !ctx.config.serves(tenant) {
             continue;
         }
         let message = stream.direct_get_last_for_subject(subject.clone()).await?;
-        match decode(&shared.config, &message.payload) {
+        match decode(&ctx.config, &message.payload) {
             Some(desired) => {
                 all.insert(key_of(&desired), desired);
             }
@@ -82,18 +82,18 @@ pub fn durable(config: &super::AgentConfig) -> pull::Config {
 }
 
 /// Follows changes on the agent's durable consumer.
-pub(crate) async fn consume_loop(shared: Arc<Shared>) {
+pub(crate) async fn consume_loop(ctx: Arc<Ctx>) {
     loop {
-        if let Err(e) = consume(&shared).await {
+        if let Err(e) = consume(&ctx).await {
             tracing::warn!(error = %e, "desired-state consumer detached; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn consume(shared: &Shared) -> Result<(), Error> {
-    let stream = shared.js.get_stream(subjects::DESIRED_STREAM).await?;
-    let durable = durable(&shared.config);
+async fn consume(ctx: &Ctx) -> Result<(), Error> {
+    let stream = ctx.js.get_stream(subjects::DESIRED_STREAM).await?;
+    let durable = durable(&ctx.config);
     let name = durable.durable_name.clone().unwrap_or_default();
     let consumer: pull::Stream = stream
         .get_or_create_consumer(&name, durable)
@@ -103,9 +103,9 @@ async fn consume(shared: &Shared) -> Result<(), Error> {
     let mut messages = consumer;
     while let Some(message) = messages.next().await {
         let message = message?;
-        if let Some(desired) = decode(&shared.config, &message.payload) {
+        if let Some(desired) = decode(&ctx.config, &message.payload) {
             let key = key_of(&desired);
-            let mut all = shared.desired.lock().await;
+            let mut all = ctx.desired.lock().await;
             if let Some(all) = all.as_mut() {
                 let newer = all
                     .get(&key)
@@ -116,7 +116,7 @@ async fn consume(shared: &Shared) -> Result<(), Error> {
                     all.insert(key, desired);
                 }
             }
-            shared.converge.notify_one();
+            ctx.converge.notify_one();
         }
         message.ack().await?;
     }

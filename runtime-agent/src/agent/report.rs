@@ -30,7 +30,7 @@ use neo_protocol::{EntityRef, pb};
 use prost::Message;
 use tracing::Instrument as _;
 
-use super::{Shared, wait};
+use super::{Ctx, wait};
 use crate::driver::logline::now_ms;
 use crate::driver::{Observed, PodgroupKey, Rollout};
 
@@ -144,14 +144,14 @@ impl Usage {
 }
 
 /// Observes the driver every `observe_every` (sooner on a change) and reports.
-pub(crate) async fn report_loop(shared: Arc<Shared>) {
+pub(crate) async fn report_loop(ctx: Arc<Ctx>) {
     let mut reported: HashMap<PodgroupKey, Reported> = HashMap::new();
     loop {
-        wait(shared.config.observe_every, &shared.changed).await;
-        let Some(desired) = shared.desired.lock().await.clone() else {
+        wait(ctx.config.observe_every, &ctx.changed).await;
+        let Some(desired) = ctx.desired.lock().await.clone() else {
             continue;
         };
-        let observed = match shared.driver.observe().await {
+        let observed = match ctx.driver.observe().await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot observe the driver");
@@ -166,22 +166,22 @@ pub(crate) async fn report_loop(shared: Arc<Shared>) {
             // The rollout's command continues the trace of the change that asked for it.
             let span = tracing::info_span!("agent.rollout", podgroup = %observed.key);
             neo_telemetry::trace::set_parent(&span, &wanted.traceparent);
-            report_rollout(&shared, wanted, &observed, state)
+            report_rollout(&ctx, wanted, &observed, state)
                 .instrument(span)
                 .await;
             let serving = ready(&observed);
             state
                 .usage
                 .add(&observation(&serving, super::resources(wanted)));
-            let sent = report_metrics(&shared, wanted, &observed, serving.len(), state).await;
-            report_health(&shared, wanted, &observed, state, sent == Some(Why::Moved)).await;
+            let sent = report_metrics(&ctx, wanted, &observed, serving.len(), state).await;
+            report_health(&ctx, wanted, &observed, state, sent == Some(Why::Moved)).await;
         }
         reported.retain(|key, _| desired.contains_key(key));
     }
 }
 
 async fn report_rollout(
-    shared: &Shared,
+    ctx: &Ctx,
     wanted: &pb::DesiredPodgroup,
     observed: &Observed,
     state: &mut Reported,
@@ -218,9 +218,9 @@ async fn report_rollout(
         status.as_str_name()
     );
     let cause = format!("evt:{}", wanted.sequence);
-    match shared
+    match ctx
         .platform
-        .command(&entity, &id, &cause, &shared.principal(), &command)
+        .command(&entity, &id, &cause, &ctx.principal(), &command)
         .await
     {
         Ok(_) => {
@@ -251,7 +251,7 @@ fn ready(observed: &Observed) -> Vec<&pb::ReplicaStatus> {
 /// Sends a health report when a replica or the desired count changed, when usage `moved`
 /// (the report carries each replica's), or at the heartbeat.
 async fn report_health(
-    shared: &Shared,
+    ctx: &Ctx,
     wanted: &pb::DesiredPodgroup,
     observed: &Observed,
     state: &mut Reported,
@@ -264,7 +264,7 @@ async fn report_health(
         .eq(state.health.iter().map(|(id, p, r)| (id.as_str(), *p, *r)));
     let due = state
         .health_at
-        .is_none_or(|at| at.elapsed() >= shared.config.report_every);
+        .is_none_or(|at| at.elapsed() >= ctx.config.report_every);
     if !due && !moved && unchanged && wanted.replicas == state.desired {
         return;
     }
@@ -280,8 +280,8 @@ async fn report_health(
         desired: wanted.replicas,
         replicas: observed.replicas.clone(),
         at_ms: now_ms(),
-        agent: shared.config.name.clone(),
-        url: shared
+        agent: ctx.config.name.clone(),
+        url: ctx
             .config
             .lb_url
             .as_ref()
@@ -289,7 +289,7 @@ async fn report_health(
             .unwrap_or_default(),
     };
     let subject = subjects::runtime(&tenant, &stage, &app, Channel::Health.as_str());
-    if publish(shared, subject, report.encode_to_vec()).await {
+    if publish(ctx, subject, report.encode_to_vec()).await {
         state.health = observed
             .replicas
             .iter()
@@ -304,7 +304,7 @@ async fn report_health(
 /// [`worth_sending`], sends the metrics report and (with a ready replica) the podgroup's
 /// `Observe`; returns why it sent.
 async fn report_metrics(
-    shared: &Shared,
+    ctx: &Ctx,
     wanted: &pb::DesiredPodgroup,
     observed: &Observed,
     ready: usize,
@@ -312,7 +312,7 @@ async fn report_metrics(
 ) -> Option<Why> {
     if state
         .weighed_at
-        .is_some_and(|at| at.elapsed() < shared.config.metrics_every)
+        .is_some_and(|at| at.elapsed() < ctx.config.metrics_every)
     {
         return None;
     }
@@ -323,7 +323,7 @@ async fn report_metrics(
         state.sent.as_ref(),
         &observation,
         wanted,
-        shared.config.heartbeat_every,
+        ctx.config.heartbeat_every,
     )?;
     let sent = Sent {
         observation,
@@ -338,7 +338,7 @@ async fn report_metrics(
         replicas: observed.replicas.clone(),
     };
     let subject = subjects::runtime(&tenant, &stage, &app, Channel::Metrics.as_str());
-    publish(shared, subject, report.encode_to_vec()).await;
+    publish(ctx, subject, report.encode_to_vec()).await;
     if observation.ready_replicas == 0 {
         state.sent = Some(sent);
         return Some(why);
@@ -351,9 +351,9 @@ async fn report_metrics(
     };
     let id = format!("observe:{}:{}", command_scope(&entity), observation.at_ms);
     let cause = format!("evt:{}", wanted.sequence);
-    match shared
+    match ctx
         .platform
-        .command(&entity, &id, &cause, &shared.principal(), &command)
+        .command(&entity, &id, &cause, &ctx.principal(), &command)
         .await
     {
         Ok(_) => state.sent = Some(sent),
@@ -400,12 +400,8 @@ pub fn observation(ready: &[&pb::ReplicaStatus], resources: pb::Resources) -> pb
 }
 
 /// Publishes to JetStream and waits for the ack; false (logged) when it failed.
-pub(crate) async fn publish(shared: &Shared, subject: String, payload: Vec<u8>) -> bool {
-    let sent = match shared
-        .js
-        .publish(subject.clone(), Bytes::from(payload))
-        .await
-    {
+pub(crate) async fn publish(ctx: &Ctx, subject: String, payload: Vec<u8>) -> bool {
+    let sent = match ctx.js.publish(subject.clone(), Bytes::from(payload)).await {
         Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack).await,
         Err(e) => {
             tracing::warn!(%subject, error = %e, "cannot publish");

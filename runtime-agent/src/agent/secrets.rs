@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use neo_protocol::pb;
 use tokio::sync::Mutex;
 
-use super::Shared;
+use super::Ctx;
 use crate::driver::{PodgroupKey, SecretEnv};
 
 /// Why the secrets of a desired state could not be had.
@@ -54,14 +54,14 @@ pub fn env_name(name: &str) -> String {
 /// The secret environment of `state`'s release: from the cache, else fetched from the
 /// platform. Every secret the release names must be there at that version or a later one.
 pub(crate) async fn for_state(
-    shared: &Shared,
+    ctx: &Ctx,
     key: &PodgroupKey,
     state: &pb::DesiredPodgroup,
 ) -> Result<SecretEnv, SecretFetchError> {
     if state.secrets.is_empty() {
         return Ok(SecretEnv::default());
     }
-    if let Some((release, env)) = shared.secrets.0.lock().await.get(key)
+    if let Some((release, env)) = ctx.secrets.0.lock().await.get(key)
         && *release == state.release
     {
         return Ok(env.clone());
@@ -70,11 +70,11 @@ pub(crate) async fn for_state(
         .names()
         .ok_or_else(|| SecretFetchError::Names(key.clone()))?;
     let revealed = neo_secrets::fetch_stage_secrets(
-        &shared.client,
+        &ctx.client,
         &stage,
         &tenant,
         &app,
-        shared.config.command_timeout,
+        ctx.config.command_timeout,
     )
     .await
     .map_err(|source| SecretFetchError::Fetch {
@@ -97,8 +97,7 @@ pub(crate) async fn for_state(
         env.0.insert(env_name(name), secret.value.to_string());
     }
     tracing::debug!(podgroup = %key, release = state.release, secrets = ?env, "secrets fetched");
-    shared
-        .secrets
+    ctx.secrets
         .0
         .lock()
         .await

@@ -8,7 +8,7 @@ use neo_protocol::{EntityRef, pb};
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::Ctx;
 use super::report::publish;
 use crate::driver::{DriverEvent, PodgroupKey};
 
@@ -18,7 +18,7 @@ const BATCH_LINES: usize = 2000;
 const BATCH_BYTES: usize = 512 * 1024;
 
 /// Handles driver events until the driver goes away.
-pub(crate) async fn ship_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<DriverEvent>) {
+pub(crate) async fn ship_loop(ctx: Arc<Ctx>, mut events: mpsc::Receiver<DriverEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             DriverEvent::Logs(mut lines) => {
@@ -27,30 +27,30 @@ pub(crate) async fn ship_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<Dr
                     match events.try_recv() {
                         Ok(DriverEvent::Logs(more)) => lines.extend(more),
                         Ok(other) => {
-                            handle_other(&shared, other);
+                            handle_other(&ctx, other);
                             break;
                         }
                         Err(_) => break,
                     }
                 }
-                ship_logs(&shared, lines).await;
+                ship_logs(&ctx, lines).await;
             }
-            other => handle_other(&shared, other),
+            other => handle_other(&ctx, other),
         }
     }
 }
 
-fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
+fn handle_other(ctx: &Arc<Ctx>, event: DriverEvent) {
     match event {
-        DriverEvent::Health { .. } => shared.changed.notify_one(),
+        DriverEvent::Health { .. } => ctx.changed.notify_one(),
         DriverEvent::Replaced {
             key,
             replica,
             replacement,
             reason,
         } => {
-            shared.changed.notify_one();
-            let shared = shared.clone();
+            ctx.changed.notify_one();
+            let ctx = ctx.clone();
             tokio::spawn(async move {
                 let Some((tenant, app, stage)) = key.names() else {
                     return;
@@ -70,9 +70,9 @@ fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
                     super::report::command_scope(&entity)
                 );
                 for attempt in 0..5u64 {
-                    match shared
+                    match ctx
                         .platform
-                        .command(&entity, &id, "", &shared.principal(), &command)
+                        .command(&entity, &id, "", &ctx.principal(), &command)
                         .await
                     {
                         Ok(_) => return,
@@ -94,7 +94,7 @@ fn handle_other(shared: &Arc<Shared>, event: DriverEvent) {
 
 /// Publishes lines grouped by podgroup, in batches. Lines come in runs of one replica, so the
 /// group is found by comparing with the last one, and names are checked once per group.
-async fn ship_logs(shared: &Shared, lines: Vec<pb::LogLine>) {
+async fn ship_logs(ctx: &Ctx, lines: Vec<pb::LogLine>) {
     let mut groups: Vec<(PodgroupKey, Vec<pb::LogLine>)> = Vec::new();
     for line in lines {
         let index = match groups.iter().rposition(|(key, _)| key.owns(&line)) {
@@ -121,7 +121,7 @@ async fn ship_logs(shared: &Shared, lines: Vec<pb::LogLine>) {
             batch.lines.push(line);
             if batch.lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
                 publish(
-                    shared,
+                    ctx,
                     subject.clone(),
                     std::mem::take(&mut batch).encode_to_vec(),
                 )
@@ -130,7 +130,7 @@ async fn ship_logs(shared: &Shared, lines: Vec<pb::LogLine>) {
             }
         }
         if !batch.lines.is_empty() {
-            publish(shared, subject, batch.encode_to_vec()).await;
+            publish(ctx, subject, batch.encode_to_vec()).await;
         }
     }
 }

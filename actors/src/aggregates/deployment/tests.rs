@@ -182,6 +182,35 @@ fn a_forced_deploy_over_blockers_records_the_force_and_the_blockers() {
 }
 
 #[test]
+fn a_deploy_someone_waits_on_is_refused_over_blockers_unless_forced() {
+    let waited = |forced| {
+        let Command::Deploy(d) = with_blockers(deploy(3, 'c'), forced) else {
+            unreachable!("a deploy")
+        };
+        Command::Deploy(pb::Deploy {
+            refuse_if_blocked: true,
+            ..d
+        })
+    };
+    let refused = run(two_releases(), waited(false)).expect_err("refused");
+    assert_eq!(refused.rule, "deploy.impact_blockers");
+    assert_eq!(refused.code, RejectionCode::FailedPrecondition);
+    assert!(
+        refused.message.contains("reviews r2 uses Product.title")
+            && refused.message.contains("force"),
+        "{}",
+        refused.message
+    );
+    let events = run(two_releases(), waited(true)).expect("a forced deploy goes ahead");
+    assert!(matches!(
+        events.as_slice(),
+        [pb::DeploymentEvent {
+            event: Some(Event::ReleaseCreated(_))
+        }]
+    ));
+}
+
+#[test]
 fn deploy_refuses_malformed_fields() {
     let cases: [(Spoil<pb::Deploy>, &str, &str); 5] = [
         (|d| d.app = "Shop".into(), "deployment.app", "deploy.app"),

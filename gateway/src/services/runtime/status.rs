@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
 use futures::StreamExt;
+use neo_actors::aggregates::tenant::stage_position;
 use neo_protocol::subjects::{self, Channel};
 use neo_protocol::{AppName, EntityKind, EntityRef, StageName, TenantName, pb};
 use prost::Message;
@@ -41,13 +42,9 @@ pub async fn status(
     app: Option<&AppName>,
 ) -> Result<Vec<api::PodgroupStatus>, Status> {
     let (tenant_state, _) = ctx.tenant_state(tenant).await?;
-    if let Some(s) = stage
-        && !tenant_state.stages.iter().any(|x| x == s.as_str())
-    {
-        return Err(Status::not_found(format!(
-            "`{s}` is not a stage of tenant `{tenant}` (stages: {})",
-            tenant_state.stages.join(", ")
-        )));
+    if let Some(s) = stage {
+        stage_position(&tenant_state.stages, tenant.as_str(), s.as_str())
+            .map_err(|r| Status::not_found(r.message))?;
     }
     let wanted =
         |(a, s): &Key| app.is_none_or(|x| x.as_str() == a) && stage.is_none_or(|x| x.as_str() == s);

@@ -11,8 +11,8 @@ use neo_protocol::{AppName, EntityRef, TenantName};
 use serde::{Deserialize, Serialize};
 
 use super::{ScaleBenchArgs, app_entity};
-use crate::bench::core::{in_parallel, share};
-use crate::bench::stats::{rate, rss_bytes};
+use crate::core::{in_parallel, share};
+use crate::stats::{rate, rss_bytes};
 
 /// Apps activated (never created: nothing to read) before the first reading, to warm the
 /// allocator and the runtime.

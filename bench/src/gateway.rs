@@ -279,7 +279,7 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     };
     let gateway = Gateway::start_with(
         gateway_client.clone(),
-        GatewayConfig::local(key),
+        GatewayConfig::loopback(key),
         local,
         backends,
     )

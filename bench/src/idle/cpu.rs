@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bench::procstat::{USER_HZ, processes};
+use crate::procstat::{USER_HZ, processes};
 
 /// CPU per kind of process, in % of one core.
 #[derive(Debug, Default, Clone, Copy, Serialize)]

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::{HEAL_TIMEOUT, TENANT};
-use crate::bench::build::publish_request;
+use crate::build::publish_request;
 
 /// A publish progress stream silent this long is taken as cut (and the publish made again).
 const STALL: Duration = Duration::from_secs(30);

@@ -180,7 +180,7 @@ async fn start_gateway(
             _ => None,
         },
         max_upload_bytes: args.max_upload_bytes,
-        ..GatewayConfig::local(Vec::new())
+        ..GatewayConfig::loopback(Vec::new())
     };
     let gateway =
         Gateway::start_with(client, config, PlatformClient::new(platform), backends).await?;
@@ -232,7 +232,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let consumers = projections.clone().map(|p| p as Arc<dyn Consumers>);
     neo_runtime_agent::streams::ensure(&js, neo_runtime_agent::streams::Retention::default())
         .await?;
-    let mut tasks = reactor::run_platform(&js, &platform, consumers.clone());
+    if let Some(consumers) = &consumers {
+        platform.attach_consumers(consumers.clone());
+    }
+    let mut tasks = reactor::run_platform(&js, &platform);
     tasks.push(neo_builder::queue::run_enqueuer(js.clone()));
     if let Some(p) = &projections {
         tasks.push(p.run(js.clone()));

@@ -1,11 +1,16 @@
-//! Cross-entity facts a command needs before its aggregate decides: the stage order of the
-//! tenant, and the current release of the previous stage for a promotion. Also checks that a
+//! Cross-entity facts a command needs before its aggregate decides, gathered here and only
+//! here, for every caller (the gateway, the publish reactors, the CLI through either): the
+//! stage order of the tenant; for a deploy, the succeeded build of the revision (its image) and
+//! what impact analysis finds on the stage; for a promotion, the current release of the previous
+//! stage and what its build needs. Reads are of the typed in-process state. Also checks that a
 //! command names the same app, stage or revision as the entity it is addressed to.
 
+use neo_model::impact::{self, Builds};
 use neo_protocol::pb::{self, ErrorCode};
 use neo_protocol::{AppName, EntityRef, StageName};
 
-use super::{Platform, error, host_error, invalid};
+use super::{Platform, error, host_error, invalid, rejection};
+use crate::aggregates::tenant;
 
 fn app_stage(entity: &EntityRef) -> Result<(AppName, StageName), pb::CommandError> {
     entity.id.app_and_stage().ok_or_else(|| {
@@ -72,8 +77,8 @@ pub(super) fn check_podgroup(
 }
 
 impl Platform {
-    /// The tenant's stages in promotion order; refuses an unknown tenant.
-    async fn stages(&self, entity: &EntityRef) -> Result<Vec<String>, pb::CommandError> {
+    /// The tenant's state; refuses an unknown tenant.
+    async fn tenant(&self, entity: &EntityRef) -> Result<pb::TenantState, pb::CommandError> {
         let (tenant, _) = self
             .tenants
             .state(&EntityRef::tenant(&entity.tenant))
@@ -86,11 +91,12 @@ impl Platform {
                 format!("tenant {} does not exist", entity.tenant),
             ));
         }
-        Ok(tenant.stages)
+        Ok(tenant)
     }
 
-    /// Checks a deploy or promotion against the tenant's stages, and fills a promotion's
-    /// source with the current release of the previous stage.
+    /// Checks a deploy or promotion against the tenant's stages; fills a deploy's build, image
+    /// and impact blockers, and a promotion's source (the current release of the previous
+    /// stage) and needs.
     pub(super) async fn enrich_deployment(
         &self,
         entity: &EntityRef,
@@ -105,11 +111,12 @@ impl Platform {
                 d.app = app.to_string();
                 d.stage = stage.to_string();
                 self.stage_index(entity, &stage).await?;
+                self.deploy_facts(entity, &app, d).await?;
             }
             Some(Command::Promote(p)) => {
                 same("promote.app", &p.app, app.as_str())?;
                 same("promote.stage", &p.stage, stage.as_str())?;
-                let stages = self.stages(entity).await?;
+                let stages = self.tenant(entity).await?.stages;
                 let index = position(&stages, &stage, entity)?;
                 let Some(previous) = index.checked_sub(1).map(|i| stages[i].clone()) else {
                     return Err(fail(
@@ -228,8 +235,73 @@ impl Platform {
         entity: &EntityRef,
         stage: &StageName,
     ) -> Result<usize, pb::CommandError> {
-        let stages = self.stages(entity).await?;
+        let stages = self.tenant(entity).await?.stages;
         position(&stages, stage, entity)
+    }
+
+    /// Fills a deploy from the succeeded build of its revision (build id, image) and with the
+    /// blockers impact analysis finds on the stage (none without read models). A deploy that
+    /// names its image itself comes from inside the platform (the publish chain names the image
+    /// of the build's own `BuildSucceeded`; only platform components may send commands) and is
+    /// taken as given; it is assessed when its build succeeded.
+    async fn deploy_facts(
+        &self,
+        entity: &EntityRef,
+        app: &AppName,
+        d: &mut pb::Deploy,
+    ) -> Result<(), pb::CommandError> {
+        if d.revision == 0 {
+            return Err(invalid("deploy.revision", "revisions are numbered from 1"));
+        }
+        let build_ref = EntityRef::build(&entity.tenant, app, d.revision);
+        same("deploy.build_id", &d.build_id, build_ref.id.as_str())?;
+        let (build, _) = self.builds.state(&build_ref).await.map_err(host_error)?;
+        let succeeded = build.status() == pb::BuildStatus::Succeeded;
+        if d.image_digest.is_empty() && !succeeded {
+            return Err(fail(
+                ErrorCode::FailedPrecondition,
+                "deploy.build_not_succeeded",
+                format!(
+                    "revision {} of `{app}` has no succeeded build (build `{}`)",
+                    d.revision, build_ref.id
+                ),
+            ));
+        }
+        d.build_id = build_ref.id.to_string();
+        if d.image_digest.is_empty() {
+            d.image_digest = build.image_digest;
+        }
+        d.blockers = match self.consumers.get() {
+            Some(consumers) if succeeded => impact::assess(
+                consumers.as_ref(),
+                self,
+                (entity.tenant.as_str(), &d.stage, app.as_str()),
+                &build.exposes,
+            )
+            .await
+            .map_err(|e| error(ErrorCode::Unavailable, e.to_string()))?
+            .blocker_lines(),
+            _ => Vec::new(),
+        };
+        // A force over nothing is not recorded as one.
+        d.forced = d.forced && !d.blockers.is_empty();
+        if d.forced {
+            tracing::warn!(%entity, revision = d.revision, blockers = ?d.blockers,
+                "deploy forced over impact blockers");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Builds for Platform {
+    async fn build(&self, build: &EntityRef) -> Result<pb::BuildState, String> {
+        let (state, _) = self
+            .builds
+            .state(build)
+            .await
+            .map_err(|e| format!("cannot read build {}: {e}", build.id))?;
+        Ok(state)
     }
 }
 
@@ -238,18 +310,5 @@ fn position(
     stage: &StageName,
     entity: &EntityRef,
 ) -> Result<usize, pb::CommandError> {
-    stages
-        .iter()
-        .position(|s| s == stage.as_str())
-        .ok_or_else(|| {
-            fail(
-                ErrorCode::FailedPrecondition,
-                "stage.not_found",
-                format!(
-                    "{stage} is not a stage of tenant {} (stages: {})",
-                    entity.tenant,
-                    stages.join(", ")
-                ),
-            )
-        })
+    tenant::stage_position(stages, entity.tenant.as_str(), stage.as_str()).map_err(rejection)
 }

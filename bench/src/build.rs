@@ -29,8 +29,8 @@ use serde::Serialize;
 use tonic::Request;
 
 use super::stats::percentile_ms;
-use crate::build_service::{self, ImageArgs, WorkerArgs};
 use neo_harness::{NatsServer, RegistryServer};
+use neo_server::build_service::{self, ImageArgs, WorkerArgs};
 
 /// Options of `neo bench build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -223,16 +223,15 @@ impl BenchPlatform {
         let client = async_nats::connect(nats.url()).await?;
         let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
         let platform = Platform::start(store.clone(), HostConfig::default()).await?;
+        if let Some(consumers) = consumers {
+            platform.attach_consumers(consumers);
+        }
         let intake =
             intake::serve(client.clone(), platform.clone(), IntakeConfig::default()).await?;
         let js = store.context().clone();
         let mut tasks = vec![
             reactor::run(js.clone(), platform.clone(), Arc::new(BuildOnPublish)),
-            reactor::run(
-                js.clone(),
-                platform.clone(),
-                Arc::new(DeployOnBuild::new(consumers, platform.clone())),
-            ),
+            reactor::run(js.clone(), platform.clone(), Arc::new(DeployOnBuild)),
             neo_builder::queue::run_enqueuer(js.clone()),
         ];
         let image = ImageArgs {
@@ -264,8 +263,13 @@ impl BenchPlatform {
         };
         let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
         let local = neo_client::PlatformClient::new(platform.clone());
-        let gateway =
-            Gateway::start_with(client.clone(), GatewayConfig::local(key), local, backends).await?;
+        let gateway = Gateway::start_with(
+            client.clone(),
+            GatewayConfig::loopback(key),
+            local,
+            backends,
+        )
+        .await?;
         neo_gateway::identity::bootstrap_admin(&client, "admin", "bench-password").await?;
         let endpoint = gateway.endpoint();
         let token = IdentityClient::connect(endpoint.clone())

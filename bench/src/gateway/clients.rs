@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tonic::Request;
 use tonic::transport::Channel;
 
-use crate::bench::stats::{percentile_ms, rate};
+use crate::stats::{percentile_ms, rate};
 
 /// The call each client makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,14 +162,14 @@ pub(crate) fn us_per_call(spent: Duration, calls: usize) -> f64 {
 /// # Errors
 /// When the gateway cannot be reached or a call fails.
 pub async fn run(args: GrpcClientsArgs) -> anyhow::Result<()> {
-    let cpu = crate::bench::procstat::own_cpu();
+    let cpu = crate::procstat::own_cpu();
     let (calls_per_s, mut latencies) = drive(&args).await?;
     let figures = ClientFigures {
         calls_per_s,
         p50_ms: percentile_ms(&mut latencies, 50.0),
         p99_ms: percentile_ms(&mut latencies, 99.0),
         client_cpu_us_per_call: us_per_call(
-            crate::bench::procstat::own_cpu().saturating_sub(cpu),
+            crate::procstat::own_cpu().saturating_sub(cpu),
             args.entities,
         ),
     };

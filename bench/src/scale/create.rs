@@ -9,8 +9,8 @@ use neo_actors::{CommandMeta, HostConfig, Platform};
 use neo_protocol::pb;
 
 use super::{ScaleBenchArgs, app_entity};
-use crate::bench::core::{in_parallel, share};
-use crate::bench::stats::rate;
+use crate::core::{in_parallel, share};
+use crate::stats::rate;
 
 /// What the creation phase measured.
 pub(super) struct Created {

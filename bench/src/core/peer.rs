@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 
 use super::{in_parallel, share};
-use crate::bench::BenchArgs;
-use crate::bench::stats::rate;
+use crate::BenchArgs;
+use crate::stats::rate;
 
 /// The `events` table as postgres-es documents it (its `db/init.sql`); no snapshots are used.
 const EVENTS_TABLE: &str = "

@@ -21,8 +21,8 @@ use super::ScaleBenchArgs;
 use super::create::bar;
 use super::probe::Probe;
 use super::tail::{self, desired_after};
-use crate::bench::core::{in_parallel, share};
-use crate::bench::stats::percentile_ms;
+use crate::core::{in_parallel, share};
+use crate::stats::percentile_ms;
 
 /// Events each cold podgroup's snapshot covers (the host's default `snapshot_every`).
 pub(super) const SNAPSHOT_AT: usize = 256;
