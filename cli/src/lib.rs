@@ -201,7 +201,7 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> ExitCode {
 pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), CliError> {
     match command {
         ClientCommand::Login(args) => login::login(cx, args).await,
-        ClientCommand::Logout => login::logout(cx),
+        ClientCommand::Logout => login::logout(cx).await,
         ClientCommand::Whoami => login::whoami(cx).await,
         ClientCommand::User { command } => login::user(cx, command).await,
         ClientCommand::Tenant { command } => tenant::run(cx, command).await,

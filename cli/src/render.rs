@@ -504,7 +504,8 @@ pub fn event_json(event: &api::Event) -> Value {
         "command_id": event.command_id,
         "correlation_id": event.correlation_id,
         "causation_id": event.causation_id,
-        "payload_hex": hex::encode(&event.payload),
+        "payload_type": event.payload.as_ref().map(|p| p.type_url.as_str()),
+        "payload_hex": hex::encode(event.payload.as_ref().map(|p| p.value.as_slice()).unwrap_or_default()),
     })
 }
 

@@ -26,8 +26,23 @@ pub struct Claims {
     pub platform_admin: bool,
     /// Issued at (Unix seconds).
     pub iat: i64,
+    /// Issued at (Unix milliseconds), what revocations compare with (absent in tokens from
+    /// before it: `iat`).
+    #[serde(default)]
+    pub iat_ms: i64,
     /// Expires at (Unix seconds).
     pub exp: i64,
+}
+
+impl Claims {
+    /// When the token was issued, in Unix milliseconds.
+    pub fn issued_ms(&self) -> i64 {
+        if self.iat_ms > 0 {
+            self.iat_ms
+        } else {
+            self.iat.saturating_mul(1000)
+        }
+    }
 }
 
 /// Token errors.
@@ -303,6 +318,7 @@ mod tests {
             role: role.into(),
             platform_admin: false,
             iat: now_s(),
+            iat_ms: 0,
             exp,
         }
     }

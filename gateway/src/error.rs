@@ -3,6 +3,7 @@
 
 use neo_protocol::NameError;
 use neo_protocol::pb::{self, ErrorCode};
+use tonic::codegen::http;
 use tonic::{Code, Status};
 
 /// Metadata key carrying the domain rule that refused a call.
@@ -72,6 +73,28 @@ pub fn refused(rule: &str, message: impl std::fmt::Display) -> Status {
 /// `UNAVAILABLE`: the platform or NATS could not be reached; the caller may retry.
 pub fn unavailable(message: impl std::fmt::Display) -> Status {
     Status::unavailable(message.to_string())
+}
+
+/// A message over the size limit is `RESOURCE_EXHAUSTED` ("too large", what a client can act
+/// on), not the `OUT_OF_RANGE` tonic answers when it refuses to decode or encode one. Applied to
+/// every response (`tower::util::MapResponseLayer`); the refusal is always trailers-only, its
+/// status in the response headers.
+pub fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    // tonic: "Error, decoded message length too large: found … bytes, the limit is: … bytes"
+    // (percent-encoded in the header).
+    let too_large = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            String::from_utf8_lossy(m.as_bytes())
+                .replace("%20", " ")
+                .contains("message length too large")
+        });
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }
 
 /// Maps a platform reply error to the status a client can act on.

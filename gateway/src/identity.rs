@@ -1,5 +1,8 @@
 //! Users and their passwords: KV bucket `neo_users` (key: user name; value: JSON with an
-//! argon2 password hash and the platform-admin flag). Roles live in the tenant entity.
+//! argon2 password hash, the platform-admin flag, and when the user's sessions last ended:
+//! logout or deletion, which [`crate::revocation`] follows). A deleted user stays as a
+//! tombstone, so their tokens stay refused; the name may be created again. Roles live in the
+//! tenant entity.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -26,6 +29,9 @@ pub enum IdentityError {
     /// The user exists already.
     #[error("user `{0}` already exists")]
     Exists(String),
+    /// No such user.
+    #[error("user `{0}` does not exist")]
+    NotFound(String),
     /// The user store cannot be reached.
     #[error("user store unavailable: {0}")]
     Unavailable(String),
@@ -34,10 +40,17 @@ pub enum IdentityError {
     Corrupt(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct UserRecord {
+/// A user's record in the bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct UserRecord {
     password_hash: String,
     platform_admin: bool,
+    /// Tokens of this user issued at or before this (Unix ms) are refused.
+    #[serde(default)]
+    pub(crate) revoked_before_ms: i64,
+    /// Deleted: cannot log in; kept so their tokens stay refused.
+    #[serde(default)]
+    deleted: bool,
 }
 
 /// A user known to Neo.
@@ -53,6 +66,12 @@ pub struct User {
 #[derive(Clone)]
 pub struct Users {
     kv: kv::Store,
+}
+
+fn encode(record: &UserRecord) -> Result<Bytes, IdentityError> {
+    serde_json::to_vec(record)
+        .map(Bytes::from)
+        .map_err(|e| IdentityError::Unavailable(e.to_string()))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> IdentityError {
@@ -107,22 +126,84 @@ impl Users {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| IdentityError::Unavailable(e.to_string()))?
             .to_string();
-        let record = UserRecord {
+        let mut record = UserRecord {
             password_hash,
             platform_admin,
+            ..UserRecord::default()
         };
-        let value =
-            serde_json::to_vec(&record).map_err(|e| IdentityError::Unavailable(e.to_string()))?;
-        match self.kv.create(user, Bytes::from(value)).await {
-            Ok(_) => Ok(User {
-                name: user.into(),
-                platform_admin,
-            }),
+        let created = User {
+            name: user.into(),
+            platform_admin,
+        };
+        // A deleted user's name is taken again over its tombstone, keeping the end of its
+        // sessions (the old tokens stay refused).
+        if let Some((old, revision)) = self.record(user).await? {
+            if !old.deleted {
+                return Err(IdentityError::Exists(user.into()));
+            }
+            record.revoked_before_ms = old.revoked_before_ms;
+            self.kv
+                .update(user, encode(&record)?, revision)
+                .await
+                .map_err(|_| IdentityError::Exists(user.into()))?;
+            return Ok(created);
+        }
+        match self.kv.create(user, encode(&record)?).await {
+            Ok(_) => Ok(created),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(IdentityError::Exists(user.into()))
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// The record of `user` and its revision, if there is one (deleted or not).
+    async fn record(&self, user: &str) -> Result<Option<(UserRecord, u64)>, IdentityError> {
+        let Some(entry) = self.kv.entry(user).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let record = serde_json::from_slice(&entry.value)
+            .map_err(|_| IdentityError::Corrupt(user.into()))?;
+        Ok(Some((record, entry.revision)))
+    }
+
+    /// Ends every session of `user` now: their tokens are refused from the next call on;
+    /// with `delete`, the user is deleted too (a tombstone: no login, the name free again).
+    ///
+    /// # Errors
+    /// [`IdentityError::NotFound`] for no such (or a deleted) user; the store is unavailable.
+    pub async fn end_sessions(&self, user: &str, delete: bool) -> Result<(), IdentityError> {
+        // Compare-and-set: a concurrent change of the record is retried.
+        for _ in 0..5 {
+            let Some((mut record, revision)) = self.record(user).await? else {
+                return Err(IdentityError::NotFound(user.into()));
+            };
+            if record.deleted {
+                return Err(IdentityError::NotFound(user.into()));
+            }
+            record.revoked_before_ms =
+                crate::revocation::now_ms().max(record.revoked_before_ms + 1);
+            if delete {
+                record.deleted = true;
+                record.password_hash.clear();
+            }
+            match self.kv.update(user, encode(&record)?, revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(IdentityError::Unavailable(format!(
+            "the record of `{user}` keeps changing"
+        )))
+    }
+
+    /// The bucket, for following the ends of sessions ([`crate::revocation`]).
+    pub(crate) fn store(&self) -> &kv::Store {
+        &self.kv
     }
 
     /// The user if `password` is theirs; `None` for an unknown user or a wrong password alike.
@@ -137,11 +218,12 @@ impl Users {
         if neo_protocol::names::validate_name("user", user).is_err() {
             return Ok(None);
         }
-        let Some(value) = self.kv.get(user).await.map_err(unavailable)? else {
+        let Some((record, _)) = self.record(user).await? else {
             return Ok(None);
         };
-        let record: UserRecord =
-            serde_json::from_slice(&value).map_err(|_| IdentityError::Corrupt(user.into()))?;
+        if record.deleted {
+            return Ok(None);
+        }
         let hash = PasswordHash::new(&record.password_hash)
             .map_err(|_| IdentityError::Corrupt(user.into()))?;
         if Argon2::default()
@@ -161,7 +243,7 @@ impl Users {
     /// # Errors
     /// The store is unavailable.
     pub async fn exists(&self, user: &str) -> Result<bool, IdentityError> {
-        Ok(self.kv.get(user).await.map_err(unavailable)?.is_some())
+        Ok(self.record(user).await?.is_some_and(|(r, _)| !r.deleted))
     }
 }
 

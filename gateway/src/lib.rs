@@ -24,6 +24,7 @@ pub mod health;
 pub mod identity;
 pub mod listing;
 pub mod request_id;
+pub mod revocation;
 pub mod server;
 pub mod services;
 pub mod upload;

@@ -84,6 +84,7 @@ pub struct Gateway {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     health: JoinHandle<()>,
+    revocations: Vec<JoinHandle<()>>,
 }
 
 fn nats_error(what: &'static str) -> impl Fn(String) -> GatewayError {
@@ -131,6 +132,10 @@ impl Gateway {
         neo_builder::buildlog::ensure(&jetstream::new(client.clone()))
             .await
             .map_err(nats_error("build log stream"))?;
+        let revocations = Arc::new(crate::revocation::Revocations::new(config.token_ttl));
+        let revocation_tasks = revocations
+            .follow(jetstream::new(client.clone()), users.store().clone())
+            .await;
         let ctx = Arc::new(Ctx {
             bus: Bus::new(platform),
             js: jetstream::new(client.clone()),
@@ -139,6 +144,7 @@ impl Gateway {
             consumers: backends.consumers,
             secrets: backends.secrets,
             verifier: crate::auth::Verifier::new(&config.token_key),
+            revocations,
             key: config.token_key.clone(),
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,
@@ -177,7 +183,10 @@ impl Gateway {
 
         let mut builder = Server::builder()
             .timeout(config.request_timeout * 6)
-            .layer(crate::request_id::RequestIdLayer);
+            .layer(crate::request_id::RequestIdLayer)
+            .layer(tower::util::MapResponseLayer::new(
+                crate::error::oversize_is_resource_exhausted,
+            ));
         let tls = config.tls.is_some();
         if let Some(files) = &config.tls {
             let read = |path: &PathBuf| {
@@ -283,6 +292,7 @@ impl Gateway {
             stop: Some(stop),
             task,
             health: health_task,
+            revocations: revocation_tasks,
         })
     }
 
@@ -300,6 +310,9 @@ impl Gateway {
     /// Stops accepting calls and waits for the server to finish.
     pub async fn shutdown(mut self) {
         self.health.abort();
+        for task in &self.revocations {
+            task.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

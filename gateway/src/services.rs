@@ -46,6 +46,8 @@ pub struct Ctx {
     pub key: Vec<u8>,
     /// Verifies (and remembers) the tokens calls carry, signed with `key`.
     pub verifier: crate::auth::Verifier,
+    /// When sessions, memberships and tenants ended: tokens issued before are refused.
+    pub revocations: Arc<crate::revocation::Revocations>,
     /// Token lifetime.
     pub token_ttl: Duration,
     /// Largest revision upload.
@@ -94,17 +96,20 @@ impl Ctx {
         tenant: Option<&TenantName>,
         action: Action,
     ) -> Result<Principal, Status> {
-        let principal = Principal::from_request(&self.verifier, request)?;
+        let principal = self.authenticate(request)?;
         principal.authorize(tenant, action)?;
         Ok(principal)
     }
 
-    /// Authenticates the request without an authorisation check.
+    /// Authenticates the request without an authorisation check: a valid token whose
+    /// session, membership and tenant have not ended since it was issued.
     ///
     /// # Errors
     /// `UNAUTHENTICATED`.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        Principal::from_request(&self.verifier, request)
+        let principal = Principal::from_request(&self.verifier, request)?;
+        self.revocations.check(&principal.claims)?;
+        Ok(principal)
     }
 
     /// The tenant's state, `NOT_FOUND` if it does not exist.

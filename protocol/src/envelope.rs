@@ -205,6 +205,23 @@ pub const fn event_message(kind: EntityKind) -> &'static str {
     }
 }
 
+/// The fully qualified protobuf message of a kind's state, e.g. `neo.v1.DeploymentState`.
+pub const fn state_message(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Tenant => "neo.v1.TenantState",
+        EntityKind::App => "neo.v1.AppState",
+        EntityKind::Build => "neo.v1.BuildState",
+        EntityKind::Deployment => "neo.v1.DeploymentState",
+        EntityKind::Podgroup => "neo.v1.PodgroupState",
+    }
+}
+
+/// The type URL of a protobuf `message` as `google.protobuf.Any` and CloudEvents'
+/// `dataschema` carry it: `type.googleapis.com/{message}`.
+pub fn type_url(message: &str) -> String {
+    format!("type.googleapis.com/{message}")
+}
+
 /// The CloudEvents attributes of one event as `ce-*` headers (binary content mode), to publish
 /// beside [`EventMeta::to_headers`]. `index` is the event's 0-based position among its
 /// command's events.
@@ -245,10 +262,7 @@ pub fn cloudevents_headers(
     source.push_str(kind);
     source.push('/');
     source.push_str(entity_id);
-    let message = event_message(entity.kind);
-    let mut schema = String::with_capacity(20 + message.len());
-    schema.push_str("type.googleapis.com/");
-    schema.push_str(message);
+    let schema = type_url(event_message(entity.kind));
     [
         (headers::CE_SPECVERSION, CLOUDEVENTS_SPEC_VERSION.to_owned()),
         (headers::CE_ID, id),

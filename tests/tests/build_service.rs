@@ -521,7 +521,9 @@ async fn history_and_why_follow_a_publish_across_entities() {
     };
     let mut by_hand = pb::BuildState::default();
     for event in &build.events {
-        let decoded: pb::BuildEvent = prost::Message::decode(event.payload.clone()).unwrap();
+        let payload = event.payload.as_ref().expect("a typed payload");
+        assert_eq!(payload.type_url, "type.googleapis.com/neo.v1.BuildEvent");
+        let decoded: pb::BuildEvent = prost::Message::decode(payload.value.as_slice()).unwrap();
         neo_actors::aggregate::Aggregate::apply(&mut by_hand, &decoded);
         let at = events
             .clone()
@@ -530,7 +532,9 @@ async fn history_and_why_follow_a_publish_across_entities() {
             .unwrap()
             .into_inner();
         assert_eq!(at.sequence, event.sequence);
-        let state: pb::BuildState = prost::Message::decode(at.state).unwrap();
+        let typed = at.state.expect("a typed state");
+        assert_eq!(typed.type_url, "type.googleapis.com/neo.v1.BuildState");
+        let state: pb::BuildState = prost::Message::decode(typed.value.as_slice()).unwrap();
         assert_eq!(state, by_hand, "as of {}", event.sequence);
     }
     let started = &build.events[1];
@@ -555,7 +559,10 @@ async fn history_and_why_follow_a_publish_across_entities() {
             .await
             .unwrap()
             .into_inner()
-            .state,
+            .state
+            .expect("a typed state")
+            .value
+            .as_slice(),
     )
     .unwrap();
     assert_eq!(Some(latest), now.state);

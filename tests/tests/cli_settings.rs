@@ -173,10 +173,7 @@ async fn settings_and_secrets_of_a_stage_and_deleting_a_tenant() {
             2,
         )
         .await;
-    assert!(
-        bad.contains("(field change_settings.set.Bad-Name)"),
-        "{bad}"
-    );
+    assert!(bad.contains("(field set.Bad-Name)"), "{bad}");
     let bad = seen
         .fails(
             &[

@@ -306,6 +306,23 @@ async fn oversized_and_headless_uploads_are_refused_and_record_nothing() {
     let nothing: Vec<api::UploadRevisionRequest> = Vec::new();
     let nothing = apps.upload_revision(tokio_stream::iter(nothing)).await;
     refused(nothing, Code::InvalidArgument, "");
+    // One message over the 4 MiB message limit, a chunk or a plain call, is "too large" too.
+    let header = upload_parts("acme", "shop", "one huge chunk", &[]);
+    let chunk = api::UploadRevisionRequest {
+        part: Some(Part::Chunk(vec![1; 5 * 1024 * 1024].into())),
+    };
+    let huge = apps
+        .upload_revision(tokio_stream::iter(header.into_iter().chain([chunk])))
+        .await;
+    refused(huge, Code::ResourceExhausted, "");
+    let huge = apps
+        .create_app(api::CreateAppRequest {
+            tenant: "acme".into(),
+            app: "huge".into(),
+            description: "x".repeat(5 * 1024 * 1024),
+        })
+        .await;
+    refused(huge, Code::ResourceExhausted, "");
 
     let after = stack.event_count().await.unwrap();
     assert_eq!(after, before, "nothing written");

@@ -337,6 +337,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_unauthenticated() {
         role: String::new(),
         platform_admin: true,
         iat: now_s() - 7200,
+        iat_ms: 0,
         exp,
     };
     let expired = sign(&stack.key, &claims(now_s() - 60)).unwrap();

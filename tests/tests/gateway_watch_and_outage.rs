@@ -99,7 +99,9 @@ async fn watch_replays_then_follows_and_resumes_without_gap_or_duplicate() {
     live.await.unwrap().unwrap();
     let seen = (more[0].entity_id.as_str(), more[0].event_type.as_str());
     assert_eq!(seen, ("live", "AppCreated"));
-    let payload = pb::AppEvent::decode(more[0].payload.clone()).unwrap();
+    let payload = more[0].payload.as_ref().expect("a typed payload");
+    assert_eq!(payload.type_url, "type.googleapis.com/neo.v1.AppEvent");
+    let payload = pb::AppEvent::decode(payload.value.as_slice()).unwrap();
     assert!(matches!(
         payload.event,
         Some(pb::app_event::Event::Created(_))

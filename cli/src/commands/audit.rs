@@ -72,11 +72,13 @@ pub async fn state_at(cx: &Context, args: StateAtArgs) -> Result<(), CliError> {
         .into_inner();
     let bad = |e: prost::DecodeError| CliError::Usage(format!("undecodable state: {e}"));
     let sequence = r.sequence;
+    let state = r.state.map(|any| any.value).unwrap_or_default();
+    let state = state.as_slice();
     let (json, table) = match r.kind.as_str() {
         "tenant" => {
             let t = api::Tenant {
                 name: args.id.clone(),
-                state: Some(pb::TenantState::decode(r.state).map_err(bad)?),
+                state: Some(pb::TenantState::decode(state).map_err(bad)?),
                 sequence,
             };
             (render::tenant_json(&t), render::tenant_table(&t))
@@ -85,7 +87,7 @@ pub async fn state_at(cx: &Context, args: StateAtArgs) -> Result<(), CliError> {
             let a = api::App {
                 tenant: tenant.clone(),
                 name: args.id.clone(),
-                state: Some(pb::AppState::decode(r.state).map_err(bad)?),
+                state: Some(pb::AppState::decode(state).map_err(bad)?),
                 sequence,
             };
             (render::app_json(&a), render::app_table(&a))
@@ -94,13 +96,13 @@ pub async fn state_at(cx: &Context, args: StateAtArgs) -> Result<(), CliError> {
             let b = api::Build {
                 tenant: tenant.clone(),
                 id: args.id.clone(),
-                state: Some(pb::BuildState::decode(r.state).map_err(bad)?),
+                state: Some(pb::BuildState::decode(state).map_err(bad)?),
                 sequence,
             };
             (render::build_json(&b), render::build_table(&b))
         }
         "deployment" => {
-            let state = pb::DeploymentState::decode(r.state).map_err(bad)?;
+            let state = pb::DeploymentState::decode(state).map_err(bad)?;
             let d = api::Deployment {
                 tenant: tenant.clone(),
                 app: state.app.clone(),
@@ -111,7 +113,7 @@ pub async fn state_at(cx: &Context, args: StateAtArgs) -> Result<(), CliError> {
             (render::deployment_json(&d), render::deployment_table(&d))
         }
         _ => {
-            let state = pb::PodgroupState::decode(r.state).map_err(bad)?;
+            let state = pb::PodgroupState::decode(state).map_err(bad)?;
             let text = format!("{state:#?}");
             (serde_json::json!({ "state": text }), text)
         }

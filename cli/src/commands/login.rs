@@ -36,6 +36,12 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Delete a user (platform admins): their tokens stop working at once and they cannot log
+    /// in; the name may be created again.
+    Delete {
+        /// The user to delete.
+        name: String,
+    },
 }
 
 /// `neo login`: reads the password (stdin, `$NEO_PASSWORD` or a prompt), then
@@ -137,22 +143,44 @@ pub async fn login_with_password(
     )
 }
 
-/// `neo logout`: removes the saved token, keeping the endpoint, user and tenant.
+/// `neo logout`: ends every session of the user at the gateway (each of their tokens is
+/// refused from the next call on), then removes the saved token, keeping the endpoint, user
+/// and tenant. The token is removed even when the gateway cannot be reached (said on stderr).
 ///
 /// # Errors
 ///
 /// [`CliError::Config`] when the config cannot be saved.
-pub fn logout(cx: &mut Context) -> Result<(), CliError> {
+pub async fn logout(cx: &mut Context) -> Result<(), CliError> {
+    let ended = if cx.config.token.is_some() {
+        match cx.connect().await {
+            Ok(gateway) => gateway.identity().logout(api::LogoutRequest {}).await,
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        }
+    } else {
+        Err(tonic::Status::unauthenticated("no token"))
+    };
+    if let Err(e) = &ended
+        && cx.config.token.is_some()
+    {
+        eprintln!(
+            "warning: the gateway did not end the session ({}); the token is removed here \
+             but stays valid until it expires",
+            e.message()
+        );
+    }
     let had_token = cx.config.token.take().is_some();
     if had_token {
         cx.config.save(&cx.config_path)?;
     }
     let path = cx.config_path.display().to_string();
+    let ended = ended.is_ok();
     cx.print(
-        || json!({ "logged_out": had_token, "config": path }),
+        || json!({ "logged_out": had_token, "sessions_ended": ended, "config": path }),
         || {
-            if had_token {
-                format!("logged out (token removed from {path})")
+            if had_token && ended {
+                format!("logged out: every session ended, token removed from {path}")
+            } else if had_token {
+                format!("logged out here (token removed from {path})")
             } else {
                 "not logged in".to_owned()
             }
@@ -175,16 +203,27 @@ pub async fn whoami(cx: &Context) -> Result<(), CliError> {
     cx.print(|| render::whoami_json(&who), || render::whoami_table(&who))
 }
 
-/// `neo user create`.
+/// `neo user create`, `neo user delete`.
 ///
 /// # Errors
 ///
 /// [`CliError::Usage`] when the prompted passwords differ; the gateway's error.
 pub async fn user(cx: &Context, command: UserCommand) -> Result<(), CliError> {
-    let UserCommand::Create {
-        name,
-        password_stdin,
-    } = command;
+    let (name, password_stdin) = match command {
+        UserCommand::Create {
+            name,
+            password_stdin,
+        } => (name, password_stdin),
+        UserCommand::Delete { name } => {
+            let gateway = cx.connect().await?;
+            let request = api::DeleteUserRequest { user: name };
+            let user = gateway.identity().delete_user(request).await?.into_inner();
+            return cx.print(
+                || json!({ "name": user.name, "deleted": true }),
+                || format!("deleted user {} (their tokens no longer work)", user.name),
+            );
+        }
+    };
     let password = if password_stdin {
         password_from_stdin()?
     } else {

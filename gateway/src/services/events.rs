@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::{Stream, StreamExt};
-use neo_protocol::{EntityKind, EntityRef, subjects};
+use neo_protocol::{EntityKind, EntityRef, TenantName, subjects};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -63,6 +63,12 @@ fn filter(r: &api::WatchRequest) -> Result<String, Status> {
     Ok(format!("neo.evt.{}.{kind}.{id}.{event_type}", r.tenant))
 }
 
+/// The entity a History or StateAt request names, a bad name refused naming its field.
+fn named_entity(t: &TenantName, kind: &str, id: &str) -> Result<EntityRef, Status> {
+    let kind = EntityKind::parse(kind).map_err(|e| bad_name("kind", e))?;
+    EntityRef::parse(t.as_str(), kind.as_str(), id).map_err(|e| bad_name("entity_id", e))
+}
+
 fn to_event(msg: &async_nats::jetstream::Message) -> Option<api::Event> {
     let sequence = msg.info().ok()?.stream_sequence;
     history::event(
@@ -83,8 +89,7 @@ impl Events for EventsService {
     ) -> Result<Response<api::HistoryResponse>, Status> {
         let r = request.get_ref();
         let t = tenant("tenant", &r.tenant)?;
-        let entity = EntityRef::parse(t.as_str(), &r.kind, &r.entity_id)
-            .map_err(|e| bad_name("entity", e))?;
+        let entity = named_entity(&t, &r.kind, &r.entity_id)?;
         self.0.allow(&request, Some(&t), Action::Read)?;
         let (events, more) =
             history::history(&self.0.js, &entity, r.after_sequence, r.limit).await?;
@@ -111,13 +116,12 @@ impl Events for EventsService {
     ) -> Result<Response<api::StateAtResponse>, Status> {
         let r = request.get_ref();
         let t = tenant("tenant", &r.tenant)?;
-        let entity = EntityRef::parse(t.as_str(), &r.kind, &r.entity_id)
-            .map_err(|e| bad_name("entity", e))?;
+        let entity = named_entity(&t, &r.kind, &r.entity_id)?;
         self.0.allow(&request, Some(&t), Action::Read)?;
         let (sequence, time_ms) = (r.sequence, r.time_ms);
         let (state, sequence) = history::state_at(&self.0.js, &entity, sequence, time_ms).await?;
         Ok(Response::new(api::StateAtResponse {
-            state: state.into(),
+            state: Some(state),
             sequence,
             kind: entity.kind.to_string(),
         }))

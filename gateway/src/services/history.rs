@@ -7,7 +7,7 @@
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt;
-use neo_protocol::envelope::EventMeta;
+use neo_protocol::envelope::{self, EventMeta};
 use neo_protocol::{EntityRef, TenantName, subjects};
 use tonic::Status;
 
@@ -98,7 +98,10 @@ pub fn event(
         command_id: meta.command_id,
         correlation_id: meta.correlation_id,
         causation_id: meta.causation_id,
-        payload,
+        payload: Some(prost_types::Any {
+            type_url: envelope::type_url(envelope::event_message(entity.kind)),
+            value: payload.to_vec(),
+        }),
     })
 }
 
@@ -168,8 +171,9 @@ fn root_of(event: &api::Event) -> String {
     }
 }
 
-/// The encoded state of `entity` after its last event at or before `sequence` (or, with
-/// `sequence` 0, at or before `time_ms`; both 0: now), and that event's sequence.
+/// The state of `entity` (typed: `neo.v1.{Kind}State`) after its last event at or before
+/// `sequence` (or, with `sequence` 0, at or before `time_ms`; both 0: now), and that event's
+/// sequence.
 ///
 /// # Errors
 /// `UNAVAILABLE` when the stream cannot be read; `DATA_LOSS` when a stored event cannot be
@@ -179,7 +183,11 @@ pub async fn state_at(
     entity: &EntityRef,
     sequence: u64,
     time_ms: u64,
-) -> Result<(Vec<u8>, u64), Status> {
+) -> Result<(prost_types::Any, u64), Status> {
+    let typed = |value: Vec<u8>| prost_types::Any {
+        type_url: envelope::type_url(envelope::state_message(entity.kind)),
+        value,
+    };
     let up_to = match (sequence, time_ms) {
         (0, 0) => None,
         (0, t) => {
@@ -203,7 +211,7 @@ pub async fn state_at(
         (s, _) => Some(s),
     };
     if up_to == Some(0) {
-        return Ok((empty_state(entity), 0));
+        return Ok((typed(empty_state(entity)), 0));
     }
     let (state, last) = neo_actors::replay::replay_entity(js, entity, up_to)
         .await
@@ -211,7 +219,7 @@ pub async fn state_at(
             neo_actors::replay::ReplayError::Malformed { .. } => Status::data_loss(e.to_string()),
             e => unavailable(e.to_string()),
         })?;
-    Ok((state.encode_to_vec(), last))
+    Ok((typed(state.encode_to_vec()), last))
 }
 
 fn empty_state(entity: &EntityRef) -> Vec<u8> {

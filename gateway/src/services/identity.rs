@@ -21,6 +21,7 @@ fn identity_status(e: IdentityError) -> Status {
         IdentityError::BadName(n) => invalid("user", n),
         IdentityError::BadPassword => invalid("password", e),
         IdentityError::Exists(_) => Status::already_exists(e.to_string()),
+        IdentityError::NotFound(_) => Status::not_found(e.to_string()),
         IdentityError::Unavailable(_) => Status::unavailable(e.to_string()),
         IdentityError::Corrupt(_) => Status::data_loss(e.to_string()),
     }
@@ -79,6 +80,7 @@ impl Identity for IdentityService {
             role: auth::role_word(role).into(),
             platform_admin: user.platform_admin,
             iat,
+            iat_ms: crate::revocation::now_ms(),
             exp: iat + ttl,
         };
         let token =
@@ -112,6 +114,49 @@ impl Identity for IdentityService {
         Ok(Response::new(api::User {
             name: user.name,
             platform_admin: user.platform_admin,
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<api::LogoutRequest>,
+    ) -> Result<Response<api::LogoutResponse>, Status> {
+        let principal = self.0.authenticate(&request)?;
+        self.0
+            .users
+            .end_sessions(principal.user(), false)
+            .await
+            .map_err(identity_status)?;
+        tracing::info!(user = %principal.user(), "logged out: every session ended");
+        Ok(Response::new(api::LogoutResponse {
+            user: principal.user().to_owned(),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<api::DeleteUserRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        let principal = self.0.allow(&request, None, Action::Platform)?;
+        let r = request.into_inner();
+        if neo_protocol::names::validate_name("user", &r.user).is_err() {
+            return Err(invalid("user", format!("`{}` is not a user name", r.user)));
+        }
+        if r.user == principal.user() {
+            return Err(crate::error::refused(
+                "user.self_delete",
+                "a platform admin cannot delete themselves",
+            ));
+        }
+        self.0
+            .users
+            .end_sessions(&r.user, true)
+            .await
+            .map_err(identity_status)?;
+        tracing::info!(user = %r.user, by = %principal.user(), "user deleted");
+        Ok(Response::new(api::User {
+            name: r.user,
+            platform_admin: false,
         }))
     }
 

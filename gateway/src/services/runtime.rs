@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use super::{Ctx, app, stage, state_after, tenant};
 use crate::api::{self, runtime_server::Runtime};
 use crate::auth::{Action, Principal};
-use crate::error::{FIELD_METADATA, invalid};
+use crate::error::invalid;
 
 /// The runtime service.
 pub struct RuntimeService(pub Arc<Ctx>);
@@ -72,28 +72,6 @@ async fn stage_index(ctx: &Ctx, t: &TenantName, s: &StageName) -> Result<usize, 
     stage_position(&state.stages, t.as_str(), s.as_str()).map_err(|r| Status::not_found(r.message))
 }
 
-/// The podgroup's refusal with its field named as in the request: the platform names
-/// `set_policy.policy.max_replicas`, the caller sent `policy.max_replicas`.
-fn request_field(status: Status) -> Status {
-    let Some(field) = status
-        .metadata()
-        .get(FIELD_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return status;
-    };
-    let Some(renamed) = field.strip_prefix("set_policy.") else {
-        return status;
-    };
-    let mut metadata = status.metadata().clone();
-    if let Ok(value) = renamed.parse() {
-        metadata.insert(FIELD_METADATA, value);
-    }
-    let message = status.message().replacen(&field, renamed, 1);
-    Status::with_metadata(status.code(), message, metadata)
-}
-
 impl RuntimeService {
     /// Authenticates, resolves the tenant and allows a read of it.
     fn read_scope<T>(&self, request: &Request<T>, requested: &str) -> Result<TenantName, Status> {
@@ -125,9 +103,8 @@ impl RuntimeService {
         let accepted = self
             .0
             .bus
-            .command(&entity, user, &command)
-            .await
-            .map_err(request_field)?;
+            .command_naming(&entity, user, &command, &[("set_policy.", "")])
+            .await?;
         tracing::info!(tenant = %t, app = %a, stage = %s, user, ?policy, "scale policy set");
         Ok(api::ScalePolicyResponse {
             tenant: t.to_string(),
@@ -204,6 +181,7 @@ mod tests {
                 role: "viewer".into(),
                 platform_admin: tenant.is_empty(),
                 iat: now_s(),
+                iat_ms: 0,
                 exp: now_s() + 60,
             },
         }
@@ -217,32 +195,5 @@ mod tests {
         assert_eq!(none.code(), tonic::Code::InvalidArgument);
         assert!(none.message().starts_with("tenant:"));
         assert!(scope(&principal("acme"), "a.*").is_err());
-    }
-
-    #[test]
-    fn a_podgroup_field_is_renamed_to_the_requests() {
-        let refused = crate::error::from_command_error(pb::CommandError {
-            code: pb::ErrorCode::InvalidArgument as i32,
-            rule: "policy.bounds".into(),
-            field: "set_policy.policy.min_replicas".into(),
-            message: "min replicas 5 is over max replicas 2".into(),
-        });
-        let renamed = request_field(refused);
-        assert_eq!(renamed.code(), tonic::Code::InvalidArgument);
-        assert_eq!(
-            renamed
-                .metadata()
-                .get(FIELD_METADATA)
-                .and_then(|v| v.to_str().ok()),
-            Some("policy.min_replicas")
-        );
-        assert!(
-            renamed
-                .message()
-                .starts_with("policy.min_replicas: min replicas 5")
-        );
-        assert!(renamed.message().contains("(rule policy.bounds)"));
-        let other = request_field(Status::not_found("gone"));
-        assert_eq!(other.message(), "gone");
     }
 }

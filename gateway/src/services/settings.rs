@@ -86,12 +86,18 @@ impl SettingsService {
         let accepted = self
             .0
             .bus
-            .command(
+            .command_naming(
                 &EntityRef::deployment(t, a, s),
                 user,
                 &pb::DeploymentCommand {
                     command: Some(command),
                 },
+                // `change_settings.set.{name}` is the request's `set.{name}`, and so on.
+                &[
+                    ("change_settings.", ""),
+                    ("record_secret.name", "name"),
+                    ("remove_secret.name", "name"),
+                ],
             )
             .await?;
         let state: pb::DeploymentState = state_after(&accepted)?;

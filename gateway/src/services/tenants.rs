@@ -9,11 +9,22 @@ use tonic::{Request, Response, Status};
 use super::{Ctx, stage, state_after, tenant};
 use crate::api::{self, tenants_server::Tenants};
 use crate::auth::Action;
+use crate::bus::FieldNames;
 use crate::error::invalid;
 use crate::listing::{page_request, paginate, subject_tokens};
 
 /// The tenants service.
 pub struct TenantsService(pub Arc<Ctx>);
+
+/// The tenant commands' fields as the Tenants requests call them.
+const TENANT_FIELDS: FieldNames<'static> = &[
+    ("create.", ""),
+    ("add_stage.name", "stage"),
+    ("add_stage.", ""),
+    ("remove_stage.name", "stage"),
+    ("set_member.", ""),
+    ("remove_member.", ""),
+];
 
 impl TenantsService {
     async fn run(
@@ -26,7 +37,11 @@ impl TenantsService {
         let command = pb::TenantCommand {
             command: Some(command),
         };
-        let accepted = self.0.bus.command(&entity, principal, &command).await?;
+        let accepted = self
+            .0
+            .bus
+            .command_naming(&entity, principal, &command, TENANT_FIELDS)
+            .await?;
         Ok(api::Tenant {
             name: t.to_string(),
             state: Some(state_after(&accepted)?),
