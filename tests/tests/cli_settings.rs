@@ -199,11 +199,20 @@ async fn settings_and_secrets_of_a_stage_and_deleting_a_tenant() {
     assert!(refused.contains("never reused"), "{refused}");
     assert!(refused.contains("--yes"), "{refused}");
     stack.secrets.reveal(&acme, &shop, &dev).await.unwrap();
-    seen.ok(&["tenant", "delete", "acme", "--yes", "--reason", "a test"])
+    // It cannot be undone: only a platform admin deletes a tenant, not its own admin.
+    let denied = seen
+        .fails(
+            &["tenant", "delete", "acme", "--yes", "--reason", "a test"],
+            4,
+        )
         .await;
-    assert!(stack.secrets.reveal(&acme, &shop, &dev).await.is_err());
+    assert!(denied.contains("platform admin"), "{denied}");
+    stack.secrets.reveal(&acme, &shop, &dev).await.unwrap();
     let root = Neo::new(&stack);
     root.login_with(ROOT, ROOT_PASSWORD, None).await.unwrap();
+    root.ok(&["tenant", "delete", "acme", "--yes", "--reason", "a test"])
+        .await;
+    assert!(stack.secrets.reveal(&acme, &shop, &dev).await.is_err());
     let gone = root.fails(&["tenant", "get", "acme"], 3).await;
     assert!(gone.contains("does not exist"), "{gone}");
 

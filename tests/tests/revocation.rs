@@ -143,6 +143,17 @@ async fn logout_and_deleting_a_user_end_every_token_of_theirs() {
 async fn a_deleted_tenant_ends_its_tokens() {
     let (stack, people) = stack().await;
     assert_eq!(lists_apps(&stack, &people.dave).await, Ok(()));
+    // It cannot be undone: the tenant's own admin may not delete it.
+    let denied = stack
+        .tenants(&people.alice)
+        .delete_tenant(api::DeleteTenantRequest {
+            tenant: "acme".into(),
+            reason: "oops".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert_eq!(lists_apps(&stack, &people.dave).await, Ok(()));
     stack
         .tenants(&people.root)
         .delete_tenant(api::DeleteTenantRequest {
@@ -154,6 +165,15 @@ async fn a_deleted_tenant_ends_its_tokens() {
     for token in [&people.alice, &people.dave, &people.vic] {
         refused_within_a_second(&stack, token, "acme's tokens refused").await;
     }
+    // It is not listed any more.
+    let listed = stack
+        .tenants(&people.root)
+        .list_tenants(api::ListTenantsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tenants;
+    assert_eq!(listed, ["beta"]);
     // Another tenant's tokens go on.
     let beta = stack
         .apps(&people.bob)

@@ -486,7 +486,7 @@ async fn settings_and_secrets_reach_the_replicas_per_stage_and_the_secret_is_now
     stack
         .build
         .stack
-        .tenants(&people.alice)
+        .tenants(&people.root)
         .delete_tenant(api::DeleteTenantRequest {
             tenant: TENANT.into(),
             reason: "closing".into(),

@@ -20,7 +20,7 @@ pub enum TenantCommand {
     },
     /// List the tenants.
     List,
-    /// Delete a tenant for good (platform admins or the tenant's admins; needs --yes).
+    /// Delete a tenant for good (platform admins only: it cannot be undone; needs --yes).
     Delete(DeleteArgs),
     /// Add or remove a stage of the tenant (--tenant or the saved one).
     Stage {

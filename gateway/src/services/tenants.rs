@@ -107,11 +107,16 @@ impl Tenants for TenantsService {
     ) -> Result<Response<api::ListTenantsResponse>, Status> {
         self.0.allow(&request, None, Action::Platform)?;
         let page = page_request(request.get_ref().page.as_ref())?;
-        let filter = format!(
-            "neo.evt.*.{}.*.TenantCreated",
-            neo_protocol::EntityKind::Tenant
-        );
-        let names = subject_tokens(&self.0.js, &filter, 2).await?;
+        // Every tenant created, but the deleted ones: a deleted tenant is not listed at all.
+        let with_event = |event_type: &str| {
+            format!(
+                "neo.evt.*.{}.*.{event_type}",
+                neo_protocol::EntityKind::Tenant
+            )
+        };
+        let deleted = subject_tokens(&self.0.js, &with_event("TenantDeleted"), 2).await?;
+        let mut names = subject_tokens(&self.0.js, &with_event("TenantCreated"), 2).await?;
+        names.retain(|name| !deleted.contains(name));
         let (tenants, next_page_token) = paginate(&names, Clone::clone, &page);
         Ok(Response::new(api::ListTenantsResponse {
             tenants,
@@ -197,7 +202,7 @@ impl Tenants for TenantsService {
         request: Request<api::DeleteTenantRequest>,
     ) -> Result<Response<api::Tenant>, Status> {
         let t = tenant("tenant", &request.get_ref().tenant)?;
-        let p = self.0.allow(&request, Some(&t), Action::Administer)?;
+        let p = self.0.allow(&request, Some(&t), Action::Platform)?;
         let reason = request.into_inner().reason;
         let command = Command::Delete(pb::DeleteTenant { reason });
         let deleted = self.run(&t, p.user(), command).await?;
