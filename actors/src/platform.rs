@@ -17,6 +17,7 @@ use crate::aggregate::{Aggregate, Rejection, RejectionCode};
 use crate::host::{CommandMeta, EntityHost, HostConfig, HostError};
 use crate::store::{EventStore, StoreError};
 
+pub mod deleted;
 mod facts;
 mod transport;
 
@@ -37,6 +38,8 @@ pub struct Platform {
     pub podgroups: EntityHost<pb::PodgroupState>,
     /// The consumers of each stage, for impact analysis of deploys (none attached: no analysis).
     consumers: OnceLock<Arc<dyn Consumers>>,
+    /// Tenants deleted for good: commands on their entities are refused.
+    deleted: deleted::Deleted,
 }
 
 /// A [`pb::CommandError`] with a code, message and optional field.
@@ -195,6 +198,7 @@ impl Platform {
             deployments: EntityHost::start(store.clone(), config.clone()).await?,
             podgroups: EntityHost::start(store, config).await?,
             consumers: OnceLock::new(),
+            deleted: deleted::Deleted::default(),
         }))
     }
 
@@ -253,11 +257,18 @@ impl Platform {
         request: pb::CommandRequest,
     ) -> Result<pb::CommandReply, pb::CommandError> {
         let meta = command_meta(&request)?;
+        self.deleted.check(entity)?;
         let body = request.command;
         Ok(match entity.kind {
             EntityKind::Tenant => {
                 let c = decode(body, "TenantCommand")?;
-                run(&self.tenants, entity, meta, c).await
+                let reply = run(&self.tenants, entity, meta, c).await;
+                if let Some(pb::command_reply::Result::Accepted(a)) = &reply.result
+                    && a.events.iter().any(|e| e.event_type == "TenantDeleted")
+                {
+                    self.tenant_deleted(entity.tenant.as_str());
+                }
+                reply
             }
             EntityKind::App => {
                 let c = decode(body, "AppCommand")?;

@@ -154,8 +154,9 @@ pub fn retry_delay(delivered: i64) -> Duration {
 
 /// Runs every reactor of a platform process (`neo serve`, and the test stacks standing in for
 /// it): the Runtime's desired states, podgroups from releases, and 1-Click Publish (build on
-/// publish; deploy on build, assessed for impact when the platform has consumers attached). The
-/// desired-state reactor publishes into `NEO_DESIRED`, which must exist.
+/// publish; deploy on build, assessed for impact when the platform has consumers attached); and
+/// the follower of tenant deletions ([`crate::platform::deleted::follow`]). The desired-state
+/// reactor publishes into `NEO_DESIRED`, which must exist.
 pub fn run_platform(js: &jetstream::Context, platform: &Arc<Platform>) -> Vec<JoinHandle<()>> {
     let reactors: [Arc<dyn Reactor>; 4] = [
         Arc::new(desired::DesiredOnPodgroupChange::new(
@@ -169,6 +170,10 @@ pub fn run_platform(js: &jetstream::Context, platform: &Arc<Platform>) -> Vec<Jo
     reactors
         .into_iter()
         .map(|reactor| run(js.clone(), platform.clone(), reactor))
+        .chain([crate::platform::deleted::follow(
+            js.clone(),
+            platform.clone(),
+        )])
         .collect()
 }
 

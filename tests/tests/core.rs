@@ -460,3 +460,81 @@ async fn a_request_right_after_the_intake_starts_finds_it() {
         expect_accepted(reply);
     }
 }
+
+#[tokio::test]
+async fn nothing_of_a_deleted_tenant_changes_on_any_platform_process() {
+    let core = Core::start().await.unwrap();
+    let p = core.platform(HostConfig::default()).await.unwrap();
+    let (rt, other) = platform_in_own_runtime(&core).await;
+    let js = p.store.context().clone();
+    let follower = rt.spawn({
+        let other = other.platform.clone();
+        async move { neo_actors::platform::deleted::follow(js, other).await }
+    });
+    let client = core.connect().await.unwrap();
+    let acme = EntityRef::tenant(&tenant());
+    let shop = app("shop");
+    expect_accepted(
+        send(&client, &acme, &request(commands::create_tenant("alice")))
+            .await
+            .unwrap(),
+    );
+    expect_accepted(
+        send(&client, &shop, &request(commands::create_app()))
+            .await
+            .unwrap(),
+    );
+    let delete = pb::TenantCommand {
+        command: Some(pb::tenant_command::Command::Delete(pb::DeleteTenant {
+            reason: "closing".into(),
+        })),
+    };
+    // Deleted through this process (as its intake would), which refuses at once.
+    expect_accepted(p.platform.dispatch(&acme, request(delete)).await);
+    let direct = p
+        .platform
+        .dispatch(&shop, request(commands::revision(1)))
+        .await;
+    let Some(pb::command_reply::Result::Error(e)) = direct.result else {
+        panic!("a refusal: {direct:?}");
+    };
+    assert_eq!(
+        (code(&e), e.rule.as_str()),
+        (ErrorCode::FailedPrecondition, "tenant.deleted")
+    );
+    // The other process learns it from the event: every command through the queue group is
+    // refused, and a new app cannot be created either.
+    let other_platform = other.platform.clone();
+    let refused_there = rt
+        .spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let reply = other_platform
+                    .dispatch(&app("new"), request(commands::create_app()))
+                    .await;
+                match reply.result {
+                    Some(pb::command_reply::Result::Error(e)) if e.rule == "tenant.deleted" => {
+                        return true;
+                    }
+                    _ if std::time::Instant::now() > deadline => return false,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert!(refused_there, "the other process refuses within 5 s");
+    for _ in 0..4 {
+        let e = expect_error(
+            send(&client, &shop, &request(commands::revision(2)))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(e.rule, "tenant.deleted", "{e:?}");
+    }
+    let (state, _) = p.platform.apps.state(&shop).await.unwrap();
+    assert!(state.revisions.is_empty(), "nothing written: {state:?}");
+    follower.abort();
+    drop(other);
+    rt.shutdown_background();
+}
