@@ -43,8 +43,9 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 struct Times {
     /// User → tokens issued at or before this (Unix ms) are refused.
     users: HashMap<String, i64>,
-    /// (tenant, user) → the same, for tokens scoped to that tenant.
-    members: HashMap<(String, String), i64>,
+    /// Tenant → user → the same, for tokens scoped to that tenant (nested, so a call looks up
+    /// by its claims' strings without building a key).
+    members: HashMap<String, HashMap<String, i64>>,
     /// Tenant → the same, for every token scoped to it.
     tenants: HashMap<String, i64>,
 }
@@ -95,7 +96,8 @@ impl Revocations {
         if ended(
             times
                 .members
-                .get(&(claims.tenant.clone(), claims.sub.clone())),
+                .get(&claims.tenant)
+                .and_then(|users| users.get(&claims.sub)),
         ) {
             return Err(Status::unauthenticated(format!(
                 "the membership of `{}` in tenant `{}` changed after this token was issued: \
@@ -115,8 +117,8 @@ impl Revocations {
     pub fn end_member(&self, tenant: &str, user: &str, at_ms: i64) {
         self.record(
             at_ms,
-            |t| &mut t.members,
-            (tenant.to_owned(), user.to_owned()),
+            |t| t.members.entry(tenant.to_owned()).or_default(),
+            user.to_owned(),
         );
     }
 
@@ -137,11 +139,11 @@ impl Revocations {
         let Ok(mut times) = self.times.write() else {
             return;
         };
-        let forget_before = now_ms().saturating_sub(self.horizon_ms);
         let map = map(&mut times);
         let at = map.entry(key).or_insert(at_ms);
         *at = (*at).max(at_ms);
         if map.len() > 10_000 {
+            let forget_before = now_ms().saturating_sub(self.horizon_ms);
             map.retain(|_, at| *at >= forget_before);
         }
     }
@@ -199,11 +201,9 @@ impl Revocations {
     }
 }
 
-/// Unix milliseconds now.
+/// Unix milliseconds now, signed as tokens carry their times.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(neo_protocol::envelope::now_ms()).unwrap_or(i64::MAX)
 }
 
 async fn follow_users(revocations: Arc<Revocations>, users: kv::Store, ready: watch::Sender<bool>) {

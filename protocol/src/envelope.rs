@@ -205,6 +205,14 @@ pub const fn event_message(kind: EntityKind) -> &'static str {
     }
 }
 
+/// Unix milliseconds now, as event times and every other Neo timestamp are kept (0 on a clock
+/// before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The fully qualified protobuf message of a kind's state, e.g. `neo.v1.DeploymentState`.
 pub const fn state_message(kind: EntityKind) -> &'static str {
     match kind {

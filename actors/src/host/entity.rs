@@ -5,10 +5,9 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use neo_protocol::envelope::{EventMeta, chain_link};
+use neo_protocol::envelope::{EventMeta, chain_link, now_ms};
 use neo_protocol::{EntityRef, pb};
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr};
@@ -185,12 +184,6 @@ pub(crate) fn activation_error(e: SpawnErr) -> HostError {
         return HostError::Store(store.clone());
     }
     HostError::Stopped(format!("activation failed: {e}"))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<A: Aggregate> Actor for EntityActor<A> {

@@ -13,7 +13,7 @@ use futures::stream::FuturesUnordered;
 use neo_actors::Aggregate;
 use neo_actors::store::EventStore;
 use neo_actors::store::jetstream::JetStreamStore;
-use neo_protocol::envelope::{EventMeta, chain_link};
+use neo_protocol::envelope::{EventMeta, chain_link, now_ms};
 use neo_protocol::{EntityRef, headers, pb, subjects};
 use prost::Message as _;
 
@@ -29,12 +29,6 @@ struct Head {
 /// Desired replicas once the podgroup's event `n` is applied (create, then 2, 1, 2, …).
 pub(super) fn desired_after(n: usize) -> u32 {
     if n % 2 == 1 { 2 } else { 1 }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The event a host appends for `ScaleTo` as the podgroup's event `n`, after `head`.

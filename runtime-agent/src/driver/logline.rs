@@ -4,13 +4,7 @@
 use neo_protocol::pb;
 use serde_json::{Map, Value};
 
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
-}
+pub use neo_protocol::envelope::now_ms;
 
 /// The line's fields, when it is a JSON object.
 pub fn json_object(text: &str) -> Option<Map<String, Value>> {
