@@ -11,10 +11,12 @@
 //! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
 //! - [`publish`]: 1-Click Publish: a published revision is built, then deployed.
 //! - [`desired`]: a podgroup's changes are published as its stage's desired state.
+//! - [`tenants`]: a tenant's new quota or deletion reaches the desired states of all its podgroups.
 
 pub mod desired;
 pub mod podgroups;
 pub mod publish;
+pub mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,11 +160,12 @@ pub fn retry_delay(delivered: i64) -> Duration {
 /// the follower of tenant deletions ([`crate::platform::deleted::follow`]). The desired-state
 /// reactor publishes into `NEO_DESIRED`, which must exist.
 pub fn run_platform(js: &jetstream::Context, platform: &Arc<Platform>) -> Vec<JoinHandle<()>> {
-    let reactors: [Arc<dyn Reactor>; 4] = [
+    let reactors: [Arc<dyn Reactor>; 5] = [
         Arc::new(desired::DesiredOnPodgroupChange::new(
             js.clone(),
             platform.clone(),
         )),
+        Arc::new(tenants::DesiredOnTenantChange::new(js.clone())),
         Arc::new(podgroups::PodgroupOnFirstRelease),
         Arc::new(publish::BuildOnPublish),
         Arc::new(publish::DeployOnBuild),

@@ -61,8 +61,21 @@ pub async fn apply(
         .await
         .map_err(db)?;
     let q = quote(schema);
+    // On a stage the agent made the schema for the app's own role, which may not create
+    // schemas (Postgres checks that before `IF NOT EXISTS`): create it only when missing.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+    let create = if exists {
+        String::new()
+    } else {
+        format!("CREATE SCHEMA IF NOT EXISTS {q};")
+    };
     let setup = format!(
-        "CREATE SCHEMA IF NOT EXISTS {q};
+        "{create}
          SET LOCAL search_path TO {q};
          CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
              name TEXT PRIMARY KEY,

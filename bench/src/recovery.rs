@@ -470,6 +470,7 @@ async fn replica_kills(drill: &Drill, rounds: usize) -> anyhow::Result<Vec<Durat
     let mut process =
         ProcessConfig::new(data.path().to_owned(), Some(drill.postgres.url("neo_dev")));
     process.grace = Duration::from_secs(3);
+    process.edge = process.edge.without_rate_limits();
     let registry = Registry::new(RegistryConfig {
         host: drill.bench.registry_host.clone(),
         insecure: true,

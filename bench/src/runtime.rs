@@ -140,6 +140,7 @@ impl Stages {
             process.images_dir = data.path().join("images");
             process.probe_every = Duration::from_millis(args.probe_ms);
             process.grace = Duration::from_secs(3);
+            process.edge = process.edge.without_rate_limits();
             let mut config = AgentConfig::new(StageName::new(stage)?);
             config.observe_every = Duration::from_millis(args.observe_ms);
             config.metrics_every = Duration::from_secs(1);

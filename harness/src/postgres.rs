@@ -34,13 +34,16 @@ pub struct PostgresServer {
     run_as: Option<(u32, u32)>,
     port: u16,
     running: bool,
+    /// The superuser's password (connections over TCP need one: `scram-sha-256`).
+    password: String,
     // Declared last: removed after `Drop::drop` has stopped the cluster.
     dir: TempDir,
 }
 
 impl PostgresServer {
-    /// Creates a cluster (`initdb -A trust -U postgres`) in a temporary directory, starts it on
-    /// a free 127.0.0.1 port and waits until it accepts connections.
+    /// Creates a cluster (`initdb -U postgres`, a random superuser password, `scram-sha-256`
+    /// over TCP, trust only on its own socket) in a temporary directory, starts it on a free
+    /// 127.0.0.1 port and waits until it accepts connections.
     ///
     /// # Errors
     /// [`ServerError::BinaryNotFound`] without Postgres (run `ops/install-deps`);
@@ -62,11 +65,17 @@ impl PostgresServer {
                 format!("handing {} to the {SYSTEM_USER} user", dir.path().display()),
             ))?;
         }
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            ServerError::io("drawing the superuser's password")(std::io::Error::other(e))
+        })?;
+        let password = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut server = PostgresServer {
             bin,
             run_as,
             port: 0,
             running: false,
+            password,
             dir,
         };
         server.initdb().await?;
@@ -80,9 +89,12 @@ impl PostgresServer {
     }
 
     /// The URL of `database` for the superuser:
-    /// `postgres://postgres@127.0.0.1:PORT/DATABASE`.
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DATABASE`.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
     }
 
     /// The server's log file.
@@ -108,6 +120,7 @@ impl PostgresServer {
         let output = tokio::process::Command::new(&createdb)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", SUPERUSER, "--", name])
+            .env("PGPASSWORD", &self.password)
             .stdin(Stdio::null())
             .output()
             .await
@@ -174,11 +187,20 @@ impl PostgresServer {
     }
 
     async fn initdb(&self) -> Result<(), ServerError> {
+        let pwfile = self.dir.path().join("superuser.password");
+        std::fs::write(&pwfile, &self.password)
+            .map_err(ServerError::io("writing the superuser's password file"))?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))
+                .map_err(ServerError::io("handing the password file to postgres"))?;
+        }
         let mut command = self.tool(BINARY);
         command
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-A", "trust", "-U", SUPERUSER, "-E", "UTF8"])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["-U", SUPERUSER, "-E", "UTF8"])
             .args(["--no-locale", "--no-sync", "--no-instructions"]);
         let output = run(command, "initdb").await?;
         if !output.status.success() {
@@ -363,7 +385,10 @@ mod tests {
         let port = server.port();
         assert_eq!(
             server.url("neo"),
-            format!("postgres://postgres@127.0.0.1:{port}/neo")
+            format!(
+                "postgres://postgres:{}@127.0.0.1:{port}/neo",
+                server.password
+            )
         );
         server.create_database("neo").await?;
         let err = server.create_database("neo").await;

@@ -27,6 +27,8 @@ pub mod layer;
 
 /// Where the apphost lives inside every image.
 pub const APPHOST_PATH: &str = "/app/apphost";
+/// The user (and group) id app containers run as: not root, set in the image config.
+pub const APP_USER_ID: u32 = 65532;
 /// Where the bundle lives inside every image.
 pub const BUNDLE_DIR: &str = "/app/bundle";
 
@@ -377,6 +379,7 @@ fn image_config(spec: &ImageSpec<'_>, layers: &[&Layer]) -> Vec<u8> {
                 format!("NEO_TENANT={}", spec.tenant),
             ],
             "WorkingDir": "/app",
+            "User": format!("{APP_USER_ID}:{APP_USER_ID}"),
             "ExposedPorts": {"8080/tcp": {}},
             "Labels": labels(spec),
         },

@@ -102,6 +102,8 @@ pub(crate) struct Ctx {
     pub converge: Notify,
     /// Wakes the report loop (a replica changed).
     pub changed: Notify,
+    /// Podgroups of deleted tenants purged in this run (so each is purged once).
+    pub purged: Mutex<BTreeSet<PodgroupKey>>,
 }
 
 impl Ctx {
@@ -130,6 +132,12 @@ impl Ctx {
                 .map(|(k, v)| (format!("NEO_SETTING_{}", k.to_ascii_uppercase()), v.clone()))
                 .collect(),
             secrets: crate::driver::SecretEnv::default(),
+            secret_versions: desired
+                .secrets
+                .iter()
+                .map(|(name, version)| (name.clone(), *version))
+                .collect(),
+            quota: desired.tenant_quota,
         }
     }
 }
@@ -197,6 +205,7 @@ impl Agent {
             desired: Mutex::new(None),
             converge: Notify::new(),
             changed: Notify::new(),
+            purged: Mutex::new(BTreeSet::new()),
         });
         tracing::info!(stage = %ctx.config.stage, agent = %ctx.config.name,
             driver = ctx.driver.name(), "agent starting");
@@ -252,12 +261,33 @@ async fn converge(ctx: &Ctx) {
             return;
         }
     };
+    purge(ctx, &desired).await;
     for observed in running {
         let gone = desired.get(&observed.key).is_none_or(|d| d.removed);
         if gone && ctx.config.serves(&observed.key.tenant) {
             tracing::info!(podgroup = %observed.key, "no longer desired: removing");
             if let Err(e) = ctx.driver.remove(&observed.key).await {
                 tracing::warn!(podgroup = %observed.key, error = %e, "cannot remove");
+            }
+        }
+    }
+}
+
+/// Purges (once per agent run) every podgroup whose tenant was deleted: its replicas, its
+/// objects and its data go. A purge that fails is tried again at the next converge.
+async fn purge(ctx: &Ctx, desired: &BTreeMap<PodgroupKey, pb::DesiredPodgroup>) {
+    for (key, state) in desired.iter().filter(|(_, d)| d.removed && d.purge) {
+        if ctx.purged.lock().await.contains(key) {
+            continue;
+        }
+        tracing::info!(podgroup = %key, "tenant deleted: purging the podgroup and its data");
+        match ctx.driver.purge(key).await {
+            Ok(()) => {
+                ctx.purged.lock().await.insert(key.clone());
+                ctx.secrets.forget(key).await;
+            }
+            Err(e) => {
+                tracing::warn!(podgroup = %key, sequence = state.sequence, error = %e, "cannot purge; retrying at the next converge");
             }
         }
     }

@@ -77,6 +77,10 @@ pub struct Desired {
     /// the replicas (process driver) or put in a Kubernetes Secret (kube driver), never
     /// written to the agent's own files or logs.
     pub secrets: SecretEnv,
+    /// The version of each secret (by name) the release runs: a new version rolls the replicas.
+    pub secret_versions: BTreeMap<String, u32>,
+    /// The tenant's quota, if the platform sent it (the kube driver's ResourceQuota).
+    pub quota: Option<pb::Quota>,
 }
 
 /// Secret environment variables (name → value). `Debug` shows the names only, and it is never
@@ -171,6 +175,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn apply(&self, desired: &Desired) -> Result<(), DriverError>;
     /// Stops and removes everything of `key`.
     async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError>;
+    /// Removes everything of `key` and its data: its tenant was deleted. Default: [`Self::remove`].
+    async fn purge(&self, key: &PodgroupKey) -> Result<(), DriverError> {
+        self.remove(key).await
+    }
     /// Every podgroup the driver runs now, including ones it found from before a restart.
     async fn observe(&self) -> Result<Vec<Observed>, DriverError>;
     /// The agent has applied every podgroup of a full read of the desired state (called after

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig, AgentError};
 use crate::driver::DriverError;
+use crate::driver::process::edge::Edge;
 use crate::driver::process::{ProcessConfig, ProcessDriver, lb};
 
 /// Driver events buffered between the driver and the agent.
@@ -54,10 +55,19 @@ impl LocalRuntime {
     pub async fn start(
         client: async_nats::Client,
         registry: Arc<Registry>,
-        process: ProcessConfig,
+        mut process: ProcessConfig,
         mut config: AgentConfig,
         lb_listen: SocketAddr,
     ) -> Result<Self, LocalError> {
+        if process.edge.stage.is_empty() {
+            process.edge.stage = config.stage.to_string();
+        }
+        let edge = Edge::new(process.edge.clone());
+        let scheme = if edge.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let listener = TcpListener::bind(lb_listen)
             .await
             .map_err(|source| LocalError::Listen {
@@ -70,10 +80,10 @@ impl LocalRuntime {
         })?;
         let (sender, events) = mpsc::channel(EVENTS);
         let (driver, supervisor) = ProcessDriver::start(process, registry.clone(), sender).await?;
-        let balancer = lb::serve(listener, driver.routes());
+        let balancer = lb::serve(listener, driver.routes(), edge);
         config
             .lb_url
-            .get_or_insert_with(|| format!("http://{lb_addr}"));
+            .get_or_insert_with(|| format!("{scheme}://{lb_addr}"));
         let agent =
             Agent::start(client, Arc::new(driver.clone()), events, registry, config).await?;
         Ok(Self {

@@ -13,6 +13,7 @@ use neo_protocol::StageName;
 use neo_runtime_agent::agent::{Agent, AgentConfig};
 use neo_runtime_agent::driver::kube::KubeDriver;
 use neo_runtime_agent::driver::process::ProcessConfig;
+use neo_runtime_agent::driver::process::edge::rate::Rate;
 use neo_runtime_agent::local::LocalRuntime;
 use tokio::sync::mpsc;
 
@@ -58,6 +59,25 @@ pub struct AgentArgs {
     /// Process driver: where the stage's load balancer listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub lb_listen: SocketAddr,
+    /// Process driver: serve the load balancer over TLS with this certificate chain (PEM; with
+    /// `--lb-tls-key`).
+    #[arg(long, requires = "lb_tls_key")]
+    pub lb_tls_cert: Option<PathBuf>,
+    /// Process driver: the load balancer's TLS key (PEM).
+    #[arg(long, requires = "lb_tls_cert")]
+    pub lb_tls_key: Option<PathBuf>,
+    /// Process driver: requests per second each client address may send to the stage (bursts
+    /// of twice that; 429 with `Retry-After` beyond).
+    #[arg(long, default_value_t = 100)]
+    pub edge_client_rate: u32,
+    /// Process driver: requests per second each app may be sent (an app's stage setting
+    /// `edge_rate_per_s` overrides it).
+    #[arg(long, default_value_t = 1000)]
+    pub edge_app_rate: u32,
+    /// Process driver: the largest request body in KiB (an app's stage setting
+    /// `edge_max_body_kib` overrides it).
+    #[arg(long, default_value_t = 8192)]
+    pub edge_max_body_kib: u32,
     /// Process driver: images, replica output and the state file (default:
     /// `$HOME/.local/share/neo/agent-{stage}`).
     #[arg(long)]
@@ -117,14 +137,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             };
             let mut process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
             process.serving_probe_every = Duration::from_secs(args.probe_s.max(1));
+            process.edge.stage = stage.to_string();
+            process.edge.per_client = Rate::per_second(args.edge_client_rate);
+            process.edge.per_app = Rate::per_second(args.edge_app_rate);
+            process.edge.max_body_bytes = args.edge_max_body_kib as usize * 1024;
+            if let (Some(cert), Some(key)) = (&args.lb_tls_cert, &args.lb_tls_key) {
+                process.edge = process.edge.with_tls(cert, key)?;
+            }
             if let Some(images) = &args.image_cache {
                 process.images_dir.clone_from(images);
             }
             let runtime = LocalRuntime::start(client, registry, process, config, args.lb_listen)
                 .await
                 .context("starting the process driver")?;
+            let scheme = if args.lb_tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             println!(
-                "agent for stage {stage}: process driver, load balancer on http://{} (data in {})",
+                "agent for stage {stage}: process driver, load balancer on {scheme}://{} (data in {})",
                 runtime.lb_addr,
                 data_dir.display()
             );

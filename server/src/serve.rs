@@ -101,7 +101,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NEO_ADMIN_PASSWORD_FILE")]
     pub bootstrap_admin_password_file: Option<PathBuf>,
     /// Postgres for the read models (projections) and impact analysis; absent: neither.
-    #[arg(long, env = "NEO_DATABASE_URL")]
+    #[arg(long, env = "NEO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Where the Prometheus endpoint (`/metrics`) listens (`off` to run without it).
     #[arg(long, env = "NEO_METRICS_LISTEN", default_value = "127.0.0.1:9464")]

@@ -44,6 +44,16 @@ pub struct ConsumerLabel {
     pub consumer: String,
 }
 
+/// A label set of the stage edge: the stage and why a request was refused (`rate_client`,
+/// `rate_app`, `header_size`, `body_size`, `path`, `method`, `slow_body`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabels {
+    /// The stage.
+    pub stage: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
 /// A label set with an outcome or status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -80,6 +90,8 @@ pub struct Metrics {
     pub build_seconds: Histogram,
     /// Rollouts recorded.
     pub rollouts: Family<OutcomeLabel, Counter>,
+    /// Requests the stage edge refused, by stage and reason.
+    pub edge_refusals: Family<EdgeLabels, Counter>,
 }
 
 impl Metrics {
@@ -132,6 +144,12 @@ impl Metrics {
         );
         let rollouts = Family::<OutcomeLabel, Counter>::default();
         registry.register("rollouts", "Rollouts recorded, by status", rollouts.clone());
+        let edge_refusals = Family::<EdgeLabels, Counter>::default();
+        registry.register(
+            "edge_refusals",
+            "Requests the stage edge refused, by stage and reason",
+            edge_refusals.clone(),
+        );
         Self {
             registry,
             commands,
@@ -142,6 +160,7 @@ impl Metrics {
             builds,
             build_seconds,
             rollouts,
+            edge_refusals,
         }
     }
 

@@ -23,6 +23,7 @@
 //! | `deployment.no_release` | precondition | roll back before any release |
 //! | `rollback.to_release` | invalid | roll back to release 0 |
 //! | `rollback.not_earlier` | precondition | roll back to the current or a later release |
+//! | `rollback.secret_versions` | precondition | a secret the target release recorded changed or went since (only the newest value is kept) |
 //! | `release.not_found` | not found | roll back to, or record the rollout of, a release that does not exist |
 //! | `rollout.status` | invalid | record a rollout that is neither succeeded nor failed |
 //! | `rollout.recorded` | precondition | record the rollout of a release whose rollout is recorded |
@@ -271,6 +272,7 @@ impl Rules<'_> {
             ));
         }
         let target = self.release(to)?;
+        let config = self.rollback_config(target)?;
         Ok(self.release_created(
             self.app.clone(),
             self.stage.clone(),
@@ -280,9 +282,48 @@ impl Rules<'_> {
                 build_id: target.build_id.clone(),
                 origin: ReleaseOrigin::Rollback.into(),
                 rolled_back_to: to,
+                config: Some(config),
                 ..Default::default()
             },
         ))
+    }
+
+    /// The configuration a rollback to `target` runs with: the stage's settings now, and the
+    /// secrets `target` recorded at the versions it recorded. Only the newest version of a
+    /// secret is kept, so a secret changed or removed since then refuses the rollback
+    /// (`rollback.secret_versions`) rather than run the old release with values it never had.
+    fn rollback_config(&self, target: &pb::Release) -> Result<pb::StageConfig, Rejection> {
+        let now = self.config.clone().unwrap_or_default();
+        let recorded = target
+            .config
+            .as_ref()
+            .map(|c| c.secrets.clone())
+            .unwrap_or_default();
+        let mut changed: Vec<String> = recorded
+            .iter()
+            .filter_map(|(name, &version)| match now.secrets.get(name) {
+                Some(&current) if current == version => None,
+                Some(&current) => Some(format!("{name} (v{version} then, v{current} now)")),
+                None => Some(format!("{name} (v{version} then, removed since)")),
+            })
+            .collect();
+        changed.sort();
+        if !changed.is_empty() {
+            return Err(Rejection::precondition(
+                "rollback.secret_versions",
+                format_args!(
+                    "release v{} ran with secrets that changed since: {}; only the newest \
+                     value of a secret is kept, so it cannot run as it did (set the secrets \
+                     back, or deploy a new release)",
+                    target.number,
+                    changed.join(", ")
+                ),
+            ));
+        }
+        Ok(pb::StageConfig {
+            settings: now.settings,
+            secrets: recorded,
+        })
     }
 
     fn record_rollout(&self, record: pb::RecordRollout) -> Result<Event, Rejection> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use bytes::Bytes;
 use neo_protocol::pb;
-use neo_protocol::{AppName, EntityKind, StageName, subjects};
+use neo_protocol::{AppName, EntityKind, EntityRef, StageName, subjects};
 use prost::Message;
 
 use super::{Reaction, Reactor, ReactorError};
@@ -62,6 +62,8 @@ pub fn desired_of(
             .as_ref()
             .map(|c| c.secrets.clone())
             .unwrap_or_default(),
+        tenant_quota: None,
+        purge: false,
     }
 }
 
@@ -97,7 +99,14 @@ impl Reactor for DesiredOnPodgroupChange {
                 false,
             ));
         };
-        let desired = desired_of(
+        let tenant = self
+            .platform
+            .tenants
+            .state(&EntityRef::tenant(&event.entity.tenant))
+            .await
+            .map_err(|e| err(e.to_string(), true))?
+            .0;
+        let mut desired = desired_of(
             event.entity.tenant.as_str(),
             &state,
             sequence,
@@ -107,6 +116,10 @@ impl Reactor for DesiredOnPodgroupChange {
                 event.meta.traceparent.as_deref().unwrap_or_default(),
             ),
         );
+        desired.tenant_quota = tenant.quota;
+        // A late podgroup event of a deleted tenant: its podgroups stay gone.
+        desired.removed = tenant.deleted;
+        desired.purge = tenant.deleted;
         let subject = subjects::desired(&stage, &event.entity.tenant, &app);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(

@@ -46,6 +46,13 @@ pub enum SecretFetchError {
 #[derive(Default)]
 pub(crate) struct SecretCache(Mutex<HashMap<PodgroupKey, (u32, SecretEnv)>>);
 
+impl SecretCache {
+    /// Drops what is held for `key` (its podgroup is gone).
+    pub async fn forget(&self, key: &PodgroupKey) {
+        self.0.lock().await.remove(key);
+    }
+}
+
 /// The environment variable of secret `name`: `NEO_SECRET_<NAME>` (names are `[a-z][a-z0-9_]*`).
 pub fn env_name(name: &str) -> String {
     format!("NEO_SECRET_{}", name.to_ascii_uppercase())

@@ -1,5 +1,10 @@
 //! The Kubernetes driver: each podgroup is a Deployment, a Service, a PodDisruptionBudget and (with secrets) a Secret in its tenant's stage namespace, written by server-side apply.
 //!
+//! Each tenant's stage namespace enforces the Pod Security `restricted` profile and holds a
+//! NetworkPolicy (only the tenant's apps and the stage's edge get in), a ResourceQuota from the
+//! tenant's quota and a LimitRange; a deleted tenant's namespace is deleted with everything in
+//! it ([`Driver::purge`]).
+//!
 //! # Layout
 //!
 //! - [`objects`]: the objects of a podgroup (names, labels, manifests), built without I/O.
@@ -20,7 +25,8 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::serde::Serialize;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -192,13 +198,18 @@ impl KubeDriver {
         }
     }
 
-    /// Makes sure the namespace of `key` is ours, then applies it.
+    /// Makes sure the namespace of `key` is ours, then applies it and its NetworkPolicy,
+    /// LimitRange and (when the platform sent the tenant's quota) ResourceQuota.
     ///
     /// # Errors
     ///
     /// [`KubeError::NamespaceTaken`] when it is labelled for another tenant or stage;
     /// [`KubeError::Api`] when the API fails.
-    async fn apply_namespace(&self, key: &PodgroupKey) -> Result<(), KubeError> {
+    async fn apply_namespace(
+        &self,
+        key: &PodgroupKey,
+        quota: Option<&neo_protocol::pb::Quota>,
+    ) -> Result<(), KubeError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let wanted = objects::namespace(key);
         let name = wanted.metadata.name.clone().unwrap_or_default();
@@ -219,7 +230,29 @@ impl KubeDriver {
                 });
             }
         }
-        server_side_apply(&api, &name, &wanted).await
+        server_side_apply(&api, &name, &wanted).await?;
+        let client = &self.client;
+        server_side_apply(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), &name),
+            objects::NETWORK_POLICY,
+            &objects::network_policy(key),
+        )
+        .await?;
+        server_side_apply(
+            &Api::<LimitRange>::namespaced(client.clone(), &name),
+            objects::LIMIT_RANGE,
+            &objects::limit_range(key),
+        )
+        .await?;
+        if let Some(quota) = quota {
+            server_side_apply(
+                &Api::<ResourceQuota>::namespaced(client.clone(), &name),
+                objects::RESOURCE_QUOTA,
+                &objects::resource_quota(key, quota),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes the podgroup's Secret left from a release that had secrets, if there is one
@@ -311,7 +344,7 @@ impl Driver for KubeDriver {
         objects::check_key(key).map_err(KubeError::from)?;
         let deployment = objects::deployment(desired).map_err(KubeError::from)?;
         let secret = objects::secret(desired).map_err(KubeError::from)?;
-        self.apply_namespace(key).await?;
+        self.apply_namespace(key, desired.quota.as_ref()).await?;
         let namespace = objects::namespace_name(key);
         let client = &self.client;
         if let Some(secret) = &secret {
@@ -385,6 +418,37 @@ impl Driver for KubeDriver {
         )
         .await?;
         tracing::info!(podgroup = %key, "removed");
+        Ok(())
+    }
+
+    /// Deletes the tenant's stage namespace, and with it every object of every app of the
+    /// tenant on the stage (the podgroup's first).
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Backend`] with the API's message; a namespace already gone is fine.
+    async fn purge(&self, key: &PodgroupKey) -> Result<(), DriverError> {
+        self.remove(key).await?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = objects::namespace_name(key);
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|err| KubeError::api(format!("get Namespace {name}"), err))?;
+        let Some(existing) = existing else {
+            return Ok(());
+        };
+        // A namespace of the same name may belong to another tenant (`a-b`/`c`, `a`/`b-c`).
+        let labels = existing.metadata.labels.unwrap_or_default();
+        if labels.get(LABEL_TENANT) != Some(&key.tenant)
+            || labels.get(LABEL_STAGE) != Some(&key.stage)
+        {
+            tracing::warn!(podgroup = %key, namespace = %name,
+                "the namespace belongs to another tenant or stage; not deleted");
+            return Ok(());
+        }
+        delete_if_present(&api, &name).await?;
+        tracing::info!(podgroup = %key, namespace = %objects::namespace_name(key), "purged");
         Ok(())
     }
 

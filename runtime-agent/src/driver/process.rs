@@ -1,7 +1,7 @@
 //! The process driver, the embedded default: each replica is a local process.
 //!
 //! It pulls an image by digest and unpacks it ([`image`]), runs its entrypoint once per replica
-//! with the stage's settings and database ([`replica`]), probes `/readyz` and `/healthz`
+//! with the stage's settings and its own role on the stage database ([`database`]) ([`replica`]), probes `/readyz` and `/healthz`
 //! ([`health`]: a replica that is alive but not ready leaves the load balancer and stays; one
 //! that dies or keeps failing `/healthz` is replaced, with its exit status and last error line
 //! as the reason, [`exit`]), samples `/proc` for CPU and memory, ships output lines ([`logs`])
@@ -14,6 +14,8 @@
 //! probes them once before [`ProcessDriver::start`] returns, so the load balancer knows them
 //! from its first request.
 
+pub mod database;
+pub mod edge;
 pub mod exit;
 pub mod health;
 pub mod image;
@@ -48,7 +50,8 @@ pub struct ProcessConfig {
     /// Unpacked images, one directory per digest; agents on one machine may share it (default
     /// `{data_dir}/images`).
     pub images_dir: PathBuf,
-    /// The stage's database (replicas get it as `NEO_DATABASE_URL`, each app its own schema).
+    /// The stage's database as its admin (replicas never get this URL: each app gets its own
+    /// role owning its own schema, as `NEO_DATABASE_URL`; see [`database`]).
     pub database_url: Option<String>,
     /// How often replicas are checked (a process that exited is seen within this) and
     /// starting replicas probed.
@@ -65,6 +68,8 @@ pub struct ProcessConfig {
     pub max_start_failures: u32,
     /// How long a stopping replica gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// The stage's edge in front of the load balancer (TLS, limits, rates).
+    pub edge: edge::EdgeConfig,
 }
 
 impl ProcessConfig {
@@ -81,6 +86,7 @@ impl ProcessConfig {
             start_timeout: Duration::from_secs(60),
             max_start_failures: 3,
             grace: Duration::from_secs(10),
+            edge: edge::EdgeConfig::new(""),
         }
     }
 }
@@ -110,6 +116,8 @@ struct Tracked {
 
 struct Inner {
     config: ProcessConfig,
+    /// The stage database, when there is one.
+    database: Option<database::StageDatabase>,
     images: ImageCache,
     groups: Mutex<BTreeMap<PodgroupKey, Group>>,
     routes: Arc<Routes>,
@@ -146,7 +154,14 @@ impl ProcessDriver {
             .no_proxy()
             .build()
             .map_err(|e| DriverError::Backend(format!("probe client: {e}")))?;
+        let database = config
+            .database_url
+            .as_deref()
+            .map(database::StageDatabase::new)
+            .transpose()
+            .map_err(|e| DriverError::Backend(e.to_string()))?;
         let inner = Arc::new(Inner {
+            database,
             images: ImageCache::new(config.images_dir.clone(), registry),
             config,
             groups: Mutex::new(BTreeMap::new()),
@@ -383,6 +398,15 @@ impl Driver for ProcessDriver {
                 return Ok(());
             }
         }
+        // The app's own role on the stage database, handed over like a secret.
+        let mut secrets = desired.secrets.clone();
+        if let Some(database) = &inner.database {
+            let url = database
+                .provision(&desired.key)
+                .await
+                .map_err(|e| DriverError::Backend(e.to_string()))?;
+            secrets.0.insert("NEO_DATABASE_URL".to_owned(), url);
+        }
         let rootfs = inner
             .images
             .rootfs(&desired.image_reference, &desired.image_digest)
@@ -399,6 +423,11 @@ impl Driver for ProcessDriver {
         }
         group.desired = Some(desired.clone());
         // Known to the load balancer from now on (503 until a replica is ready, not 404).
+        inner.routes.set_limits(
+            &desired.key.tenant,
+            &desired.key.app,
+            edge::AppLimits::from_env(&desired.env),
+        );
         inner
             .routes
             .set(&desired.key.tenant, &desired.key.app, group.ready_addrs());
@@ -409,7 +438,7 @@ impl Driver for ProcessDriver {
                     image_digest: desired.image_digest.clone(),
                     rootfs,
                     env: desired.env.clone(),
-                    secrets: desired.secrets.clone(),
+                    secrets,
                     cpu_millis: desired.resources.cpu_millis,
                     memory_mib: desired.resources.memory_mib,
                 }));
@@ -434,6 +463,18 @@ impl Driver for ProcessDriver {
             }
         }
         self.inner.routes.remove(&key.tenant, &key.app);
+        Ok(())
+    }
+
+    /// Stops the replicas, then drops the app's schema and role on the stage database.
+    async fn purge(&self, key: &PodgroupKey) -> Result<(), DriverError> {
+        self.remove(key).await?;
+        if let Some(database) = &self.inner.database {
+            database
+                .drop_app(key)
+                .await
+                .map_err(|e| DriverError::Backend(e.to_string()))?;
+        }
         Ok(())
     }
 

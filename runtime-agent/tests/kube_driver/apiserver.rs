@@ -3,7 +3,7 @@
 //! It handles what the kube driver uses: server-side apply (`PATCH` with
 //! `application/apply-patch+yaml`), GET, LIST with an equality label selector, DELETE, WATCH
 //! (`?watch=true`, newline-delimited JSON events, resumable from a resourceVersion) and pod
-//! logs (`/log`, with `follow=true`). Server-set fields (uid, resourceVersion, generation,
+//! logs (`/log`, with `follow=true`); deleting a namespace deletes what is in it. Server-set fields (uid, resourceVersion, generation,
 //! creationTimestamp) are set as the API server sets them: a no-op apply changes nothing, and
 //! the generation moves only when the spec does. Every request is recorded.
 //!
@@ -365,6 +365,18 @@ impl FakeApi {
                 }
             }
             (&Method::DELETE, Some(name), None) => {
+                if resource == "namespaces" {
+                    // The namespace controller: what is in it goes with it.
+                    let inside: Vec<(String, String, String)> = state
+                        .objects
+                        .keys()
+                        .filter(|(_, ns, _)| ns == name)
+                        .cloned()
+                        .collect();
+                    for (resource, ns, object) in inside {
+                        self.delete(&mut state, &resource, &ns, &object);
+                    }
+                }
                 if self.delete(&mut state, resource, namespace, name) {
                     status_response(200, "", "")
                 } else {

@@ -34,6 +34,9 @@ pub fn type_of(resource: &str) -> Option<(&'static str, &'static str)> {
         "secrets" => ("v1", "Secret"),
         "deployments" => ("apps/v1", "Deployment"),
         "poddisruptionbudgets" => ("policy/v1", "PodDisruptionBudget"),
+        "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy"),
+        "resourcequotas" => ("v1", "ResourceQuota"),
+        "limitranges" => ("v1", "LimitRange"),
         _ => return None,
     })
 }

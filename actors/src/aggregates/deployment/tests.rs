@@ -504,3 +504,63 @@ fn event_types_are_the_event_message_names() {
         .collect();
     assert_eq!(names, ["ReleaseCreated", "RolloutRecorded"]);
 }
+
+// ---- rollback and secrets ----
+
+/// v1 ran secret `db_password` at `version`; v2 is another image with the same secrets.
+fn releases_with_secret(version: u32) -> Vec<pb::DeploymentEvent> {
+    let with_secret = |number: u32, rev: u32, c: char| {
+        created(pb::Release {
+            config: Some(pb::StageConfig {
+                settings: Default::default(),
+                secrets: [("db_password".to_owned(), version)].into(),
+            }),
+            ..release(number, rev, c, ReleaseOrigin::Deploy)
+        })
+    };
+    vec![
+        ev(Event::SecretChanged(pb::SecretChanged {
+            app: "shop".into(),
+            stage: "test".into(),
+            name: "db_password".into(),
+            version,
+        })),
+        with_secret(1, 1, 'a'),
+        with_secret(2, 2, 'b'),
+    ]
+}
+
+#[test]
+fn a_rollback_runs_with_the_secret_versions_its_release_recorded() {
+    let events = run(releases_with_secret(1), rollback(1)).expect("accepted");
+    let [event] = events.as_slice() else {
+        panic!("one event: {events:?}");
+    };
+    let Some(Event::ReleaseCreated(created)) = &event.event else {
+        panic!("a release: {event:?}");
+    };
+    let config = created.release.as_ref().and_then(|r| r.config.clone());
+    assert_eq!(
+        config.map(|c| c.secrets),
+        Some([("db_password".to_owned(), 1)].into())
+    );
+}
+
+#[test]
+fn a_rollback_to_a_release_whose_secret_changed_since_is_refused_with_the_reason() {
+    let mut history = releases_with_secret(1);
+    history.push(ev(Event::SecretChanged(pb::SecretChanged {
+        app: "shop".into(),
+        stage: "test".into(),
+        name: "db_password".into(),
+        version: 2,
+    })));
+    let refused = run(history, rollback(1)).expect_err("refused");
+    assert_eq!(refused.rule, "rollback.secret_versions");
+    assert_eq!(refused.code, RejectionCode::FailedPrecondition);
+    assert!(
+        refused.message.contains("db_password (v1 then, v2 now)"),
+        "{}",
+        refused.message
+    );
+}

@@ -1,4 +1,4 @@
-//! The Kubernetes objects of one podgroup (Namespace, Deployment, Service, PodDisruptionBudget, Secret), built as plain values.
+//! The Kubernetes objects of one podgroup (Deployment, Service, PodDisruptionBudget, Secret) and of its tenant's stage namespace (Namespace, NetworkPolicy, ResourceQuota, LimitRange), built as plain values.
 //!
 //! Nothing here talks to the API: [`super::KubeDriver`] sends these objects by server-side
 //! apply, and the tests compare them (as the API stored them) with golden files.
@@ -10,15 +10,21 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
-    ServicePort, ServiceSpec, TopologySpreadConstraint,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use neo_image::sha256_digest;
+use neo_image::APP_USER_ID;
 use neo_protocol::names::{MAX_NAME_LEN, NameError, validate_name};
 
 use crate::driver::{Desired, PodgroupKey, SecretEnv};
@@ -41,9 +47,27 @@ pub const LABEL_STAGE: &str = "dev.neo/stage";
 pub const LABEL_APP: &str = "dev.neo/app";
 /// `dev.neo/release`: the release a Deployment (and its pods) run.
 pub const LABEL_RELEASE: &str = "dev.neo/release";
-/// `dev.neo/secrets-hash`: on the pod template, a digest of the podgroup's secret environment,
-/// so that a changed value rolls the pods (see [`secrets_hash`]).
-pub const ANNOTATION_SECRETS_HASH: &str = "dev.neo/secrets-hash";
+/// `dev.neo/secret-versions`: on the pod template, the versions of the podgroup's secrets
+/// (`name=version,…`), so that a new version rolls the pods (see [`secret_versions`]). Versions
+/// only: nothing here can be checked against a guessed value.
+pub const ANNOTATION_SECRET_VERSIONS: &str = "dev.neo/secret-versions";
+/// `dev.neo/role`: `edge` on the namespaces of a stage's edge (its ingress controller), which
+/// the tenants' NetworkPolicies let in.
+pub const LABEL_ROLE: &str = "dev.neo/role";
+/// The value of [`LABEL_ROLE`] on an edge namespace.
+pub const ROLE_EDGE: &str = "edge";
+/// The Pod Security profile every tenant namespace enforces.
+pub const POD_SECURITY_PROFILE: &str = "restricted";
+/// The NetworkPolicy of every tenant namespace.
+pub const NETWORK_POLICY: &str = "neo-ingress";
+/// The ResourceQuota of every tenant namespace.
+pub const RESOURCE_QUOTA: &str = "neo-quota";
+/// The LimitRange of every tenant namespace.
+pub const LIMIT_RANGE: &str = "neo-limits";
+/// The writable scratch volume of every pod (the root filesystem is read-only), at `/tmp`.
+pub const TMP_VOLUME: &str = "tmp";
+/// How big the scratch volume may grow.
+pub const TMP_SIZE: &str = "64Mi";
 /// The name of the one container of every pod.
 pub const CONTAINER: &str = "app";
 /// The port the apphost listens on (`NEO_LISTEN=0.0.0.0:8080`).
@@ -140,7 +164,8 @@ fn named_metadata(key: &PodgroupKey, name: String, labels: BTreeMap<String, Stri
     }
 }
 
-/// The namespace of the podgroup's tenant and stage.
+/// The namespace of the podgroup's tenant and stage, enforcing the Pod Security `restricted`
+/// profile (and warning and auditing with it).
 pub fn namespace(key: &PodgroupKey) -> Namespace {
     Namespace {
         metadata: ObjectMeta {
@@ -149,6 +174,22 @@ pub fn namespace(key: &PodgroupKey) -> Namespace {
                 (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
                 (LABEL_TENANT.to_owned(), key.tenant.clone()),
                 (LABEL_STAGE.to_owned(), key.stage.clone()),
+                (
+                    "pod-security.kubernetes.io/enforce".to_owned(),
+                    POD_SECURITY_PROFILE.to_owned(),
+                ),
+                (
+                    "pod-security.kubernetes.io/enforce-version".to_owned(),
+                    "latest".to_owned(),
+                ),
+                (
+                    "pod-security.kubernetes.io/warn".to_owned(),
+                    POD_SECURITY_PROFILE.to_owned(),
+                ),
+                (
+                    "pod-security.kubernetes.io/audit".to_owned(),
+                    POD_SECURITY_PROFILE.to_owned(),
+                ),
             ])),
             ..ObjectMeta::default()
         },
@@ -157,9 +198,11 @@ pub fn namespace(key: &PodgroupKey) -> Namespace {
 }
 
 /// The Deployment running `desired`: pinned to its image digest, with probes, resources,
-/// topology spread and a surge-only rolling update. Its secret environment comes from the
-/// [`secret`] by reference (the values are not in the Deployment); the template's
-/// [`ANNOTATION_SECRETS_HASH`] changes with them, so a changed value rolls the pods.
+/// topology spread and a surge-only rolling update. Its pods meet the Pod Security `restricted`
+/// profile (see [`pod_security`]) and mount no service-account token. Its secret environment
+/// comes from the [`secret`] by reference (the values are not in the Deployment); the
+/// template's [`ANNOTATION_SECRET_VERSIONS`] changes with their versions, so a new version
+/// rolls the pods.
 ///
 /// # Errors
 ///
@@ -172,8 +215,8 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
     check_secret_names(&desired.secrets)?;
     let annotations = (!desired.secrets.is_empty()).then(|| {
         BTreeMap::from([(
-            ANNOTATION_SECRETS_HASH.to_owned(),
-            secrets_hash(&desired.secrets),
+            ANNOTATION_SECRET_VERSIONS.to_owned(),
+            secret_versions(&desired.secret_versions),
         )])
     });
     let selector = LabelSelector {
@@ -215,6 +258,25 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
                         spread("topology.kubernetes.io/zone"),
                         spread("kubernetes.io/hostname"),
                     ]),
+                    // Apps do not talk to the Kubernetes API: no token, no service links.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(i64::from(APP_USER_ID)),
+                        run_as_group: Some(i64::from(APP_USER_ID)),
+                        fs_group: Some(i64::from(APP_USER_ID)),
+                        seccomp_profile: Some(runtime_default_seccomp()),
+                        ..PodSecurityContext::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: TMP_VOLUME.to_owned(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity(TMP_SIZE.to_owned())),
+                            ..EmptyDirVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
                     ..PodSpec::default()
                 }),
             },
@@ -249,7 +311,41 @@ fn container(desired: &Desired) -> Container {
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: Some(resources(&desired.resources)),
+        security_context: Some(pod_security()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: TMP_VOLUME.to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        }]),
         ..Container::default()
+    }
+}
+
+/// The seccomp profile of the container runtime.
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        ..SeccompProfile::default()
+    }
+}
+
+/// The container's security context under the Pod Security `restricted` profile: not root
+/// (the image's user, [`APP_USER_ID`]), no privilege escalation, every capability dropped,
+/// seccomp `RuntimeDefault`, and a read-only root filesystem (scratch space is the
+/// [`TMP_VOLUME`] at `/tmp`).
+fn pod_security() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(i64::from(APP_USER_ID)),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
     }
 }
 
@@ -337,14 +433,14 @@ pub fn secret_name(key: &PodgroupKey) -> String {
     format!("{}-secrets", key.app)
 }
 
-/// A digest of `secrets` (names and values): the first 16 hex digits of sha256 over their JSON
-/// (sorted by name, so the same secrets give the same digest). One-way: it tells whether the
-/// values changed, not what they are.
-pub fn secrets_hash(secrets: &SecretEnv) -> String {
-    let json = serde_json::to_vec(&secrets.0).unwrap_or_default();
-    let digest = sha256_digest(&json);
-    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
-    hex.chars().take(16).collect()
+/// The value of [`ANNOTATION_SECRET_VERSIONS`]: `name=version` sorted by name, comma-separated.
+/// A new version of any secret changes it; it says nothing about the values.
+pub fn secret_versions(versions: &BTreeMap<String, u32>) -> String {
+    versions
+        .iter()
+        .map(|(name, version)| format!("{name}={version}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The podgroup's Opaque Secret holding its secret environment, one key per variable; `None`
@@ -432,6 +528,103 @@ pub fn pod_disruption_budget(key: &PodgroupKey) -> PodDisruptionBudget {
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
+    }
+}
+
+/// The labels of the tenant namespace's own objects (NetworkPolicy, ResourceQuota, LimitRange).
+fn namespace_object_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (LABEL_TENANT.to_owned(), key.tenant.clone()),
+        (LABEL_STAGE.to_owned(), key.stage.clone()),
+    ])
+}
+
+/// The tenant namespace's NetworkPolicy: every pod of it is isolated for ingress, and only
+/// the tenant's own apps on the stage (pods of the same namespace) and the stage's edge
+/// (pods in namespaces labelled [`LABEL_ROLE`]`=edge` for the same stage, on the app port)
+/// get in. Egress stays open: apps reach their database and other apps' APIs.
+pub fn network_policy(key: &PodgroupKey) -> NetworkPolicy {
+    let edge = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (LABEL_ROLE.to_owned(), ROLE_EDGE.to_owned()),
+                (LABEL_STAGE.to_owned(), key.stage.clone()),
+            ])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let same_namespace = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    };
+    NetworkPolicy {
+        metadata: named_metadata(key, NETWORK_POLICY.to_owned(), namespace_object_labels(key)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![same_namespace]),
+                    ports: None,
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![edge]),
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(CONTAINER_PORT)),
+                        protocol: Some("TCP".to_owned()),
+                        ..NetworkPolicyPort::default()
+                    }]),
+                },
+            ]),
+            egress: None,
+        }),
+    }
+}
+
+/// The tenant namespace's ResourceQuota from the tenant's quota: at most `max_apps`
+/// Deployments, Services and Secrets, and `max_apps × (max_replicas_per_app + 1)` pods (one
+/// surge pod per app during a rollout). A limit of 0 (unlimited) is left out.
+pub fn resource_quota(key: &PodgroupKey, quota: &neo_protocol::pb::Quota) -> ResourceQuota {
+    let mut hard = BTreeMap::new();
+    if quota.max_apps > 0 {
+        let apps = quota.max_apps.to_string();
+        for resource in ["count/deployments.apps", "services", "secrets"] {
+            hard.insert(resource.to_owned(), Quantity(apps.clone()));
+        }
+        if quota.max_replicas_per_app > 0 {
+            let pods = u64::from(quota.max_apps) * (u64::from(quota.max_replicas_per_app) + 1);
+            hard.insert("pods".to_owned(), Quantity(pods.to_string()));
+        }
+    }
+    ResourceQuota {
+        metadata: named_metadata(key, RESOURCE_QUOTA.to_owned(), namespace_object_labels(key)),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    }
+}
+
+/// The tenant namespace's LimitRange: a container that names no resources gets the
+/// podgroup's default allocation (250 millicores, 256 MiB) as request and limit.
+pub fn limit_range(key: &PodgroupKey) -> LimitRange {
+    let defaults = BTreeMap::from([
+        ("cpu".to_owned(), Quantity("250m".to_owned())),
+        ("memory".to_owned(), Quantity("256Mi".to_owned())),
+    ]);
+    LimitRange {
+        metadata: named_metadata(key, LIMIT_RANGE.to_owned(), namespace_object_labels(key)),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".to_owned(),
+                default: Some(defaults.clone()),
+                default_request: Some(defaults),
+                ..LimitRangeItem::default()
+            }],
+        }),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The stage's load balancer on loopback: one address per stage, routing by app.
+//! The stage's load balancer on loopback: one address per stage, routing by app, behind the stage's [`super::edge`].
 //!
 //! `http://{lb}/{tenant}/{app}/{path}` goes to `/{path}` on a ready replica of that app,
 //! round-robin. A replica that refuses the connection is skipped and the next one tried, so a
@@ -12,27 +12,31 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
-/// The largest request body forwarded.
-const MAX_BODY: usize = 8 << 20;
+use super::edge::refusal::Refusal;
+use super::edge::{AppLimits, Edge, guard, headers};
 
 /// Ready replicas per `(tenant, app)`.
 #[derive(Default)]
 pub struct Routes {
     table: RwLock<HashMap<(String, String), Arc<Backends>>>,
+    /// Each app's edge limits, from its stage settings.
+    limits: RwLock<HashMap<(String, String), AppLimits>>,
     /// The agent has applied the whole desired state once: an app not in `table` is unknown.
     synced: AtomicBool,
 }
@@ -70,9 +74,29 @@ impl Routes {
 
     /// Forgets an app.
     pub fn remove(&self, tenant: &str, app: &str) {
+        let key = (tenant.to_owned(), app.to_owned());
         if let Ok(mut table) = self.table.write() {
-            table.remove(&(tenant.to_owned(), app.to_owned()));
+            table.remove(&key);
         }
+        if let Ok(mut limits) = self.limits.write() {
+            limits.remove(&key);
+        }
+    }
+
+    /// Sets an app's edge limits.
+    pub fn set_limits(&self, tenant: &str, app: &str, limits: AppLimits) {
+        if let Ok(mut all) = self.limits.write() {
+            all.insert((tenant.to_owned(), app.to_owned()), limits);
+        }
+    }
+
+    /// An app's edge limits (the edge's defaults where it has none).
+    pub fn limits(&self, tenant: &str, app: &str) -> AppLimits {
+        self.limits
+            .read()
+            .ok()
+            .and_then(|all| all.get(&(tenant.to_owned(), app.to_owned())).copied())
+            .unwrap_or_default()
     }
 
     /// Says that every desired app has been applied once, so an app without a route is not one
@@ -81,6 +105,13 @@ impl Routes {
         if !self.synced.swap(true, Ordering::Relaxed) {
             tracing::info!("load balancer: desired state loaded");
         }
+    }
+
+    /// The ready replicas of an app (none when it has no route).
+    pub fn backends(&self, tenant: &str, app: &str) -> Vec<SocketAddr> {
+        self.get(tenant, app)
+            .map(|b| b.addrs.clone())
+            .unwrap_or_default()
     }
 
     /// Whether [`Routes::set_synced`] was called.
@@ -99,36 +130,239 @@ impl Routes {
 
 type Body = Full<Bytes>;
 
-/// Serves the load balancer on `listener` until the task is aborted.
-pub fn serve(listener: TcpListener, routes: Arc<Routes>) -> JoinHandle<()> {
+/// Serves the load balancer on `listener`, behind `edge`, until the task is aborted.
+pub fn serve(listener: TcpListener, routes: Arc<Routes>, edge: Arc<Edge>) -> JoinHandle<()> {
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let acceptor = edge.config.tls.clone().map(TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "load balancer accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            let routes = routes.clone();
-            let client = client.clone();
+            let _ = stream.set_nodelay(true);
+            let connection = Connection {
+                routes: routes.clone(),
+                client: client.clone(),
+                edge: edge.clone(),
+                peer: peer.ip(),
+            };
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let routes = routes.clone();
-                    let client = client.clone();
-                    async move { Ok::<_, Infallible>(route(&routes, &client, request).await) }
-                });
-                let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = connection {
-                    tracing::debug!(error = %e, "load balancer connection ended");
+                match acceptor {
+                    None => connection.serve(stream).await,
+                    Some(acceptor) => {
+                        let timeout = connection.edge.config.header_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => connection.serve(tls).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                Refusal::new(StatusCode::REQUEST_TIMEOUT, "slow_handshake", "")
+                                    .record(&connection.edge.config.stage, peer.ip(), "");
+                            }
+                        }
+                    }
                 }
             });
         }
     })
+}
+
+/// One client connection.
+struct Connection {
+    routes: Arc<Routes>,
+    client: Client<HttpConnector, Body>,
+    edge: Arc<Edge>,
+    peer: IpAddr,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 on `io` with the edge's header limits and timeouts.
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.edge.config;
+        let tls = config.tls.is_some();
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192) + 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let this = Arc::new(self);
+        let service = hyper::service::service_fn({
+            let this = this.clone();
+            move |request| {
+                let this = this.clone();
+                async move { Ok::<_, Infallible>(this.answer(request, tls).await) }
+            }
+        });
+        if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+            let text = e.to_string();
+            if text.contains("timeout") || text.contains("too large") {
+                let reason = if text.contains("timeout") {
+                    "slow_headers"
+                } else {
+                    "header_size"
+                };
+                Refusal::new(StatusCode::REQUEST_TIMEOUT, reason, text).record(
+                    &this.edge.config.stage,
+                    this.peer,
+                    "",
+                );
+            } else {
+                tracing::debug!(client = %this.peer, error = %e, "load balancer connection ended");
+            }
+        }
+    }
+
+    /// The answer to one request: refused at the edge, or routed; with security headers.
+    async fn answer(&self, request: Request<Incoming>, tls: bool) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let mut response = match self.admit(request, tls).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                refusal.record(&self.edge.config.stage, self.peer, &path);
+                refusal.response()
+            }
+        };
+        headers::secure_response(response.headers_mut(), tls);
+        response
+    }
+
+    /// Applies the edge's rules, then routes.
+    async fn admit(
+        &self,
+        request: Request<Incoming>,
+        tls: bool,
+    ) -> Result<Response<Body>, Refusal> {
+        let edge = &self.edge;
+        let config = &edge.config;
+        let now = Instant::now();
+        edge.rates
+            .clients
+            .take(&self.peer, config.per_client, now)
+            .map_err(|wait| too_many("rate_client", "this address", wait))?;
+        let (mut head, body) = request.into_parts();
+        guard::check(&head, config.max_headers, config.max_header_bytes)?;
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut parts = path_and_query.trim_start_matches('/').splitn(3, '/');
+        let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
+            return Ok(plain(StatusCode::NOT_FOUND, "use /{tenant}/{app}/…".into()));
+        };
+        let (tenant, app) = (
+            tenant.to_owned(),
+            app.split('?').next().unwrap_or("").to_owned(),
+        );
+        let rest = format!("/{}", parts.next().unwrap_or(""));
+        let Some(backends) = self.routes.get(&tenant, &app) else {
+            if !self.routes.is_synced() {
+                return Ok(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the stage's agent is starting: try again in a moment".into(),
+                ));
+            }
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                format!("no app {app} of {tenant} on this stage"),
+            ));
+        };
+        let limits = self.routes.limits(&tenant, &app);
+        edge.rates
+            .apps
+            .take(
+                &(tenant.clone(), app.clone()),
+                limits.rate.unwrap_or(config.per_app),
+                now,
+            )
+            .map_err(|wait| too_many("rate_app", "this app", wait))?;
+        if backends.addrs.is_empty() {
+            return Ok(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{app} has no ready replica (starting, or not ready: see `neo status`): \
+                     try again in a moment"
+                ),
+            ));
+        }
+        let max_body = limits.max_body_bytes.unwrap_or(config.max_body_bytes);
+        let too_large = |what: String| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_size",
+                format!("{what}; {app} accepts at most {max_body} bytes"),
+            )
+            .closing()
+        };
+        let declared = head
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(length) = declared.filter(|l| *l > max_body) {
+            return Err(too_large(format!("a body of {length} bytes")));
+        }
+        let body =
+            match tokio::time::timeout(config.body_timeout, Limited::new(body, max_body).collect())
+                .await
+            {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => {
+                    return Err(too_large("the body is larger".into()));
+                }
+                Ok(Err(e)) => {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "body",
+                        format!("request body: {e}"),
+                    )
+                    .closing());
+                }
+                Err(_) => {
+                    return Err(Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "slow_body",
+                        format!("the body did not arrive within {:?}", config.body_timeout),
+                    )
+                    .closing());
+                }
+            };
+        let host = head
+            .headers
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| head.uri.authority().map(|a| a.as_str().to_owned()));
+        headers::strip_hop_by_hop(&mut head.headers);
+        head.headers.remove(hyper::header::HOST);
+        headers::forwarded(&mut head.headers, self.peer, tls, host.as_deref());
+        Ok(forward(&self.client, &backends, &app, &head, &rest, body).await)
+    }
+}
+
+/// A 429 for `reason`, with how long to wait.
+fn too_many(reason: &'static str, whose: &str, wait: Duration) -> Refusal {
+    Refusal::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        reason,
+        format!("too many requests from {whose}: slow down"),
+    )
+    .retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {
@@ -143,51 +377,16 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-async fn route(
-    routes: &Routes,
+/// Sends the request to a ready replica, round-robin, skipping replicas that refuse the
+/// connection.
+async fn forward(
     client: &Client<HttpConnector, Body>,
-    request: Request<Incoming>,
+    backends: &Backends,
+    app: &str,
+    head: &hyper::http::request::Parts,
+    rest: &str,
+    body: Bytes,
 ) -> Response<Body> {
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let mut parts = path_and_query.trim_start_matches('/').splitn(3, '/');
-    let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
-        return plain(StatusCode::NOT_FOUND, "use /{tenant}/{app}/…".into());
-    };
-    let (tenant, app) = (
-        tenant.to_owned(),
-        app.split('?').next().unwrap_or("").to_owned(),
-    );
-    let rest = format!("/{}", parts.next().unwrap_or(""));
-    let Some(backends) = routes.get(&tenant, &app) else {
-        if !routes.is_synced() {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the stage's agent is starting: try again in a moment".into(),
-            );
-        }
-        return plain(
-            StatusCode::NOT_FOUND,
-            format!("no app {app} of {tenant} on this stage"),
-        );
-    };
-    if backends.addrs.is_empty() {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{app} has no ready replica (starting, or not ready: see `neo status`): \
-                 try again in a moment"
-            ),
-        );
-    }
-    let (head, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")),
-    };
     let start = backends.next.fetch_add(1, Ordering::Relaxed);
     let count = backends.addrs.len();
     let mut last_error = String::new();
@@ -197,16 +396,15 @@ async fn route(
             .method(head.method.clone())
             .uri(format!("http://{addr}{rest}"));
         for (name, value) in &head.headers {
-            if name != hyper::header::HOST {
-                forward = forward.header(name, value);
-            }
+            forward = forward.header(name, value);
         }
         let Ok(forward) = forward.body(Full::new(body.clone())) else {
             return plain(StatusCode::BAD_REQUEST, "malformed request".into());
         };
         match client.request(forward).await {
             Ok(response) => {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
                 return match body.collect().await {
                     Ok(b) => Response::from_parts(parts, Full::new(b.to_bytes())),
                     Err(e) => plain(StatusCode::BAD_GATEWAY, format!("{app}: {e}")),
@@ -243,7 +441,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes = Arc::new(Routes::default());
-        let task = serve(listener, routes.clone());
+        let task = serve(
+            listener,
+            routes.clone(),
+            Edge::new(super::super::edge::EdgeConfig::new("dev")),
+        );
 
         let (status, body) = get(addr, "/acme/shop/api").await;
         assert_eq!(status, 503, "{body}");

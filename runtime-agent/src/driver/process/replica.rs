@@ -126,16 +126,12 @@ pub fn output_files(dir: &Path) -> [PathBuf; 2] {
 }
 
 impl Replica {
-    /// Starts a replica of `spec` for `key` in `dir`, connected to `database_url`.
+    /// Starts a replica of `spec` for `key` in `dir` (its database URL, if any, is among the
+    /// spec's secrets).
     ///
     /// # Errors
     /// When no port is free or the program cannot be started.
-    pub fn start(
-        key: &PodgroupKey,
-        spec: Arc<Spec>,
-        base_dir: &Path,
-        database_url: Option<&str>,
-    ) -> Result<Self, DriverError> {
+    pub fn start(key: &PodgroupKey, spec: Arc<Spec>, base_dir: &Path) -> Result<Self, DriverError> {
         let id = format!(
             "{}-r{}-{}",
             key.app,
@@ -165,7 +161,7 @@ impl Replica {
             .env("NEO_APP", &key.app)
             .env("NEO_STAGE", &key.stage)
             .env("NEO_REPLICA", &id)
-            .env("NEO_SCHEMA", schema(key))
+            .env("NEO_SCHEMA", super::database::schema(key))
             .env("NEO_CPU_MILLIS", spec.cpu_millis.to_string())
             .env("NEO_MEMORY_MIB", spec.memory_mib.to_string())
             .envs(&spec.env)
@@ -175,9 +171,6 @@ impl Replica {
             .stdout(out)
             .stderr(err)
             .kill_on_drop(false);
-        if let Some(url) = database_url {
-            command.env("NEO_DATABASE_URL", url);
-        }
         let child = command.spawn().map_err(backend("starting the replica"))?;
         let pid = child.id().unwrap_or_default();
         let start_ticks = process_start_ticks(pid).unwrap_or_default();
@@ -351,11 +344,6 @@ impl Replica {
     pub fn age(&self) -> Duration {
         self.since.elapsed()
     }
-}
-
-/// The schema of an app on a stage database shared by tenants: `{tenant}_{app}`.
-pub fn schema(key: &PodgroupKey) -> String {
-    format!("{}_{}", key.tenant, key.app).replace('-', "_")
 }
 
 fn ticks_per_second() -> f64 {

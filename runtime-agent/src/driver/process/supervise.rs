@@ -347,12 +347,7 @@ impl Inner {
     }
 
     fn start(&self, key: &PodgroupKey, group: &mut Group, spec: Arc<Spec>) -> Option<String> {
-        match Replica::start(
-            key,
-            spec,
-            &self.replicas_dir(),
-            self.config.database_url.as_deref(),
-        ) {
+        match Replica::start(key, spec, &self.replicas_dir()) {
             Ok(replica) => {
                 let id = replica.id.clone();
                 let offsets = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);

@@ -1,0 +1,126 @@
+//! A tenant's changes that reach every stage it runs on: a new quota is republished in each of
+//! its podgroups' desired states (the agents' ResourceQuota), and a deleted tenant's podgroups
+//! are all marked `removed` and `purge`, so every stage's agent stops their replicas and drops
+//! their data.
+//!
+//! The tenant's podgroups are the subjects `neo.desired.*.{tenant}.*` of `NEO_DESIRED` (last
+//! message per subject): nothing else is indexed.
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use neo_protocol::{EntityKind, pb, subjects};
+use prost::Message;
+
+use super::{Reaction, Reactor, ReactorError};
+use crate::stored::StoredMessage;
+
+/// Republishes a tenant's desired states when its quota changes or it is deleted.
+pub struct DesiredOnTenantChange {
+    js: jetstream::Context,
+}
+
+impl DesiredOnTenantChange {
+    /// Publishes through `js`.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+}
+
+/// What a tenant event changes in each of its desired states.
+enum Change {
+    /// The tenant's quota is now this.
+    Quota(Option<pb::Quota>),
+    /// The tenant was deleted.
+    Deleted,
+}
+
+impl Change {
+    /// The change a tenant event makes, if any.
+    fn of(event: &pb::tenant_event::Event) -> Option<Self> {
+        match event {
+            pb::tenant_event::Event::QuotaSet(set) => Some(Self::Quota(set.quota)),
+            pb::tenant_event::Event::Deleted(_) => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+
+    fn apply(&self, desired: &mut pb::DesiredPodgroup) {
+        match self {
+            Self::Quota(quota) => desired.tenant_quota = *quota,
+            Self::Deleted => {
+                desired.removed = true;
+                desired.purge = true;
+                desired.replicas = 0;
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reactor for DesiredOnTenantChange {
+    fn name(&self) -> &'static str {
+        "runtime-tenant"
+    }
+
+    fn filter(&self) -> String {
+        subjects::kind_events(EntityKind::Tenant)
+    }
+
+    async fn react(&self, event: &StoredMessage) -> Result<Vec<Reaction>, ReactorError> {
+        let err = |reason: String, transient: bool| ReactorError {
+            reactor: "runtime-tenant",
+            sequence: event.sequence,
+            reason,
+            transient,
+        };
+        let decoded = event
+            .decode::<pb::TenantState>()
+            .map_err(|e| err(e.to_string(), false))?;
+        let Some(change) = decoded.event.as_ref().and_then(Change::of) else {
+            return Ok(Vec::new());
+        };
+        let stream = self
+            .js
+            .get_stream(subjects::DESIRED_STREAM)
+            .await
+            .map_err(|e| err(e.to_string(), true))?;
+        let filter = format!("neo.desired.*.{}.*", event.entity.tenant);
+        let names: Vec<(String, usize)> = stream
+            .info_with_subjects(&filter)
+            .await
+            .map_err(|e| err(e.to_string(), true))?
+            .try_collect()
+            .await
+            .map_err(|e| err(e.to_string(), true))?;
+        for (subject, _) in names {
+            let message = stream
+                .direct_get_last_for_subject(subject.clone())
+                .await
+                .map_err(|e| err(e.to_string(), true))?;
+            let Ok(mut desired) = pb::DesiredPodgroup::decode(message.payload.as_ref()) else {
+                tracing::warn!(%subject, "skipping an unreadable desired state");
+                continue;
+            };
+            change.apply(&mut desired);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{}@{}:{subject}", event.entity, event.sequence).as_str(),
+            );
+            self.js
+                .publish_with_headers(
+                    subject.clone(),
+                    headers,
+                    Bytes::from(desired.encode_to_vec()),
+                )
+                .await
+                .map_err(|e| err(e.to_string(), true))?
+                .await
+                .map_err(|e| err(e.to_string(), true))?;
+            tracing::info!(%subject, tenant = %event.entity.tenant, removed = desired.removed,
+                "desired state republished for a tenant change");
+        }
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,278 @@
+//! Tenants isolated on Kubernetes: pods under the Pod Security `restricted` profile without a
+//! service-account token, each tenant's stage namespace closed to all but its own apps and the
+//! stage's edge, held to the tenant's quota, and gone with a deleted tenant; every golden
+//! manifest valid against Kubernetes' own schemas.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use neo_protocol::pb;
+use neo_runtime_agent::driver::{Desired, Driver};
+use serde_json::{Value, json};
+
+use crate::{DIGEST_3, NAMESPACE, desired, key, setup, stored};
+
+/// What the Pod Security `restricted` profile (Kubernetes' Pod Security Standards) forbids in
+/// `pod` (a pod spec), one line per violation.
+fn restricted_violations(pod: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let security = &pod["securityContext"];
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[host] == json!(true) {
+            found.push(format!("{host} is set"));
+        }
+    }
+    for volume in pod["volumes"].as_array().into_iter().flatten() {
+        let allowed = [
+            "name",
+            "emptyDir",
+            "configMap",
+            "secret",
+            "projected",
+            "downwardAPI",
+            "persistentVolumeClaim",
+            "ephemeral",
+            "csi",
+        ];
+        for field in volume.as_object().into_iter().flatten().map(|(k, _)| k) {
+            if !allowed.contains(&field.as_str()) {
+                found.push(format!("volume type {field}"));
+            }
+        }
+    }
+    let pod_seccomp = security["seccompProfile"]["type"].as_str();
+    let pod_non_root = security["runAsNonRoot"] == json!(true);
+    if security["runAsUser"] == json!(0) {
+        found.push("the pod runs as user 0".into());
+    }
+    for container in pod["containers"].as_array().into_iter().flatten() {
+        let name = container["name"].as_str().unwrap_or("?");
+        let context = &container["securityContext"];
+        if context["privileged"] == json!(true) {
+            found.push(format!("{name}: privileged"));
+        }
+        if context["allowPrivilegeEscalation"] != json!(false) {
+            found.push(format!("{name}: allowPrivilegeEscalation is not false"));
+        }
+        let drops_all = context["capabilities"]["drop"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("ALL")));
+        if !drops_all {
+            found.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        for added in context["capabilities"]["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if added != "NET_BIND_SERVICE" {
+                found.push(format!("{name}: adds capability {added}"));
+            }
+        }
+        if !(pod_non_root || context["runAsNonRoot"] == json!(true)) {
+            found.push(format!("{name}: runAsNonRoot is not true"));
+        }
+        if context["runAsUser"] == json!(0) {
+            found.push(format!("{name}: runs as user 0"));
+        }
+        let seccomp = context["seccompProfile"]["type"].as_str().or(pod_seccomp);
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+            found.push(format!("{name}: seccompProfile is {seccomp:?}"));
+        }
+        for port in container["ports"].as_array().into_iter().flatten() {
+            if port["hostPort"].as_i64().is_some_and(|p| p != 0) {
+                found.push(format!("{name}: hostPort"));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn pods_meet_the_restricted_profile_and_mount_no_token() {
+    let (api, driver, _events) = setup();
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply");
+    let deployment = stored(&api, "deployments", "shop");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{pod:#}");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    // Not root: the user the image config sets.
+    assert_eq!(
+        container["securityContext"]["runAsUser"],
+        json!(neo_image::APP_USER_ID)
+    );
+    // The one writable place is an emptyDir at /tmp, bounded.
+    assert_eq!(
+        container["volumeMounts"],
+        json!([{"name": "tmp", "mountPath": "/tmp"}])
+    );
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}])
+    );
+
+    // The checker is not blind: a privileged, root pod with a host path fails it on each count.
+    let mut bad = pod.clone();
+    bad["securityContext"] = json!({"runAsUser": 0});
+    bad["hostNetwork"] = json!(true);
+    bad["volumes"] = json!([{"name": "host", "hostPath": {"path": "/"}}]);
+    bad["containers"][0]["securityContext"] = json!({"privileged": true});
+    assert_eq!(
+        restricted_violations(&bad).len(),
+        8,
+        "{:?}",
+        restricted_violations(&bad)
+    );
+
+    // The namespace enforces the profile, so the cluster refuses any other pod in it.
+    let namespace = api.object("namespaces", "", NAMESPACE).expect("namespace");
+    let labels = &namespace["metadata"]["labels"];
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce-version"],
+        "latest"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_namespace_lets_in_only_its_apps_and_the_stage_edge_within_its_quota() {
+    let (api, driver, _events) = setup();
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply");
+
+    let policy = stored(&api, "networkpolicies", "neo-ingress");
+    let spec = &policy["spec"];
+    // Every pod of the namespace, ingress only (apps still reach their database).
+    assert_eq!(spec["podSelector"], json!({}));
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    let rules = spec["ingress"].as_array().expect("ingress rules");
+    assert_eq!(rules.len(), 2, "{spec:#}");
+    // The tenant's own apps: pods of this namespace (no namespaceSelector: only this one).
+    assert_eq!(rules[0]["from"], json!([{"podSelector": {}}]));
+    assert!(rules[0].get("ports").is_none());
+    // The stage's edge, on the app port only; no other namespace, no ipBlock.
+    assert_eq!(
+        rules[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"dev.neo/role": "edge", "dev.neo/stage": "dev"}}}])
+    );
+    assert_eq!(
+        rules[1]["ports"],
+        json!([{"port": 8080, "protocol": "TCP"}])
+    );
+
+    // The quota of the tenant (10 apps of up to 5 replicas; one surge pod each).
+    let quota = stored(&api, "resourcequotas", "neo-quota");
+    assert_eq!(
+        quota["spec"]["hard"],
+        json!({"count/deployments.apps": "10", "pods": "60", "secrets": "10", "services": "10"})
+    );
+    let limits = stored(&api, "limitranges", "neo-limits");
+    assert_eq!(
+        limits["spec"]["limits"],
+        json!([{"type": "Container",
+                "default": {"cpu": "250m", "memory": "256Mi"},
+                "defaultRequest": {"cpu": "250m", "memory": "256Mi"}}])
+    );
+
+    // A new quota reaches the namespace with the next apply; 0 is unlimited (left out).
+    let raised = Desired {
+        quota: Some(pb::Quota {
+            max_apps: 20,
+            max_replicas_per_app: 0,
+        }),
+        ..desired("shop", 3, DIGEST_3)
+    };
+    driver.apply(&raised).await.expect("apply a new quota");
+    assert_eq!(
+        stored(&api, "resourcequotas", "neo-quota")["spec"]["hard"],
+        json!({"count/deployments.apps": "20", "secrets": "20", "services": "20"})
+    );
+}
+
+#[tokio::test]
+async fn a_purged_podgroup_takes_its_tenant_namespace_and_nothing_of_another_tenant() {
+    let (api, driver, _events) = setup();
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply shop");
+    driver
+        .apply(&desired("blog", 1, DIGEST_3))
+        .await
+        .expect("apply blog");
+    // Another tenant on the same stage.
+    let other = Desired {
+        key: neo_runtime_agent::driver::PodgroupKey {
+            tenant: "beta".into(),
+            app: "shop".into(),
+            stage: "dev".into(),
+        },
+        ..desired("shop", 3, DIGEST_3)
+    };
+    driver.apply(&other).await.expect("apply beta's shop");
+
+    driver.purge(&key("shop")).await.expect("purge");
+    assert!(api.object("namespaces", "", NAMESPACE).is_none());
+    for resource in ["deployments", "services", "secrets", "networkpolicies"] {
+        assert!(api.names(resource, NAMESPACE).is_empty(), "{resource}");
+    }
+    assert_eq!(api.names("deployments", "neo-beta-dev"), ["shop"]);
+    // Purging again (every podgroup of the tenant is purged): nothing left, which is fine.
+    driver.purge(&key("blog")).await.expect("purge again");
+
+    // A namespace of that name labelled for another tenant stays.
+    api.put(
+        "namespaces",
+        json!({"metadata": {"name": NAMESPACE, "labels": {"dev.neo/tenant": "acme-dev-x", "dev.neo/stage": "dev"}}}),
+    );
+    driver
+        .purge(&key("shop"))
+        .await
+        .expect("purge a foreign namespace");
+    assert!(api.object("namespaces", "", NAMESPACE).is_some());
+}
+
+/// The schema validator `ops/install-deps` installs (`NEO_KUBERNETES_VALIDATE`).
+fn kubernetes_validate() -> PathBuf {
+    std::env::var_os("NEO_KUBERNETES_VALIDATE").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/neo-tools/venv/bin/kubernetes-validate")
+        },
+        PathBuf::from,
+    )
+}
+
+#[test]
+fn every_golden_manifest_passes_the_kubernetes_schemas() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kube");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the golden directory")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let validator = kubernetes_validate();
+    let output = Command::new(&validator)
+        .args(["--strict", "--kubernetes-version", "1.33.0"])
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (ops/install-deps installs it)",
+                validator.display()
+            )
+        });
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(text.matches("passed").count(), files.len(), "{text}");
+}
