@@ -15,7 +15,12 @@
 //!   `log_ship_lines_per_s` is the agent's shipping alone: lines / (first → last batch seen
 //!   on the logs subject by a plain NATS subscriber).
 //!
+//! - `lb_requests_per_s`, `direct_requests_per_s`, `lb_added_p99_ms`: the stage edge's cost,
+//!   the last round's app read through a TLS edge and straight from its replica ([`edge`]).
+//!
 //! A first round (not counted) warms the registry, the stage databases and the page cache.
+
+mod edge;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +85,12 @@ pub struct RuntimeBenchArgs {
     /// How often the agents observe their driver, in ms.
     #[arg(long, default_value_t = 100)]
     pub observe_ms: u64,
+    /// Clients (keep-alive connections) of the edge measurement.
+    #[arg(long, default_value_t = 16)]
+    pub edge_connections: usize,
+    /// Seconds each side of the edge measurement runs.
+    #[arg(long, default_value_t = 5)]
+    pub edge_seconds: u64,
 }
 
 /// The figures printed.
@@ -106,6 +117,9 @@ pub struct RuntimeFigures {
     /// Bytes of an app image in the registry (its compressed layers: the apphost and the
     /// bundle), as a replica's first start pulls it.
     pub image_bytes: u64,
+    /// The stage edge: requests through it (TLS) and straight to the replica, in one run.
+    #[serde(flatten)]
+    pub edge: edge::EdgeFigures,
     /// Rounds measured.
     pub rounds: usize,
     /// Log lines written and read.
@@ -254,6 +268,22 @@ fn print_table(f: &RuntimeFigures) {
     );
     println!("{:<28} {:>12.1}", "log_first_line_ms", f.log_first_line_ms);
     println!("{:<28} {:>12}", "image_bytes", f.image_bytes);
+    println!(
+        "{:<28} {:>12.0}",
+        "lb_requests_per_s", f.edge.lb_requests_per_s
+    );
+    println!(
+        "{:<28} {:>12.0}",
+        "direct_requests_per_s", f.edge.direct_requests_per_s
+    );
+    println!(
+        "{:<28} {:>12.2}  >= 0.8",
+        "lb_direct_ratio", f.edge.lb_direct_ratio
+    );
+    println!(
+        "{:<28} {:>12.2}  < 2",
+        "lb_added_p99_ms", f.edge.lb_added_p99_ms
+    );
     println!("{:<28} {:>12}", "rounds", f.rounds);
     println!("{:<28} {:>12}", "log_lines", f.log_lines);
 }
@@ -326,6 +356,25 @@ async fn measure(
         }
     }
     let image_bytes = image_bytes(bench, &format!("{}-0", model.name)).await?;
+    let last = format!("{}-{}", model.name, args.rounds);
+    let replica = stages
+        .dev
+        .driver
+        .routes()
+        .backends(TENANT, &last)
+        .first()
+        .copied()
+        .with_context(|| format!("no ready replica of {last} on dev"))?;
+    let edge = edge::measure(
+        replica,
+        TENANT,
+        &last,
+        "/api/product",
+        args.edge_connections,
+        Duration::from_secs(args.edge_seconds.max(1)),
+    )
+    .await
+    .context("measuring the edge")?;
     let logs = log_lines(bench, model, project, args.log_lines).await?;
     Ok(RuntimeFigures {
         image_bytes,
@@ -337,6 +386,7 @@ async fn measure(
         log_lines_per_s: logs.end_to_end,
         log_ship_lines_per_s: logs.shipping,
         log_first_line_ms: logs.first_line_ms,
+        edge,
         rounds: args.rounds,
         log_lines: args.log_lines,
     })
@@ -484,7 +534,8 @@ async fn log_lines(
         command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
             app: LOG_APP.into(),
             stage: "dev".into(),
-            build_id: format!("{LOG_APP}-bench"),
+            // The build id of revision 1 (the platform checks it); no build ran: the image is given.
+            build_id: format!("{LOG_APP}_r1"),
             revision: 1,
             image_digest: image.digest.clone(),
             ..Default::default()

@@ -8,9 +8,13 @@
 //!   stage's `neo.stagecmd.…`); a process that hosts the platform hands it in process instead
 //!   (`neo_actors::Platform` implements [`Transport`]).
 //!
+//! [`credentials`] reads a NATS connection's TLS and credential files, for every process and
+//! tool.
+//!
 //! Callers map [`ClientError`] to what they speak: the gateway to gRPC statuses, a worker to
 //! "retry later" ([`ClientError::is_transient`]) or a failed build.
 
+pub mod credentials;
 mod error;
 mod nats;
 

@@ -78,6 +78,10 @@ pub struct AgentArgs {
     /// `edge_max_body_kib` overrides it).
     #[arg(long, default_value_t = 8192)]
     pub edge_max_body_kib: u32,
+    /// Where the agent serves `GET /metrics` (Prometheus text: the edge's refusals by reason,
+    /// among others); `off` for none.
+    #[arg(long, default_value = "off")]
+    pub metrics_listen: String,
     /// Process driver: images, replica output and the state file (default:
     /// `$HOME/.local/share/neo/agent-{stage}`).
     #[arg(long)]
@@ -120,6 +124,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         prefix: args.registry_prefix.clone(),
         credentials: None,
     }));
+    let _metrics = if args.metrics_listen == "off" {
+        None
+    } else {
+        let addr = args.metrics_listen.parse().context("--metrics-listen")?;
+        let (bound, task) = crate::metrics_http::serve(addr, None).await?;
+        println!("agent for stage {stage}: metrics on http://{bound}/metrics");
+        Some(AbortOnDrop(task))
+    };
     let mut config = AgentConfig::new(stage.clone());
     if let Some(name) = &args.name {
         config.name.clone_from(name);
@@ -181,6 +193,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn default_data_dir(stage: &StageName) -> anyhow::Result<PathBuf> {

@@ -6,12 +6,11 @@
 //! Without `--nats-ca` and `--nats-creds` a connection is plain and anonymous, as an open
 //! development server expects.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-/// The first line of a credential file `neo nats-config` writes; the user follows.
-pub const CREDS_HEADER: &str = "# neo NATS user ";
+pub use neo_client::credentials::{CREDS_HEADER, Credential, inbox_prefix};
 
 /// How to reach NATS: flattened into every command that connects.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,53 +24,6 @@ pub struct NatsArgs {
     /// The NATS credential: an nkey seed file from `neo nats-config`, or a `.creds` file.
     #[arg(long, env = "NEO_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
-}
-
-/// A NATS credential read from its file.
-#[derive(Debug, Clone)]
-pub enum Credential {
-    /// An nkey seed (`SU…`) and the user's name from the file's header, if any.
-    Nkey {
-        /// The seed.
-        seed: String,
-        /// The user's name.
-        user: Option<String>,
-    },
-    /// A JWT credentials file (decentralized auth), used as is.
-    CredsFile(PathBuf),
-}
-
-impl Credential {
-    /// Reads `path`.
-    ///
-    /// # Errors
-    /// When the file cannot be read or holds no seed.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the NATS credential {}", path.display()))?;
-        if text.contains("BEGIN NATS USER JWT") {
-            return Ok(Self::CredsFile(path.to_owned()));
-        }
-        let user = text
-            .lines()
-            .find_map(|l| l.strip_prefix(CREDS_HEADER))
-            .map(|u| u.trim().to_owned());
-        let seed = text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("SU"))
-            .with_context(|| format!("{}: no nkey user seed (SU…)", path.display()))?;
-        Ok(Self::Nkey {
-            seed: seed.to_owned(),
-            user,
-        })
-    }
-}
-
-/// `_INBOX_{user}` (`-` and `.` become `_`): the inbox prefix of a NATS user, the only
-/// replies it may subscribe to.
-pub fn inbox_prefix(user: &str) -> String {
-    format!("_INBOX_{}", user.replace(['-', '.', '*', '>', ' '], "_"))
 }
 
 impl NatsArgs {
@@ -95,31 +47,14 @@ impl NatsArgs {
     /// The connect options (TLS, credential, name, inbox prefix), without an event callback.
     ///
     /// # Errors
-    /// When the credential cannot be read.
+    /// When the CA or the credential cannot be read.
     pub async fn options(&self, name: &str) -> anyhow::Result<async_nats::ConnectOptions> {
-        let mut options = async_nats::ConnectOptions::new().name(name);
-        if let Some(ca) = &self.nats_ca {
-            anyhow::ensure!(ca.is_file(), "--nats-ca {}: no such file", ca.display());
-            options = options.require_tls(true).add_root_certificates(ca.clone());
-        }
-        if let Some(path) = &self.nats_creds {
-            match Credential::read(path)? {
-                Credential::Nkey { seed, user } => {
-                    nkeys::KeyPair::from_seed(&seed)
-                        .with_context(|| format!("{}: not an nkey seed", path.display()))?;
-                    options = options.nkey(seed);
-                    if let Some(user) = user {
-                        options = options.custom_inbox_prefix(inbox_prefix(&user));
-                    }
-                }
-                Credential::CredsFile(path) => {
-                    options = options
-                        .credentials_file(&path)
-                        .await
-                        .with_context(|| format!("reading {}", path.display()))?;
-                }
-            }
-        }
+        let options = neo_client::credentials::with_tls_and_credential(
+            async_nats::ConnectOptions::new().name(name),
+            self.nats_ca.as_deref(),
+            self.nats_creds.as_deref(),
+        )
+        .await?;
         Ok(options)
     }
 

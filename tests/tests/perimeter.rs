@@ -491,3 +491,115 @@ async fn the_platform_runs_with_every_component_on_its_own_credential_over_tls()
     let errors = core.server_errors();
     assert!(errors.is_empty(), "permission violations: {errors:#?}");
 }
+
+/// The watch-deployments example as a tooling user would run it.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn watch_deployments_runs_over_tls_with_the_tooling_credential_and_only_for_its_tenant() {
+    let (core, platform, _admin) = secured().await;
+    let (t, a, s) = names("a", "shop", "dev");
+    let request = |id: &str, command: Vec<u8>| pb::CommandRequest {
+        command_id: id.into(),
+        principal: "alice".into(),
+        command: Bytes::from(command),
+        ..Default::default()
+    };
+    let create = pb::TenantCommand {
+        command: Some(pb::tenant_command::Command::Create(pb::CreateTenant {
+            display_name: "A".into(),
+            stages: vec![],
+            admin: "alice".into(),
+        })),
+    };
+    let _ = platform
+        .platform
+        .dispatch(
+            &EntityRef::tenant(&t),
+            request("t1", create.encode_to_vec()),
+        )
+        .await;
+    let deploy = pb::DeploymentCommand {
+        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
+            app: "shop".into(),
+            stage: "dev".into(),
+            build_id: "shop_r1".into(),
+            revision: 1,
+            image_digest: format!("sha256:{:064x}", 7),
+            ..Default::default()
+        })),
+    };
+    let reply = platform
+        .platform
+        .dispatch(
+            &EntityRef::deployment(&t, &a, &s),
+            request("d1", deploy.encode_to_vec()),
+        )
+        .await;
+    assert!(
+        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
+        "{reply:?}"
+    );
+
+    let security = core.security.as_ref().unwrap();
+    let args = |tenant: &str, ca: bool, creds: Option<&str>| neo_watch_deployments::Args {
+        nats: core.nats.url(),
+        nats_ca: ca.then(|| security.certs.ca.clone()),
+        nats_creds: creds.map(|user| security.creds[user].clone()),
+        tenant: tenant.into(),
+        from_sequence: Some(1),
+        json: false,
+    };
+    // Without the CA (so without TLS), or without a credential: refused.
+    for refused in [args("a", false, Some("tool-a")), args("a", true, None)] {
+        assert!(neo_watch_deployments::connect(&refused).await.is_err());
+    }
+
+    // With both: its tenant's deployment events, from the start.
+    let watching = args("a", true, Some("tool-a"));
+    let client = neo_watch_deployments::connect(&watching).await.unwrap();
+    let out = Lines::default();
+    let task = {
+        let mut out = out.clone();
+        tokio::spawn(async move { neo_watch_deployments::watch(client, &watching, &mut out).await })
+    };
+    eventually(Duration::from_secs(10), "the deployment line", || async {
+        out.text()
+            .contains("shop/dev ReleaseCreated v1 deploy")
+            .then_some(())
+    })
+    .await;
+    task.abort();
+
+    // Another tenant's: the server refuses the consumer, and the tool says so.
+    let other = args("b", true, Some("tool-a"));
+    let client = neo_watch_deployments::connect(&other).await.unwrap();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(20),
+        neo_watch_deployments::watch(client, &other, &mut Lines::default()),
+    )
+    .await;
+    assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+}

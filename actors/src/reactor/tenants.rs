@@ -57,6 +57,65 @@ impl Change {
     }
 }
 
+impl DesiredOnTenantChange {
+    /// Republishes the last desired state on `subject` with `change`, only if it is still the
+    /// last (`Nats-Expected-Last-Subject-Sequence`): a podgroup change published meanwhile is
+    /// read again and changed in turn, never overwritten by an older state.
+    async fn republish(
+        &self,
+        stream: &jetstream::stream::Stream,
+        subject: &str,
+        change: &Change,
+        event: &StoredMessage,
+    ) -> Result<(), String> {
+        for _ in 0..MAX_RACES {
+            let message = stream
+                .direct_get_last_for_subject(subject)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Ok(mut desired) = pb::DesiredPodgroup::decode(message.payload.as_ref()) else {
+                tracing::warn!(%subject, "skipping an unreadable desired state");
+                return Ok(());
+            };
+            change.apply(&mut desired);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{}@{}:{subject}", event.entity, event.sequence).as_str(),
+            );
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                message.sequence.to_string().as_str(),
+            );
+            let published = self
+                .js
+                .publish_with_headers(
+                    subject.to_owned(),
+                    headers,
+                    Bytes::from(desired.encode_to_vec()),
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .await;
+            match published {
+                Ok(_) => {
+                    tracing::info!(%subject, tenant = %event.entity.tenant,
+                        removed = desired.removed, "desired state republished for a tenant change");
+                    return Ok(());
+                }
+                Err(e) if e.to_string().contains("wrong last sequence") => {
+                    tracing::debug!(%subject, "the desired state moved meanwhile; reading it again");
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("{subject} kept moving while it was republished"))
+    }
+}
+
+/// Times a desired state may move under a republish before the event is tried again later.
+const MAX_RACES: usize = 5;
+
 #[async_trait::async_trait]
 impl Reactor for DesiredOnTenantChange {
     fn name(&self) -> &'static str {
@@ -94,32 +153,9 @@ impl Reactor for DesiredOnTenantChange {
             .await
             .map_err(|e| err(e.to_string(), true))?;
         for (subject, _) in names {
-            let message = stream
-                .direct_get_last_for_subject(subject.clone())
+            self.republish(&stream, &subject, &change, event)
                 .await
-                .map_err(|e| err(e.to_string(), true))?;
-            let Ok(mut desired) = pb::DesiredPodgroup::decode(message.payload.as_ref()) else {
-                tracing::warn!(%subject, "skipping an unreadable desired state");
-                continue;
-            };
-            change.apply(&mut desired);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(
-                "Nats-Msg-Id",
-                format!("{}@{}:{subject}", event.entity, event.sequence).as_str(),
-            );
-            self.js
-                .publish_with_headers(
-                    subject.clone(),
-                    headers,
-                    Bytes::from(desired.encode_to_vec()),
-                )
-                .await
-                .map_err(|e| err(e.to_string(), true))?
-                .await
-                .map_err(|e| err(e.to_string(), true))?;
-            tracing::info!(%subject, tenant = %event.entity.tenant, removed = desired.removed,
-                "desired state republished for a tenant change");
+                .map_err(|e| err(e, true))?;
         }
         Ok(Vec::new())
     }

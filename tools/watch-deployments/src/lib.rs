@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! - [`Args`]: the command line (`--nats`, `--tenant`, `--from-sequence`, `--json`).
+//! - [`Args`]: the command line (`--nats`, `--nats-ca`, `--nats-creds`, `--tenant`,
+//!   `--from-sequence`, `--json`); [`connect`] connects with its TLS and credential.
 //! - [`DeploymentLine`] and [`DeploymentLine::from_message`]: one event, decoded (pure).
 //! - [`DeploymentLine::text`] and [`DeploymentLine::json`]: its two printed forms (pure).
 //! - [`watch`]: the ordered consumer that feeds them (I/O).
@@ -14,7 +15,7 @@ use std::io::Write;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self,
-    consumer::{DeliverPolicy, pull::OrderedConfig},
+    consumer::{DeliverPolicy, push::OrderedConfig},
 };
 use futures::StreamExt;
 use neo_protocol::envelope::{EventMeta, MetaError, rfc3339_millis};
@@ -34,6 +35,14 @@ pub struct Args {
     /// The NATS server (the one `neo serve` uses).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    /// Trust this CA (PEM) for the server's certificate, and require TLS (`ops/up`:
+    /// `$NEO_DATA/certs/ca.pem`).
+    #[arg(long, env = "NEO_NATS_CA")]
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// The tooling user's credential (`neo nats-config --tool-tenant T` writes
+    /// `tool-T.nk`; a JWT `.creds` file works too).
+    #[arg(long, env = "NEO_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
     /// The tenant whose deployments to follow.
     #[arg(long)]
     pub tenant: String,
@@ -43,6 +52,25 @@ pub struct Args {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Connects to `args.nats` with TLS required and its CA trusted (`--nats-ca`) and the
+/// tooling user's credential (`--nats-creds`), as the user's own inbox prefix requires.
+///
+/// # Errors
+///
+/// When a file cannot be used or the server refuses the connection.
+pub async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
+    let options = neo_client::credentials::with_tls_and_credential(
+        async_nats::ConnectOptions::new().name("neo-watch-deployments"),
+        args.nats_ca.as_deref(),
+        args.nats_creds.as_deref(),
+    )
+    .await?;
+    options
+        .connect(&args.nats)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", args.nats))
 }
 
 /// Why an event could not be read or the watch stopped.
@@ -274,9 +302,12 @@ pub async fn watch(
     out: &mut impl Write,
 ) -> Result<(), WatchError> {
     let tenant = TenantName::new(&args.tenant)?;
+    let inbox = client.new_inbox();
     let js = jetstream::new(client);
+    // No STREAM.INFO, and a named push consumer delivered to this connection's own inbox: all
+    // a tooling user `tool-{tenant}` may do (its grant pins the filter to its tenant).
     let stream = js
-        .get_stream(subjects::EVENTS_STREAM)
+        .get_stream_no_info(subjects::EVENTS_STREAM)
         .await
         .map_err(|e| WatchError::Nats(format!("stream {}: {e}", subjects::EVENTS_STREAM)))?;
     let deliver_policy = match args.from_sequence {
@@ -287,6 +318,8 @@ pub async fn watch(
     };
     let consumer = stream
         .create_consumer(OrderedConfig {
+            name: Some(format!("watch_{}", inbox.rsplit('.').next().unwrap_or("0"))),
+            deliver_subject: inbox.clone(),
             filter_subject: filter_subject(&tenant),
             deliver_policy,
             ..Default::default()

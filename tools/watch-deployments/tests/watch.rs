@@ -195,6 +195,8 @@ async fn prints_real_deployment_events() {
     let out = Captured::default();
     let args = Args {
         nats: nats.url(),
+        nats_ca: None,
+        nats_creds: None,
         tenant: "acme".into(),
         from_sequence: Some(1),
         json: false,

@@ -9,6 +9,7 @@
 //! | `settings.name` | invalid | a setting or secret name is not `[a-z][a-z0-9_]{0,62}` |
 //! | `settings.value` | invalid | a setting value longer than [`MAX_SETTING_VALUE_BYTES`] |
 //! | `settings.both` | invalid | one change sets and unsets the same name |
+//! | `settings.edge` | invalid | an `edge_` setting the stage edge does not know, or a value out of its range ([`EDGE_SETTINGS`]) |
 //! | `settings.not_set` | not found | unset a setting the stage does not have |
 //! | `settings.unchanged` | precondition | every setting already has the value given |
 //! | `settings.name_taken` | precondition | a setting named like a secret of the stage, or the other way round |
@@ -28,6 +29,36 @@ use crate::aggregate::Rejection;
 /// The largest setting value accepted, in bytes.
 pub const MAX_SETTING_VALUE_BYTES: usize = 4096;
 
+/// The settings the stage edge reads (the prefix `edge_` is theirs) and their ranges: an app's
+/// body limit in KiB (up to 1 GiB) and its requests per second.
+pub const EDGE_SETTINGS: [(&str, u64, u64); 2] = [
+    ("edge_max_body_kib", 1, 1 << 20),
+    ("edge_rate_per_s", 1, 1_000_000),
+];
+
+/// Checks an `edge_` setting: a known name and a whole number in its range.
+fn check_edge_setting(field: &str, name: &str, value: &str) -> Result<(), Rejection> {
+    let Some((_, min, max)) = EDGE_SETTINGS.iter().find(|(known, _, _)| *known == name) else {
+        let known: Vec<&str> = EDGE_SETTINGS.iter().map(|(n, _, _)| *n).collect();
+        return Err(Rejection::invalid(
+            "settings.edge",
+            field,
+            format_args!(
+                "{name}: settings named edge_… are the stage edge's; it knows {}",
+                known.join(", ")
+            ),
+        ));
+    };
+    match value.trim().parse::<u64>() {
+        Ok(n) if (*min..=*max).contains(&n) => Ok(()),
+        _ => Err(Rejection::invalid(
+            "settings.edge",
+            field,
+            format_args!("{name} must be a whole number from {min} to {max}, not {value:?}"),
+        )),
+    }
+}
+
 impl Rules<'_> {
     pub(super) fn change_settings(&self, c: pb::ChangeSettings) -> Result<Vec<Event>, Rejection> {
         self.check_target("change_settings", &c.app, &c.stage)?;
@@ -41,6 +72,9 @@ impl Rules<'_> {
         let config = self.config.clone().unwrap_or_default();
         for (name, value) in &c.set {
             check_setting_name(&format!("change_settings.set.{name}"), name)?;
+            if name.starts_with("edge_") {
+                check_edge_setting(&format!("change_settings.set.{name}"), name, value)?;
+            }
             if value.len() > MAX_SETTING_VALUE_BYTES {
                 return Err(Rejection::invalid(
                     "settings.value",

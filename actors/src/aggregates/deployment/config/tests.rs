@@ -280,3 +280,31 @@ fn a_promotion_is_refused_while_the_stage_lacks_what_the_build_needs() {
 fn a_promotion_of_a_build_that_needs_nothing_is_not_checked() {
     assert!(run([], promote(pb::ConfigNeeds::default())).is_ok());
 }
+
+#[test]
+fn edge_settings_are_known_names_with_whole_numbers_in_range() {
+    for (name, value) in [
+        ("edge_max_body_kib", "0"),
+        ("edge_max_body_kib", "1048577"),
+        ("edge_max_body_kib", "64k"),
+        ("edge_rate_per_s", "-1"),
+        ("edge_timeout_s", "5"),
+    ] {
+        let refused = run([], change(&[(name, value)], &[])).expect_err(name);
+        assert_eq!(refused.rule, "settings.edge", "{name}={value}");
+        assert_eq!(
+            refused.field.as_deref(),
+            Some(format!("change_settings.set.{name}").as_str())
+        );
+    }
+    assert!(
+        run(
+            [],
+            change(
+                &[("edge_max_body_kib", "64"), ("edge_rate_per_s", "20")],
+                &[]
+            )
+        )
+        .is_ok()
+    );
+}
