@@ -158,6 +158,11 @@ pub fn desired_stage(stage: &StageName) -> String {
     format!("neo.desired.{stage}.>")
 }
 
+/// `neo.desired.*.{tenant}.*`: every desired state of one tenant, on every stage.
+pub fn desired_tenant(tenant: &TenantName) -> String {
+    format!("neo.desired.*.{tenant}.*")
+}
+
 /// Every secrets request subject, for the secrets service's subscription.
 pub const SECRETS_REQUESTS_ALL: &str = "neo.secrets.*.*.*";
 /// The queue group shared by every process serving secrets requests.

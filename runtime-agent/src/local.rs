@@ -41,6 +41,8 @@ pub struct LocalRuntime {
     pub driver: ProcessDriver,
     /// Where the stage's load balancer listens.
     pub lb_addr: SocketAddr,
+    /// Its URL (`http://…` or, serving TLS, `https://…`).
+    pub lb_url: String,
     agent: Option<Agent>,
     tasks: Vec<JoinHandle<()>>,
     /// Leave the replicas running when dropped (an abandoned agent).
@@ -81,14 +83,14 @@ impl LocalRuntime {
         let (sender, events) = mpsc::channel(EVENTS);
         let (driver, supervisor) = ProcessDriver::start(process, registry.clone(), sender).await?;
         let balancer = lb::serve(listener, driver.routes(), edge);
-        config
-            .lb_url
-            .get_or_insert_with(|| format!("{scheme}://{lb_addr}"));
+        let lb_url = format!("{scheme}://{lb_addr}");
+        config.lb_url.get_or_insert_with(|| lb_url.clone());
         let agent =
             Agent::start(client, Arc::new(driver.clone()), events, registry, config).await?;
         Ok(Self {
             driver,
             lb_addr,
+            lb_url,
             agent: Some(agent),
             tasks: vec![supervisor, balancer],
             keep_replicas: false,

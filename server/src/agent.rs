@@ -124,14 +124,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         prefix: args.registry_prefix.clone(),
         credentials: None,
     }));
-    let _metrics = if args.metrics_listen == "off" {
-        None
-    } else {
-        let addr = args.metrics_listen.parse().context("--metrics-listen")?;
-        let (bound, task) = crate::metrics_http::serve(addr, None).await?;
-        println!("agent for stage {stage}: metrics on http://{bound}/metrics");
-        Some(AbortOnDrop(task))
-    };
+    // Served until the process ends.
+    let _metrics = crate::metrics_http::serve_unless_off(&args.metrics_listen, None).await?;
     let mut config = AgentConfig::new(stage.clone());
     if let Some(name) = &args.name {
         config.name.clone_from(name);
@@ -149,7 +143,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             };
             let mut process = ProcessConfig::new(data_dir.clone(), args.database_url.clone());
             process.serving_probe_every = Duration::from_secs(args.probe_s.max(1));
-            process.edge.stage = stage.to_string();
             process.edge.per_client = Rate::per_second(args.edge_client_rate);
             process.edge.per_app = Rate::per_second(args.edge_app_rate);
             process.edge.max_body_bytes = args.edge_max_body_kib as usize * 1024;
@@ -162,14 +155,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let runtime = LocalRuntime::start(client, registry, process, config, args.lb_listen)
                 .await
                 .context("starting the process driver")?;
-            let scheme = if args.lb_tls_cert.is_some() {
-                "https"
-            } else {
-                "http"
-            };
             println!(
-                "agent for stage {stage}: process driver, load balancer on {scheme}://{} (data in {})",
-                runtime.lb_addr,
+                "agent for stage {stage}: process driver, load balancer on {} (data in {})",
+                runtime.lb_url,
                 data_dir.display()
             );
             shutdown_signal().await;
@@ -193,15 +181,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn default_data_dir(stage: &StageName) -> anyhow::Result<PathBuf> {

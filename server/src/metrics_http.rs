@@ -43,6 +43,23 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// Serves `/metrics` on `listen` unless it is `off`, saying where; the task, if serving.
+///
+/// # Errors
+/// When `listen` is not an address or cannot be bound.
+pub async fn serve_unless_off(
+    listen: &str,
+    platform: Option<Arc<Platform>>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if listen == "off" {
+        return Ok(None);
+    }
+    let addr = listen.parse().context("--metrics-listen")?;
+    let (bound, task) = serve(addr, platform).await?;
+    println!("metrics: http://{bound}/metrics");
+    Ok(Some(task))
+}
+
 fn scrape(platform: Option<&Platform>) -> impl IntoResponse + use<> {
     let m = metrics::global();
     if let Some(p) = platform {

@@ -284,12 +284,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => tracing::warn!("no --registry: builds wait until one is configured"),
     }
-    if args.metrics_listen != "off" {
-        let addr = args.metrics_listen.parse().context("--metrics-listen")?;
-        let (bound, task) = crate::metrics_http::serve(addr, Some(platform.clone())).await?;
-        println!("metrics: http://{bound}/metrics");
-        tasks.push(task);
-    }
+    tasks.extend(
+        crate::metrics_http::serve_unless_off(&args.metrics_listen, Some(platform.clone())).await?,
+    );
     let backends = Backends {
         revisions,
         consumers,

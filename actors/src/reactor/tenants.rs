@@ -144,7 +144,7 @@ impl Reactor for DesiredOnTenantChange {
             .get_stream(subjects::DESIRED_STREAM)
             .await
             .map_err(|e| err(e.to_string(), true))?;
-        let filter = format!("neo.desired.*.{}.*", event.entity.tenant);
+        let filter = subjects::desired_tenant(&event.entity.tenant);
         let names: Vec<(String, usize)> = stream
             .info_with_subjects(&filter)
             .await

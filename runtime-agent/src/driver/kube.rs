@@ -213,11 +213,7 @@ impl KubeDriver {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let wanted = objects::namespace(key);
         let name = wanted.metadata.name.clone().unwrap_or_default();
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(|err| KubeError::api(format!("get Namespace {name}"), err))?;
-        if let Some(labels) = existing.and_then(|ns| ns.metadata.labels) {
+        if let Some(labels) = self.namespace_labels(&api, &name).await? {
             let tenant = labels.get(LABEL_TENANT).cloned().unwrap_or_default();
             let stage = labels.get(LABEL_STAGE).cloned().unwrap_or_default();
             let other_tenant = !tenant.is_empty() && tenant != key.tenant;
@@ -253,6 +249,24 @@ impl KubeDriver {
             .await?;
         }
         Ok(())
+    }
+
+    /// The labels of namespace `name` (empty when it has none), or `None` when it does not
+    /// exist.
+    ///
+    /// # Errors
+    ///
+    /// [`KubeError::Api`] when the API fails.
+    async fn namespace_labels(
+        &self,
+        api: &Api<Namespace>,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, KubeError> {
+        let existing = api
+            .get_opt(name)
+            .await
+            .map_err(|err| KubeError::api(format!("get Namespace {name}"), err))?;
+        Ok(existing.map(|ns| ns.metadata.labels.unwrap_or_default()))
     }
 
     /// Deletes the podgroup's Secret left from a release that had secrets, if there is one
@@ -431,15 +445,10 @@ impl Driver for KubeDriver {
         self.remove(key).await?;
         let api: Api<Namespace> = Api::all(self.client.clone());
         let name = objects::namespace_name(key);
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(|err| KubeError::api(format!("get Namespace {name}"), err))?;
-        let Some(existing) = existing else {
+        let Some(labels) = self.namespace_labels(&api, &name).await? else {
             return Ok(());
         };
         // A namespace of the same name may belong to another tenant (`a-b`/`c`, `a`/`b-c`).
-        let labels = existing.metadata.labels.unwrap_or_default();
         if labels.get(LABEL_TENANT) != Some(&key.tenant)
             || labels.get(LABEL_STAGE) != Some(&key.stage)
         {
@@ -448,7 +457,7 @@ impl Driver for KubeDriver {
             return Ok(());
         }
         delete_if_present(&api, &name).await?;
-        tracing::info!(podgroup = %key, namespace = %objects::namespace_name(key), "purged");
+        tracing::info!(podgroup = %key, namespace = %name, "purged");
         Ok(())
     }
 

@@ -161,12 +161,7 @@ impl StageDatabase {
             .execute(&mut *tx)
             .await
             .map_err(pg("locking the role"))?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&role)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(pg("reading roles"))?;
+        let exists = role_exists(&mut tx, &role).await?;
         let verb = if exists { "ALTER" } else { "CREATE" };
         let sql = format!(
             "{verb} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
@@ -222,6 +217,18 @@ impl StageDatabase {
             .insert(key.clone(), url.clone());
         Ok(url)
     }
+}
+
+/// Whether `role` exists.
+async fn role_exists(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    role: &str,
+) -> Result<bool, DatabaseError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(pg("reading roles"))
 }
 
 /// Hands a schema the admin made (before roles existed) to `role`, with what is in it.
@@ -300,12 +307,7 @@ impl StageDatabase {
                 .await
                 .map_err(pg("dropping the app's schema"))?;
         }
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&role)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(pg("reading roles"))?;
+        let exists = role_exists(&mut tx, &role).await?;
         if exists {
             let sql = format!("DROP OWNED BY {r}; DROP ROLE {r}", r = quoted(&role));
             (&mut *tx)

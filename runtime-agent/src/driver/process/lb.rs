@@ -209,20 +209,25 @@ impl Connection {
             }
         });
         if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
-            let text = e.to_string();
-            if text.contains("timeout") || text.contains("too large") {
-                let reason = if text.contains("timeout") {
-                    "slow_headers"
+            // What hyper itself refused before a request existed: headers too slow or too big.
+            let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
+                if e.is_timeout() {
+                    Some((StatusCode::REQUEST_TIMEOUT, "slow_headers"))
+                } else if e.is_parse_too_large() {
+                    Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_size"))
                 } else {
-                    "header_size"
-                };
-                Refusal::new(StatusCode::REQUEST_TIMEOUT, reason, text).record(
+                    None
+                }
+            });
+            match refused {
+                Some((status, reason)) => Refusal::new(status, reason, e.to_string()).record(
                     &this.edge.config.stage,
                     this.peer,
                     "",
-                );
-            } else {
-                tracing::debug!(client = %this.peer, error = %e, "load balancer connection ended");
+                ),
+                None => {
+                    tracing::debug!(client = %this.peer, error = %e, "load balancer connection ended");
+                }
             }
         }
     }
