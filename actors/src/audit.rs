@@ -249,25 +249,23 @@ fn err(e: impl std::fmt::Display) -> AuditError {
 /// # Errors
 /// When the stream cannot be read.
 pub async fn read(js: &jetstream::Context, filter: &str) -> Result<Vec<Record>, AuditError> {
-    // A named ordered push consumer delivered to this connection's inbox, on a stream handle
-    // made without STREAM.INFO: a tooling user allowed only `neo.evt.{tenant}.>` can read its
-    // tenant this way (the filter is in the consumer-create subject, which its grant pins).
-    let stream = js
-        .get_stream_no_info(subjects::EVENTS_STREAM)
-        .await
-        .map_err(err)?;
+    // A named ordered push consumer delivered to this connection's inbox, on the tenant's copy
+    // when connected as its tooling user (whose grant pins the filter to its tenant), else on
+    // NEO_EVENTS.
     let inbox = js.client().new_inbox();
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
+    let consumer = neo_client::tenant_events::ordered(
+        js,
+        push::OrderedConfig {
             // Named after its inbox's unique token.
             name: Some(format!("audit_{}", inbox.rsplit('.').next().unwrap_or("0"))),
             deliver_subject: inbox.clone(),
             filter_subject: filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
-        })
-        .await
-        .map_err(err)?;
+        },
+    )
+    .await
+    .map_err(err)?;
     let pending = consumer.cached_info().num_pending;
     let mut messages = consumer.messages().await.map_err(err)?;
     let mut records = Vec::with_capacity(usize::try_from(pending).unwrap_or(0));

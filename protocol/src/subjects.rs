@@ -7,6 +7,9 @@ use crate::names::{AppName, NameError, StageName, TenantName};
 pub const EVENTS_STREAM: &str = "NEO_EVENTS";
 /// The subjects of [`EVENTS_STREAM`].
 pub const EVENTS_ALL: &str = "neo.evt.>";
+/// A tooling account's copy of one tenant's events (same subjects, sourced from
+/// [`EVENTS_STREAM`]; docs/security.md).
+pub const TENANT_EVENTS_STREAM: &str = "NEO_TENANT_EVENTS";
 /// The KV bucket of entity snapshots; key `{tenant}.{kind}.{id}`.
 pub const SNAPSHOT_BUCKET: &str = "neo_snapshots";
 /// Every command subject, for the intake's subscription.
@@ -82,6 +85,12 @@ pub fn entity_events(entity: &EntityRef) -> String {
 /// `neo.evt.{tenant}.>`: every event of one tenant.
 pub fn tenant_events(tenant: &TenantName) -> String {
     format!("neo.evt.{tenant}.>")
+}
+
+/// `neo.tooldeliver.{tenant}`: where [`EVENTS_STREAM`] delivers a tenant's events to its
+/// tooling account's copy (the prefix of the copy's source consumers).
+pub fn tool_delivery(tenant: &TenantName) -> String {
+    format!("neo.tooldeliver.{tenant}")
 }
 
 /// `neo.evt.*.{kind}.*.*`: every event of one kind, across tenants (used by reactors).

@@ -1,10 +1,11 @@
 //! `neo nats-config`: the nats-server configuration of a secured installation (TLS, and one
 //! NATS user per component with only the subjects it needs) and each user's credential; and
 //! `neo nats-provision`: what restricted users may not create themselves (the agents' durable
-//! consumers). docs/security.md explains every grant.
+//! consumers, the tooling accounts' event copies). docs/security.md explains every grant.
 //!
-//! Users: `platform`, `gateway`, `build-worker`, `agent-{stage}` per stage, `tool-{tenant}` per
-//! tooling tenant, and `admin` for operator tools. Each authenticates with an nkey: the
+//! Users: `platform`, `gateway`, `build-worker`, `agent-{stage}` per stage and `admin` for
+//! operator tools, in the account `NEO`; `tool-{tenant}` per tooling tenant, each in its own
+//! account `TOOL_{tenant}` (see [`accounts`]). Each authenticates with an nkey: the
 //! configuration holds only public keys; the seeds are in `{dir}/{user}.nk` (mode 0600), kept
 //! across runs.
 
@@ -190,28 +191,33 @@ pub fn agent(stage: &StageName) -> Grants {
     }
 }
 
-/// A tooling user of `tenant`: ordered push consumers filtered to `neo.evt.{tenant}.>`,
-/// delivered to its own inbox, and live events of the tenant; nothing else.
+/// A tooling user of `tenant`, in the tenant's own account (see [`accounts`]): read-only
+/// consumers on the tenant's copy of its events, filtered to the tenant, delivered within its
+/// account; never the imports its copy is sourced through.
 pub fn tool(tenant: &TenantName) -> Grants {
     let user = format!("tool-{tenant}");
     let inbox = format!("{}.>", inbox_prefix(&user));
+    let copy = subjects::TENANT_EVENTS_STREAM;
     let events = subjects::tenant_events(tenant);
     Grants {
         publish_allow: vec![
-            format!(
-                "$JS.API.CONSUMER.CREATE.{}.*.{events}",
-                subjects::EVENTS_STREAM
-            ),
-            format!("$JS.FC.{}.>", subjects::EVENTS_STREAM),
+            "$JS.API.INFO".into(),
+            format!("$JS.API.STREAM.INFO.{copy}"),
+            format!("$JS.API.STREAM.MSG.GET.{copy}"),
+            format!("$JS.API.CONSUMER.CREATE.{copy}.*.{events}"),
+            format!("$JS.API.CONSUMER.INFO.{copy}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{copy}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{copy}.>"),
+            format!("$JS.ACK.{copy}.>"),
+            format!("$JS.FC.{copy}.>"),
         ],
-        publish_deny: strings(&[
-            "neo.>",
-            "$KV.>",
-            "$JS.API.DIRECT.GET.>",
-            "$JS.API.STREAM.>",
-            "$JS.API.CONSUMER.MSG.NEXT.>",
-        ]),
-        subscribe_allow: vec![inbox, events],
+        publish_deny: vec![
+            format!("{PLATFORM_API_PREFIX}.>"),
+            format!("$JS.FC.{}.>", subjects::EVENTS_STREAM),
+            "neo.>".into(),
+            "$KV.>".into(),
+        ],
+        subscribe_allow: vec![inbox],
         subscribe_deny: Vec::new(),
         allow_responses: false,
     }
@@ -227,21 +233,107 @@ pub fn admin() -> Grants {
     }
 }
 
-/// Every user of an installation serving `stages`, with tooling users for `tool_tenants`.
-pub fn users(stages: &[StageName], tool_tenants: &[TenantName]) -> BTreeMap<String, Grants> {
-    let mut users = BTreeMap::from([
-        ("platform".to_owned(), platform()),
-        ("gateway".to_owned(), gateway()),
-        ("build-worker".to_owned(), build_worker()),
-        ("admin".to_owned(), admin()),
-    ]);
+/// The account of the platform's components and the operator.
+pub const PLATFORM_ACCOUNT: &str = "NEO";
+/// Where a tooling account reaches the platform account's consumer API: its copy's sourcing,
+/// and nothing its users may publish to.
+pub const PLATFORM_API_PREFIX: &str = "$JS.NEO.API";
+
+/// `TOOL_{tenant}`: the account of `tenant`'s tooling users.
+pub fn tool_account(tenant: &TenantName) -> String {
+    format!("TOOL_{tenant}")
+}
+
+/// `$JS.TOOL_{tenant}.API`: where the platform account's operator reaches a tooling account's
+/// JetStream (to keep its copy, [`provision`]).
+pub fn tool_api_prefix(tenant: &TenantName) -> String {
+    format!("$JS.{}.API", tool_account(tenant))
+}
+
+/// One NATS account: its users, its JetStream limits, what it exports and imports (each a
+/// line of the server configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// The account's name.
+    pub name: String,
+    /// Its `jetstream` setting.
+    pub jetstream: String,
+    /// Its users and their grants.
+    pub users: BTreeMap<String, Grants>,
+    /// `{ service: … }` or `{ stream: … }` exports.
+    pub exports: Vec<String>,
+    /// `{ service: … }` or `{ stream: … }` imports.
+    pub imports: Vec<String>,
+}
+
+/// The accounts of an installation serving `stages`, with tooling accounts for
+/// `tool_tenants`.
+///
+/// Every component and the operator share [`PLATFORM_ACCOUNT`]. Each tooling tenant has its own
+/// account holding one stream, [`subjects::TENANT_EVENTS_STREAM`], sourced from `NEO_EVENTS`
+/// filtered to the tenant: the platform exports to it only the consumer create pinned to that
+/// filter, the deliveries under [`subjects::tool_delivery`] and their flow control, which the
+/// server's sourcing uses and the tool's users may not publish to. A consumer a tool creates
+/// delivers within its own account, so it cannot put its events anywhere in the platform's.
+pub fn accounts(stages: &[StageName], tool_tenants: &[TenantName]) -> Vec<Account> {
+    let mut platform = Account {
+        name: PLATFORM_ACCOUNT.into(),
+        jetstream: "enabled".into(),
+        users: BTreeMap::from([
+            ("platform".to_owned(), self::platform()),
+            ("gateway".to_owned(), gateway()),
+            ("build-worker".to_owned(), build_worker()),
+            ("admin".to_owned(), admin()),
+        ]),
+        ..Account::default()
+    };
     for stage in stages {
-        users.insert(format!("agent-{stage}"), agent(stage));
+        platform
+            .users
+            .insert(format!("agent-{stage}"), agent(stage));
     }
+    let events = subjects::EVENTS_STREAM;
+    let mut tools = Vec::new();
     for tenant in tool_tenants {
-        users.insert(format!("tool-{tenant}"), tool(tenant));
+        let name = tool_account(tenant);
+        let create = format!(
+            "$JS.API.CONSUMER.CREATE.{events}.*.{}",
+            subjects::tenant_events(tenant)
+        );
+        let delivery = format!("{}.>", subjects::tool_delivery(tenant));
+        let flow_control = format!("$JS.FC.{events}.>");
+        platform.exports.extend([
+            format!("{{ service: {create:?}, accounts: [{name:?}] }}"),
+            format!("{{ stream: {delivery:?}, accounts: [{name:?}] }}"),
+            format!("{{ service: {flow_control:?}, accounts: [{name:?}] }}"),
+        ]);
+        platform.imports.push(format!(
+            "{{ service: {{ account: {name:?}, subject: \"$JS.API.>\" }}, to: {:?} }}",
+            format!("{}.>", tool_api_prefix(tenant))
+        ));
+        let platform_name = PLATFORM_ACCOUNT;
+        tools.push(Account {
+            users: BTreeMap::from([(format!("tool-{tenant}"), tool(tenant))]),
+            jetstream: "{ max_file: 1G, max_mem: 64M }".into(),
+            exports: vec![format!(
+                "{{ service: \"$JS.API.>\", accounts: [{platform_name:?}] }}"
+            )],
+            imports: vec![
+                format!(
+                    "{{ service: {{ account: {platform_name:?}, subject: {create:?} }}, to: {:?} }}",
+                    create.replacen("$JS.API", PLATFORM_API_PREFIX, 1)
+                ),
+                format!("{{ stream: {{ account: {platform_name:?}, subject: {delivery:?} }} }}"),
+                format!(
+                    "{{ service: {{ account: {platform_name:?}, subject: {flow_control:?} }} }}"
+                ),
+            ],
+            name,
+        });
     }
-    users
+    let mut all = vec![platform];
+    all.extend(tools);
+    all
 }
 
 /// The credential file of `user` in `dir`.
@@ -283,10 +375,10 @@ fn allow_deny(allow: &[String], deny: &[String]) -> String {
     format!("{{ {} }}", parts.join(", "))
 }
 
-/// The `tls { … }` and `authorization { … }` blocks for `users` (public keys from `keys`).
+/// The `tls { … }` and `accounts { … }` blocks for `accounts` (public keys from `keys`).
 fn security_block(
     tls: Option<(&Path, &Path)>,
-    users: &BTreeMap<String, Grants>,
+    accounts: &[Account],
     keys: &BTreeMap<String, String>,
 ) -> String {
     let mut out = String::new();
@@ -298,20 +390,36 @@ fn security_block(
             key.display().to_string()
         );
     }
-    out.push_str("authorization {\n  users = [\n");
-    for (user, grants) in users {
-        let _ = writeln!(out, "    # {user}");
-        let _ = write!(out, "    {{ nkey: {:?}, permissions: {{", keys[user]);
-        let publish = allow_deny(&grants.publish_allow, &grants.publish_deny);
-        let subscribe = allow_deny(&grants.subscribe_allow, &grants.subscribe_deny);
-        let _ = write!(out, "\n      publish: {publish}");
-        let _ = write!(out, "\n      subscribe: {subscribe}");
-        if grants.allow_responses {
-            out.push_str("\n      allow_responses: true");
+    out.push_str("accounts {\n");
+    for account in accounts {
+        let _ = writeln!(out, "  {:?}: {{", account.name);
+        let _ = writeln!(out, "    jetstream: {}", account.jetstream);
+        out.push_str("    users = [\n");
+        for (user, grants) in &account.users {
+            let _ = writeln!(out, "      # {user}");
+            let _ = write!(out, "      {{ nkey: {:?}, permissions: {{", keys[user]);
+            let publish = allow_deny(&grants.publish_allow, &grants.publish_deny);
+            let subscribe = allow_deny(&grants.subscribe_allow, &grants.subscribe_deny);
+            let _ = write!(out, "\n        publish: {publish}");
+            let _ = write!(out, "\n        subscribe: {subscribe}");
+            if grants.allow_responses {
+                out.push_str("\n        allow_responses: true");
+            }
+            out.push_str("\n      } }\n");
         }
-        out.push_str("\n    } }\n");
+        out.push_str("    ]\n");
+        for (key, lines) in [("exports", &account.exports), ("imports", &account.imports)] {
+            if !lines.is_empty() {
+                let _ = writeln!(out, "    {key} = [");
+                for line in lines {
+                    let _ = writeln!(out, "      {line}");
+                }
+                out.push_str("    ]\n");
+            }
+        }
+        out.push_str("  }\n");
     }
-    out.push_str("  ]\n}\n");
+    out.push_str("}\n");
     out
 }
 
@@ -320,7 +428,7 @@ fn security_block(
 pub struct Secured {
     /// The credential files by user.
     pub creds: BTreeMap<String, PathBuf>,
-    /// The `tls` and `authorization` blocks of the server configuration.
+    /// The `tls` and `accounts` blocks of the server configuration.
     pub block: String,
 }
 
@@ -339,16 +447,16 @@ pub fn secure(
     tool_tenants: &[TenantName],
 ) -> anyhow::Result<Secured> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let users = users(stages, tool_tenants);
+    let accounts = accounts(stages, tool_tenants);
     let mut keys = BTreeMap::new();
     let mut creds = BTreeMap::new();
-    for user in users.keys() {
+    for user in accounts.iter().flat_map(|account| account.users.keys()) {
         keys.insert(user.clone(), user_key(dir, user)?.public_key());
         creds.insert(user.clone(), creds_path(dir, user));
     }
     Ok(Secured {
         creds,
-        block: security_block(tls, &users, &keys),
+        block: security_block(tls, &accounts, &keys),
     })
 }
 
@@ -441,19 +549,26 @@ pub struct ProvisionArgs {
     /// A stage whose agent's durable consumer to create.
     #[arg(long = "stage", required = true)]
     pub stages: Vec<String>,
+    /// A tenant whose tooling account's copy of its events to keep (as configured with
+    /// `neo nats-config --tool-tenant`).
+    #[arg(long = "tool-tenant")]
+    pub tool_tenants: Vec<String>,
 }
 
-/// Creates the Runtime streams and, for each of `stages`, the agent's durable consumer on
-/// `NEO_DESIRED` (agents may not create consumers).
+/// Creates the Runtime streams; for each of `stages`, the agent's durable consumer on
+/// `NEO_DESIRED` (agents may not create consumers); and for each of `tool_tenants`, the copy
+/// of its events in its tooling account (see [`accounts`]), which tools may not create.
 ///
 /// # Guarantees
 /// Idempotent: what exists is left as it is.
 ///
 /// # Errors
-/// When JetStream refuses (the connection must be allowed to create streams and consumers).
+/// When JetStream refuses (the connection must be the operator's: allowed to create streams
+/// and consumers, and to reach the tooling accounts).
 pub async fn provision(
     js: &async_nats::jetstream::Context,
     stages: &[StageName],
+    tool_tenants: &[TenantName],
 ) -> anyhow::Result<()> {
     neo_runtime_agent::streams::ensure(js, neo_runtime_agent::streams::Retention::default())
         .await?;
@@ -469,7 +584,40 @@ pub async fn provision(
             .await
             .with_context(|| format!("creating consumer {name}"))?;
     }
+    for tenant in tool_tenants {
+        let tool = async_nats::jetstream::with_prefix(js.client(), &tool_api_prefix(tenant));
+        tool.get_or_create_stream(tenant_copy(tenant))
+            .await
+            .with_context(|| {
+                format!(
+                    "creating {} in account {}",
+                    subjects::TENANT_EVENTS_STREAM,
+                    tool_account(tenant)
+                )
+            })?;
+    }
     Ok(())
+}
+
+/// The tooling account's copy of `tenant`'s events: sourced from `NEO_EVENTS` through the
+/// platform account's exports, filtered to the tenant.
+fn tenant_copy(tenant: &TenantName) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, External, Source, StorageType};
+    Config {
+        name: subjects::TENANT_EVENTS_STREAM.into(),
+        description: Some(format!("tenant {tenant}'s events, sourced from NEO_EVENTS")),
+        storage: StorageType::File,
+        sources: Some(vec![Source {
+            name: subjects::EVENTS_STREAM.into(),
+            filter_subject: Some(subjects::tenant_events(tenant)),
+            external: Some(External {
+                api_prefix: PLATFORM_API_PREFIX.into(),
+                delivery_prefix: Some(subjects::tool_delivery(tenant)),
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
 }
 
 /// `neo nats-provision`.
@@ -482,12 +630,30 @@ pub async fn run_provision(args: ProvisionArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| StageName::new(s.as_str()).context("--stage"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let tenants = args
+        .tool_tenants
+        .iter()
+        .map(|t| TenantName::new(t.as_str()).context("--tool-tenant"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let client = args.nats.connect_once("neo-provision").await?;
-    provision(&async_nats::jetstream::new(client.clone()), &stages).await?;
+    provision(
+        &async_nats::jetstream::new(client.clone()),
+        &stages,
+        &tenants,
+    )
+    .await?;
     client.flush().await.ok();
     println!(
-        "provisioned the agents' consumers of {}",
-        args.stages.join(", ")
+        "provisioned the agents' consumers of {}{}",
+        args.stages.join(", "),
+        if tenants.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and the event copies of tooling tenants {}",
+                args.tool_tenants.join(", ")
+            )
+        }
     );
     Ok(())
 }

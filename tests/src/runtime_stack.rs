@@ -86,7 +86,7 @@ impl RuntimeStack {
                 .map(|s| StageName::new(*s))
                 .collect::<Result<Vec<_>, _>>()?;
             let js = async_nats::jetstream::new(build.stack.core.connect().await?);
-            neo_server::nats_config::provision(&js, &names).await?;
+            neo_server::nats_config::provision(&js, &names, &[]).await?;
         }
         let mut this = Self {
             build,

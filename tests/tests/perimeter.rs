@@ -82,7 +82,8 @@ async fn secured() -> (Core, neo_tests::PlatformProcess, jetstream::Context) {
         StageName::new("dev").unwrap(),
         StageName::new("prod").unwrap(),
     ];
-    neo_server::nats_config::provision(&admin, &stages)
+    let tool_tenants = [TenantName::new("a").unwrap(), TenantName::new("b").unwrap()];
+    neo_server::nats_config::provision(&admin, &stages, &tool_tenants)
         .await
         .unwrap();
     for stage in ["dev", "prod"] {
@@ -354,10 +355,25 @@ async fn a_tooling_user_reads_its_tenant_and_nothing_of_another() {
     let client = core.connect_as("tool-a").await.unwrap();
     let tool = js(&client);
 
-    // Its tenant's events, through an ordered consumer filtered to `neo.evt.a.>`.
-    let records = neo_actors::audit::read(&tool, "neo.evt.a.>").await.unwrap();
+    // Its tenant's events, from its account's copy, through an ordered consumer filtered to
+    // `neo.evt.a.>` (the copy is sourced from NEO_EVENTS a moment after provisioning).
+    let records = eventually(Duration::from_secs(10), "tenant a's copy", || async {
+        let records = neo_actors::audit::read(&tool, "neo.evt.a.>").await.ok()?;
+        (!records.is_empty()).then_some(records)
+    })
+    .await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].subject, "neo.evt.a.app.shop.AppCreated");
+    let copy = tool
+        .get_stream(subjects::TENANT_EVENTS_STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(copy, 1, "the copy holds tenant a's events only");
 
     // Another tenant's, or every tenant's: refused.
     for filter in ["neo.evt.b.>", "neo.evt.>"] {
@@ -381,6 +397,47 @@ async fn a_tooling_user_reads_its_tenant_and_nothing_of_another() {
     reported(&core, "DIRECT.GET.NEO_EVENTS").await;
     assert!(tool.get_stream(subjects::EVENTS_STREAM).await.is_err());
     reported(&core, "STREAM.INFO.NEO_EVENTS").await;
+
+    // A consumer of its own delivers within its own account: pointed at a platform subject
+    // (here the desired state of a stage), nothing reaches the platform.
+    let mut watched = core
+        .connect()
+        .await
+        .unwrap()
+        .subscribe("neo.desired.dev.a.evil")
+        .await
+        .unwrap();
+    let desired_before = last_sequence(&admin, subjects::DESIRED_STREAM).await;
+    tool.get_stream_no_info(subjects::TENANT_EVENTS_STREAM)
+        .await
+        .unwrap()
+        .create_consumer(consumer::push::Config {
+            name: Some("redirect".into()),
+            deliver_subject: "neo.desired.dev.a.evil".into(),
+            filter_subject: "neo.evt.a.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), watched.next())
+            .await
+            .is_err(),
+        "a tool's delivery reached the platform's account"
+    );
+    assert_eq!(
+        last_sequence(&admin, subjects::DESIRED_STREAM).await,
+        desired_before
+    );
+    // Nor may it use the platform's consumer API its copy is sourced through.
+    let smuggled = client
+        .request(
+            "$JS.NEO.API.CONSUMER.CREATE.NEO_EVENTS.x.neo.evt.a.>",
+            Bytes::from_static(br#"{"stream_name":"NEO_EVENTS","config":{"name":"x","deliver_subject":"neo.desired.dev.a.evil","filter_subject":"neo.evt.a.>"}}"#),
+        )
+        .await;
+    assert!(smuggled.is_err(), "{smuggled:?}");
+    reported(&core, "$JS.NEO.API.CONSUMER.CREATE").await;
 
     // Another's durable consumer: no pulling from it.
     admin

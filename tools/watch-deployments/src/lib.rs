@@ -1,6 +1,6 @@
-//! Follows one tenant's deployment events on `NEO_EVENTS` and prints one line per event: an
-//! example of reading Neo's event log from outside the platform with nothing but the `.proto`
-//! schema, the subjects and the headers (see `docs/subjects.md`).
+//! Follows one tenant's deployment events (its tooling account's copy, or `NEO_EVENTS`) and
+//! prints one line per event: an example of reading Neo's event log from outside the platform
+//! with nothing but the `.proto` schema, the subjects and the headers (see `docs/subjects.md`).
 //!
 //! # Layout
 //!
@@ -46,7 +46,8 @@ pub struct Args {
     /// The tenant whose deployments to follow.
     #[arg(long)]
     pub tenant: String,
-    /// Start at this stream sequence (1: the whole history); without it, new events only.
+    /// Start at this sequence of the stream read (1: the whole history); without it, new
+    /// events only.
     #[arg(long)]
     pub from_sequence: Option<u64>,
     /// Print one JSON object per line instead of text.
@@ -112,7 +113,8 @@ pub enum WatchError {
 /// One deployment event, flattened for printing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeploymentLine {
-    /// The event's stream sequence in `NEO_EVENTS` (resume with `--from-sequence` + 1).
+    /// The event's sequence in the stream it was read from (`NEO_TENANT_EVENTS` as a tooling
+    /// user, else `NEO_EVENTS`; resume with `--from-sequence` + 1).
     pub sequence: u64,
     /// When it was decided, RFC 3339 UTC (the event's `ce-time`).
     pub time: String,
@@ -304,28 +306,26 @@ pub async fn watch(
     let tenant = TenantName::new(&args.tenant)?;
     let inbox = client.new_inbox();
     let js = jetstream::new(client);
-    // No STREAM.INFO, and a named push consumer delivered to this connection's own inbox: all
-    // a tooling user `tool-{tenant}` may do (its grant pins the filter to its tenant).
-    let stream = js
-        .get_stream_no_info(subjects::EVENTS_STREAM)
-        .await
-        .map_err(|e| WatchError::Nats(format!("stream {}: {e}", subjects::EVENTS_STREAM)))?;
     let deliver_policy = match args.from_sequence {
         Some(start_sequence) => DeliverPolicy::ByStartSequence {
             start_sequence: start_sequence.max(1),
         },
         None => DeliverPolicy::New,
     };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
+    // A named push consumer delivered to this connection's own inbox, on the tenant's copy in
+    // a tooling user's account (its grant pins the filter to its tenant), else on NEO_EVENTS.
+    let consumer = neo_client::tenant_events::ordered(
+        &js,
+        OrderedConfig {
             name: Some(format!("watch_{}", inbox.rsplit('.').next().unwrap_or("0"))),
             deliver_subject: inbox.clone(),
             filter_subject: filter_subject(&tenant),
             deliver_policy,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| WatchError::Nats(format!("cannot create the consumer: {e}")))?;
+        },
+    )
+    .await
+    .map_err(|e| WatchError::Nats(format!("cannot create the consumer: {e}")))?;
     let mut messages = consumer
         .messages()
         .await
