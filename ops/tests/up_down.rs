@@ -227,11 +227,15 @@ impl Installation {
         text
     }
 
-    /// `METHOD path` on dev's load balancer: the status and the response.
+    /// `METHOD path` on dev's load balancer, over TLS trusting the installation's CA: the
+    /// status and the response.
     fn http(&self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.lb()));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let server = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+        let tls = rustls::ClientConnection::new(self.tls()?, server)?;
+        let mut stream = rustls::StreamOwned::new(tls, tcp);
         let body = json.unwrap_or_default();
         write!(
             stream,
@@ -240,14 +244,36 @@ impl Installation {
             self.lb(),
             body.len()
         )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
+        let mut response = Vec::new();
+        if let Err(e) = stream.read_to_end(&mut response) {
+            // A server closing without a TLS close_notify ends the response all the same.
+            ensure!(
+                e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty(),
+                "reading the response: {e}"
+            );
+        }
+        let response = String::from_utf8_lossy(&response).into_owned();
         let status = response
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .with_context(|| format!("not an HTTP response: {response:?}"))?;
         Ok((status, response))
+    }
+
+    /// A TLS client trusting the installation's CA (`ops/up` makes it in `NEO_DATA/certs`).
+    fn tls(&self) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(self.data().join("certs/ca.pem"))? {
+            roots.add(cert?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(std::sync::Arc::new(config))
     }
 
     /// `GET path` until it answers 200 (a replica just started may still be warming up).
