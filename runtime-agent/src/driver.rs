@@ -6,6 +6,7 @@
 //! becoming ready or dying, log lines) arrives as [`DriverEvent`]s on the channel given at
 //! construction.
 
+pub mod database;
 pub mod kube;
 pub mod logline;
 pub mod process;

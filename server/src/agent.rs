@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use neo_image::{Registry, RegistryConfig};
 use neo_protocol::StageName;
 use neo_runtime_agent::agent::{Agent, AgentConfig};
+use neo_runtime_agent::driver::database::StageDatabase;
 use neo_runtime_agent::driver::kube::KubeDriver;
 use neo_runtime_agent::driver::process::ProcessConfig;
 use neo_runtime_agent::driver::process::edge::rate::Rate;
@@ -53,9 +54,13 @@ pub struct AgentArgs {
     /// Repositories are `{prefix}/{tenant}/{app}`.
     #[arg(long, env = "NEO_REGISTRY_PREFIX", default_value = "neo")]
     pub registry_prefix: String,
-    /// Process driver: the stage's database (each app gets its own schema).
+    /// The stage's database, as its admin: each app gets its own role owning only its own
+    /// schema (`NEO_DATABASE_URL` in the replicas' environment, or the kube driver's Secret).
     #[arg(long, env = "NEO_STAGE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Kube driver: the database's `host[:port]` as pods reach it (default: the admin URL's).
+    #[arg(long, requires = "database_url")]
+    pub database_replica_host: Option<String>,
     /// Process driver: where the stage's load balancer listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub lb_listen: SocketAddr,
@@ -169,9 +174,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         DriverKind::Kube => {
             let (sender, events) = mpsc::channel(4096);
-            let driver = KubeDriver::from_kubeconfig(args.kubeconfig.as_deref(), sender)
+            let mut driver = KubeDriver::from_kubeconfig(args.kubeconfig.as_deref(), sender)
                 .await
                 .context("connecting to Kubernetes")?;
+            if let Some(url) = &args.database_url {
+                let mut database = StageDatabase::new(url).context("--database-url")?;
+                if let Some(host) = &args.database_replica_host {
+                    database = database
+                        .replicas_reach_at(host)
+                        .context("--database-replica-host")?;
+                }
+                driver = driver.with_database(database);
+            }
             let _watching = driver.start_watching();
             let _agent = Agent::start(client, Arc::new(driver), events, registry, config)
                 .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use neo_gateway::api::{self, PublishStep};
 use neo_harness::PostgresServer;
 use neo_runtime_agent::driver::PodgroupKey;
-use neo_runtime_agent::driver::process::database::{DatabaseError, StageDatabase, role};
+use neo_runtime_agent::driver::database::{DatabaseError, StageDatabase, role};
 use neo_tests::build_stack::{example, step};
 use neo_tests::eventually;
 use neo_tests::gateway::req;

@@ -1,4 +1,9 @@
-//! The Kubernetes driver: each podgroup is a Deployment, a Service, a PodDisruptionBudget and (with secrets) a Secret in its tenant's stage namespace, written by server-side apply.
+//! The Kubernetes driver: each podgroup is a Deployment, a Service, a PodDisruptionBudget and
+//! (with secrets) a Secret in its tenant's stage namespace, written by server-side apply.
+//!
+//! With a stage database ([`KubeDriver::with_database`]), each app gets its own role owning
+//! only its schema, its URL in the podgroup's Secret as `NEO_DATABASE_URL` (the pods reach the
+//! database at `--database-replica-host` when the cluster sees it elsewhere than the agent).
 //!
 //! Each tenant's stage namespace enforces the Pod Security `restricted` profile and holds a
 //! NetworkPolicy (only the tenant's apps and the stage's edge get in), a ResourceQuota from the
@@ -23,6 +28,7 @@ pub mod watch;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::path::Path;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota, Secret, Service};
@@ -37,6 +43,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::objects::{FIELD_MANAGER, LABEL_STAGE, LABEL_TENANT, MANAGED_SELECTOR, ObjectError};
+use super::database::StageDatabase;
 use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey};
 
 /// The Kubernetes driver failed.
@@ -121,6 +128,8 @@ fn is_not_found(err: &kube::Error) -> bool {
 pub struct KubeDriver {
     client: Client,
     events: mpsc::Sender<DriverEvent>,
+    /// The stage database, when the stage has one: each app gets its own role and schema.
+    database: Option<Arc<StageDatabase>>,
 }
 
 impl Debug for KubeDriver {
@@ -153,7 +162,19 @@ impl Drop for Watching {
 impl KubeDriver {
     /// A driver talking to the cluster behind `client`, sending what it watches on `events`.
     pub fn new(client: Client, events: mpsc::Sender<DriverEvent>) -> Self {
-        Self { client, events }
+        Self {
+            client,
+            events,
+            database: None,
+        }
+    }
+
+    /// The same driver, giving each app its own role on `database` (its URL in the podgroup's
+    /// Secret as `NEO_DATABASE_URL`), and dropping a purged app's schema and role.
+    #[must_use]
+    pub fn with_database(mut self, database: StageDatabase) -> Self {
+        self.database = Some(Arc::new(database));
+        self
     }
 
     /// A driver for the cluster of the kubeconfig at `path`, or (`None`) of the usual
@@ -356,6 +377,21 @@ impl Driver for KubeDriver {
     async fn apply(&self, desired: &Desired) -> Result<(), DriverError> {
         let key = &desired.key;
         objects::check_key(key).map_err(KubeError::from)?;
+        let with_database;
+        let desired = match &self.database {
+            Some(database) => {
+                let secrets = database
+                    .with_url(key, &desired.secrets)
+                    .await
+                    .map_err(|e| DriverError::Backend(e.to_string()))?;
+                with_database = Desired {
+                    secrets,
+                    ..desired.clone()
+                };
+                &with_database
+            }
+            None => desired,
+        };
         let deployment = objects::deployment(desired).map_err(KubeError::from)?;
         let secret = objects::secret(desired).map_err(KubeError::from)?;
         self.apply_namespace(key, desired.quota.as_ref()).await?;
@@ -436,13 +472,20 @@ impl Driver for KubeDriver {
     }
 
     /// Deletes the tenant's stage namespace, and with it every object of every app of the
-    /// tenant on the stage (the podgroup's first).
+    /// tenant on the stage (the podgroup's first), and drops the app's schema and role on the
+    /// stage database.
     ///
     /// # Errors
     ///
     /// [`DriverError::Backend`] with the API's message; a namespace already gone is fine.
     async fn purge(&self, key: &PodgroupKey) -> Result<(), DriverError> {
         self.remove(key).await?;
+        if let Some(database) = &self.database {
+            database
+                .drop_app(key)
+                .await
+                .map_err(|e| DriverError::Backend(e.to_string()))?;
+        }
         let api: Api<Namespace> = Api::all(self.client.clone());
         let name = objects::namespace_name(key);
         let Some(labels) = self.namespace_labels(&api, &name).await? else {

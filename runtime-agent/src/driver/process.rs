@@ -1,7 +1,8 @@
 //! The process driver, the embedded default: each replica is a local process.
 //!
 //! It pulls an image by digest and unpacks it ([`image`]), runs its entrypoint once per replica
-//! with the stage's settings and its own role on the stage database ([`database`]) ([`replica`]), probes `/readyz` and `/healthz`
+//! with the stage's settings and its own role on the stage database ([`super::database`])
+//! ([`replica`]), probes `/readyz` and `/healthz`
 //! ([`health`]: a replica that is alive but not ready leaves the load balancer and stays; one
 //! that dies or keeps failing `/healthz` is replaced, with its exit status and last error line
 //! as the reason, [`exit`]), samples `/proc` for CPU and memory, ships output lines ([`logs`])
@@ -14,7 +15,6 @@
 //! probes them once before [`ProcessDriver::start`] returns, so the load balancer knows them
 //! from its first request.
 
-pub mod database;
 pub mod edge;
 pub mod exit;
 pub mod health;
@@ -40,6 +40,7 @@ use self::image::ImageCache;
 use self::lb::Routes;
 use self::logs::Offsets;
 use self::replica::{Replica, Saved, Spec};
+use super::database;
 use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey, Rollout};
 
 /// How the process driver runs.
@@ -51,7 +52,7 @@ pub struct ProcessConfig {
     /// `{data_dir}/images`).
     pub images_dir: PathBuf,
     /// The stage's database as its admin (replicas never get this URL: each app gets its own
-    /// role owning its own schema, as `NEO_DATABASE_URL`; see [`database`]).
+    /// role owning its own schema, as `NEO_DATABASE_URL`; see [`super::database`]).
     pub database_url: Option<String>,
     /// How often replicas are checked (a process that exited is seen within this) and
     /// starting replicas probed.
@@ -399,14 +400,13 @@ impl Driver for ProcessDriver {
             }
         }
         // The app's own role on the stage database, handed over like a secret.
-        let mut secrets = desired.secrets.clone();
-        if let Some(database) = &inner.database {
-            let url = database
-                .provision(&desired.key)
+        let secrets = match &inner.database {
+            Some(database) => database
+                .with_url(&desired.key, &desired.secrets)
                 .await
-                .map_err(|e| DriverError::Backend(e.to_string()))?;
-            secrets.0.insert("NEO_DATABASE_URL".to_owned(), url);
-        }
+                .map_err(|e| DriverError::Backend(e.to_string()))?,
+            None => desired.secrets.clone(),
+        };
         let rootfs = inner
             .images
             .rootfs(&desired.image_reference, &desired.image_digest)

@@ -1,7 +1,8 @@
 //! Tenants isolated on Kubernetes: pods under the Pod Security `restricted` profile without a
 //! service-account token, each tenant's stage namespace closed to all but its own apps and the
-//! stage's edge, held to the tenant's quota, and gone with a deleted tenant; every golden
-//! manifest valid against Kubernetes' own schemas.
+//! stage's edge, held to the tenant's quota, and gone with a deleted tenant; each app with its
+//! own role on a real stage database, in its Secret; every golden manifest valid against
+//! Kubernetes' own schemas.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,7 +11,7 @@ use neo_protocol::pb;
 use neo_runtime_agent::driver::{Desired, Driver};
 use serde_json::{Value, json};
 
-use crate::{DIGEST_3, NAMESPACE, desired, key, setup, stored};
+use crate::{DIGEST_3, NAMESPACE, container_env, desired, key, secret_values, setup, stored};
 
 /// What the Pod Security `restricted` profile (Kubernetes' Pod Security Standards) forbids in
 /// `pod` (a pod spec), one line per violation.
@@ -275,4 +276,61 @@ fn every_golden_manifest_passes_the_kubernetes_schemas() {
         + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{text}");
     assert_eq!(text.matches("passed").count(), files.len(), "{text}");
+}
+
+#[tokio::test]
+async fn each_app_gets_its_own_database_role_through_its_secret_and_loses_it_when_purged() {
+    use neo_runtime_agent::driver::database::{StageDatabase, role};
+    let pg = neo_harness::postgres::PostgresServer::start()
+        .await
+        .expect("postgres");
+    pg.create_database("neo_dev").await.expect("database");
+    let database = StageDatabase::new(&pg.url("neo_dev"))
+        .expect("admin URL")
+        .replicas_reach_at("postgres.neo-system.svc:5432")
+        .expect("replica host");
+    let (api, driver, _events) = setup();
+    let driver = driver.with_database(database);
+    driver
+        .apply(&desired("shop", 3, DIGEST_3))
+        .await
+        .expect("apply");
+
+    // The URL is in the Secret, with the app's own role, at the address pods reach.
+    let url = secret_values(&api, "shop-secrets")["NEO_DATABASE_URL"].clone();
+    let parsed = url::Url::parse(&url).expect("a URL");
+    assert_eq!(parsed.username(), role(&key("shop")));
+    assert_eq!(
+        (parsed.host_str(), parsed.port()),
+        (Some("postgres.neo-system.svc"), Some(5432))
+    );
+    assert_eq!(
+        container_env(&stored(&api, "deployments", "shop"))["NEO_DATABASE_URL"],
+        json!({"name": "NEO_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": "NEO_DATABASE_URL"}}}),
+    );
+    assert!(
+        !stored(&api, "deployments", "shop")
+            .to_string()
+            .contains(parsed.password().unwrap_or("-"))
+    );
+
+    // That role logs in (here, at the test server's address) and owns only the app's schema.
+    let mut local = parsed.clone();
+    local.set_host(Some("127.0.0.1")).expect("host");
+    local.set_port(Some(pg.port())).expect("port");
+    let pool = sqlx::PgPool::connect(local.as_str()).await.expect("login");
+    sqlx::raw_sql("CREATE TABLE acme_shop.orders (id int)")
+        .execute(&pool)
+        .await
+        .expect("its own schema");
+    let other = sqlx::raw_sql("CREATE SCHEMA elsewhere")
+        .execute(&pool)
+        .await
+        .expect_err("a schema of its own making");
+    assert!(other.to_string().contains("permission denied"), "{other}");
+    pool.close().await;
+
+    // Purged with its tenant: the role is gone, and the URL no longer logs in.
+    driver.purge(&key("shop")).await.expect("purge");
+    assert!(sqlx::PgPool::connect(local.as_str()).await.is_err());
 }

@@ -1,4 +1,6 @@
-//! The stage database as the process driver hands it out: each app on the stage gets its own role, owning only its own schema, and never the agent's credential.
+//! The stage database as the drivers hand it out: each app on the stage gets its own role,
+//! owning only its own schema, and never the agent's credential (the process driver passes the
+//! URL to its replicas like a secret; the kube driver puts it in the podgroup's Secret).
 //!
 //! The agent connects with the stage's admin URL (`--database-url`). For each podgroup it
 //! makes sure of a login role `neo_<24 hex>` (a digest of tenant, app and stage: roles are
@@ -18,7 +20,10 @@ use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::Mutex;
 
-use crate::driver::PodgroupKey;
+use crate::driver::{PodgroupKey, SecretEnv};
+
+/// The environment variable replicas find their database URL in.
+pub const URL_ENV: &str = "NEO_DATABASE_URL";
 
 /// The stage database failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,9 @@ pub enum DatabaseError {
 /// The stage database, with the roles made in this run.
 pub struct StageDatabase {
     admin_url: url::Url,
+    /// The base of the replicas' URLs: the admin URL, or its host and port as replicas reach
+    /// them ([`StageDatabase::replicas_reach_at`]).
+    replica_base: url::Url,
     pool: PgPool,
     /// The app URL of each podgroup provisioned in this run.
     provisioned: Mutex<HashMap<PodgroupKey, String>>,
@@ -112,10 +120,37 @@ impl StageDatabase {
             .idle_timeout(std::time::Duration::from_secs(60))
             .connect_lazy_with(options);
         Ok(Self {
+            replica_base: url.clone(),
             admin_url: url,
             pool,
             provisioned: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Replicas reach the database at `host_port` (`host` or `host:port`; e.g. a cluster
+    /// Service's name) rather than at the admin URL's address.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError::Url`] when it is not a host with an optional port.
+    pub fn replicas_reach_at(mut self, host_port: &str) -> Result<Self, DatabaseError> {
+        let bad = |why: String| DatabaseError::Url(format!("replica address `{host_port}`: {why}"));
+        let parsed =
+            url::Url::parse(&format!("postgres://{host_port}")).map_err(|e| bad(e.to_string()))?;
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host".into()))?;
+        if parsed.path() != "" || parsed.query().is_some() || !parsed.username().is_empty() {
+            return Err(bad("only a host and a port".into()));
+        }
+        self.replica_base
+            .set_host(Some(host))
+            .map_err(|e| bad(e.to_string()))?;
+        self.replica_base
+            .set_port(parsed.port())
+            .map_err(|()| bad("port".into()))?;
+        Ok(self)
     }
 
     /// The password of `role`: hex HMAC-SHA256 of its name keyed by the admin URL.
@@ -126,6 +161,23 @@ impl StageDatabase {
         };
         mac.update(role.as_bytes());
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// `secrets` and, as [`URL_ENV`], the URL the replicas of `key` connect with
+    /// ([`StageDatabase::provision`]): how both drivers hand it over, like a secret.
+    ///
+    /// # Errors
+    ///
+    /// See [`StageDatabase::provision`].
+    pub async fn with_url(
+        &self,
+        key: &PodgroupKey,
+        secrets: &SecretEnv,
+    ) -> Result<SecretEnv, DatabaseError> {
+        let url = self.provision(key).await?;
+        let mut secrets = secrets.clone();
+        secrets.0.insert(URL_ENV.to_owned(), url);
+        Ok(secrets)
     }
 
     /// The URL the replicas of `key` connect with: its role makes sure of, owning its schema.
@@ -205,7 +257,7 @@ impl StageDatabase {
             Some(_) => hand_over(&mut tx, &schema, &role).await?,
         }
         tx.commit().await.map_err(pg("committing"))?;
-        let mut url = self.admin_url.clone();
+        let mut url = self.replica_base.clone();
         // A base URL (postgres://host/db) always takes a user and password.
         let _ = url.set_username(&role);
         let _ = url.set_password(Some(&password));
@@ -358,5 +410,26 @@ mod tests {
             StageDatabase::new("host=/tmp dbname=x"),
             Err(DatabaseError::Url(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn replicas_reach_a_host_and_port_and_nothing_else_is_taken() {
+        let admin = "postgres://postgres@127.0.0.1:5432/stage_dev";
+        let base = |host: &str| {
+            StageDatabase::new(admin)
+                .and_then(|db| db.replicas_reach_at(host))
+                .map(|db| db.replica_base.to_string())
+        };
+        assert_eq!(
+            base("pg.neo.svc:6432").ok().as_deref(),
+            Some("postgres://postgres@pg.neo.svc:6432/stage_dev")
+        );
+        assert_eq!(
+            base("pg.neo.svc").ok().as_deref(),
+            Some("postgres://postgres@pg.neo.svc/stage_dev")
+        );
+        for bad in ["", "pg/other_db", "user@pg", "pg:port", "pg?sslmode=disable"] {
+            assert!(matches!(base(bad), Err(DatabaseError::Url(_))), "{bad}");
+        }
     }
 }
