@@ -234,11 +234,12 @@ impl Connection {
 
     /// The answer to one request: refused at the edge, or routed; with security headers.
     async fn answer(&self, request: Request<Incoming>, tls: bool) -> Response<Body> {
-        let path = request.uri().path().to_owned();
+        // A URI shares its bytes: kept for a refusal's log line without copying the path.
+        let uri = request.uri().clone();
         let mut response = match self.admit(request, tls).await {
             Ok(response) => response,
             Err(refusal) => {
-                refusal.record(&self.edge.config.stage, self.peer, &path);
+                refusal.record(&self.edge.config.stage, self.peer, uri.path());
                 refusal.response()
             }
         };
@@ -261,11 +262,8 @@ impl Connection {
             .map_err(|wait| too_many("rate_client", "this address", wait))?;
         let (mut head, body) = request.into_parts();
         guard::check(&head, config.max_headers, config.max_header_bytes)?;
-        let path_and_query = head
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        let uri = head.uri.clone();
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut parts = path_and_query.trim_start_matches('/').splitn(3, '/');
         let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
             return Ok(plain(StatusCode::NOT_FOUND, "use /{tenant}/{app}/…".into()));
@@ -356,7 +354,7 @@ impl Connection {
         headers::strip_hop_by_hop(&mut head.headers);
         head.headers.remove(hyper::header::HOST);
         headers::forwarded(&mut head.headers, self.peer, tls, host.as_deref());
-        Ok(forward(&self.client, &backends, &app, &head, &rest, body).await)
+        Ok(forward(&self.client, &backends, &app, head, &rest, body).await)
     }
 }
 
@@ -388,7 +386,7 @@ async fn forward(
     client: &Client<HttpConnector, Body>,
     backends: &Backends,
     app: &str,
-    head: &hyper::http::request::Parts,
+    mut head: hyper::http::request::Parts,
     rest: &str,
     body: Bytes,
 ) -> Response<Body> {
@@ -397,14 +395,17 @@ async fn forward(
     let mut last_error = String::new();
     for attempt in 0..count {
         let addr = backends.addrs[(start + attempt) % count];
-        let mut forward = Request::builder()
-            .method(head.method.clone())
-            .uri(format!("http://{addr}{rest}"));
-        for (name, value) in &head.headers {
-            forward = forward.header(name, value);
-        }
-        let Ok(forward) = forward.body(Full::new(body.clone())) else {
+        let Ok(uri) = format!("http://{addr}{rest}").parse::<hyper::Uri>() else {
             return plain(StatusCode::BAD_REQUEST, "malformed request".into());
+        };
+        let mut forward = Request::new(Full::new(body.clone()));
+        *forward.method_mut() = head.method.clone();
+        *forward.uri_mut() = uri;
+        // The headers move to the last attempt; earlier ones (rarely more than one) copy them.
+        *forward.headers_mut() = if attempt + 1 == count {
+            std::mem::take(&mut head.headers)
+        } else {
+            head.headers.clone()
         };
         match client.request(forward).await {
             Ok(response) => {
