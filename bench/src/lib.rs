@@ -3,6 +3,8 @@
 //!
 //! - [`core`]: the event-sourced core.
 //! - [`gateway`]: the gRPC gateway against the in-process host.
+//! - [`ha`]: a three-node NATS cluster against one server, and the event stream's leader killed
+//!   under load.
 //! - [`idle`]: what the whole stack costs while nothing happens, at 10 and 100 apps.
 //! - [`recovery`]: each fault healing by itself under load, with nothing acknowledged lost.
 //! - [`replay`]: reading the event log back and folding it into state, against a raw read.
@@ -14,6 +16,7 @@
 pub mod build;
 pub mod core;
 pub mod gateway;
+pub mod ha;
 pub mod idle;
 mod procstat;
 pub mod recovery;

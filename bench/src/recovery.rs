@@ -51,7 +51,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use self::load::{Load, command_counts};
+use self::load::Load;
+pub(crate) use self::load::command_counts;
 use self::publish::{Deployed, publish_until_deployed, reached, released_at};
 use super::build::{BenchOptions, BenchPlatform, pack_with_manifest};
 use super::runtime::http_status;
@@ -339,7 +340,7 @@ async fn measure(
         .with_context(|| fault.name())?;
         runs.push((fault, heals, seen, load.stop().await?));
     }
-    let counts = command_counts(&drill.bench.js).await?;
+    let counts = command_counts(&drill.bench.js, TENANT).await?;
     let mut faults = Vec::with_capacity(runs.len());
     for (fault, mut heals, mut seen, acked) in runs {
         let lost: Vec<&String> = acked

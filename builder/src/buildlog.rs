@@ -18,20 +18,23 @@ pub fn log_subject(tenant: &str, build_id: &str) -> String {
     format!("neo.buildlog.{tenant}.{build_id}")
 }
 
-/// Creates the log stream when missing.
+/// Creates the log stream when missing (with the installation's replicas).
 ///
 /// # Errors
 /// JetStream's message when it refuses.
 pub async fn ensure(js: &jetstream::Context) -> Result<(), String> {
-    js.get_or_create_stream(stream::Config {
-        name: LOG_STREAM.into(),
-        subjects: vec![LOG_SUBJECTS.into()],
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(7 * 24 * 3600),
-        max_bytes: 1 << 30,
-        description: Some("Neo build output, one subject per build".into()),
-        ..Default::default()
-    })
+    neo_client::streams::ensure_stream(
+        js,
+        stream::Config {
+            name: LOG_STREAM.into(),
+            subjects: vec![LOG_SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1 << 30,
+            description: Some("Neo build output, one subject per build".into()),
+            ..Default::default()
+        },
+    )
     .await
     .map_err(|e| e.to_string())?;
     Ok(())

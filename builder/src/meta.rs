@@ -96,19 +96,18 @@ pub struct RegistrySettings {
 }
 
 async fn bucket(js: &jetstream::Context, name: &str, what: &str) -> Result<kv::Store, MetaError> {
-    match js.get_key_value(name).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.to_owned(),
-                description: what.to_owned(),
-                history: 5,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(err),
-    }
+    neo_client::streams::ensure_bucket(
+        js,
+        kv::Config {
+            bucket: name.to_owned(),
+            description: what.to_owned(),
+            history: 5,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(err)
 }
 
 /// The build metadata bucket.

@@ -139,8 +139,9 @@ pub async fn ensure(
     js: &jetstream::Context,
     config: QueueConfig,
 ) -> Result<jetstream::consumer::PullConsumer, QueueError> {
-    let stream = js
-        .get_or_create_stream(stream::Config {
+    let stream = neo_client::streams::ensure_stream(
+        js,
+        stream::Config {
             name: QUEUE_STREAM.into(),
             subjects: vec![QUEUE_SUBJECTS.into()],
             retention: stream::RetentionPolicy::WorkQueue,
@@ -148,9 +149,10 @@ pub async fn ensure(
             duplicate_window: Duration::from_secs(120),
             description: Some("Neo build jobs, one per build attempt".into()),
             ..Default::default()
-        })
-        .await
-        .map_err(err)?;
+        },
+    )
+    .await
+    .map_err(err)?;
     let consumer_config = pull::Config {
         durable_name: Some(WORKERS_CONSUMER.into()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,

@@ -9,7 +9,8 @@
 //!   (`neo_actors::Platform` implements [`Transport`]).
 //!
 //! [`credentials`] reads a NATS connection's TLS and credential files, for every process and
-//! tool; [`tenant_events`] finds the event log a tool may read.
+//! tool; [`tenant_events`] finds the event log a tool may read; [`streams`] makes streams and
+//! buckets with the installation's replica count.
 //!
 //! Callers map [`ClientError`] to what they speak: the gateway to gRPC statuses, a worker to
 //! "retry later" ([`ClientError::is_transient`]) or a failed build.
@@ -17,6 +18,7 @@
 pub mod credentials;
 mod error;
 mod nats;
+pub mod streams;
 pub mod tenant_events;
 
 use std::sync::Arc;

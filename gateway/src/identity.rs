@@ -93,19 +93,18 @@ impl Users {
     /// [`IdentityError::Unavailable`] when JetStream does not answer.
     pub async fn open(client: &async_nats::Client) -> Result<Self, IdentityError> {
         let js = jetstream::new(client.clone());
-        let kv = match js.get_key_value(USERS_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: USERS_BUCKET.into(),
-                    description: "Neo users: argon2 password hashes".into(),
-                    history: 1,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
-        };
+        let kv = neo_client::streams::ensure_bucket(
+            &js,
+            kv::Config {
+                bucket: USERS_BUCKET.into(),
+                description: "Neo users: argon2 password hashes".into(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self { kv })
     }
 

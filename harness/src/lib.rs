@@ -7,11 +7,13 @@
 
 pub mod files;
 pub mod nats;
+pub mod nats_cluster;
 pub mod postgres;
 pub mod registry;
 
 pub use files::copy_dir;
 pub use nats::NatsServer;
+pub use nats_cluster::NatsCluster;
 pub use postgres::PostgresServer;
 pub use registry::RegistryServer;
 

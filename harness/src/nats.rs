@@ -24,8 +24,10 @@ pub struct NatsServer {
     child: Option<Child>,
     binary: PathBuf,
     port: u16,
-    /// More configuration after `listen` and `jetstream` (TLS, authorization).
+    /// More configuration after `listen` and `jetstream` (TLS, authorization, clustering).
     settings: String,
+    /// More lines inside the `jetstream` block (e.g. `sync_interval`).
+    jetstream: String,
     // Declared last: removed after `Drop::drop` has killed the child.
     dir: TempDir,
 }
@@ -39,6 +41,15 @@ impl NatsServer {
     /// Like [`start`](Self::start), with `settings` appended to the configuration: e.g. the
     /// `tls` and `authorization` blocks of `neo_server::nats_config::secure`.
     pub async fn start_with(settings: String) -> Result<NatsServer, ServerError> {
+        Self::start_node(settings, String::new()).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with `jetstream` lines added to the `jetstream`
+    /// block: a node of a [`crate::NatsCluster`].
+    pub(crate) async fn start_node(
+        settings: String,
+        jetstream: String,
+    ) -> Result<NatsServer, ServerError> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("neo-nats-")
@@ -49,6 +60,7 @@ impl NatsServer {
             binary,
             port: 0,
             settings,
+            jetstream,
             dir,
         };
         super::start_on_free_port(&mut server).await?;
@@ -101,7 +113,7 @@ impl NatsServer {
 
     async fn spawn_and_wait(&mut self) -> Result<(), ServerError> {
         let config = self.dir.path().join("nats-server.conf");
-        let text = config_text(self.port, &self.store_dir()) + &self.settings;
+        let text = config_text(self.port, &self.store_dir(), &self.jetstream) + &self.settings;
         std::fs::write(&config, text)
             .map_err(ServerError::io(format!("writing {}", config.display())))?;
         let log_path = self.log_path();
@@ -148,13 +160,13 @@ impl Drop for NatsServer {
     }
 }
 
-fn config_text(port: u16, store_dir: &Path) -> String {
+fn config_text(port: u16, store_dir: &Path, jetstream: &str) -> String {
     let store = store_dir.display().to_string();
     format!(
         "listen: \"127.0.0.1:{port}\"\n\
          max_payload: 8MB\n\
          jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  \
-         max_file_store: 4GB\n}}\n"
+         max_file_store: 4GB\n{jetstream}}}\n"
     )
 }
 

@@ -87,6 +87,9 @@ enum Bench {
     Recovery(bench::recovery::RecoveryBenchArgs),
     /// Idle cost: CPU per process kind and NATS messages/s with 10 and 100 apps doing nothing.
     Idle(bench::idle::IdleBenchArgs),
+    /// High availability: a three-node NATS cluster (R3, fsync always) against one server,
+    /// and the event stream's leader killed under load (gap, nothing lost or doubled).
+    Ha(bench::ha::HaBenchArgs),
     /// Scale: 1,000,000 apps over 10,000 tenants: creation rate, disk per event, memory of
     /// 200,000 live actors, cold activation from a snapshot and a 1,000-event tail.
     Scale(bench::scale::ScaleBenchArgs),
@@ -169,6 +172,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Idle(args),
             } => bench::idle::run(args).await,
+            Command::Bench {
+                which: Bench::Ha(args),
+            } => bench::ha::run(args).await,
             Command::Bench {
                 which: Bench::LiveActors(args),
             } => bench::core::live_actors(args).await,

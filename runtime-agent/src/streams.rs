@@ -44,7 +44,8 @@ pub struct StreamError {
     pub reason: String,
 }
 
-/// Creates the three Runtime streams when missing.
+/// Creates the three Runtime streams when missing (with the installation's replicas, raised
+/// in place when they have fewer).
 ///
 /// # Errors
 /// When JetStream refuses.
@@ -85,7 +86,7 @@ pub async fn ensure(js: &jetstream::Context, retention: Retention) -> Result<(),
         subjects::LOGS_STREAM,
     ];
     for (name, config) in names.into_iter().zip(configs) {
-        js.get_or_create_stream(config)
+        neo_client::streams::ensure_stream(js, config)
             .await
             .map_err(|e| StreamError {
                 stream: name,

@@ -125,24 +125,15 @@ enum Written {
 }
 
 impl SecretStore {
-    /// Creates or binds the two buckets with `replicas` replicas and returns the store.
+    /// Creates or binds the two buckets (with the installation's replicas,
+    /// [`neo_client::streams::replicas`]) and returns the store.
     ///
     /// # Errors
     ///
     /// [`SecretsError::JetStream`] when a bucket can be neither bound nor created.
-    pub async fn open(
-        js: jetstream::Context,
-        keyring: Keyring,
-        replicas: usize,
-    ) -> Result<Self, SecretsError> {
-        let keys = bucket(
-            &js,
-            TENANT_KEYS_BUCKET,
-            "Neo: tenants' sealed data keys",
-            replicas,
-        )
-        .await?;
-        let secrets = bucket(&js, SECRETS_BUCKET, "Neo: sealed secret values", replicas).await?;
+    pub async fn open(js: jetstream::Context, keyring: Keyring) -> Result<Self, SecretsError> {
+        let keys = bucket(&js, TENANT_KEYS_BUCKET, "Neo: tenants' sealed data keys").await?;
+        let secrets = bucket(&js, SECRETS_BUCKET, "Neo: sealed secret values").await?;
         tracing::info!(kek_ids = ?keyring.ids(), "secrets store opened");
         Ok(SecretStore {
             keys,
@@ -573,34 +564,25 @@ fn open_value(
     Ok(Zeroizing::new(text.to_owned()))
 }
 
-/// Binds bucket `name`, creating it (history 1, file storage) if it does not exist.
+/// Binds bucket `name`, creating it (history 1, file storage) with the installation's replicas
+/// if it does not exist, raising its replicas if it has fewer.
 async fn bucket(
     js: &jetstream::Context,
     name: &str,
     description: &str,
-    replicas: usize,
 ) -> Result<kv::Store, SecretsError> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    let created = js
-        .create_key_value(kv::Config {
+    neo_client::streams::ensure_bucket(
+        js,
+        kv::Config {
             bucket: name.to_owned(),
             description: description.to_owned(),
             history: 1,
-            num_replicas: replicas.max(1),
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(store) => Ok(store),
-        // Another process created it first.
-        Err(create) => js
-            .get_key_value(name)
-            .await
-            .map_err(|_| SecretsError::js(format!("creating bucket `{name}`"))(create)),
-    }
+        },
+    )
+    .await
+    .map_err(SecretsError::js(format!("creating bucket `{name}`")))
 }
 
 pub(crate) use neo_protocol::envelope::now_ms;

@@ -116,7 +116,7 @@ async fn open_store(nats: &NatsArgs, kek: &KekArgs) -> anyhow::Result<SecretStor
         .keyring()?
         .context("no key-encryption key: give --kek-file or NEO_KEK")?;
     let client = nats.connect("neo-keys").await?;
-    Ok(SecretStore::open(async_nats::jetstream::new(client), keyring, 1).await?)
+    Ok(SecretStore::open(async_nats::jetstream::new(client), keyring).await?)
 }
 
 /// Runs `neo keys …`.

@@ -493,6 +493,29 @@ pub struct NatsConfigArgs {
     /// The server's log file.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// How often JetStream writes to disk: `always` (every write before it is acknowledged:
+    /// what a cluster profile uses) or a duration such as `10s` (default: the server's, 2m,
+    /// so a power failure can lose up to that much acknowledged data).
+    #[arg(long, value_parser = parse_sync_interval)]
+    pub sync_interval: Option<String>,
+}
+
+/// `always`, or a duration nats-server understands (`500ms`, `10s`, `2m`).
+fn parse_sync_interval(value: &str) -> Result<String, String> {
+    let duration = value
+        .strip_suffix("ms")
+        .or_else(|| value.strip_suffix('s'))
+        .or_else(|| value.strip_suffix('m'))
+        .or_else(|| value.strip_suffix('h'));
+    match duration {
+        _ if value == "always" => Ok(value.to_owned()),
+        Some(number) if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) => {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!(
+            "`{value}`: `always` or a duration such as 500ms, 10s, 2m"
+        )),
+    }
 }
 
 /// `neo nats-config`: writes the configuration and the credentials, and prints where.
@@ -523,9 +546,14 @@ pub fn run(args: NatsConfigArgs) -> anyhow::Result<()> {
     if let Some(log) = &args.log_file {
         let _ = writeln!(text, "log_file: {:?}", log.display().to_string());
     }
+    let sync = args
+        .sync_interval
+        .as_ref()
+        .map(|sync| format!("  sync_interval: {sync}\n"))
+        .unwrap_or_default();
     let _ = writeln!(
         text,
-        "jetstream {{\n  store_dir: {:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n}}",
+        "jetstream {{\n  store_dir: {:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n{sync}}}",
         args.store_dir.display().to_string()
     );
     text.push_str(&secured.block);
@@ -586,7 +614,7 @@ pub async fn provision(
     }
     for tenant in tool_tenants {
         let tool = async_nats::jetstream::with_prefix(js.client(), &tool_api_prefix(tenant));
-        tool.get_or_create_stream(tenant_copy(tenant))
+        neo_client::streams::ensure_stream(&tool, tenant_copy(tenant))
             .await
             .with_context(|| {
                 format!(
@@ -656,4 +684,19 @@ pub async fn run_provision(args: ProvisionArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_interval_is_always_or_a_whole_duration() {
+        for ok in ["always", "500ms", "10s", "2m", "1h"] {
+            assert_eq!(parse_sync_interval(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "sometimes", "10", "s", "-1s", "1.5s", "10d"] {
+            assert!(parse_sync_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub use neo_client::credentials::{CREDS_HEADER, Credential, inbox_prefix};
 /// How to reach NATS: flattened into every command that connects.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
+    /// NATS server URL; several, comma-separated, for the nodes of a cluster.
     #[arg(long, env = "NEO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
     /// Trust this CA (PEM) for the NATS server's certificate, and require TLS.
@@ -77,18 +77,36 @@ impl NatsArgs {
         self.finish(options, name).await
     }
 
+    /// Every server of `--nats` (comma-separated: the nodes of a cluster; the client moves
+    /// to another when its node dies).
+    ///
+    /// # Errors
+    /// A URL that does not parse, named.
+    pub fn servers(&self) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+        self.nats
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>()
+                    .with_context(|| format!("--nats: `{url}` is not a NATS URL"))
+            })
+            .collect()
+    }
+
     async fn finish(
         &self,
         options: async_nats::ConnectOptions,
         name: &str,
     ) -> anyhow::Result<async_nats::Client> {
         let who = name.to_owned();
+        let servers = self.servers()?;
         options
             .event_callback(move |event| {
                 let who = who.clone();
                 async move { log_event(&who, &event) }
             })
-            .connect(&self.nats)
+            .connect(servers)
             .await
             .with_context(|| format!("connecting to NATS at {} as {name}", self.nats))
     }

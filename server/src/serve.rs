@@ -64,9 +64,6 @@ pub struct ServeArgs {
     /// `gateway.nk`, `build-worker.nk` (each component then has its own connection).
     #[arg(long, env = "NEO_NATS_CREDS_DIR", conflicts_with = "nats_creds")]
     pub nats_creds_dir: Option<PathBuf>,
-    /// Replicas of the event stream and snapshot bucket (3 in a cluster).
-    #[arg(long, default_value_t = 1)]
-    pub replicas: usize,
     /// Seconds an idle entity actor stays live.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout_s: u64,
@@ -195,12 +192,10 @@ async fn start_gateway(
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let connections = Connections::open(&args).await?;
     let client = connections.platform.clone();
-    let store_config = StoreConfig {
-        replicas: args.replicas,
-        ..StoreConfig::default()
-    };
+    // Every stream and bucket gets the installation's replicas (`NEO_JS_REPLICAS`, else 3 on
+    // a NATS cluster and 1 on a lone server): neo_client::streams.
     let store = Arc::new(
-        JetStreamStore::open(client.clone(), store_config)
+        JetStreamStore::open(client.clone(), StoreConfig::default())
             .await
             .context("opening the event store")?,
     );
@@ -243,7 +238,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway_secrets = match args.kek.keyring()? {
         Some(keyring) => {
             let store = Arc::new(
-                SecretStore::open(js.clone(), keyring.clone(), args.replicas)
+                SecretStore::open(js.clone(), keyring.clone())
                     .await
                     .context("opening the secrets store")?,
             );
@@ -251,8 +246,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // Only the gateway's NATS user may write the secrets buckets: it seals, and the
             // reactor that destroys a deleted tenant's data key purges through its store.
             let gateway_js = async_nats::jetstream::new(connections.gateway.clone());
-            let gateway_store =
-                Arc::new(SecretStore::open(gateway_js, keyring, args.replicas).await?);
+            let gateway_store = Arc::new(SecretStore::open(gateway_js, keyring).await?);
             tasks.push(reactor::run(
                 js.clone(),
                 platform.clone(),

@@ -305,7 +305,6 @@ impl Stack {
             neo_secrets::SecretStore::open(
                 async_nats::jetstream::new(client.clone()),
                 keyring.clone(),
-                1,
             )
             .await?,
         );
@@ -313,7 +312,6 @@ impl Stack {
             neo_secrets::SecretStore::open(
                 async_nats::jetstream::new(platform.client.clone()),
                 keyring,
-                1,
             )
             .await?,
         );

@@ -253,6 +253,6 @@ fn a_memory_stream_is_never_silently_recreated() {
         storage: stream::StorageType::Memory,
         ..Default::default()
     };
-    let err = upgrade_stream_config(Some(existing), &StoreConfig::default()).unwrap_err();
+    let err = upgrade_stream_config(Some(existing), &StoreConfig::default(), 1).unwrap_err();
     assert!(err.to_string().contains("file storage"), "{err}");
 }

@@ -35,7 +35,7 @@ fn n(s: &str) -> SecretName {
 
 async fn store(core: &Core, keyring: Keyring) -> SecretStore {
     let js = jetstream::new(core.connect().await.unwrap());
-    SecretStore::open(js, keyring, 1).await.unwrap()
+    SecretStore::open(js, keyring).await.unwrap()
 }
 
 fn ring(kek: &Kek) -> Keyring {

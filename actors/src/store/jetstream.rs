@@ -30,8 +30,9 @@ const MAX_LITERAL_SUBJECTS: usize = 64;
 /// How the event stream and the snapshot bucket are set up.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Replicas of the stream and bucket: 1 on one machine, 3 in a cluster.
-    pub replicas: usize,
+    /// Replicas of the stream and bucket; `None`: the installation's
+    /// ([`neo_client::streams::replicas`]: `NEO_JS_REPLICAS`, else 3 on a cluster, 1 alone).
+    pub replicas: Option<usize>,
     /// How long a command id is remembered by JetStream's de-duplication.
     pub duplicate_window: Duration,
     /// The largest single event accepted, in bytes.
@@ -43,7 +44,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            replicas: 1,
+            replicas: None,
             duplicate_window: Duration::from_secs(10 * 60),
             max_event_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(5),
@@ -69,11 +70,13 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 ///
 /// # Guarantees
 /// Existing subjects and limits are kept; Neo's required settings (append-only, direct get,
-/// atomic batches, de-duplication window, replicas) are set. Storage type cannot change in
+/// atomic batches, de-duplication window) are set, and replicas raised to `replicas` (never
+/// lowered). Storage type cannot change in
 /// place, so a mismatch is an error rather than a silent re-creation.
 pub fn upgrade_stream_config(
     existing: Option<stream::Config>,
     config: &StoreConfig,
+    replicas: usize,
 ) -> Result<stream::Config, StoreError> {
     let mut next = match existing {
         Some(existing) => {
@@ -103,7 +106,7 @@ pub fn upgrade_stream_config(
     next.allow_direct = true;
     next.allow_atomic_publish = true;
     next.duplicate_window = config.duplicate_window;
-    next.num_replicas = config.replicas;
+    next.num_replicas = next.num_replicas.max(replicas);
     next.max_message_size = config.max_event_bytes;
     Ok(next)
 }
@@ -128,7 +131,10 @@ impl JetStreamStore {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let desired = upgrade_stream_config(existing.clone(), &config)?;
+        let replicas = config
+            .replicas
+            .unwrap_or_else(|| neo_client::streams::replicas(&client));
+        let desired = upgrade_stream_config(existing.clone(), &config, replicas)?;
         match existing {
             None => {
                 js.create_stream(desired).await.map_err(unavailable)?;
@@ -147,20 +153,19 @@ impl JetStreamStore {
             .get_stream_no_info(subjects::EVENTS_STREAM)
             .await
             .map_err(unavailable)?;
-        let snapshots = match js.get_key_value(subjects::SNAPSHOT_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: subjects::SNAPSHOT_BUCKET.to_owned(),
-                    description: "Neo entity snapshots: key {tenant}.{kind}.{id}".into(),
-                    history: 1,
-                    storage: stream::StorageType::File,
-                    num_replicas: config.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
-        };
+        let snapshots = neo_client::streams::ensure_bucket_with(
+            &js,
+            kv::Config {
+                bucket: subjects::SNAPSHOT_BUCKET.to_owned(),
+                description: "Neo entity snapshots: key {tenant}.{kind}.{id}".into(),
+                history: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             client,
             js,

@@ -87,9 +87,10 @@ async fn create_app(client: &async_nats::Client, entity: &EntityRef, id: &str) -
     )
 }
 
-/// How many `AppCreated` events of tenant [`TENANT`] carry each command id.
-pub(super) async fn command_counts(
+/// How many `AppCreated` events of `tenant` carry each command id.
+pub(crate) async fn command_counts(
     js: &async_nats::jetstream::Context,
+    tenant: &str,
 ) -> anyhow::Result<HashMap<String, usize>> {
     let consumer = js
         .get_stream(subjects::EVENTS_STREAM)
@@ -111,7 +112,7 @@ pub(super) async fn command_counts(
             .context("reading the AppCreated events back")?
             .context("the read ended early")??;
         let ours = subjects::parse_event(msg.subject.as_str())
-            .is_ok_and(|(entity, _)| entity.tenant.as_str() == TENANT);
+            .is_ok_and(|(entity, _)| entity.tenant.as_str() == tenant);
         let meta = msg
             .headers
             .as_ref()

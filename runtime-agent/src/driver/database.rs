@@ -428,7 +428,13 @@ mod tests {
             base("pg.neo.svc").ok().as_deref(),
             Some("postgres://postgres@pg.neo.svc/stage_dev")
         );
-        for bad in ["", "pg/other_db", "user@pg", "pg:port", "pg?sslmode=disable"] {
+        for bad in [
+            "",
+            "pg/other_db",
+            "user@pg",
+            "pg:port",
+            "pg?sslmode=disable",
+        ] {
             assert!(matches!(base(bad), Err(DatabaseError::Url(_))), "{bad}");
         }
     }

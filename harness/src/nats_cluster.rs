@@ -1,0 +1,142 @@
+//! Three real `nats-server`s clustered on loopback, with JetStream: what Neo runs on when it must
+//! survive the loss of a machine.
+//!
+//! Each node is a [`NatsServer`] with its own store, client port and route port (kept across
+//! [`NatsServer::kill`] and [`NatsServer::restart`], so a killed node comes back as itself and
+//! catches up). [`NatsCluster::start`] returns once the cluster has elected its JetStream
+//! leader. Clients get every node's URL ([`NatsCluster::urls`]).
+
+use std::time::{Duration, Instant};
+
+use super::{NatsServer, ServerError};
+
+/// Nodes in the cluster.
+pub const NODES: usize = 3;
+/// How long the cluster may take to elect its JetStream leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Three clustered nats-servers; all killed when dropped.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts three clustered nodes with JetStream and `sync_interval: always` (every write on
+    /// disk before it is acknowledged), with `settings` appended to each node's configuration.
+    ///
+    /// # Errors
+    ///
+    /// A node that does not start, or no JetStream leader within 30 s.
+    pub async fn start(settings: &str) -> Result<NatsCluster, ServerError> {
+        let routes = free_ports(NODES)?;
+        let all_routes = routes
+            .iter()
+            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::with_capacity(NODES);
+        for (i, route) in routes.iter().enumerate() {
+            let node = format!(
+                "server_name: n{i}\n\
+                 cluster {{\n  name: neo\n  listen: \"127.0.0.1:{route}\"\n  \
+                 routes: [{all_routes}]\n}}\n{settings}"
+            );
+            nodes.push(NatsServer::start_node(node, "  sync_interval: always\n".into()).await?);
+        }
+        let cluster = NatsCluster { nodes };
+        cluster.wait_for_leader().await?;
+        Ok(cluster)
+    }
+
+    /// Every node's client URL, comma-separated (what `--nats` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client of the whole cluster: it knows every node and reconnects to another when its
+    /// node dies.
+    ///
+    /// # Errors
+    ///
+    /// When no node answers.
+    pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.url().parse().ok())
+            .collect();
+        async_nats::ConnectOptions::new()
+            .request_timeout(Some(Duration::from_secs(10)))
+            .connect(addrs)
+            .await
+    }
+
+    /// Node `i` (0, 1 or 2): to kill it or restart it.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not a node.
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The node whose `server_name` is `name` (`n0`, `n1`, `n2`), e.g. a stream's leader.
+    pub fn index_of(name: &str) -> Option<usize> {
+        name.strip_prefix('n')?.parse().ok().filter(|i| *i < NODES)
+    }
+
+    /// Waits until JetStream answers on every running node (its meta leader is elected).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::NotReady`] after 30 s.
+    pub async fn wait_for_leader(&self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + LEADER_TIMEOUT;
+        for node in &self.nodes {
+            loop {
+                if jetstream_answers(&node.url()).await {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(ServerError::NotReady {
+                        binary: "nats-server (no JetStream leader)",
+                        waited: LEADER_TIMEOUT,
+                        log: node.log_path(),
+                        log_tail: super::log_tail(&node.log_path(), 0),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether JetStream on `url` answers an account query.
+async fn jetstream_answers(url: &str) -> bool {
+    let Ok(client) = async_nats::connect(url).await else {
+        return false;
+    };
+    let js = async_nats::jetstream::new(client);
+    tokio::time::timeout(Duration::from_secs(2), js.query_account())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// `count` ports free on 127.0.0.1 now.
+fn free_ports(count: usize) -> Result<Vec<u16>, ServerError> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::io("finding free route ports"))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::io("finding free route ports"))
+}
