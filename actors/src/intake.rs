@@ -10,8 +10,8 @@ use futures::StreamExt;
 use neo_protocol::pb::{self, ErrorCode};
 use neo_protocol::{EntityKind, EntityRef, StageName, subjects};
 use prost::Message as _;
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::platform::{Platform, error, invalid};
 
@@ -46,9 +46,36 @@ pub enum IntakeError {
     },
 }
 
-/// The running intake; dropping it stops serving.
+/// The running intake; dropping it stops serving at once (requests in flight get no answer,
+/// as when the process dies), [`Intake::drain`] stops it without failing a request.
 pub struct Intake {
+    /// One per subscription; each owns the handlers of the requests it took.
     tasks: Vec<JoinHandle<()>>,
+    /// Tells the subscription loops to leave the queue group and finish what they received.
+    draining: watch::Sender<bool>,
+}
+
+impl Intake {
+    /// Stops taking requests without failing one: leaves the queue group (NATS then sends
+    /// every new request to the other platform processes), answers what it had received, and
+    /// returns once nothing is in flight, or after `within`.
+    pub async fn drain(mut self, within: std::time::Duration) {
+        let _ = self.draining.send(true);
+        let deadline = tokio::time::Instant::now() + within;
+        let mut drained = true;
+        for task in std::mem::take(&mut self.tasks) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+                drained = false;
+            }
+        }
+        if drained {
+            tracing::info!("command intake drained");
+        } else {
+            tracing::warn!("command intake: requests still in flight at the drain's deadline");
+        }
+    }
 }
 
 impl Drop for Intake {
@@ -69,6 +96,7 @@ pub async fn serve(
     config: IntakeConfig,
 ) -> Result<Intake, IntakeError> {
     let limit = Arc::new(Semaphore::new(config.max_in_flight));
+    let (draining, drained) = watch::channel(false);
     let mut tasks = Vec::new();
     for subject in [
         subjects::COMMANDS_ALL,
@@ -82,23 +110,40 @@ pub async fn serve(
                 subject,
                 reason: e.to_string(),
             })?;
-        let (client, platform, limit, config) = (
+        let (client, platform, limit, config, mut drained) = (
             client.clone(),
             platform.clone(),
             limit.clone(),
             config.clone(),
+            drained.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
+            // Dropped with this task: an intake stopped at once aborts its requests in flight.
+            let mut handlers = JoinSet::new();
+            loop {
+                while handlers.try_join_next().is_some() {}
+                let msg = tokio::select! {
+                    msg = sub.next() => msg,
+                    Ok(()) = drained.changed(), if !*drained.borrow() => {
+                        // Leave the queue group; what the server already sent still comes.
+                        if let Err(e) = sub.drain().await {
+                            tracing::warn!(subject, error = %e, "leaving the queue group");
+                        }
+                        continue;
+                    }
+                };
+                let Some(msg) = msg else { break };
                 let Ok(permit) = limit.clone().acquire_owned().await else {
                     return;
                 };
                 let (client, platform, config) = (client.clone(), platform.clone(), config.clone());
-                tokio::spawn(async move {
+                handlers.spawn(async move {
                     handle(&client, &platform, &config, msg).await;
                     drop(permit);
                 });
             }
+            // Drained: answer everything taken before leaving.
+            while handlers.join_next().await.is_some() {}
         }));
     }
     // The subscriptions are in effect once the server has processed them: a message this
@@ -113,7 +158,7 @@ pub async fn serve(
     tracing::info!(subjects = %format!("{} {} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL,
         subjects::STAGE_COMMANDS_ALL),
         queue = subjects::PLATFORM_QUEUE, "command intake serving");
-    Ok(Intake { tasks })
+    Ok(Intake { tasks, draining })
 }
 
 /// Returns once the server has processed everything this connection sent before the call.

@@ -210,7 +210,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_command_bytes: args.max_command_bytes,
         ..IntakeConfig::default()
     };
-    let _intake = intake::serve(client.clone(), platform.clone(), intake_config).await?;
+    let intake = intake::serve(client.clone(), platform.clone(), intake_config).await?;
     let js = store.context().clone();
     let (revisions, _embedded_s3) = build_service::revision_store(&args.s3).await?;
     let projections = match &args.database_url {
@@ -296,10 +296,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("neo platform ready: NATS {}", args.nats.nats);
     tracing::info!(nats = %args.nats.nats, "neo platform ready");
     shutdown_signal().await;
+    // Drain: stop taking work and finish what is held. The gateway refuses new calls and
+    // completes those in flight while the intake leaves its queue group (the other platform
+    // processes take every new command) and answers what it had received; then the rest stops
+    // (a reactor's unacknowledged event and a build job go to another process).
+    tracing::info!("draining");
+    tokio::join!(intake.drain(DRAIN_WITHIN), async {
+        // Long calls (a watch, a followed log) end with the deadline.
+        if let Some(g) = gateway
+            && tokio::time::timeout(DRAIN_WITHIN, g.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!("gRPC calls still open after the drain's deadline");
+        }
+    });
     tracing::info!("shutting down");
-    if let Some(g) = gateway {
-        g.shutdown().await;
-    }
     for task in tasks {
         task.abort();
     }
@@ -313,6 +325,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long a drain may take before the process stops anyway.
+const DRAIN_WITHIN: Duration = Duration::from_secs(20);
 
 /// Waits for Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {

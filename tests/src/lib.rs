@@ -57,7 +57,7 @@ pub struct PlatformProcess {
     pub store: Arc<JetStreamStore>,
     /// Its connection.
     pub client: async_nats::Client,
-    _intake: Intake,
+    intake: Intake,
 }
 
 impl Core {
@@ -192,8 +192,14 @@ impl PlatformProcess {
             platform,
             store,
             client,
-            _intake: intake,
+            intake,
         })
+    }
+
+    /// Stops it the way SIGTERM stops `neo serve`: its intake leaves the queue group and
+    /// answers what it had received.
+    pub async fn drain(self) {
+        self.intake.drain(Duration::from_secs(10)).await;
     }
 }
 

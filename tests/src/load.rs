@@ -11,11 +11,20 @@ use tokio::task::JoinHandle;
 
 use crate::commands;
 
-/// Creates apps `load-{n}` in a tenant, one command every `every`, until stopped; keeps the
+/// Creates apps `{tenant}-load-{n}` in a tenant, one command every `every`, until stopped; keeps the
 /// command id of each one the platform acknowledged.
 pub struct Load {
     stop: watch::Sender<bool>,
-    task: JoinHandle<Vec<String>>,
+    task: JoinHandle<Outcome>,
+}
+
+/// What the load saw.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The ids of the commands the platform acknowledged.
+    pub acked: Vec<String>,
+    /// The ids of the commands that failed: refused, or no answer within 5 s.
+    pub failed: Vec<String>,
 }
 
 impl Load {
@@ -24,11 +33,12 @@ impl Load {
         let (stop, mut stopped) = watch::channel(false);
         let tenant = tenant.to_owned();
         let task = tokio::spawn(async move {
-            let mut acked = Vec::new();
+            let mut outcome = Outcome::default();
             let mut n = 0u64;
             while !*stopped.borrow() {
                 n += 1;
-                let id = format!("load-{n}");
+                // Command ids are unique across the stream (its de-duplication): the tenant is in it.
+                let id = format!("{tenant}-load-{n}");
                 let (Ok(t), Ok(a)) = (TenantName::new(&tenant), AppName::new(&id)) else {
                     break;
                 };
@@ -42,14 +52,16 @@ impl Load {
                 if let Ok(Ok(reply)) = sent
                     && matches!(reply.result, Some(pb::command_reply::Result::Accepted(_)))
                 {
-                    acked.push(id);
+                    outcome.acked.push(id);
+                } else {
+                    outcome.failed.push(id);
                 }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => {}
                 }
             }
-            acked
+            outcome
         });
         Self { stop, task }
     }
@@ -59,6 +71,14 @@ impl Load {
     /// # Errors
     /// When the load task panicked.
     pub async fn stop(self) -> anyhow::Result<Vec<String>> {
+        Ok(self.outcome().await?.acked)
+    }
+
+    /// Stops the load and returns what it saw: acknowledged and failed commands.
+    ///
+    /// # Errors
+    /// When the load task panicked.
+    pub async fn outcome(self) -> anyhow::Result<Outcome> {
         let _ = self.stop.send(true);
         Ok(self.task.await?)
     }

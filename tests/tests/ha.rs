@@ -2,7 +2,8 @@
 //! and bucket gets three replicas, an existing single-replica stream is raised in place with
 //! nothing lost, and killing the node that leads the event stream under a steady command load
 //! loses no acknowledged command, doubles none, and commands succeed again within seconds; the
-//! killed node comes back and catches up.
+//! killed node comes back and catches up. Several platform processes share the commands, and
+//! one drained (what SIGTERM does to `neo serve`) fails no call.
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
 
@@ -13,7 +14,7 @@ use neo_actors::HostConfig;
 use neo_harness::NatsCluster;
 use neo_protocol::{EntityRef, TenantName, pb, subjects};
 use neo_tests::load::{Load, not_once};
-use neo_tests::{PlatformProcess, commands, eventually, send};
+use neo_tests::{Core, PlatformProcess, commands, eventually, send};
 
 /// A steady load: one command every 20 ms.
 const LOAD_EVERY: Duration = Duration::from_millis(20);
@@ -206,4 +207,53 @@ async fn killing_the_event_stream_leader_loses_nothing_acknowledged_and_commands
     )
     .await;
     drop(platform);
+}
+
+#[tokio::test]
+async fn platform_processes_share_the_commands_and_one_drained_fails_no_call() {
+    let core = Core::start().await.unwrap();
+    let first = core.platform(HostConfig::default()).await.unwrap();
+    let second = core.platform(HostConfig::default()).await.unwrap();
+    let client = core.connect().await.unwrap();
+    let created = send(
+        &client,
+        &EntityRef::tenant(&TenantName::new("acme").unwrap()),
+        &commands::request(commands::create_tenant("alice")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(created.result, Some(pb::command_reply::Result::Accepted(_))),
+        "{created:?}"
+    );
+    // Eight senders, each on its own tenant's apps, one command every 5 ms each.
+    let tenants: Vec<String> = (0..8).map(|i| format!("acme-{i}")).collect();
+    let mut loads = Vec::new();
+    for tenant in &tenants {
+        let load = Load::start(
+            core.connect().await.unwrap(),
+            tenant,
+            Duration::from_millis(5),
+        );
+        loads.push((tenant, load));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.drain().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (tenant, load) in loads {
+        let outcome = load.outcome().await.unwrap();
+        assert!(
+            outcome.failed.is_empty(),
+            "{tenant}: failed calls: {:?}",
+            outcome.failed
+        );
+        assert!(
+            outcome.acked.len() > 50,
+            "{} acknowledged",
+            outcome.acked.len()
+        );
+        let wrong = not_once(&client, tenant, &outcome.acked).await.unwrap();
+        assert!(wrong.is_empty(), "{tenant}: not exactly once: {wrong:?}");
+    }
+    drop(second);
 }
