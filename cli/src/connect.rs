@@ -167,8 +167,53 @@ impl Context {
         endpoint: &str,
         token: Option<&str>,
     ) -> Result<Gateway, CliError> {
-        let url = normalize_endpoint(endpoint);
         let bearer = token.map(bearer_value).transpose()?;
+        let endpoints = endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| self.endpoint_of(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Connected now, so a wrong address or scheme is said at once. With several gateways
+        // (of one platform) the first that answers is used: one that went away takes no call.
+        let mut refused = None;
+        let mut channel = None;
+        for endpoint in &endpoints {
+            match endpoint.connect().await {
+                Ok(connected) => {
+                    channel = Some(connected);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %endpoint.uri(), error = %e, "gateway not reached");
+                    refused = Some(CliError::Connect {
+                        endpoint: endpoint.uri().to_string(),
+                        source: ErrorChain::of(&e),
+                    });
+                }
+            }
+        }
+        let channel = match (channel, refused) {
+            (Some(channel), _) => channel,
+            (None, Some(last)) => return Err(last),
+            (None, None) => return Err(CliError::Usage("no endpoint given".into())),
+        };
+        Ok(Gateway {
+            channel,
+            auth: Auth {
+                bearer,
+                deadline: self.deadline(),
+                request_id: self.request_id.clone(),
+            },
+        })
+    }
+}
+
+impl Context {
+    /// The connection settings of one gateway `endpoint`: TLS (with `--ca-cert`) for
+    /// `https://`, the connect timeout and keep-alive.
+    fn endpoint_of(&self, endpoint: &str) -> Result<Endpoint, CliError> {
+        let url = normalize_endpoint(endpoint);
         let mut builder = Endpoint::from_shared(url.clone())
             .map_err(|e| CliError::Usage(format!("invalid endpoint {url}: {e}")))?
             .connect_timeout(self.deadline().unwrap_or(DEFAULT_CONNECT_TIMEOUT))
@@ -189,18 +234,7 @@ impl Context {
                 source: ErrorChain::of(&e),
             })?;
         }
-        let channel = builder.connect().await.map_err(|e| CliError::Connect {
-            endpoint: url.clone(),
-            source: ErrorChain::of(&e),
-        })?;
-        Ok(Gateway {
-            channel,
-            auth: Auth {
-                bearer,
-                deadline: self.deadline(),
-                request_id: self.request_id.clone(),
-            },
-        })
+        Ok(builder)
     }
 }
 

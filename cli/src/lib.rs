@@ -57,7 +57,8 @@ use commands::{app, audit, build, deploy, events, login, publish, runtime, setti
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The gateway URL, e.g. `https://neo.example.com:443` (`http://` is assumed without a
-    /// scheme); default: the one saved by `neo login`.
+    /// scheme), or several comma-separated (the gateways of one platform: the first that
+    /// answers is used); default: the one saved by `neo login`.
     #[arg(long, global = true, env = "NEO_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
     /// The tenant to act on; default: the one saved by `neo login`.

@@ -432,3 +432,37 @@ async fn an_unreachable_gateway_is_exit_6() {
     );
     assert!(!Path::new(&config).exists(), "nothing was saved");
 }
+
+#[tokio::test]
+async fn with_two_gateways_a_call_goes_to_the_one_that_answers() {
+    let (stack, _people) = stack().await;
+    // A second gateway of the same platform (same NATS, same token key).
+    let second = neo_gateway::Gateway::start(
+        stack.core.connect().await.unwrap(),
+        neo_gateway::GatewayConfig::loopback(stack.key.clone()),
+        neo_gateway::Backends {
+            revisions: stack.s3.store.clone(),
+            consumers: None,
+            secrets: Some(stack.secrets.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let mut neo = Neo::new(&stack);
+    neo.endpoint = format!("{},{}", second.endpoint(), stack.gateway.endpoint());
+    neo.login("alice", Some("acme")).await.unwrap();
+    assert_eq!(neo.saved().endpoint.as_deref(), Some(neo.endpoint.as_str()));
+    let before = neo.json(&["whoami"]).await;
+    assert_eq!(before["user"], "alice");
+
+    // One gateway goes away: every call still answers, through the other.
+    second.shutdown().await;
+    for n in 0..5 {
+        let app = format!("failover-{n}");
+        neo.ok(&["app", "create", &app]).await;
+    }
+    let apps = neo.json(&["app", "list"]).await.to_string();
+    for n in 0..5 {
+        assert!(apps.contains(&format!("failover-{n}")), "{apps}");
+    }
+}
