@@ -110,7 +110,10 @@ pub async fn run(args: HaBenchArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut gaps = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
-        let leader = leader_of(&js).await?;
+        let leader = cluster
+            .leader_of(subjects::EVENTS_STREAM)
+            .await
+            .context("NEO_EVENTS has no leader")?;
         cluster.node(leader).kill();
         let killed = Instant::now();
         let resumed = load
@@ -119,7 +122,9 @@ pub async fn run(args: HaBenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("round {round}: no command accepted after the kill"))?;
         gaps.push(load.gap_around(killed, resumed));
         cluster.node(leader).restart().await?;
-        caught_up(&cluster, leader).await?;
+        cluster
+            .wait_caught_up(leader, subjects::EVENTS_STREAM)
+            .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let acked = load.stop().await;
@@ -188,48 +193,6 @@ fn create_app() -> pb::AppCommand {
         command: Some(pb::app_command::Command::Create(pb::CreateApp {
             description: "ha bench".into(),
         })),
-    }
-}
-
-/// The node leading `NEO_EVENTS`.
-async fn leader_of(js: &jetstream::Context) -> anyhow::Result<usize> {
-    let info = js
-        .get_stream(subjects::EVENTS_STREAM)
-        .await?
-        .info()
-        .await?
-        .clone();
-    let leader = info
-        .cluster
-        .and_then(|c| c.leader)
-        .context("NEO_EVENTS has no leader")?;
-    NatsCluster::index_of(&leader).with_context(|| format!("leader {leader} is not a node"))
-}
-
-/// Waits until node `i` holds `NEO_EVENTS` current again.
-async fn caught_up(cluster: &NatsCluster, i: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + HEAL_TIMEOUT;
-    let client = cluster.connect().await?;
-    let js = jetstream::new(client);
-    let name = format!("n{i}");
-    loop {
-        let info = js
-            .get_stream(subjects::EVENTS_STREAM)
-            .await?
-            .info()
-            .await?
-            .clone();
-        let current = info.cluster.is_some_and(|c| {
-            c.leader.as_deref() == Some(name.as_str())
-                || c.replicas
-                    .iter()
-                    .any(|r| r.name == name && r.current && r.lag.unwrap_or(0) == 0)
-        });
-        if current {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "node {name} did not catch up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

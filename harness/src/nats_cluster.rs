@@ -14,6 +14,8 @@ use super::{NatsServer, ServerError};
 pub const NODES: usize = 3;
 /// How long the cluster may take to elect its JetStream leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a restarted node may take to catch up with a stream.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Three clustered nats-servers; all killed when dropped.
 #[derive(Debug)]
@@ -88,6 +90,52 @@ impl NatsCluster {
     /// The node whose `server_name` is `name` (`n0`, `n1`, `n2`), e.g. a stream's leader.
     pub fn index_of(name: &str) -> Option<usize> {
         name.strip_prefix('n')?.parse().ok().filter(|i| *i < NODES)
+    }
+
+    /// The node leading `stream`, when it has a leader.
+    pub async fn leader_of(&self, stream: &str) -> Option<usize> {
+        let info = self.stream_info(stream).await?;
+        Self::index_of(info.cluster?.leader.as_deref()?)
+    }
+
+    /// Waits until node `i` holds `stream` current again (its leader, or a replica with no
+    /// lag): a restarted node has caught up.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::NotReady`] after 60 s.
+    pub async fn wait_caught_up(&self, i: usize, stream: &str) -> Result<(), ServerError> {
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        let name = format!("n{i}");
+        loop {
+            let cluster = self.stream_info(stream).await.and_then(|info| info.cluster);
+            let current = cluster.is_some_and(|c| {
+                c.leader.as_deref() == Some(name.as_str())
+                    || c.replicas.iter().any(|r| {
+                        r.name == name && r.current && !r.offline && r.lag.unwrap_or(0) == 0
+                    })
+            });
+            if current {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let node = &self.nodes[i];
+                return Err(ServerError::NotReady {
+                    binary: "nats-server (catching up)",
+                    waited: CATCH_UP_TIMEOUT,
+                    log: node.log_path(),
+                    log_tail: super::log_tail(&node.log_path(), 0),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `stream`'s info, asked of any node.
+    async fn stream_info(&self, stream: &str) -> Option<async_nats::jetstream::stream::Info> {
+        let js = async_nats::jetstream::new(self.connect().await.ok()?);
+        let mut stream = js.get_stream(stream).await.ok()?;
+        stream.info().await.ok().cloned()
     }
 
     /// Waits until JetStream answers on every running node (its meta leader is elected).

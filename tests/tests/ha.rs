@@ -30,21 +30,19 @@ async fn replicas_of(js: &jetstream::Context, stream: &str) -> usize {
         .num_replicas
 }
 
-/// The node leading `stream` (its index in the cluster).
-async fn leader_of(js: &jetstream::Context, stream: &str) -> usize {
-    let info = js
-        .get_stream(stream)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
-    let leader = info
-        .cluster
-        .and_then(|c| c.leader)
-        .expect("a clustered stream has a leader");
-    NatsCluster::index_of(&leader).expect("a node of the cluster")
+/// Creates tenant `name` (admin alice) over NATS.
+async fn create_tenant(client: &async_nats::Client, name: &str) {
+    let created = send(
+        client,
+        &EntityRef::tenant(&TenantName::new(name).unwrap()),
+        &commands::request(commands::create_tenant("alice")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(created.result, Some(pb::command_reply::Result::Accepted(_))),
+        "{created:?}"
+    );
 }
 
 #[tokio::test]
@@ -106,23 +104,12 @@ async fn killing_the_event_stream_leader_loses_nothing_acknowledged_and_commands
     let platform = PlatformProcess::start(client.clone(), HostConfig::default())
         .await
         .unwrap();
-    let js = jetstream::new(client.clone());
     let tenant = TenantName::new("acme").unwrap();
-    let created = send(
-        &client,
-        &EntityRef::tenant(&tenant),
-        &commands::request(commands::create_tenant("alice")),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(created.result, Some(pb::command_reply::Result::Accepted(_))),
-        "{created:?}"
-    );
+    create_tenant(&client, "acme").await;
 
     let load = Load::start(cluster.connect().await.unwrap(), "acme", LOAD_EVERY);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let leader = leader_of(&js, subjects::EVENTS_STREAM).await;
+    let leader = cluster.leader_of(subjects::EVENTS_STREAM).await.unwrap();
     cluster.node(leader).kill();
     let killed = Instant::now();
 
@@ -154,7 +141,10 @@ async fn killing_the_event_stream_leader_loses_nothing_acknowledged_and_commands
     .await;
     let gap = killed.elapsed();
     eprintln!("first command accepted {gap:?} after the leader was killed");
-    assert_ne!(leader_of(&js, subjects::EVENTS_STREAM).await, leader);
+    assert_ne!(
+        cluster.leader_of(subjects::EVENTS_STREAM).await,
+        Some(leader)
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acked = load.stop().await.unwrap();
     assert!(
@@ -167,45 +157,12 @@ async fn killing_the_event_stream_leader_loses_nothing_acknowledged_and_commands
     let wrong = not_once(&client, "acme", &acked).await.unwrap();
     assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
 
-    // The killed node comes back and catches up: it holds every event again.
+    // The killed node comes back and catches up.
     cluster.node(leader).restart().await.unwrap();
-    let total = js
-        .get_stream(subjects::EVENTS_STREAM)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
-    let node = async_nats::connect(cluster.node(leader).url())
+    cluster
+        .wait_caught_up(leader, subjects::EVENTS_STREAM)
         .await
         .unwrap();
-    let direct = jetstream::new(node);
-    eventually(
-        Duration::from_secs(30),
-        "the restarted node caught up",
-        || {
-            let direct = direct.clone();
-            async move {
-                let info = direct
-                    .get_stream(subjects::EVENTS_STREAM)
-                    .await
-                    .ok()?
-                    .info()
-                    .await
-                    .ok()?
-                    .clone();
-                let replicas = info.cluster?.replicas;
-                replicas
-                    .iter()
-                    .all(|r| r.current && !r.offline && r.lag.unwrap_or(0) == 0)
-                    .then_some(())
-                    .filter(|()| info.state.messages >= total)
-            }
-        },
-    )
-    .await;
     drop(platform);
 }
 
@@ -215,17 +172,7 @@ async fn platform_processes_share_the_commands_and_one_drained_fails_no_call() {
     let first = core.platform(HostConfig::default()).await.unwrap();
     let second = core.platform(HostConfig::default()).await.unwrap();
     let client = core.connect().await.unwrap();
-    let created = send(
-        &client,
-        &EntityRef::tenant(&TenantName::new("acme").unwrap()),
-        &commands::request(commands::create_tenant("alice")),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(created.result, Some(pb::command_reply::Result::Accepted(_))),
-        "{created:?}"
-    );
+    create_tenant(&client, "acme").await;
     // Eight senders, each on its own tenant's apps, one command every 5 ms each.
     let tenants: Vec<String> = (0..8).map(|i| format!("acme-{i}")).collect();
     let mut loads = Vec::new();
