@@ -24,12 +24,11 @@ use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{CommandMeta, HostConfig, Platform};
 use neo_harness::{NatsCluster, NatsServer};
 use neo_protocol::{AppName, EntityRef, TenantName, pb, subjects};
-use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::core::{in_parallel, share};
-use crate::recovery::command_counts;
+use crate::recovery::{command_counts, create_app as create_app_over_nats};
 use crate::stats::{percentile_ms, rate};
 
 /// Senders of the steady load.
@@ -222,7 +221,9 @@ impl Load {
                         }
                         let id = format!("ha-{sender}-{n}");
                         let Ok(app) = AppName::new(&id) else { return };
-                        if send(&client, &EntityRef::app(&tenant, &app), &id).await
+                        let entity = EntityRef::app(&tenant, &app);
+                        if create_app_over_nats(&client, &entity, &id, "ha bench", COMMAND_TIMEOUT)
+                            .await
                             && let Ok(mut accepted) = accepted.lock()
                         {
                             accepted.push((id, Instant::now()));
@@ -276,24 +277,6 @@ impl Load {
             .map(|a| a.iter().map(|(id, _)| id.clone()).collect())
             .unwrap_or_default()
     }
-}
-
-/// Sends `CreateApp` with command id `id`; whether it was accepted.
-async fn send(client: &async_nats::Client, entity: &EntityRef, id: &str) -> bool {
-    let request = pb::CommandRequest {
-        command_id: id.to_owned(),
-        principal: "bench".into(),
-        command: create_app().encode_to_vec().into(),
-        ..Default::default()
-    };
-    let sent = client.request(subjects::command(entity), request.encode_to_vec().into());
-    let Ok(Ok(reply)) = tokio::time::timeout(COMMAND_TIMEOUT, sent).await else {
-        return false;
-    };
-    matches!(
-        pb::CommandReply::decode(reply.payload).map(|r| r.result),
-        Ok(Some(pb::command_reply::Result::Accepted(_)))
-    )
 }
 
 fn print_table(f: &HaFigures) {

@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use self::load::Load;
-pub(crate) use self::load::command_counts;
+pub(crate) use self::load::{command_counts, create_app};
 use self::publish::{Deployed, publish_until_deployed, reached, released_at};
 use super::build::{BenchOptions, BenchPlatform, pack_with_manifest};
 use super::runtime::http_status;

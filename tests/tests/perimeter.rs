@@ -47,6 +47,11 @@ async fn reported(core: &Core, needle: &str) {
     }
 }
 
+/// Whether nothing arrives on `sub` within `within`.
+async fn nothing_within(sub: &mut async_nats::Subscriber, within: Duration) -> bool {
+    tokio::time::timeout(within, sub.next()).await.is_err()
+}
+
 async fn last_sequence(admin: &jetstream::Context, stream: &str) -> u64 {
     admin
         .get_stream(stream)
@@ -252,9 +257,7 @@ async fn an_agent_reads_only_its_stage_and_cannot_write_events() {
         .await
         .unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), sub.next())
-            .await
-            .is_err(),
+        nothing_within(&mut sub, Duration::from_millis(500)).await,
         "prod's desired state reached agent-dev"
     );
 
@@ -420,9 +423,7 @@ async fn a_tooling_user_reads_its_tenant_and_nothing_of_another() {
         .await
         .unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_secs(1), watched.next())
-            .await
-            .is_err(),
+        nothing_within(&mut watched, Duration::from_secs(1)).await,
         "a tool's delivery reached the platform's account"
     );
     assert_eq!(
@@ -469,11 +470,7 @@ async fn a_tooling_user_reads_its_tenant_and_nothing_of_another() {
         .unwrap()
         .await
         .unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), sub.next())
-            .await
-            .is_err()
-    );
+    assert!(nothing_within(&mut sub, Duration::from_millis(500)).await);
 
     // Publishing anything: refused, nothing stored.
     let before = last_sequence(&admin, subjects::EVENTS_STREAM).await;

@@ -43,7 +43,14 @@ impl Load {
                 }
                 let id = format!("{prefix}-{n}");
                 if let Ok(app) = AppName::new(&id)
-                    && create_app(&client, &EntityRef::app(&tenant, &app), &id).await
+                    && create_app(
+                        &client,
+                        &EntityRef::app(&tenant, &app),
+                        &id,
+                        "recovery bench load",
+                        LOAD_TIMEOUT,
+                    )
+                    .await
                 {
                     acked.push(id);
                 }
@@ -64,11 +71,18 @@ impl Load {
     }
 }
 
-/// Sends `CreateApp` to `entity` with command id `id`; whether the platform accepted it.
-async fn create_app(client: &async_nats::Client, entity: &EntityRef, id: &str) -> bool {
+/// Sends `CreateApp` (with `description`) to `entity` over NATS request/reply with command id
+/// `id`, waiting at most `timeout`; whether the platform accepted it.
+pub(crate) async fn create_app(
+    client: &async_nats::Client,
+    entity: &EntityRef,
+    id: &str,
+    description: &str,
+    timeout: Duration,
+) -> bool {
     let command = pb::AppCommand {
         command: Some(pb::app_command::Command::Create(pb::CreateApp {
-            description: "recovery bench load".into(),
+            description: description.to_owned(),
         })),
     };
     let request = pb::CommandRequest {
@@ -78,7 +92,7 @@ async fn create_app(client: &async_nats::Client, entity: &EntityRef, id: &str) -
         ..Default::default()
     };
     let sent = client.request(subjects::command(entity), request.encode_to_vec().into());
-    let Ok(Ok(reply)) = tokio::time::timeout(LOAD_TIMEOUT, sent).await else {
+    let Ok(Ok(reply)) = tokio::time::timeout(timeout, sent).await else {
         return false;
     };
     matches!(
