@@ -63,12 +63,9 @@ pub async fn ensure_stream(
     let name = config.name.clone();
     let replicas = replicas(&js.client());
     match js.get_stream(&name).await {
-        Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| StreamError::new(&name, e))?;
-            raise(js, &name, info.config.clone(), replicas).await?;
+        Ok(existing) => {
+            // `get_stream` read its info already.
+            raise(js, &name, existing.cached_info().config.clone(), replicas).await?;
             Ok(existing)
         }
         Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
@@ -118,16 +115,9 @@ pub async fn ensure_bucket_with(
     let replicas = replicas.max(1);
     let stream = format!("KV_{}", config.bucket);
     if let Ok(store) = js.get_key_value(&config.bucket).await {
-        let info = js
-            .get_stream(&stream)
-            .await
-            .map_err(|e| StreamError::new(&stream, e))?
-            .info()
-            .await
-            .map_err(|e| StreamError::new(&stream, e))?
-            .config
-            .clone();
-        raise(js, &stream, info, replicas).await?;
+        // The bound store carries its stream's info.
+        let current = store.stream.cached_info().config.clone();
+        raise(js, &stream, current, replicas).await?;
         return Ok(store);
     }
     config.num_replicas = replicas;

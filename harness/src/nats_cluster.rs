@@ -94,7 +94,8 @@ impl NatsCluster {
 
     /// The node leading `stream`, when it has a leader.
     pub async fn leader_of(&self, stream: &str) -> Option<usize> {
-        let info = self.stream_info(stream).await?;
+        let js = async_nats::jetstream::new(self.connect().await.ok()?);
+        let info = stream_info(&js, stream).await?;
         Self::index_of(info.cluster?.leader.as_deref()?)
     }
 
@@ -107,8 +108,12 @@ impl NatsCluster {
     pub async fn wait_caught_up(&self, i: usize, stream: &str) -> Result<(), ServerError> {
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         let name = format!("n{i}");
+        let js = self.connect().await.ok().map(async_nats::jetstream::new);
         loop {
-            let cluster = self.stream_info(stream).await.and_then(|info| info.cluster);
+            let cluster = match &js {
+                Some(js) => stream_info(js, stream).await.and_then(|info| info.cluster),
+                None => None,
+            };
             let current = cluster.is_some_and(|c| {
                 c.leader.as_deref() == Some(name.as_str())
                     || c.replicas.iter().any(|r| {
@@ -119,23 +124,14 @@ impl NatsCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let node = &self.nodes[i];
-                return Err(ServerError::NotReady {
-                    binary: "nats-server (catching up)",
-                    waited: CATCH_UP_TIMEOUT,
-                    log: node.log_path(),
-                    log_tail: super::log_tail(&node.log_path(), 0),
-                });
+                return Err(not_ready(
+                    &self.nodes[i],
+                    "nats-server (catching up)",
+                    CATCH_UP_TIMEOUT,
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// `stream`'s info, asked of any node.
-    async fn stream_info(&self, stream: &str) -> Option<async_nats::jetstream::stream::Info> {
-        let js = async_nats::jetstream::new(self.connect().await.ok()?);
-        let mut stream = js.get_stream(stream).await.ok()?;
-        stream.info().await.ok().cloned()
     }
 
     /// Waits until JetStream answers on every running node (its meta leader is elected).
@@ -151,17 +147,34 @@ impl NatsCluster {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(ServerError::NotReady {
-                        binary: "nats-server (no JetStream leader)",
-                        waited: LEADER_TIMEOUT,
-                        log: node.log_path(),
-                        log_tail: super::log_tail(&node.log_path(), 0),
-                    });
+                    return Err(not_ready(
+                        node,
+                        "nats-server (no JetStream leader)",
+                        LEADER_TIMEOUT,
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         Ok(())
+    }
+}
+
+/// `stream`'s info (the one read `get_stream` makes).
+async fn stream_info(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Option<async_nats::jetstream::stream::Info> {
+    Some(js.get_stream(stream).await.ok()?.cached_info().clone())
+}
+
+/// `node` was not ready for `what` after `waited`, with the end of its log.
+fn not_ready(node: &NatsServer, what: &'static str, waited: Duration) -> ServerError {
+    ServerError::NotReady {
+        binary: what,
+        waited,
+        log: node.log_path(),
+        log_tail: super::log_tail(&node.log_path(), 0),
     }
 }
 

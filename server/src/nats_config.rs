@@ -293,6 +293,15 @@ pub fn accounts(stages: &[StageName], tool_tenants: &[TenantName]) -> Vec<Accoun
             .insert(format!("agent-{stage}"), agent(stage));
     }
     let events = subjects::EVENTS_STREAM;
+    // Flow control of every copy's source consumers: one subject, one export to every tooling
+    // account.
+    let flow_control = format!("$JS.FC.{events}.>");
+    if !tool_tenants.is_empty() {
+        let names: Vec<String> = tool_tenants.iter().map(tool_account).collect();
+        platform.exports.push(format!(
+            "{{ service: {flow_control:?}, accounts: {names:?} }}"
+        ));
+    }
     let mut tools = Vec::new();
     for tenant in tool_tenants {
         let name = tool_account(tenant);
@@ -301,11 +310,9 @@ pub fn accounts(stages: &[StageName], tool_tenants: &[TenantName]) -> Vec<Accoun
             subjects::tenant_events(tenant)
         );
         let delivery = format!("{}.>", subjects::tool_delivery(tenant));
-        let flow_control = format!("$JS.FC.{events}.>");
         platform.exports.extend([
             format!("{{ service: {create:?}, accounts: [{name:?}] }}"),
             format!("{{ stream: {delivery:?}, accounts: [{name:?}] }}"),
-            format!("{{ service: {flow_control:?}, accounts: [{name:?}] }}"),
         ]);
         platform.imports.push(format!(
             "{{ service: {{ account: {name:?}, subject: \"$JS.API.>\" }}, to: {:?} }}",
@@ -523,16 +530,7 @@ fn parse_sync_interval(value: &str) -> Result<String, String> {
 /// # Errors
 /// Bad stage or tenant names, unwritable files.
 pub fn run(args: NatsConfigArgs) -> anyhow::Result<()> {
-    let stages = args
-        .stages
-        .iter()
-        .map(|s| StageName::new(s.as_str()).context("--stage"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let tenants = args
-        .tool_tenants
-        .iter()
-        .map(|t| TenantName::new(t.as_str()).context("--tool-tenant"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (stages, tenants) = names(&args.stages, &args.tool_tenants)?;
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let secured = secure(&args.dir, tls, &stages, &tenants)?;
     let mut text = format!(
@@ -567,6 +565,22 @@ pub fn run(args: NatsConfigArgs) -> anyhow::Result<()> {
         println!("{user}: {}", path.display());
     }
     Ok(())
+}
+
+/// The `--stage` and `--tool-tenant` values as names.
+fn names(
+    stages: &[String],
+    tool_tenants: &[String],
+) -> anyhow::Result<(Vec<StageName>, Vec<TenantName>)> {
+    let stages = stages
+        .iter()
+        .map(|s| StageName::new(s.as_str()).context("--stage"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tenants = tool_tenants
+        .iter()
+        .map(|t| TenantName::new(t.as_str()).context("--tool-tenant"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((stages, tenants))
 }
 
 /// Options of `neo nats-provision`.
@@ -653,16 +667,7 @@ fn tenant_copy(tenant: &TenantName) -> async_nats::jetstream::stream::Config {
 /// # Errors
 /// See [`provision`].
 pub async fn run_provision(args: ProvisionArgs) -> anyhow::Result<()> {
-    let stages = args
-        .stages
-        .iter()
-        .map(|s| StageName::new(s.as_str()).context("--stage"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let tenants = args
-        .tool_tenants
-        .iter()
-        .map(|t| TenantName::new(t.as_str()).context("--tool-tenant"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (stages, tenants) = names(&args.stages, &args.tool_tenants)?;
     let client = args.nats.connect_once("neo-provision").await?;
     provision(
         &async_nats::jetstream::new(client.clone()),

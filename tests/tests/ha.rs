@@ -23,9 +23,7 @@ async fn replicas_of(js: &jetstream::Context, stream: &str) -> usize {
     js.get_stream(stream)
         .await
         .unwrap()
-        .info()
-        .await
-        .unwrap()
+        .cached_info()
         .config
         .num_replicas
 }

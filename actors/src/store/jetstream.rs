@@ -122,7 +122,8 @@ impl JetStreamStore {
             .timeout(config.request_timeout)
             .build(client.clone());
         let existing = match js.get_stream(subjects::EVENTS_STREAM).await {
-            Ok(mut s) => Some(s.info().await.map_err(unavailable)?.config.clone()),
+            // `get_stream` read its info already.
+            Ok(s) => Some(s.cached_info().config.clone()),
             Err(e)
                 if matches!(&e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
                     if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>

@@ -234,9 +234,10 @@ impl Connection {
 
     /// The answer to one request: refused at the edge, or routed; with security headers.
     async fn answer(&self, request: Request<Incoming>, tls: bool) -> Response<Body> {
-        // A URI shares its bytes: kept for a refusal's log line without copying the path.
+        // A URI shares its bytes: routing reads it and a refusal's log line names its path
+        // while the request itself moves on, without copying the path.
         let uri = request.uri().clone();
-        let mut response = match self.admit(request, tls).await {
+        let mut response = match self.admit(request, &uri, tls).await {
             Ok(response) => response,
             Err(refusal) => {
                 refusal.record(&self.edge.config.stage, self.peer, uri.path());
@@ -247,10 +248,11 @@ impl Connection {
         response
     }
 
-    /// Applies the edge's rules, then routes.
+    /// Applies the edge's rules, then routes (`uri` is the request's, which the caller keeps).
     async fn admit(
         &self,
         request: Request<Incoming>,
+        uri: &hyper::Uri,
         tls: bool,
     ) -> Result<Response<Body>, Refusal> {
         let edge = &self.edge;
@@ -262,7 +264,6 @@ impl Connection {
             .map_err(|wait| too_many("rate_client", "this address", wait))?;
         let (mut head, body) = request.into_parts();
         guard::check(&head, config.max_headers, config.max_header_bytes)?;
-        let uri = head.uri.clone();
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut parts = path_and_query.trim_start_matches('/').splitn(3, '/');
         let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
