@@ -2,7 +2,9 @@
 //! on `neo.qry.{tenant}.{kind}.{id}`, both in queue group `neo-platform`, so that any platform
 //! process can serve any tenant; and the agents' commands on
 //! `neo.stagecmd.{stage}.{tenant}.{kind}.{id}`, where only what an agent of that stage may do
-//! is accepted (see [`agent_may`]).
+//! is accepted (see [`agent_may`]), and only from the stage's active agent: its command
+//! carries the lease it acts under, which must be the current one (see
+//! [`neo_client::lease::check`]).
 
 use std::sync::Arc;
 
@@ -44,6 +46,17 @@ pub enum IntakeError {
         /// Why.
         reason: String,
     },
+    /// The agents' leases bucket could not be opened.
+    #[error("the agents' leases: {0}")]
+    Leases(String),
+}
+
+/// What every request handler shares.
+struct Shared {
+    platform: Arc<Platform>,
+    config: IntakeConfig,
+    /// The agents' leases, to fence stage commands.
+    leases: async_nats::jetstream::kv::Store,
 }
 
 /// The running intake; dropping it stops serving at once (requests in flight get no answer,
@@ -96,6 +109,14 @@ pub async fn serve(
     config: IntakeConfig,
 ) -> Result<Intake, IntakeError> {
     let limit = Arc::new(Semaphore::new(config.max_in_flight));
+    let leases = neo_client::lease::open(&async_nats::jetstream::new(client.clone()))
+        .await
+        .map_err(|e| IntakeError::Leases(e.to_string()))?;
+    let shared = Arc::new(Shared {
+        platform,
+        config,
+        leases,
+    });
     let (draining, drained) = watch::channel(false);
     let mut tasks = Vec::new();
     for subject in [
@@ -110,11 +131,10 @@ pub async fn serve(
                 subject,
                 reason: e.to_string(),
             })?;
-        let (client, platform, limit, config, mut drained) = (
+        let (client, shared, limit, mut drained) = (
             client.clone(),
-            platform.clone(),
+            shared.clone(),
             limit.clone(),
-            config.clone(),
             drained.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -136,9 +156,9 @@ pub async fn serve(
                 let Ok(permit) = limit.clone().acquire_owned().await else {
                     return;
                 };
-                let (client, platform, config) = (client.clone(), platform.clone(), config.clone());
+                let (client, shared) = (client.clone(), shared.clone());
                 handlers.spawn(async move {
-                    handle(&client, &platform, &config, msg).await;
+                    handle(&client, &shared, msg).await;
                     drop(permit);
                 });
             }
@@ -187,12 +207,7 @@ fn command_error(e: pb::CommandError) -> Vec<u8> {
     .encode_to_vec()
 }
 
-async fn handle(
-    client: &async_nats::Client,
-    platform: &Platform,
-    config: &IntakeConfig,
-    msg: async_nats::Message,
-) {
+async fn handle(client: &async_nats::Client, shared: &Shared, msg: async_nats::Message) {
     let Some(reply_to) = msg.reply.clone() else {
         tracing::warn!(subject = %msg.subject, "dropping a command without a reply subject");
         return;
@@ -200,7 +215,7 @@ async fn handle(
     let subject = msg.subject.as_str();
     let body = if subject.starts_with("neo.qry.") {
         match subjects::parse_query(subject) {
-            Ok(entity) => platform.query(&entity).await.encode_to_vec(),
+            Ok(entity) => shared.platform.query(&entity).await.encode_to_vec(),
             Err(e) => pb::StateReply {
                 result: Some(pb::state_reply::Result::Error(invalid(
                     "subject",
@@ -210,9 +225,9 @@ async fn handle(
             .encode_to_vec(),
         }
     } else if subject.starts_with("neo.stagecmd.") {
-        answer_stage_command(platform, config, subject, msg.payload).await
+        answer_stage_command(shared, subject, msg.payload).await
     } else {
-        answer_command(platform, config, subject, msg.payload).await
+        answer_command(shared, subject, msg.payload).await
     };
     if let Err(e) = client.publish(reply_to, body.into()).await {
         tracing::warn!(error = %e, "reply not sent");
@@ -221,6 +236,8 @@ async fn handle(
 
 /// The rule a refused stage command names.
 pub const AGENT_RULE: &str = "agent.own_stage";
+/// The rule a stage command sent without the stage's current lease names.
+pub const LEASE_RULE: &str = "agent.lease";
 
 /// Whether the agent of `stage` may send `request` to `entity`: a rollout record to its
 /// stage's deployment of an app, an observation or a replacement record to its stage's
@@ -269,41 +286,31 @@ pub fn agent_may(
     }
 }
 
-async fn answer_stage_command(
-    platform: &Platform,
-    config: &IntakeConfig,
-    subject: &str,
-    payload: bytes::Bytes,
-) -> Vec<u8> {
+async fn answer_stage_command(shared: &Shared, subject: &str, payload: bytes::Bytes) -> Vec<u8> {
     let (stage, entity) = match subjects::parse_stage_command(subject) {
         Ok(parsed) => parsed,
         Err(e) => return command_error(invalid("subject", e.to_string())),
     };
-    run_command(platform, config, entity, payload, Some(&stage)).await
+    run_command(shared, entity, payload, Some(&stage)).await
 }
 
-async fn answer_command(
-    platform: &Platform,
-    config: &IntakeConfig,
-    subject: &str,
-    payload: bytes::Bytes,
-) -> Vec<u8> {
+async fn answer_command(shared: &Shared, subject: &str, payload: bytes::Bytes) -> Vec<u8> {
     let entity = match subjects::parse_command(subject) {
         Ok(e) => e,
         Err(e) => return command_error(invalid("subject", e.to_string())),
     };
-    run_command(platform, config, entity, payload, None).await
+    run_command(shared, entity, payload, None).await
 }
 
 /// Decodes and dispatches a command; `agent_stage`: sent by the agent of this stage, which
-/// may only do what [`agent_may`] allows.
+/// may only do what [`agent_may`] allows, and only under the stage's current lease.
 async fn run_command(
-    platform: &Platform,
-    config: &IntakeConfig,
+    shared: &Shared,
     entity: EntityRef,
     payload: bytes::Bytes,
     agent_stage: Option<&StageName>,
 ) -> Vec<u8> {
+    let config = &shared.config;
     if payload.len() > config.max_command_bytes {
         return command_error(error(
             ErrorCode::ResourceExhausted,
@@ -333,5 +340,24 @@ async fn run_command(
             ..error(ErrorCode::FailedPrecondition, why)
         });
     }
-    platform.dispatch(&entity, request).await.encode_to_vec()
+    if let Some(stage) = agent_stage
+        && let Err(refusal) =
+            neo_client::lease::check(&shared.leases, stage, request.lease.as_ref()).await
+    {
+        tracing::warn!(%stage, %entity, principal = %request.principal, %refusal,
+            "stage command refused: lease");
+        let code = match refusal {
+            neo_client::lease::Refusal::Fenced(_) => ErrorCode::FailedPrecondition,
+            neo_client::lease::Refusal::Unreadable(_) => ErrorCode::Unavailable,
+        };
+        return command_error(pb::CommandError {
+            rule: LEASE_RULE.to_owned(),
+            ..error(code, refusal.to_string())
+        });
+    }
+    shared
+        .platform
+        .dispatch(&entity, request)
+        .await
+        .encode_to_vec()
 }

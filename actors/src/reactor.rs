@@ -85,6 +85,7 @@ pub fn reaction_request(
         command,
         traceparent: event.meta.traceparent.clone().unwrap_or_default(),
         want_state: false,
+        lease: None,
     }
 }
 

@@ -183,6 +183,7 @@ impl Stage {
             }
             let mut config = AgentConfig::new(StageName::new(STAGE)?);
             config.name = format!("agent-{STAGE}-{index}");
+            config.lease_group = format!("{index}");
             config.tenants = Some(
                 (1..=args.tenants)
                     .filter(|t| (t - 1) % args.agents == index)

@@ -10,13 +10,14 @@
 //!
 //! [`credentials`] reads a NATS connection's TLS and credential files, for every process and
 //! tool; [`tenant_events`] finds the event log a tool may read; [`streams`] makes streams and
-//! buckets with the installation's replica count.
+//! buckets with the installation's replica count; [`lease`] keeps one active agent per stage.
 //!
 //! Callers map [`ClientError`] to what they speak: the gateway to gRPC statuses, a worker to
 //! "retry later" ([`ClientError::is_transient`]) or a failed build.
 
 pub mod credentials;
 mod error;
+pub mod lease;
 mod nats;
 pub mod streams;
 pub mod tenant_events;
@@ -69,13 +70,17 @@ impl PlatformClient {
     }
 
     /// The client of the agent of `stage` over NATS: its commands go to the stage's own
-    /// subjects (`neo.stagecmd.{stage}.…`), the only ones its NATS user may publish to.
+    /// subjects (`neo.stagecmd.{stage}.…`), the only ones its NATS user may publish to, each
+    /// carrying the lease `fence` holds.
     pub fn for_agent(
         client: async_nats::Client,
         timeout: std::time::Duration,
         stage: neo_protocol::StageName,
+        fence: lease::Fence,
     ) -> Self {
-        Self::new(Arc::new(NatsTransport::for_agent(client, timeout, stage)))
+        Self::new(Arc::new(NatsTransport::for_agent(
+            client, timeout, stage, fence,
+        )))
     }
 
     /// Runs `request` against `entity`.
@@ -117,6 +122,7 @@ impl PlatformClient {
             command: Bytes::from(command.encode_to_vec()),
             traceparent: neo_telemetry::trace::current_traceparent(),
             want_state: false,
+            lease: None,
         };
         self.send(entity, request).await
     }

@@ -7,14 +7,16 @@ use bytes::Bytes;
 use neo_protocol::{EntityRef, StageName, pb, subjects};
 use prost::Message;
 
+use crate::lease::Fence;
 use crate::{ClientError, Transport};
 
 /// Requests over NATS, each answered within a timeout.
 pub struct NatsTransport {
     client: async_nats::Client,
     timeout: Duration,
-    /// Commands go to `neo.stagecmd.{stage}.…` (an agent of this stage) instead of `neo.cmd.…`.
-    agent_stage: Option<StageName>,
+    /// Commands go to `neo.stagecmd.{stage}.…` (an agent of this stage) instead of `neo.cmd.…`,
+    /// carrying the agent's lease.
+    agent: Option<(StageName, Fence)>,
 }
 
 impl NatsTransport {
@@ -23,17 +25,23 @@ impl NatsTransport {
         Self {
             client,
             timeout,
-            agent_stage: None,
+            agent: None,
         }
     }
 
     /// The transport of the agent of `stage`: its commands go to the stage's own subjects
-    /// (`neo.stagecmd.{stage}.…`), the only ones its NATS user may publish to.
-    pub fn for_agent(client: async_nats::Client, timeout: Duration, stage: StageName) -> Self {
+    /// (`neo.stagecmd.{stage}.…`), the only ones its NATS user may publish to; each carries
+    /// the lease `fence` holds when it is sent.
+    pub fn for_agent(
+        client: async_nats::Client,
+        timeout: Duration,
+        stage: StageName,
+        fence: Fence,
+    ) -> Self {
         Self {
             client,
             timeout,
-            agent_stage: Some(stage),
+            agent: Some((stage, fence)),
         }
     }
 
@@ -78,10 +86,13 @@ impl Transport for NatsTransport {
     async fn command(
         &self,
         entity: &EntityRef,
-        request: pb::CommandRequest,
+        mut request: pb::CommandRequest,
     ) -> Result<pb::CommandReply, ClientError> {
-        let subject = match &self.agent_stage {
-            Some(stage) => subjects::stage_command(stage, entity),
+        let subject = match &self.agent {
+            Some((stage, fence)) => {
+                request.lease = Some(fence.lease());
+                subjects::stage_command(stage, entity)
+            }
             None => subjects::command(entity),
         };
         let reply = self.request(subject, request.encode_to_vec()).await?;

@@ -115,6 +115,7 @@ impl Bus {
             command,
             traceparent: trace::traceparent(&span).unwrap_or_default(),
             want_state: true,
+            lease: None,
         };
         self.client
             .send(entity, request)

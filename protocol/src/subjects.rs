@@ -103,6 +103,19 @@ pub fn kind_event_type(kind: EntityKind, event_type: &str) -> String {
     format!("neo.evt.*.{kind}.*.{event_type}")
 }
 
+/// The bucket of the agents' leases: key `{stage}` (or `{stage}.{group}`), value a
+/// `neo.v1.AgentLease`; entries expire when not renewed (see `neo_client::lease`).
+pub const AGENT_LEASES_BUCKET: &str = "NEO_AGENT_LEASES";
+
+/// The key of the lease of `stage`'s active agent, within lease `group` ("" for the stage's own).
+pub fn agent_lease_key(stage: &StageName, group: &str) -> String {
+    if group.is_empty() {
+        stage.to_string()
+    } else {
+        format!("{stage}.{group}")
+    }
+}
+
 /// The stream of desired podgroup states: subjects `neo.desired.>`, one message per subject.
 pub const DESIRED_STREAM: &str = "NEO_DESIRED";
 /// The subjects of [`DESIRED_STREAM`].

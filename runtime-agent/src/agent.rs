@@ -7,8 +7,11 @@
 //! - [`report`]: rollouts (`succeeded` only once the driver saw the new replicas ready),
 //!   health reports, metrics and the autoscaler's observations.
 //! - [`ship`]: log lines to `NEO_LOGS`, replacements to the podgroup.
+//! - [`lease`]: all of that only while the agent holds its stage's lease; a second agent of
+//!   the stage stands by and takes over when the lease lapses.
 
 pub mod desired;
+pub mod lease;
 pub mod report;
 pub mod secrets;
 pub mod ship;
@@ -20,7 +23,7 @@ use std::time::Duration;
 use neo_client::PlatformClient;
 use neo_image::Registry;
 use neo_protocol::{StageName, pb};
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -51,6 +54,9 @@ pub struct AgentConfig {
     pub command_timeout: Duration,
     /// The stage's load balancer (`http://host:port`), for the apps' URLs in reports.
     pub lb_url: Option<String>,
+    /// The lease this agent and its standbys share ("": the stage's own). Agents serving
+    /// different tenants of one stage each need their own group.
+    pub lease_group: String,
 }
 
 impl AgentConfig {
@@ -68,6 +74,7 @@ impl AgentConfig {
             heartbeat_every: Duration::from_secs(60),
             command_timeout: Duration::from_secs(10),
             lb_url: None,
+            lease_group: String::new(),
         }
     }
 
@@ -83,6 +90,9 @@ pub enum AgentError {
     /// JetStream refused.
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// The lease group is not a valid name.
+    #[error("lease group `{0}`: use lowercase letters, digits and `-`")]
+    LeaseGroup(String),
 }
 
 /// What the agent's tasks share (its context).
@@ -94,6 +104,8 @@ pub(crate) struct Ctx {
     pub secrets: secrets::SecretCache,
     pub js: async_nats::jetstream::Context,
     pub platform: PlatformClient,
+    /// The lease the agent's commands carry (term 0 while it stands by).
+    pub fence: neo_client::lease::Fence,
     pub driver: Arc<dyn Driver>,
     pub registry: Arc<Registry>,
     /// The desired podgroups by key; `None` until the first resync.
@@ -160,25 +172,28 @@ pub fn key_of(desired: &pb::DesiredPodgroup) -> PodgroupKey {
     }
 }
 
-/// A running agent; dropping it stops every task (the driver's replicas keep running).
+/// A running agent (active, or standing by until its lease is free); dropping it stops every
+/// task without releasing the lease (as a killed agent would; the driver's replicas keep
+/// running).
 pub struct Agent {
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: JoinHandle<()>,
+    status: watch::Receiver<lease::Status>,
+    leases: async_nats::jetstream::kv::Store,
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.supervisor.abort();
     }
 }
 
 impl Agent {
     /// Starts the agent of `config.stage` on `client`, running podgroups through `driver`
-    /// whose events arrive on `events`. Images are pulled from `registry`.
+    /// whose events arrive on `events`. Images are pulled from `registry`. It acts once it
+    /// holds the stage's lease (see [`lease`]); until then it stands by.
     ///
     /// # Errors
-    /// When the Runtime streams cannot be created.
+    /// When the Runtime streams or the leases bucket cannot be opened.
     pub async fn start(
         client: async_nats::Client,
         driver: Arc<dyn Driver>,
@@ -186,10 +201,21 @@ impl Agent {
         registry: Arc<Registry>,
         config: AgentConfig,
     ) -> Result<Self, AgentError> {
+        let group = &config.lease_group;
+        if !group
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(AgentError::LeaseGroup(group.clone()));
+        }
         let js = async_nats::jetstream::new(client.clone());
         crate::streams::ensure(&js, crate::streams::Retention::default())
             .await
             .map_err(|e| AgentError::JetStream(e.to_string()))?;
+        let leases = neo_client::lease::open(&js)
+            .await
+            .map_err(|e| AgentError::JetStream(e.to_string()))?;
+        let fence = neo_client::lease::Fence::new(group);
         let ctx = Arc::new(Ctx {
             secrets: secrets::SecretCache::default(),
             client: client.clone(),
@@ -197,7 +223,9 @@ impl Agent {
                 client,
                 config.command_timeout,
                 config.stage.clone(),
+                fence.clone(),
             ),
+            fence,
             config,
             js,
             driver,
@@ -209,14 +237,42 @@ impl Agent {
         });
         tracing::info!(stage = %ctx.config.stage, agent = %ctx.config.name,
             driver = ctx.driver.name(), "agent starting");
-        let tasks = vec![
-            tokio::spawn(desired::resync_loop(ctx.clone())),
-            tokio::spawn(desired::consume_loop(ctx.clone())),
-            tokio::spawn(converge_loop(ctx.clone())),
-            tokio::spawn(report::report_loop(ctx.clone())),
-            tokio::spawn(ship::ship_loop(ctx.clone(), events)),
-        ];
-        Ok(Self { tasks })
+        let events = Arc::new(Mutex::new(events));
+        let (status, watching) = watch::channel(lease::Status::default());
+        let supervisor = tokio::spawn(lease::run(ctx, leases.clone(), status, move |ctx| {
+            let events = events.clone();
+            async move {
+                vec![
+                    tokio::spawn(desired::resync_loop(ctx.clone())),
+                    tokio::spawn(desired::consume_loop(ctx.clone())),
+                    tokio::spawn(converge_loop(ctx.clone())),
+                    tokio::spawn(report::report_loop(ctx.clone())),
+                    tokio::spawn(ship::ship_loop(ctx, events)),
+                ]
+            }
+        }));
+        Ok(Self {
+            supervisor,
+            status: watching,
+            leases,
+        })
+    }
+
+    /// Waits until this agent holds its lease and acts.
+    pub async fn active(&self) {
+        lease::active(&mut self.status.clone()).await;
+    }
+
+    /// The term of the lease it holds now (`None`: standing by).
+    pub fn term(&self) -> Option<u64> {
+        self.status.borrow().held.as_ref().map(|h| h.term)
+    }
+
+    /// Stops acting and gives the lease up at once (a graceful stop: a standby takes over
+    /// without waiting for the lease to lapse).
+    pub async fn release(self) {
+        self.supervisor.abort();
+        lease::release(&self.leases, &self.status).await;
     }
 }
 

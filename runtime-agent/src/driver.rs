@@ -185,4 +185,12 @@ pub trait Driver: Send + Sync + 'static {
     /// The agent has applied every podgroup of a full read of the desired state (called after
     /// each converge; what was not applied is not desired). Default: nothing to do.
     async fn synced(&self) {}
+
+    /// The agent took its stage's lease: the driver may act (the process driver adopts what
+    /// its predecessor left running). Called before anything is applied.
+    async fn activate(&self) {}
+
+    /// The agent lost its lease: the driver must stop acting (starting, replacing, stopping
+    /// replicas) until [`Driver::activate`], and may keep serving what runs.
+    async fn stand_by(&self) {}
 }

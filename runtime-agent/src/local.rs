@@ -1,10 +1,14 @@
 //! An agent with the process driver and the stage's load balancer, as `neo agent` runs it.
+//!
+//! Two agents of a stage may run on one machine, sharing the data directory and the load
+//! balancer's address (`SO_REUSEPORT`): one holds the stage's lease and acts, the other stands
+//! by, routing from the active agent's state file, and takes over when the lease lapses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use neo_image::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -50,7 +54,10 @@ pub struct LocalRuntime {
 }
 
 impl LocalRuntime {
-    /// Starts the stage's load balancer on `lb_listen`, the process driver and the agent.
+    /// Starts the stage's load balancer on `lb_listen` (shared with the stage's other agent on
+    /// this machine, if any), the process driver and the agent, and returns once the agent
+    /// holds the stage's lease: while another agent does, this one stands by (its load
+    /// balancer serves meanwhile). Dropping the future stops everything it started.
     ///
     /// # Errors
     /// When the address is taken, or the driver or agent cannot start.
@@ -70,12 +77,10 @@ impl LocalRuntime {
         } else {
             "http"
         };
-        let listener = TcpListener::bind(lb_listen)
-            .await
-            .map_err(|source| LocalError::Listen {
-                addr: lb_listen,
-                source,
-            })?;
+        let listener = listen_shared(lb_listen).map_err(|source| LocalError::Listen {
+            addr: lb_listen,
+            source,
+        })?;
         let lb_addr = listener.local_addr().map_err(|source| LocalError::Listen {
             addr: lb_listen,
             source,
@@ -85,16 +90,36 @@ impl LocalRuntime {
         let balancer = lb::serve(listener, driver.routes(), edge);
         let lb_url = format!("{scheme}://{lb_addr}");
         config.lb_url.get_or_insert_with(|| lb_url.clone());
-        let agent =
-            Agent::start(client, Arc::new(driver.clone()), events, registry, config).await?;
-        Ok(Self {
-            driver,
+        let mut runtime = Self {
+            driver: driver.clone(),
             lb_addr,
             lb_url,
-            agent: Some(agent),
+            agent: None,
             tasks: vec![supervisor, balancer],
             keep_replicas: false,
-        })
+        };
+        let agent = Agent::start(client, Arc::new(driver), events, registry, config).await?;
+        agent.active().await;
+        runtime.agent = Some(agent);
+        Ok(runtime)
+    }
+
+    /// Stops the agent gracefully: gives the lease up (a standby takes over at once) and
+    /// leaves the replicas running for it.
+    pub async fn hand_over(mut self) {
+        self.keep_replicas = true;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.driver.detach().await;
+        if let Some(agent) = self.agent.take() {
+            agent.release().await;
+        }
+    }
+
+    /// The term of the lease the agent holds (`None`: it lost it and stands by again).
+    pub fn term(&self) -> Option<u64> {
+        self.agent.as_ref().and_then(Agent::term)
     }
 
     /// Stops the agent as if it were killed: replicas keep running for the next agent.
@@ -116,6 +141,19 @@ impl LocalRuntime {
             task.abort();
         }
     }
+}
+
+/// A listener on `addr` that another agent of the stage on this machine may share.
+fn listen_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 impl Drop for LocalRuntime {

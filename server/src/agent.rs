@@ -42,6 +42,10 @@ pub struct AgentArgs {
     /// Serve only these tenants (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub tenants: Vec<String>,
+    /// The lease this agent shares with its standbys (default: the stage's own). Two agents
+    /// of one stage serving different `--tenants` need different groups.
+    #[arg(long, default_value = "")]
+    pub lease_group: String,
     /// The driver.
     #[arg(long, value_enum, default_value = "process")]
     pub driver: DriverKind,
@@ -109,8 +113,8 @@ pub struct AgentArgs {
     /// probed every 250 ms; a hung replica is replaced after 3 failed probes).
     #[arg(long, default_value_t = 5)]
     pub probe_s: u64,
-    /// Stop the replicas when the agent stops (by default they keep running, and the next
-    /// agent adopts them).
+    /// Stop the replicas when the agent stops (by default they keep running, the lease is
+    /// given up, and the standby or the next agent adopts them).
     #[arg(long)]
     pub stop_replicas: bool,
 }
@@ -138,6 +142,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !args.tenants.is_empty() {
         config.tenants = Some(args.tenants.iter().cloned().collect::<BTreeSet<_>>());
     }
+    config.lease_group.clone_from(&args.lease_group);
     config.resync_every = Duration::from_secs(args.resync_s.max(1));
     config.metrics_every = Duration::from_secs(args.metrics_s.max(1));
     match args.driver {
@@ -157,11 +162,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             if let Some(images) = &args.image_cache {
                 process.images_dir.clone_from(images);
             }
-            let runtime = LocalRuntime::start(client, registry, process, config, args.lb_listen)
-                .await
-                .context("starting the process driver")?;
             println!(
-                "agent for stage {stage}: process driver, load balancer on {} (data in {})",
+                "agent {} for stage {stage}: taking the stage's lease (standing by while another \
+                 agent holds it)",
+                config.name
+            );
+            let starting = LocalRuntime::start(client, registry, process, config, args.lb_listen);
+            let runtime = tokio::select! {
+                started = starting => started.context("starting the process driver")?,
+                () = shutdown_signal() => return Ok(()),
+            };
+            println!(
+                "agent for stage {stage}: active, process driver, load balancer on {} (data in {})",
                 runtime.lb_url,
                 data_dir.display()
             );
@@ -169,7 +181,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             if args.stop_replicas {
                 runtime.shutdown().await;
             } else {
-                runtime.abandon().await;
+                runtime.hand_over().await;
             }
         }
         DriverKind::Kube => {
@@ -187,11 +199,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 driver = driver.with_database(database);
             }
             let _watching = driver.start_watching();
-            let _agent = Agent::start(client, Arc::new(driver), events, registry, config)
+            let agent = Agent::start(client, Arc::new(driver), events, registry, config)
                 .await
                 .context("starting the agent")?;
-            println!("agent for stage {stage}: kube driver");
+            println!(
+                "agent for stage {stage}: kube driver (acting while it holds the stage's lease)"
+            );
             shutdown_signal().await;
+            agent.release().await;
         }
     }
     Ok(())

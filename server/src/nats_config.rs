@@ -147,8 +147,9 @@ pub fn build_worker() -> Grants {
 
 /// The agent of `stage`: its stage's desired states (pull from its durable consumer, read
 /// single subjects of its stage), its reports (`neo.rt.*.{stage}.>`), its commands
-/// (`neo.stagecmd.{stage}.>`) and its secrets requests (`neo.secrets.{stage}.>`). It may not
-/// create consumers, read the event log, or write into it.
+/// (`neo.stagecmd.{stage}.>`), its secrets requests (`neo.secrets.{stage}.>`) and its stage's
+/// leases (`$KV.NEO_AGENT_LEASES.{stage}` and its groups). It may not create consumers or
+/// streams, read the event log, or write into it or another stage's lease.
 pub fn agent(stage: &StageName) -> Grants {
     let user = format!("agent-{stage}");
     let inbox = format!("{}.>", inbox_prefix(&user));
@@ -173,6 +174,14 @@ pub fn agent(stage: &StageName) -> Grants {
         format!("$JS.API.CONSUMER.MSG.NEXT.{desired}.{durable}"),
         format!("$JS.ACK.{desired}.{durable}.>"),
     ]);
+    let leases = subjects::AGENT_LEASES_BUCKET;
+    publish_allow.extend([
+        format!("$KV.{leases}.{stage}"),
+        format!("$KV.{leases}.{stage}.*"),
+        format!("$JS.API.STREAM.INFO.KV_{leases}"),
+        format!("$JS.API.STREAM.MSG.GET.KV_{leases}"),
+        format!("$JS.API.DIRECT.GET.KV_{leases}.>"),
+    ]);
     Grants {
         publish_allow,
         publish_deny: strings(&[
@@ -183,7 +192,8 @@ pub fn agent(stage: &StageName) -> Grants {
             "$JS.API.CONSUMER.DELETE.>",
             "$JS.API.DIRECT.GET.NEO_EVENTS.>",
             "$JS.API.DIRECT.GET.NEO_EVENTS",
-            "$KV.>",
+            "$JS.API.STREAM.CREATE.>",
+            "$JS.API.STREAM.UPDATE.>",
         ]),
         subscribe_allow: vec![inbox],
         subscribe_deny: strings(&["neo.>", "$JS.>", "$KV.>"]),
@@ -597,9 +607,10 @@ pub struct ProvisionArgs {
     pub tool_tenants: Vec<String>,
 }
 
-/// Creates the Runtime streams; for each of `stages`, the agent's durable consumer on
-/// `NEO_DESIRED` (agents may not create consumers); and for each of `tool_tenants`, the copy
-/// of its events in its tooling account (see [`accounts`]), which tools may not create.
+/// Creates the Runtime streams and the agents' leases bucket; for each of `stages`, the
+/// agent's durable consumer on `NEO_DESIRED` (agents may not create consumers); and for each
+/// of `tool_tenants`, the copy of its events in its tooling account (see [`accounts`]), which
+/// tools may not create.
 ///
 /// # Guarantees
 /// Idempotent: what exists is left as it is.
@@ -614,6 +625,9 @@ pub async fn provision(
 ) -> anyhow::Result<()> {
     neo_runtime_agent::streams::ensure(js, neo_runtime_agent::streams::Retention::default())
         .await?;
+    neo_client::lease::open(js)
+        .await
+        .context("the agents' leases bucket")?;
     let stream = js
         .get_stream_no_info(subjects::DESIRED_STREAM)
         .await

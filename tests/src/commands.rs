@@ -19,6 +19,7 @@ pub fn request_with_id(id: &str, command: impl Message) -> pb::CommandRequest {
         command: Bytes::from(command.encode_to_vec()),
         traceparent: String::new(),
         want_state: false,
+        lease: None,
     }
 }
 

@@ -66,11 +66,18 @@ fn decode(config: &super::AgentConfig, payload: &[u8]) -> Option<pb::DesiredPodg
     (desired.stage == config.stage.as_str() && config.serves(&desired.tenant)).then_some(desired)
 }
 
-/// The agent's durable consumer on `NEO_DESIRED`: named `{name}-{stage}`, filtered to the
-/// stage. Where the agent's NATS user may not create consumers, an operator creates this one
-/// beforehand (`neo nats-provision`) and the agent only pulls from it.
+/// The agent's durable consumer on `NEO_DESIRED`, shared by the agents of one lease (only the
+/// active one pulls): named `agent-{stage}-{stage}` (`agent-{stage}-{group}-{stage}` in a
+/// lease group), filtered to the stage. Where the agent's NATS user may not create consumers,
+/// an operator creates this one beforehand (`neo nats-provision`) and the agent only pulls
+/// from it.
 pub fn durable(config: &super::AgentConfig) -> pull::Config {
-    let name = format!("{}-{}", config.name, config.stage).replace(['.', '*', '>', ' '], "_");
+    let stage = &config.stage;
+    let name = if config.lease_group.is_empty() {
+        format!("agent-{stage}-{stage}")
+    } else {
+        format!("agent-{stage}-{}-{stage}", config.lease_group)
+    };
     pull::Config {
         durable_name: Some(name),
         filter_subject: subjects::desired_stage(&config.stage),

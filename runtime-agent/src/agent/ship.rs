@@ -6,7 +6,7 @@ use std::sync::Arc;
 use neo_protocol::subjects::{self, Channel};
 use neo_protocol::{EntityRef, pb};
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 use super::Ctx;
 use super::report::publish;
@@ -17,8 +17,10 @@ const BATCH_LINES: usize = 2000;
 /// The most bytes of text in one `LogBatch` message (NATS' default limit is 1 MiB).
 const BATCH_BYTES: usize = 512 * 1024;
 
-/// Handles driver events until the driver goes away.
-pub(crate) async fn ship_loop(ctx: Arc<Ctx>, mut events: mpsc::Receiver<DriverEvent>) {
+/// Handles driver events until the driver goes away (or the task is aborted: the agent lost
+/// its lease, and the next run of this loop takes the receiver again).
+pub(crate) async fn ship_loop(ctx: Arc<Ctx>, events: Arc<Mutex<mpsc::Receiver<DriverEvent>>>) {
+    let mut events = events.lock().await;
     while let Some(event) = events.recv().await {
         match event {
             DriverEvent::Logs(mut lines) => {

@@ -11,12 +11,16 @@
 //! A rollout starts the new release's replicas next to the old ones and stops the old ones only
 //! when every new one is ready. A release whose replicas keep dying before they are ready fails
 //! its rollout, and the previous release keeps serving. Replicas survive an agent restart: the
-//! state file (`{data_dir}/replicas.json`) lets the next agent adopt them, and the driver
-//! probes them once before [`ProcessDriver::start`] returns, so the load balancer knows them
-//! from its first request.
+//! state file (`{data_dir}/replicas.json`) lets the next agent adopt them.
+//!
+//! The driver acts only while its agent holds the stage's lease: it starts standing by
+//! ([`follow`]: routes from the active agent's state file, nothing supervised), and
+//! [`Driver::activate`] adopts what runs and probes it once before supervising, so the load
+//! balancer knows the replicas from its first request.
 
 pub mod edge;
 pub mod exit;
+pub mod follow;
 pub mod health;
 pub mod image;
 pub mod lb;
@@ -128,6 +132,11 @@ struct Inner {
     last_save: std::sync::Mutex<(std::time::Instant, u64)>,
     /// Wakes the supervisor before its next period (a new desired state).
     wake: tokio::sync::Notify,
+    /// The agent holds its lease: supervise (else follow the state file).
+    active: std::sync::atomic::AtomicBool,
+    /// The state file as this driver last wrote it (to tell, when activated again, whether
+    /// another agent wrote it since).
+    last_written: std::sync::Mutex<Vec<u8>>,
 }
 
 /// Runs podgroups as local processes.
@@ -137,9 +146,8 @@ pub struct ProcessDriver {
 }
 
 impl ProcessDriver {
-    /// Starts the driver: adopts the replicas a previous agent left running and probes them
-    /// once (their routes are set when this returns), then supervises. Returns the driver and
-    /// its supervising task.
+    /// Starts the driver standing by (routes from the state file, see [`follow`]) until
+    /// [`Driver::activate`]. Returns the driver and its supervising task.
     ///
     /// # Errors
     /// When the data directory cannot be created.
@@ -171,17 +179,22 @@ impl ProcessDriver {
             http,
             last_save: std::sync::Mutex::new((std::time::Instant::now(), 0)),
             wake: tokio::sync::Notify::new(),
+            active: std::sync::atomic::AtomicBool::new(false),
+            last_written: std::sync::Mutex::new(Vec::new()),
         });
-        inner.adopt().await;
-        // Probe what was adopted before anyone serves its routes.
-        inner.tick().await;
         let driver = Self {
             inner: inner.clone(),
         };
         let task = tokio::spawn(async move {
             loop {
-                inner.tick().await;
-                let _ = tokio::time::timeout(inner.config.probe_every, inner.wake.notified()).await;
+                let period = if inner.is_active() {
+                    inner.tick().await;
+                    inner.config.probe_every
+                } else {
+                    inner.follow();
+                    follow::FOLLOW_EVERY
+                };
+                let _ = tokio::time::timeout(period, inner.wake.notified()).await;
             }
         });
         Ok((driver, task))
@@ -198,13 +211,16 @@ impl ProcessDriver {
     }
 
     /// Stops supervising and tailing, leaving the replicas running for the next agent to adopt
-    /// (what an agent killed outright leaves behind).
+    /// (what an agent killed outright leaves behind). A driver standing by writes nothing: the
+    /// state file is the active agent's.
     pub async fn detach(&self) {
         let groups = self.inner.groups.lock().await;
         for tracked in groups.values().flat_map(|g| g.replicas.iter()) {
             tracked.tailer.abort();
         }
-        self.inner.save(&groups);
+        if self.inner.is_active() {
+            self.inner.save(&groups);
+        }
     }
 
     /// Stops every replica (SIGTERM, SIGKILL after the grace period) and waits for them.
@@ -250,6 +266,10 @@ impl ProcessDriver {
 }
 
 impl Inner {
+    fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn state_path(&self) -> PathBuf {
         self.config.data_dir.join("replicas.json")
     }
@@ -324,10 +344,19 @@ impl Inner {
         let tmp = path.with_extension("json.tmp");
         let written = serde_json::to_vec_pretty(&saved)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot write the state file");
+            .and_then(|bytes| {
+                std::fs::write(&tmp, &bytes)?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(bytes)
+            });
+        match written {
+            Ok(bytes) => {
+                *self
+                    .last_written
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = bytes;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write the state file"),
         }
     }
 
@@ -480,6 +509,73 @@ impl Driver for ProcessDriver {
 
     async fn synced(&self) {
         self.inner.routes.set_synced();
+    }
+
+    /// Takes over: when another agent wrote the state file since this driver last did, what
+    /// this driver tracked is dropped and the file's replicas are adopted; else its own
+    /// replicas get their log tailers back. Probes once, then supervises.
+    async fn activate(&self) {
+        let inner = &self.inner;
+        if inner.is_active() {
+            return;
+        }
+        let on_disk = std::fs::read(inner.state_path()).unwrap_or_default();
+        let ours = *inner
+            .last_written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == on_disk;
+        {
+            let mut groups = inner.groups.lock().await;
+            for (key, group) in groups.iter_mut() {
+                for tracked in &mut group.replicas {
+                    tracked.tailer.abort();
+                    if ours {
+                        tracked.tailer = logs::tail(
+                            key.clone(),
+                            tracked.replica.id.clone(),
+                            tracked.replica.dir.clone(),
+                            tracked.offsets.clone(),
+                            inner.events.clone(),
+                        );
+                    }
+                }
+            }
+            if !ours {
+                groups.clear();
+            }
+        }
+        if !ours {
+            inner.adopt().await;
+        }
+        // Probe what was adopted before routing from the driver's own view.
+        inner.tick().await;
+        let known: std::collections::BTreeSet<(String, String)> = inner
+            .groups
+            .lock()
+            .await
+            .keys()
+            .map(|k| (k.tenant.clone(), k.app.clone()))
+            .collect();
+        inner.routes.retain(&known);
+        inner
+            .active
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        inner.wake.notify_one();
+        tracing::info!(adopted = !ours, "process driver active");
+    }
+
+    /// Stops supervising and shipping logs; routes follow the state file from now on.
+    async fn stand_by(&self) {
+        let inner = &self.inner;
+        inner
+            .active
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        for tracked in inner.groups.lock().await.values().flat_map(|g| &g.replicas) {
+            tracked.tailer.abort();
+        }
+        inner.wake.notify_one();
+        tracing::info!("process driver standing by");
     }
 
     async fn observe(&self) -> Result<Vec<Observed>, DriverError> {

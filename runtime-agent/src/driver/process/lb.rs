@@ -114,6 +114,16 @@ impl Routes {
             .unwrap_or_default()
     }
 
+    /// Forgets every app not in `keep`.
+    pub fn retain(&self, keep: &std::collections::BTreeSet<(String, String)>) {
+        if let Ok(mut table) = self.table.write() {
+            table.retain(|key, _| keep.contains(key));
+        }
+        if let Ok(mut limits) = self.limits.write() {
+            limits.retain(|key, _| keep.contains(key));
+        }
+    }
+
     /// Whether [`Routes::set_synced`] was called.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed)
