@@ -159,6 +159,21 @@ impl RuntimeStack {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        self.agent_beside(stage, config, lb).await
+    }
+
+    /// Starts an agent of `stage` with `config` on the stage's data directory and load
+    /// balancer address `lb` even while another agent of the stage serves them: it returns
+    /// once it holds the stage's lease (it stands by until then).
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub async fn agent_beside(
+        &self,
+        stage: &str,
+        config: AgentConfig,
+        lb: SocketAddr,
+    ) -> anyhow::Result<LocalRuntime> {
         let client = self
             .build
             .stack

@@ -6,7 +6,10 @@
 //!   once the database is back;
 //! - the agent restarts: its load balancer never answers 404 for the app that kept running;
 //! - a replica killed with signal 9: the replacement's reason names the signal, not the app's
-//!   last access-log line.
+//!   last access-log line;
+//! - the active agent of a pair dies: the standby takes over within the lease's TTL, adopts the
+//!   replicas (no duplicate), the stage's address answers throughout, and the dead agent's
+//!   lease term is refused by the intake.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -278,4 +281,146 @@ async fn a_replica_killed_by_signal_9_is_replaced_with_the_signal_as_the_reason(
             .filter(|(s, _)| *s == 200)
     })
     .await;
+}
+
+/// Sends GETs to `url` until `stop`, each on a new connection (so the kernel spreads them
+/// over every load balancer listening on the address); each is tried up to 3 times (a
+/// connection to a load balancer that just went away breaks once). Returns every final
+/// status (0: no answer).
+fn poll_until(
+    url: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<u16>> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut seen = Vec::new();
+        while !*stop.borrow() {
+            let mut code = 0;
+            for _ in 0..3 {
+                if let Ok(response) = client.get(&url).send().await {
+                    code = response.status().as_u16();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen.push(code);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standby_agent_takes_over_when_the_active_one_dies_and_the_stage_keeps_answering() {
+    logs();
+    let mut stack = RuntimeStack::start(&["dev"]).await.unwrap();
+    let people = stack.build.stack.people().await.unwrap();
+    serving_catalog(&stack, &people.dave).await;
+    let active = stack.stages.remove("dev").unwrap();
+    let lb = active.lb_addr;
+    let pids = active.driver.pids(&catalog_on_dev()).await;
+    let dead_term = active.term().expect("the first agent holds the lease");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let poller = poll_until(format!("http://{lb}/{TENANT}/catalog/api/product"), stopped);
+
+    // The standby shares the data directory and the address; it stands by while the lease is
+    // held (its load balancer already takes a share of the connections).
+    let mut config = agent_config("dev").unwrap();
+    config.name = "agent-dev-b".into();
+    let took_over = {
+        let standby = stack.agent_beside("dev", config, lb);
+        tokio::pin!(standby);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(4), &mut standby)
+                .await
+                .is_err(),
+            "the standby acts while the active agent holds the lease"
+        );
+        // The active agent dies (its lease is not given up): the standby takes over.
+        active.abandon().await;
+        tokio::time::timeout(Duration::from_secs(20), standby)
+            .await
+            .expect("the standby took over within 20 s")
+            .unwrap()
+    };
+    let term = took_over.term().unwrap();
+    assert!(term > dead_term, "a new term: {term} after {dead_term}");
+    assert_eq!(
+        took_over.driver.pids(&catalog_on_dev()).await,
+        pids,
+        "adopted, no duplicate"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send_replace(true);
+    let seen = poller.await.unwrap();
+    assert!(
+        seen.len() > 50,
+        "polled throughout: {} requests",
+        seen.len()
+    );
+    let failed: Vec<&u16> = seen.iter().filter(|c| **c != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "the stage answered throughout the takeover: {} of {} not 200, first {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+
+    // The dead agent's term is refused; the new one's is accepted.
+    let client = stack
+        .build
+        .stack
+        .core
+        .connect_as("agent-dev")
+        .await
+        .unwrap();
+    let dev = neo_protocol::StageName::new("dev").unwrap();
+    let podgroup = neo_protocol::EntityRef::podgroup(
+        &neo_protocol::TenantName::new(TENANT).unwrap(),
+        &neo_protocol::AppName::new("catalog").unwrap(),
+        &dev,
+    );
+    let observe = pb::PodgroupCommand {
+        command: Some(pb::podgroup_command::Command::Observe(pb::Observe {
+            observation: Some(pb::Observation {
+                at_ms: 1,
+                ready_replicas: 1,
+                cpu_percent: 1.0,
+                memory_percent: 1.0,
+            }),
+        })),
+    };
+    for (term, id) in [(dead_term, "stale"), (term, "current")] {
+        let fence = neo_client::lease::Fence::new("");
+        fence.set(term);
+        let agent = neo_client::PlatformClient::for_agent(
+            client.clone(),
+            Duration::from_secs(10),
+            dev.clone(),
+            fence,
+        );
+        let sent = agent
+            .command(
+                &podgroup,
+                &format!("lease-test-{id}"),
+                "",
+                "agent:dev:agent-dev",
+                &observe,
+            )
+            .await;
+        if term == dead_term {
+            let e = sent.expect_err("a stale term is refused");
+            assert_eq!(e.rule(), Some("agent.lease"), "{e}");
+            assert!(e.to_string().contains("stale lease term"), "{e}");
+        } else {
+            sent.unwrap_or_else(|e| panic!("the current term is accepted: {e}"));
+        }
+    }
+    stack.stages.insert("dev".into(), took_over);
 }
