@@ -15,10 +15,11 @@ use neo_gateway::api::tenants_client::TenantsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use super::config::{self, Config};
 use super::error::{CliError, ErrorChain};
+use super::failover::Failover;
 use super::output::Sink;
 use super::{GlobalArgs, OutputFormat};
 
@@ -175,13 +176,14 @@ impl Context {
             .map(|e| self.endpoint_of(e))
             .collect::<Result<Vec<_>, _>>()?;
         // Connected now, so a wrong address or scheme is said at once. With several gateways
-        // (of one platform) the first that answers is used: one that went away takes no call.
+        // (of one platform) the first that answers is used, and the next one once it stops
+        // answering (see [`Failover`]).
         let mut refused = None;
         let mut channel = None;
-        for endpoint in &endpoints {
+        for (index, endpoint) in endpoints.iter().enumerate() {
             match endpoint.connect().await {
                 Ok(connected) => {
-                    channel = Some(connected);
+                    channel = Some((index, connected));
                     break;
                 }
                 Err(e) => {
@@ -194,7 +196,7 @@ impl Context {
             }
         }
         let channel = match (channel, refused) {
-            (Some(channel), _) => channel,
+            (Some((index, channel)), _) => Failover::new(endpoints, index, channel),
             (None, Some(last)) => return Err(last),
             (None, None) => return Err(CliError::Usage("no endpoint given".into())),
         };
@@ -289,12 +291,12 @@ impl Interceptor for Auth {
 }
 
 /// A channel whose requests carry the token and deadline.
-pub type AuthChannel = InterceptedService<Channel, Auth>;
+pub type AuthChannel = InterceptedService<Failover, Auth>;
 
 /// A connection to the gateway; each method returns a client of one service over it.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    channel: Channel,
+    channel: Failover,
     auth: Auth,
 }
 

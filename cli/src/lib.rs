@@ -25,6 +25,7 @@
 //!
 //! - [`config`]: the config file (endpoint, tenant, user, token, CA), read and written 0600.
 //! - [`connect`]: the gateway connection (TLS, deadline, bearer token) and the API clients.
+//! - [`failover`]: several gateways of one platform, the next used when one stops answering.
 //! - [`error`]: [`CliError`], its message and its exit code.
 //! - [`output`]: the output format, table helpers, enum values and times as words.
 //! - [`render`]: the JSON document and the table of each API message.
@@ -36,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod failover;
 pub mod output;
 pub mod progress;
 pub mod render;

@@ -113,8 +113,9 @@ pub struct AgentArgs {
     /// probed every 250 ms; a hung replica is replaced after 3 failed probes).
     #[arg(long, default_value_t = 5)]
     pub probe_s: u64,
-    /// Stop the replicas when the agent stops (by default they keep running, the lease is
-    /// given up, and the standby or the next agent adopts them).
+    /// Stop the replicas when the agent stops on SIGTERM (by default they keep running, the
+    /// lease is given up, and the standby or the next agent adopts them; SIGUSR1 always hands
+    /// over so).
     #[arg(long)]
     pub stop_replicas: bool,
 }
@@ -170,15 +171,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let starting = LocalRuntime::start(client, registry, process, config, args.lb_listen);
             let runtime = tokio::select! {
                 started = starting => started.context("starting the process driver")?,
-                () = shutdown_signal() => return Ok(()),
+                _ = shutdown_signal() => return Ok(()),
             };
             println!(
                 "agent for stage {stage}: active, process driver, load balancer on {} (data in {})",
                 runtime.lb_url,
                 data_dir.display()
             );
-            shutdown_signal().await;
-            if args.stop_replicas {
+            if shutdown_signal().await == Stop::Terminate && args.stop_replicas {
                 runtime.shutdown().await;
             } else {
                 runtime.hand_over().await;
@@ -205,7 +205,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             println!(
                 "agent for stage {stage}: kube driver (acting while it holds the stage's lease)"
             );
-            shutdown_signal().await;
+            let _ = shutdown_signal().await;
             agent.release().await;
         }
     }
@@ -219,9 +219,20 @@ fn default_data_dir(stage: &StageName) -> anyhow::Result<PathBuf> {
         .join(format!("agent-{stage}")))
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// How the agent was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C or SIGTERM: stop (the replicas too with `--stop-replicas`).
+    Terminate,
+    /// SIGUSR1: hand over (give the lease up, leave the replicas to the next agent), whatever
+    /// `--stop-replicas` says: what a rolling upgrade sends.
+    HandOver,
+}
+
+async fn shutdown_signal() -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -229,7 +240,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+        _ = tokio::signal::ctrl_c() => Stop::Terminate,
+        () = on(SignalKind::terminate()) => Stop::Terminate,
+        () = on(SignalKind::user_defined1()) => Stop::HandOver,
     }
 }

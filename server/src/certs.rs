@@ -97,7 +97,8 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 }
 
 /// Creates the CA in `dir` unless it is there, and the server certificate for localhost,
-/// 127.0.0.1, ::1 and `names` unless one for the same names is there.
+/// 127.0.0.1, ::1 and `names` (for server and client authentication: NATS routes use it both
+/// ways) unless one for the same names and usages is there.
 ///
 /// # Guarantees
 /// Idempotent: the CA and its key are kept when both exist, so certificates issued before
@@ -136,7 +137,9 @@ pub fn init(dir: &Path, names: &[String]) -> Result<CertFiles, CertsError> {
         key: dir.join(SERVER_KEY),
     };
     let names_file = dir.join(SERVER_NAMES);
-    let wanted = sans.join("\n");
+    // The usages are part of what is kept: a certificate from before client authentication
+    // was added (for NATS cluster routes, which authenticate each other) is made again.
+    let wanted = format!("{}\n# usages: server, client", sans.join("\n"));
     let same_names = std::fs::read_to_string(&names_file).is_ok_and(|n| n == wanted);
     if same_names && files.cert.exists() && files.key.exists() {
         return Ok(files);
@@ -149,7 +152,11 @@ pub fn init(dir: &Path, names: &[String]) -> Result<CertFiles, CertsError> {
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Client too: NATS cluster routes present it to their peers, which verify it.
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(825);

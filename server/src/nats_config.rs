@@ -510,11 +510,65 @@ pub struct NatsConfigArgs {
     /// The server's log file.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
-    /// How often JetStream writes to disk: `always` (every write before it is acknowledged:
-    /// what a cluster profile uses) or a duration such as `10s` (default: the server's, 2m,
-    /// so a power failure can lose up to that much acknowledged data).
+    /// How often JetStream writes to disk: `always` (every write before it is acknowledged;
+    /// the default in a cluster) or a duration such as `10s` (default on a single server: the
+    /// server's, 2m, so a power failure can lose up to that much acknowledged data).
     #[arg(long, value_parser = parse_sync_interval)]
     pub sync_interval: Option<String>,
+    /// Cluster: this node's name (unique in the cluster).
+    #[arg(long, requires = "cluster_listen")]
+    pub server_name: Option<String>,
+    /// Cluster: where this node takes its peers' routes (`host:port`). Routes speak TLS with
+    /// the server certificate both ways (`--tls-ca` verifies the peer's) and authenticate
+    /// with the cluster's password (`{dir}/cluster.password`, made once and kept).
+    #[arg(long, requires_all = ["server_name", "tls_ca", "tls_cert"])]
+    pub cluster_listen: Option<String>,
+    /// Cluster: a node's route address (`host:port`; repeat for each, this node's own too).
+    #[arg(long = "route", requires = "cluster_listen")]
+    pub routes: Vec<String>,
+    /// The CA of the cluster's certificates (routes verify their peers with it).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// The name routes authenticate as.
+const ROUTE_USER: &str = "route";
+
+/// The `server_name` and `cluster { … }` settings of a cluster node.
+fn cluster_block(args: &NatsConfigArgs) -> anyhow::Result<String> {
+    let (Some(listen), Some(name)) = (&args.cluster_listen, &args.server_name) else {
+        return Ok(String::new());
+    };
+    let password_file = args.dir.join("cluster.password");
+    if !password_file.exists() {
+        // 122 random bits.
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        crate::certs::write_secret(&password_file, &password)?;
+    }
+    let password = std::fs::read_to_string(&password_file)
+        .with_context(|| format!("reading {}", password_file.display()))?;
+    let password = password.trim();
+    let routes: Vec<String> = args
+        .routes
+        .iter()
+        .map(|route| {
+            format!(
+                "{:?}",
+                format!("nats-route://{ROUTE_USER}:{password}@{route}")
+            )
+        })
+        .collect();
+    let path = |p: &Option<PathBuf>| p.as_deref().map(|p| p.display().to_string());
+    Ok(format!(
+        "server_name: {name:?}\ncluster {{\n  name: neo\n  listen: {listen:?}\n  \
+         authorization {{ user: {ROUTE_USER:?}, password: {password:?} }}\n  \
+         routes: [{}]\n  tls {{\n    cert_file: {:?}\n    key_file: {:?}\n    \
+         ca_file: {:?}\n    verify: true\n    timeout: 5\n  }}\n}}\n",
+        routes.join(", "),
+        path(&args.tls_cert).unwrap_or_default(),
+        path(&args.tls_key).unwrap_or_default(),
+        path(&args.tls_ca).unwrap_or_default(),
+    ))
 }
 
 /// `always`, or a duration nats-server understands (`500ms`, `10s`, `2m`).
@@ -554,11 +608,14 @@ pub fn run(args: NatsConfigArgs) -> anyhow::Result<()> {
     if let Some(log) = &args.log_file {
         let _ = writeln!(text, "log_file: {:?}", log.display().to_string());
     }
+    let cluster = cluster_block(&args)?;
     let sync = args
         .sync_interval
-        .as_ref()
+        .clone()
+        .or_else(|| (!cluster.is_empty()).then(|| "always".to_owned()))
         .map(|sync| format!("  sync_interval: {sync}\n"))
         .unwrap_or_default();
+    text.push_str(&cluster);
     let _ = writeln!(
         text,
         "jetstream {{\n  store_dir: {:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n{sync}}}",

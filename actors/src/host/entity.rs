@@ -341,12 +341,29 @@ impl<A: Aggregate> State<A> {
             return self.replay_outcome(&applied, meta.want_state).await;
         }
         let attempts = self.args.config.max_conflict_retries + 1;
+        // Whether a refusal (or a no-op) was decided on a state just caught up with the log.
+        let mut confirmed = false;
         for attempt in 1..=attempts {
             // Not loaded yet: decide optimistically against the empty state. Only an append
             // with expected sequence 0 can prove that right; anything else loads and decides
             // again, so no answer ever rests on an unproven state.
             let events = match self.state.handle(command.clone()) {
-                Ok(events) if self.loaded || !events.is_empty() => events,
+                Ok(events) if !events.is_empty() => events,
+                // Another platform process may have written since this actor last did (an
+                // append would find out; a refusal or a no-op appends nothing): catch up once
+                // and decide again before answering so.
+                Ok(_) | Err(_) if self.loaded && !confirmed => {
+                    confirmed = true;
+                    let before = self.sequence;
+                    self.catch_up().await.map_err(HostError::Store)?;
+                    if self.sequence != before
+                        && let Some(applied) = self.applied(&meta.command_id)
+                    {
+                        return self.replay_outcome(&applied, meta.want_state).await;
+                    }
+                    self.state.handle(command.clone())?
+                }
+                Ok(events) if self.loaded => events,
                 Err(rejection) if self.loaded => return Err(rejection.into()),
                 _ => {
                     self.load().await.map_err(HostError::Store)?;
