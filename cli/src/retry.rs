@@ -20,8 +20,9 @@ const DELAYS: [Duration; 5] = [
     Duration::from_secs(8),
 ];
 
-/// Runs `call` with a spinner showing `message`; while it answers `UNAVAILABLE`, tries again
-/// after each of [`DELAYS`], saying why on the spinner. The last answer is returned.
+/// Runs `call` with a spinner showing `message`; while it answers `UNAVAILABLE` (or its
+/// connection breaks), tries again after each of [`DELAYS`], saying why on the spinner. The
+/// last answer is returned.
 ///
 /// # Errors
 /// The call's error: the last `UNAVAILABLE`, or any other status at once.
@@ -31,6 +32,18 @@ where
     Fut: Future<Output = Result<R, Status>>,
 {
     unary_with(&DELAYS, message, call).await
+}
+
+/// Whether a call that ended with `status` may be tried again: `UNAVAILABLE`, or a connection
+/// that broke under it (tonic's `UNKNOWN` "transport error": a gateway that went away mid-call;
+/// the retry carries the same request id, so it takes effect once either way).
+fn retryable(status: &Status) -> bool {
+    let broken = || {
+        std::error::Error::source(status)
+            .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
+            || status.message() == "transport error"
+    };
+    status.code() == Code::Unavailable || (status.code() == Code::Unknown && broken())
 }
 
 /// [`unary`] with other delays.
@@ -48,7 +61,7 @@ where
     let mut delays = delays.iter();
     let result = loop {
         match call().await {
-            Err(status) if status.code() == Code::Unavailable => match delays.next() {
+            Err(status) if retryable(&status) => match delays.next() {
                 Some(delay) => {
                     tracing::debug!(status = %status.message(), ?delay, "retrying with the same request id");
                     spinner.set_message(format!(
@@ -120,5 +133,23 @@ mod tests {
         .await;
         assert_eq!(down.unwrap_err().code(), Code::Unavailable);
         assert_eq!(tries.get(), QUICK.len() + 1);
+
+        // A connection broken under the call is retried; another unknown error is not.
+        for (message, tried) in [("transport error", 2), ("the handler panicked", 1)] {
+            tries.set(0);
+            let _ = unary_with(&QUICK, "x", || {
+                tries.set(tries.get() + 1);
+                let n = tries.get();
+                async move {
+                    if n < 2 {
+                        Err(Status::unknown(message))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .await;
+            assert_eq!(tries.get(), tried, "{message}");
+        }
     }
 }

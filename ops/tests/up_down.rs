@@ -1,6 +1,7 @@
 //! `ops/up`, `ops/down`, `ops/up` again, then `ops/up` while up: the same platform comes back
 //! with its data, a second `ops/up` leaves a running platform alone, and `ops/down` leaves
-//! nothing running.
+//! nothing running. `ops/up --cluster`: a platform process killed under a load of CLI calls
+//! and app requests, then `ops/upgrade` restarting every process: not one call fails.
 //!
 //! One test, minutes long on two cores: it runs the real scripts with the debug `neo` and
 //! `neo-apphost` (`NEO_BIN`, `NEO_APPHOST_BIN`: no release build), in a temporary `NEO_DATA`
@@ -20,9 +21,10 @@ use anyhow::{Context as _, bail, ensure};
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(20 * 60);
 /// `NEO_READY_TIMEOUT` of the runs: debug binaries on a loaded machine start slowly.
 const READY_TIMEOUT_S: &str = "300";
-/// Ports `ops/up` needs: NATS, Postgres, registry, S3, gRPC, metrics, then dev, test and prod's
-/// load balancers (consecutive: `NEO_LB_PORT` + 0, 1, 2).
-const PORTS: usize = 9;
+/// Ports `ops/up --cluster` needs (a single server uses fewer of them): NATS (3 nodes:
+/// `NEO_NATS_PORT` + 0, 1, 2), their routes (3), Postgres, registry, S3 (2), gRPC (2),
+/// metrics (2), then dev, test and prod's load balancers (`NEO_LB_PORT` + 0, 1, 2).
+const PORTS: usize = 17;
 
 /// The `neo-apphost` binary next to the `neo` under test, built when missing.
 fn apphost_binary(neo: &Path) -> anyhow::Result<PathBuf> {
@@ -154,12 +156,17 @@ impl Installation {
     }
 
     fn lb(&self) -> u16 {
-        self.ports[6]
+        self.ports[14]
     }
 
     /// Runs `ops/{script}` against this installation; its output goes to a file (the servers it
     /// starts must not hold the test's pipes).
     fn run(&mut self, script: &str) -> anyhow::Result<(bool, String)> {
+        self.run_with(script, &[])
+    }
+
+    /// [`Installation::run`] with arguments.
+    fn run_with(&mut self, script: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
         self.runs += 1;
         let out_path = self
             .scratch
@@ -168,6 +175,7 @@ impl Installation {
         let out = File::create(&out_path)?;
         let p = &self.ports;
         let mut command = Command::new(self.root.join("ops").join(script));
+        command.args(args);
         for (key, _) in std::env::vars_os() {
             let keep = ["NEO_TOOLS", "NEO_NATS_SERVER", "NEO_POSTGRES_BIN"];
             if key.to_string_lossy().starts_with("NEO_") && !keep.iter().any(|k| key == *k) {
@@ -177,12 +185,14 @@ impl Installation {
         command
             .env("NEO_DATA", self.data())
             .env("NEO_NATS_PORT", p[0].to_string())
-            .env("NEO_PG_PORT", p[1].to_string())
-            .env("NEO_REGISTRY_PORT", p[2].to_string())
-            .env("NEO_S3_PORT", p[3].to_string())
-            .env("NEO_GRPC_LISTEN", format!("127.0.0.1:{}", p[4]))
-            .env("NEO_METRICS_LISTEN", format!("127.0.0.1:{}", p[5]))
-            .env("NEO_LB_PORT", p[6].to_string())
+            .env("NEO_NATS_ROUTE_PORT", p[3].to_string())
+            .env("NEO_PG_PORT", p[6].to_string())
+            .env("NEO_REGISTRY_PORT", p[7].to_string())
+            .env("NEO_S3_PORT", p[8].to_string())
+            .env("NEO_GRPC_LISTEN", format!("127.0.0.1:{}", p[10]))
+            .env("NEO_GRPC_LISTEN_2", format!("127.0.0.1:{}", p[11]))
+            .env("NEO_METRICS_LISTEN", format!("127.0.0.1:{}", p[12]))
+            .env("NEO_LB_PORT", p[14].to_string())
             .env("NEO_BIN", &self.neo)
             .env("NEO_APPHOST_BIN", &self.apphost)
             .env("NEO_READY_TIMEOUT", READY_TIMEOUT_S)
@@ -213,15 +223,31 @@ impl Installation {
 
     /// Runs `ops/{script}`, which must succeed.
     fn must(&mut self, script: &str, why: &str) -> anyhow::Result<()> {
-        let (ok, diagnosis) = self.run(script)?;
-        ensure!(ok, "ops/{script} ({why}) failed\n{diagnosis}");
+        self.must_with(script, &[], why)
+    }
+
+    /// [`Installation::must`] with arguments.
+    fn must_with(&mut self, script: &str, args: &[&str], why: &str) -> anyhow::Result<()> {
+        let (ok, diagnosis) = self.run_with(script, args)?;
+        ensure!(
+            ok,
+            "ops/{script} {} ({why}) failed\n{diagnosis}",
+            args.join(" ")
+        );
         Ok(())
     }
 
     /// A run's output and the end of the installation's logs.
     fn diagnosis(&self, out: &Path) -> String {
         let mut text = tail(out, 80);
-        for log in ["platform.log", "agent-dev.log", "nats.log", "postgres.log"] {
+        for log in [
+            "platform.log",
+            "agent-dev.log",
+            "nats.log",
+            "nats-1.log",
+            "upgrade.log",
+            "postgres.log",
+        ] {
             text.push_str(&tail(&self.data().join(log), 20));
         }
         text
@@ -365,5 +391,141 @@ fn up_twice_down_and_up_again_keep_the_platform_and_its_data() -> anyhow::Result
         listed.contains(&title),
         "the product is gone after a second ops/up: {listed}"
     );
+    Ok(())
+}
+
+/// CLI calls (with every gateway, as `ops/up` saved them for tenant demo) and requests to
+/// the demo app, one after the other until stopped; every failure is kept.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Load {
+    fn start(neo: &Installation) -> anyhow::Result<Self> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (binary, config) = (neo.neo.clone(), neo.data().join("demo-cli.toml"));
+        let (lb, tls) = (neo.lb(), neo.tls()?);
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut done, mut failed) = (0, Vec::new());
+            let mut i = 0u32;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let max = (3 + i % 2).to_string();
+                let args: Vec<&str> = if i.is_multiple_of(2) {
+                    vec!["scale", "catalog", "--stage", "dev", "--max", &max]
+                } else {
+                    vec!["status", "--stage", "dev", "--app", "catalog"]
+                };
+                match Command::new(&binary)
+                    .args(&args)
+                    .env("NEO_CONFIG", &config)
+                    .stdin(Stdio::null())
+                    .output()
+                {
+                    Ok(out) if out.status.success() => done += 1,
+                    Ok(out) => failed.push(format!(
+                        "neo {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr)
+                    )),
+                    Err(e) => failed.push(format!("neo {}: {e}", args.join(" "))),
+                }
+                match app_get(lb, &tls) {
+                    Ok(200) => done += 1,
+                    other => failed.push(format!("GET the demo app: {other:?}")),
+                }
+            }
+            (done, failed)
+        });
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops; the calls that succeeded and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| (0, vec!["the load thread panicked".into()]))
+    }
+}
+
+/// `GET /demo/catalog/api/product` on dev's load balancer on a new connection: its status.
+fn app_get(lb: u16, tls: &std::sync::Arc<rustls::ClientConfig>) -> anyhow::Result<u16> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, lb));
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let server = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+    let mut stream =
+        rustls::StreamOwned::new(rustls::ClientConnection::new(tls.clone(), server)?, tcp);
+    write!(
+        stream,
+        "GET /demo/catalog/api/product HTTP/1.1\r\nHost: 127.0.0.1:{lb}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut response) {
+        ensure!(
+            e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty(),
+            "reading the response: {e}"
+        );
+    }
+    let response = String::from_utf8_lossy(&response);
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP response: {response:?}"))
+}
+
+#[test]
+fn a_cluster_loses_a_platform_process_and_upgrades_every_process_without_a_failed_call()
+-> anyhow::Result<()> {
+    let mut neo = Installation::new()?;
+    neo.must_with("up", &["--cluster"], "a cluster, fresh NEO_DATA")?;
+    neo.get_ok("/demo/catalog/readyz")?;
+    let nodes: Vec<_> = processes(&neo.data())?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("nats-") || name.starts_with("platform"))
+        .collect();
+    ensure!(
+        nodes.len() == 5,
+        "three nats-servers and two platform processes: {nodes:?}"
+    );
+
+    // kill -9 one platform process under load: the CLI moves to the other gateway.
+    let load = Load::start(&neo)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let platform: u32 = std::fs::read_to_string(neo.data().join("platform.pid"))?
+        .trim()
+        .parse()?;
+    Command::new("kill")
+        .args(["-9", &platform.to_string()])
+        .status()?;
+    std::thread::sleep(Duration::from_secs(5));
+    neo.must("up", "bringing the killed platform process back")?;
+
+    // Every process restarted in turn, still under load.
+    let before = processes(&neo.data())?;
+    neo.must("upgrade", "a rolling upgrade of a cluster")?;
+    let (done, failed) = load.finish();
+    ensure!(
+        failed.is_empty(),
+        "{} of {} calls failed: {failed:#?}",
+        failed.len(),
+        done + failed.len()
+    );
+    ensure!(done > 20, "only {done} calls in all");
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|(name, pid)| !name.contains("replica") && running(*pid))
+        .filter(|(name, _)| !["postmaster.pid", "registry.pid"].contains(&name.as_str()))
+        .collect();
+    ensure!(kept.is_empty(), "not restarted by ops/upgrade: {kept:?}");
+    neo.get_ok("/demo/catalog/readyz")?;
+
+    neo.must("down", "stopping the cluster")?;
+    let left: Vec<_> = before.iter().filter(|(_, pid)| running(*pid)).collect();
+    ensure!(left.is_empty(), "still running after ops/down: {left:?}");
     Ok(())
 }

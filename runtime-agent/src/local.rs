@@ -15,10 +15,13 @@ use tokio::task::JoinHandle;
 use crate::agent::{Agent, AgentConfig, AgentError};
 use crate::driver::DriverError;
 use crate::driver::process::edge::Edge;
-use crate::driver::process::{ProcessConfig, ProcessDriver, lb};
+use crate::driver::process::lb::Balancer;
+use crate::driver::process::{ProcessConfig, ProcessDriver};
 
 /// Driver events buffered between the driver and the agent.
 const EVENTS: usize = 4096;
+/// How long a handing-over agent's load balancer may take to finish its requests.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The local runtime of one stage could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub struct LocalRuntime {
     /// Its URL (`http://…` or, serving TLS, `https://…`).
     pub lb_url: String,
     agent: Option<Agent>,
+    /// The stage's load balancer (drained when the agent hands over).
+    balancer: Option<Balancer>,
     tasks: Vec<JoinHandle<()>>,
     /// Leave the replicas running when dropped (an abandoned agent).
     keep_replicas: bool,
@@ -87,7 +92,7 @@ impl LocalRuntime {
         })?;
         let (sender, events) = mpsc::channel(EVENTS);
         let (driver, supervisor) = ProcessDriver::start(process, registry.clone(), sender).await?;
-        let balancer = lb::serve(listener, driver.routes(), edge);
+        let balancer = Balancer::serve(listener, driver.routes(), edge);
         let lb_url = format!("{scheme}://{lb_addr}");
         config.lb_url.get_or_insert_with(|| lb_url.clone());
         let mut runtime = Self {
@@ -95,7 +100,8 @@ impl LocalRuntime {
             lb_addr,
             lb_url,
             agent: None,
-            tasks: vec![supervisor, balancer],
+            balancer: Some(balancer),
+            tasks: vec![supervisor],
             keep_replicas: false,
         };
         let agent = Agent::start(client, Arc::new(driver), events, registry, config).await?;
@@ -104,10 +110,15 @@ impl LocalRuntime {
         Ok(runtime)
     }
 
-    /// Stops the agent gracefully: gives the lease up (a standby takes over at once) and
-    /// leaves the replicas running for it.
+    /// Stops the agent gracefully: its load balancer stops taking connections and finishes
+    /// the requests in flight (the stage's other agent, sharing the address, takes the new
+    /// ones), the lease is given up (a standby takes over at once) and the replicas are left
+    /// running for it.
     pub async fn hand_over(mut self) {
         self.keep_replicas = true;
+        if let Some(balancer) = self.balancer.take() {
+            balancer.drain(DRAIN).await;
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -126,6 +137,9 @@ impl LocalRuntime {
     pub async fn abandon(mut self) {
         self.keep_replicas = true;
         self.agent.take();
+        if let Some(balancer) = self.balancer.take() {
+            balancer.abort();
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -137,6 +151,9 @@ impl LocalRuntime {
         self.agent.take();
         self.driver.stop_all().await;
         self.keep_replicas = true;
+        if let Some(balancer) = self.balancer.take() {
+            balancer.abort();
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -160,6 +177,9 @@ impl Drop for LocalRuntime {
     /// Aborts every task and, unless abandoned or shut down, kills the replicas: nothing a
     /// test started outlives it.
     fn drop(&mut self) {
+        if let Some(balancer) = &self.balancer {
+            balancer.abort();
+        }
         for task in &self.tasks {
             task.abort();
         }

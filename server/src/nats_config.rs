@@ -559,8 +559,11 @@ fn cluster_block(args: &NatsConfigArgs) -> anyhow::Result<String> {
         })
         .collect();
     let path = |p: &Option<PathBuf>| p.as_deref().map(|p| p.display().to_string());
+    // SIGUSR2 (lame duck mode, what ops/upgrade sends): the node hands its streams'
+    // leadership to its peers, moves its clients away over 30 s (the least nats-server allows) and exits.
     Ok(format!(
-        "server_name: {name:?}\ncluster {{\n  name: neo\n  listen: {listen:?}\n  \
+        "server_name: {name:?}\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"2s\"\n\
+         cluster {{\n  name: neo\n  listen: {listen:?}\n  \
          authorization {{ user: {ROUTE_USER:?}, password: {password:?} }}\n  \
          routes: [{}]\n  tls {{\n    cert_file: {:?}\n    key_file: {:?}\n    \
          ca_file: {:?}\n    verify: true\n    timeout: 5\n  }}\n}}\n",
@@ -662,6 +665,48 @@ pub struct ProvisionArgs {
     /// `neo nats-config --tool-tenant`).
     #[arg(long = "tool-tenant")]
     pub tool_tenants: Vec<String>,
+    /// On a cluster, then wait (up to this many seconds) until every replica of every stream
+    /// is current: a node just restarted has caught up (what a rolling upgrade waits for
+    /// before restarting the next).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_current: Option<u64>,
+}
+
+/// Waits until every stream's replicas are current (no lag, none offline), up to `within`.
+///
+/// # Errors
+/// When they are not by then (naming a stream that lags), or JetStream does not answer.
+pub async fn wait_current(
+    js: &async_nats::jetstream::Context,
+    within: std::time::Duration,
+) -> anyhow::Result<()> {
+    use futures::TryStreamExt as _;
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let infos: Vec<async_nats::jetstream::stream::Info> = js
+            .streams()
+            .try_collect()
+            .await
+            .context("listing the streams")?;
+        let lagging = infos.iter().find_map(|info| {
+            let cluster = info.cluster.as_ref()?;
+            let behind = cluster.leader.is_none()
+                || cluster
+                    .replicas
+                    .iter()
+                    .any(|r| !r.current || r.offline || r.lag.unwrap_or(0) > 0);
+            behind.then(|| info.config.name.clone())
+        });
+        let Some(stream) = lagging else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "stream {stream} still has a replica catching up (or no leader) after {}s",
+            within.as_secs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Creates the Runtime streams and the agents' leases bucket; for each of `stages`, the
@@ -740,12 +785,11 @@ fn tenant_copy(tenant: &TenantName) -> async_nats::jetstream::stream::Config {
 pub async fn run_provision(args: ProvisionArgs) -> anyhow::Result<()> {
     let (stages, tenants) = names(&args.stages, &args.tool_tenants)?;
     let client = args.nats.connect_once("neo-provision").await?;
-    provision(
-        &async_nats::jetstream::new(client.clone()),
-        &stages,
-        &tenants,
-    )
-    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    provision(&js, &stages, &tenants).await?;
+    if let Some(seconds) = args.wait_current {
+        wait_current(&js, std::time::Duration::from_secs(seconds)).await?;
+    }
     client.flush().await.ok();
     println!(
         "provisioned the agents' consumers of {}{}",

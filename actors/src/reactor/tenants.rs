@@ -7,7 +7,6 @@
 //! message per subject): nothing else is indexed.
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use neo_protocol::{EntityKind, pb, subjects};
@@ -104,7 +103,7 @@ impl DesiredOnTenantChange {
                         removed = desired.removed, "desired state republished for a tenant change");
                     return Ok(());
                 }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(e) if crate::store::jetstream::wrong_last_sequence(&e) => {
                     tracing::debug!(%subject, "the desired state moved meanwhile; reading it again");
                 }
                 Err(e) => return Err(e.to_string()),

@@ -186,11 +186,13 @@ impl JetStreamStore {
         expected: u64,
         e: jetstream::context::PublishError,
     ) -> StoreError {
-        match e.kind() {
-            PublishErrorKind::WrongLastSequence => StoreError::Conflict {
+        if wrong_last_sequence(&e) {
+            return StoreError::Conflict {
                 entity: entity.to_string(),
                 expected,
-            },
+            };
+        }
+        match e.kind() {
             PublishErrorKind::MaxPayloadExceeded => StoreError::TooLarge(e.to_string()),
             PublishErrorKind::TimedOut
             | PublishErrorKind::BrokenPipe
@@ -200,16 +202,22 @@ impl JetStreamStore {
                     .and_then(|s| s.downcast_ref::<jetstream::Error>())
                     .map(|j| j.error_code().0);
                 match code {
-                    Some(10071) => StoreError::Conflict {
-                        entity: entity.to_string(),
-                        expected,
-                    },
                     Some(10054) => StoreError::TooLarge(e.to_string()),
                     _ => StoreError::Other(format!("{e}: {:?}", std::error::Error::source(&e))),
                 }
             }
         }
     }
+}
+
+/// Whether a publish was refused because the expected last sequence no longer held: the kind
+/// async-nats names, or JetStream's codes for it (10071; 10164, what a clustered stream's
+/// leader answers).
+pub fn wrong_last_sequence(e: &jetstream::context::PublishError) -> bool {
+    e.kind() == PublishErrorKind::WrongLastSequence
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .is_some_and(|j| matches!(j.error_code().0, 10071 | 10164))
 }
 
 /// The headers of the event at `index` among its command's events (see

@@ -241,11 +241,9 @@ pub async fn status(cx: &Context, args: StatusArgs) -> Result<(), CliError> {
         stage: args.stage.unwrap_or_default(),
         app: args.app.unwrap_or_default(),
     };
-    let status = cx
-        .connect()
-        .await?
-        .runtime()
-        .status(request)
+    let client = cx.connect().await?.runtime();
+    // A read: retried after UNAVAILABLE like a command (a gateway or NATS node restarting).
+    let status = crate::retrying!("reading the status", client.status(request))
         .await?
         .into_inner();
     cx.print(
@@ -268,13 +266,13 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
         ));
     }
     let tenant = cx.tenant()?;
-    let mut client = cx.connect().await?.runtime();
-    let status = client
-        .status(api::StatusRequest {
-            tenant: tenant.clone(),
-            stage: args.stage.clone(),
-            app: args.app.clone(),
-        })
+    let client = cx.connect().await?.runtime();
+    let reading = api::StatusRequest {
+        tenant: tenant.clone(),
+        stage: args.stage.clone(),
+        app: args.app.clone(),
+    };
+    let status = crate::retrying!("reading the policy", client.status(reading))
         .await?
         .into_inner();
     let current = status

@@ -182,6 +182,8 @@ impl ProcessDriver {
             active: std::sync::atomic::AtomicBool::new(false),
             last_written: std::sync::Mutex::new(Vec::new()),
         });
+        // Routes from the state file before anyone serves them (no 503 for a running app).
+        inner.follow();
         let driver = Self {
             inner: inner.clone(),
         };

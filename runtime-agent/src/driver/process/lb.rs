@@ -24,6 +24,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -142,46 +143,102 @@ type Body = Full<Bytes>;
 
 /// Serves the load balancer on `listener`, behind `edge`, until the task is aborted.
 pub fn serve(listener: TcpListener, routes: Arc<Routes>, edge: Arc<Edge>) -> JoinHandle<()> {
-    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
-    let acceptor = edge.config.tls.clone().map(TlsAcceptor::from);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "load balancer accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let connection = Connection {
-                routes: routes.clone(),
-                client: client.clone(),
-                edge: edge.clone(),
-                peer: peer.ip(),
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    None => connection.serve(stream).await,
-                    Some(acceptor) => {
-                        let timeout = connection.edge.config.header_timeout;
-                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => connection.serve(tls).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                Refusal::new(StatusCode::REQUEST_TIMEOUT, "slow_handshake", "")
-                                    .record(&connection.edge.config.stage, peer.ip(), "");
+    Balancer::serve(listener, routes, edge).task
+}
+
+/// A serving load balancer that can stop without failing a request (see [`Balancer::drain`]).
+pub struct Balancer {
+    task: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Watches every connection (taken by [`Balancer::drain`]).
+    connections: Arc<std::sync::Mutex<Option<GracefulShutdown>>>,
+}
+
+impl Balancer {
+    /// Serves the load balancer on `listener`, behind `edge`.
+    pub fn serve(listener: TcpListener, routes: Arc<Routes>, edge: Arc<Edge>) -> Self {
+        let client: Client<HttpConnector, Body> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let acceptor = edge.config.tls.clone().map(TlsAcceptor::from);
+        let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
+        let watching = connections.clone();
+        let (stop, mut stopping) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // Only a drain stops it (a dropped handle does not: see [`serve`]).
+                    Ok(()) = stopping.changed() => break,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "load balancer accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = Connection {
+                    routes: routes.clone(),
+                    client: client.clone(),
+                    edge: edge.clone(),
+                    peer: peer.ip(),
+                    watcher: watching
+                        .lock()
+                        .ok()
+                        .and_then(|g| g.as_ref().map(GracefulShutdown::watcher)),
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match acceptor {
+                        None => connection.serve(stream).await,
+                        Some(acceptor) => {
+                            let timeout = connection.edge.config.header_timeout;
+                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => connection.serve(tls).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(client = %peer, error = %e,
+                                        "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    Refusal::new(StatusCode::REQUEST_TIMEOUT, "slow_handshake", "")
+                                        .record(&connection.edge.config.stage, peer.ip(), "");
+                                }
                             }
                         }
                     }
-                }
-            });
+                });
+            }
+            // Dropping the listener here: the address's other load balancer (the stage's
+            // other agent) takes every new connection.
+        });
+        Self {
+            task,
+            stop,
+            connections,
         }
-    })
+    }
+
+    /// Stops taking connections, lets every request in flight finish (idle keep-alive
+    /// connections are closed), and returns once they did or after `within`.
+    pub async fn drain(self, within: Duration) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let connections = self.connections.lock().ok().and_then(|mut g| g.take());
+        if let Some(connections) = connections
+            && tokio::time::timeout(within, connections.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!("load balancer: requests still in flight at the drain's deadline");
+        }
+    }
+
+    /// Stops at once (what a killed agent's load balancer does).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
 }
 
 /// One client connection.
@@ -190,6 +247,8 @@ struct Connection {
     client: Client<HttpConnector, Body>,
     edge: Arc<Edge>,
     peer: IpAddr,
+    /// Tells the connection to finish when the load balancer drains (none: draining already).
+    watcher: Option<Watcher>,
 }
 
 impl Connection {
@@ -210,7 +269,9 @@ impl Connection {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-        let this = Arc::new(self);
+        let mut this = self;
+        let watcher = this.watcher.take();
+        let this = Arc::new(this);
         let service = hyper::service::service_fn({
             let this = this.clone();
             move |request| {
@@ -218,7 +279,14 @@ impl Connection {
                 async move { Ok::<_, Infallible>(this.answer(request, tls).await) }
             }
         });
-        if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let served = match watcher {
+            Some(watcher) => watcher.watch(connection).await,
+            None => connection.await,
+        };
+        if let Err(e) = served {
             // What hyper itself refused before a request existed: headers too slow or too big.
             let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
                 if e.is_timeout() {
