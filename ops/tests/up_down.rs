@@ -256,35 +256,7 @@ impl Installation {
     /// `METHOD path` on dev's load balancer, over TLS trusting the installation's CA: the
     /// status and the response.
     fn http(&self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.lb()));
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let server = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-        let tls = rustls::ClientConnection::new(self.tls()?, server)?;
-        let mut stream = rustls::StreamOwned::new(tls, tcp);
-        let body = json.unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.lb(),
-            body.len()
-        )?;
-        let mut response = Vec::new();
-        if let Err(e) = stream.read_to_end(&mut response) {
-            // A server closing without a TLS close_notify ends the response all the same.
-            ensure!(
-                e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty(),
-                "reading the response: {e}"
-            );
-        }
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("not an HTTP response: {response:?}"))?;
-        Ok((status, response))
+        https(self.lb(), &self.tls()?, method, path, json)
     }
 
     /// A TLS client trusting the installation's CA (`ops/up` makes it in `NEO_DATA/certs`).
@@ -409,6 +381,7 @@ impl Load {
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
             let (mut done, mut failed) = (0, Vec::new());
+            let started = std::time::Instant::now();
             let mut i = 0u32;
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
@@ -432,9 +405,13 @@ impl Load {
                     )),
                     Err(e) => failed.push(format!("neo {}: {e}", args.join(" "))),
                 }
-                match app_get(lb, &tls) {
-                    Ok(200) => done += 1,
-                    other => failed.push(format!("GET the demo app: {other:?}")),
+                match https(lb, &tls, "GET", "/demo/catalog/api/product", None) {
+                    Ok((200, _)) => done += 1,
+                    Ok((_, response)) => failed.push(format!(
+                        "GET the demo app at {:?}: {response}",
+                        started.elapsed()
+                    )),
+                    Err(e) => failed.push(format!("GET the demo app: {e:#}")),
                 }
             }
             (done, failed)
@@ -451,31 +428,43 @@ impl Load {
     }
 }
 
-/// `GET /demo/catalog/api/product` on dev's load balancer on a new connection: its status.
-fn app_get(lb: u16, tls: &std::sync::Arc<rustls::ClientConfig>) -> anyhow::Result<u16> {
+/// `METHOD path` (with a JSON body) on the load balancer at port `lb`, on a new TLS connection
+/// trusting `tls`'s roots: the status and the whole response.
+fn https(
+    lb: u16,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, lb));
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
     let server = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
     let mut stream =
         rustls::StreamOwned::new(rustls::ClientConnection::new(tls.clone(), server)?, tcp);
+    let body = json.unwrap_or_default();
     write!(
         stream,
-        "GET /demo/catalog/api/product HTTP/1.1\r\nHost: 127.0.0.1:{lb}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{lb}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = Vec::new();
     if let Err(e) = stream.read_to_end(&mut response) {
+        // A server closing without a TLS close_notify ends the response all the same.
         ensure!(
             e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty(),
             "reading the response: {e}"
         );
     }
-    let response = String::from_utf8_lossy(&response);
-    response
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP response: {response:?}"))
+        .with_context(|| format!("not an HTTP response: {response:?}"))?;
+    Ok((status, response))
 }
 
 #[test]

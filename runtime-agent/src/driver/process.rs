@@ -183,7 +183,8 @@ impl ProcessDriver {
             last_written: std::sync::Mutex::new(Vec::new()),
         });
         // Routes from the state file before anyone serves them (no 503 for a running app).
-        inner.follow();
+        let mut followed = follow::Followed::default();
+        inner.follow(&mut followed);
         let driver = Self {
             inner: inner.clone(),
         };
@@ -193,7 +194,7 @@ impl ProcessDriver {
                     inner.tick().await;
                     inner.config.probe_every
                 } else {
-                    inner.follow();
+                    inner.follow(&mut followed);
                     follow::FOLLOW_EVERY
                 };
                 let _ = tokio::time::timeout(period, inner.wake.notified()).await;

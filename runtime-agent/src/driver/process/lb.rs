@@ -5,7 +5,8 @@
 //! replica that just died costs no request. No ready replica (all starting, or not ready, say
 //! their database is down) → 503 at once, with `Retry-After: 1`. An unknown app → 404, but only
 //! once the agent has applied its first full read of the desired state ([`Routes::set_synced`]);
-//! before that it may be an app the agent has not started yet → 503 "starting".
+//! before that it may be an app the agent has not started yet: the request waits for that read
+//! up to [`HOLD_WHILE_STARTING`], then gets 503 "starting".
 //!
 //! The driver starts serving only after it has adopted what runs and probed it once, so an
 //! app that kept running across an agent restart is never answered 404.
@@ -32,6 +33,10 @@ use tokio_rustls::TlsAcceptor;
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
 
+/// How long a request for an app without a route waits for the agent's first full read of
+/// the desired state (a standby's: of the active agent's state file).
+pub const HOLD_WHILE_STARTING: Duration = Duration::from_secs(3);
+
 /// Ready replicas per `(tenant, app)`.
 #[derive(Default)]
 pub struct Routes {
@@ -40,6 +45,8 @@ pub struct Routes {
     limits: RwLock<HashMap<(String, String), AppLimits>>,
     /// The agent has applied the whole desired state once: an app not in `table` is unknown.
     synced: AtomicBool,
+    /// Wakes the requests waiting for `synced`.
+    synced_now: tokio::sync::Notify,
 }
 
 /// The ready replicas of one app, and the round-robin position.
@@ -105,7 +112,19 @@ impl Routes {
     pub fn set_synced(&self) {
         if !self.synced.swap(true, Ordering::Relaxed) {
             tracing::info!("load balancer: desired state loaded");
+            self.synced_now.notify_waiters();
         }
+    }
+
+    /// Waits up to `within` for [`Routes::set_synced`]; whether it came.
+    pub async fn wait_synced(&self, within: Duration) -> bool {
+        let notified = self.synced_now.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_synced() {
+            return true;
+        }
+        tokio::time::timeout(within, notified).await.is_ok() || self.is_synced()
     }
 
     /// The ready replicas of an app (none when it has no route).
@@ -352,7 +371,14 @@ impl Connection {
             app.split('?').next().unwrap_or("").to_owned(),
         );
         let rest = format!("/{}", parts.next().unwrap_or(""));
-        let Some(backends) = self.routes.get(&tenant, &app) else {
+        let mut backends = self.routes.get(&tenant, &app);
+        if backends.is_none()
+            && !self.routes.is_synced()
+            && self.routes.wait_synced(HOLD_WHILE_STARTING).await
+        {
+            backends = self.routes.get(&tenant, &app);
+        }
+        let Some(backends) = backends else {
             if !self.routes.is_synced() {
                 return Ok(plain(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -522,7 +548,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_apps_are_503_until_the_desired_state_is_loaded_then_404() {
+    async fn unknown_apps_wait_for_the_desired_state_then_are_503_or_404() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes = Arc::new(Routes::default());
@@ -532,11 +558,23 @@ mod tests {
             Edge::new(super::super::edge::EdgeConfig::new("dev")),
         );
 
+        // Before the agent's first read, a request waits for it, then is told to come back.
+        let asked = Instant::now();
         let (status, body) = get(addr, "/acme/shop/api").await;
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("starting"), "{body}");
+        assert!(
+            asked.elapsed() >= HOLD_WHILE_STARTING,
+            "{:?}",
+            asked.elapsed()
+        );
+        // A request held while the read is done is answered at once, as its outcome says.
+        let held = tokio::spawn(get(addr, "/acme/shop/api"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         routes.set_synced();
-        assert_eq!(get(addr, "/acme/shop/api").await.0, 404);
+        let answered = Instant::now();
+        assert_eq!(held.await.unwrap().0, 404);
+        assert!(answered.elapsed() < Duration::from_secs(1));
 
         routes.set("acme", "shop", Vec::new());
         let (status, body) = get(addr, "/acme/shop/api").await;
