@@ -189,7 +189,7 @@ impl Stages {
 }
 
 /// A client of the bench's registry.
-fn registry(bench: &BenchPlatform) -> Registry {
+pub(crate) fn registry(bench: &BenchPlatform) -> Registry {
     Registry::new(RegistryConfig {
         host: bench.registry_host.clone(),
         insecure: true,
@@ -412,7 +412,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Polls `GET http://{lb}{path}` every [`POLL`] until it answers 200; the time since `start`.
-async fn serves(lb: SocketAddr, path: &str, start: Instant) -> anyhow::Result<Duration> {
+pub(crate) async fn serves(lb: SocketAddr, path: &str, start: Instant) -> anyhow::Result<Duration> {
     let mut last = None;
     loop {
         let status = http_status(lb, path).await;

@@ -104,6 +104,35 @@ impl NatsServer {
         self.stop();
     }
 
+    /// Stops the server the way a rolling upgrade does: SIGUSR2 puts it in lame duck mode (it
+    /// takes no new clients, hands its JetStream leaderships over and closes its clients over
+    /// its `lame_duck_duration`), then it exits by itself. Waits at most `within`, then kills
+    /// it. Does nothing if it is not running.
+    pub async fn lame_duck(&mut self, within: Duration) {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return;
+        };
+        match Command::new("kill")
+            .args(["-USR2", &pid.to_string()])
+            .status()
+        {
+            Ok(status) if status.success() => {}
+            other => tracing::warn!(?other, pid, "cannot signal nats-server (SIGUSR2)"),
+        }
+        let deadline = std::time::Instant::now() + within;
+        while self.is_running() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.is_running() {
+            tracing::warn!(
+                pid,
+                ?within,
+                "nats-server still running after lame duck mode"
+            );
+        }
+        self.stop();
+    }
+
     /// Starts the server again on the same port with the same store, and waits until it is
     /// ready. Stops it first if it is running.
     pub async fn restart(&mut self) -> Result<(), ServerError> {
