@@ -126,6 +126,15 @@ pub enum CliError {
     /// The gateway answered with an error.
     #[error("{}", describe_status(.0))]
     Rpc(#[from] tonic::Status),
+    /// The endpoint is not a gateway spoken to the right way (wrong scheme or port): what to
+    /// use instead, then the error the call got.
+    #[error("{hint} ({source})")]
+    WrongEndpoint {
+        /// What answers there, and what to use.
+        hint: String,
+        /// The error of the call.
+        source: Box<CliError>,
+    },
     /// Standard output could not be written (a closed pipe ends the command quietly).
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
@@ -136,7 +145,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::NotLoggedIn => EXIT_AUTH,
-            Self::Usage(_) => EXIT_USAGE,
+            Self::Usage(_) | Self::WrongEndpoint { .. } => EXIT_USAGE,
             Self::Connect { .. } => EXIT_UNAVAILABLE,
             Self::Rpc(status) => exit_code_for(status.code()),
             Self::InvalidModel(_) => EXIT_USAGE,
@@ -154,6 +163,24 @@ impl CliError {
             | Self::SecretValue(_)
             | Self::Unfinished(_)
             | Self::Stdout(_) => EXIT_OTHER,
+        }
+    }
+}
+
+impl CliError {
+    /// Whether the call failed in its transport rather than being answered by a gateway (no
+    /// connection, or an HTTP/2 or TLS failure surfacing as a status the client made).
+    pub fn is_transport(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Rpc(status) => {
+                matches!(
+                    status.code(),
+                    Code::Unknown | Code::Unavailable | Code::Cancelled | Code::Internal
+                ) && status.metadata().get(RULE_METADATA).is_none()
+                    && status.metadata().get(FIELD_METADATA).is_none()
+            }
+            _ => false,
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod connect;
 pub mod error;
 pub mod failover;
 pub mod output;
+pub mod probe;
 pub mod progress;
 pub mod render;
 pub mod retry;
@@ -202,6 +203,28 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> ExitCode {
 ///
 /// The command's [`CliError`]; [`CliError::exit_code`] gives its exit code.
 pub async fn execute(cx: &mut Context, command: ClientCommand) -> Result<(), CliError> {
+    match dispatch(cx, command).await {
+        Err(e) if e.is_transport() => Err(explained(cx, e).await),
+        done => done,
+    }
+}
+
+/// `error`, a transport failure, with what to use instead when an endpoint answers otherwise
+/// than its scheme says (see [`probe`]).
+async fn explained(cx: &Context, error: CliError) -> CliError {
+    for endpoint in cx.endpoint().unwrap_or_default().split(',') {
+        let endpoint = connect::normalize_endpoint(endpoint.trim());
+        if let Some(hint) = probe::explain(&endpoint).await {
+            return CliError::WrongEndpoint {
+                hint,
+                source: Box::new(error),
+            };
+        }
+    }
+    error
+}
+
+async fn dispatch(cx: &mut Context, command: ClientCommand) -> Result<(), CliError> {
     match command {
         ClientCommand::Login(args) => login::login(cx, args).await,
         ClientCommand::Logout => login::logout(cx).await,

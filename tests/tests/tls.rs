@@ -1,5 +1,6 @@
 //! The gateway over TLS from certificate files: a client trusting the CA gets answers; a
-//! client without TLS or without the CA gets nothing.
+//! client without TLS or without the CA gets nothing. The CLI pointed at the wrong scheme or
+//! port is told which to use.
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first unexpected error
 
@@ -95,5 +96,67 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
         untrusting.is_err(),
         "a client that does not trust the CA connected"
     );
+    // The CLI with http:// for this TLS gateway is told to use https://.
+    let e = cli_error(&format!("http://127.0.0.1:{port}")).await;
+    assert!(
+        e.to_string().starts_with(&format!(
+            "http://127.0.0.1:{port} serves TLS: use https://127.0.0.1:{port}"
+        )),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 2, "{e}");
+
+    // With https:// for a plaintext gateway: use http://.
+    let plain = Gateway::start(
+        core.connect().await.unwrap(),
+        GatewayConfig::loopback(vec![7u8; 32]),
+        neo_gateway::Backends {
+            revisions: s3.store.clone(),
+            consumers: None,
+            secrets: None,
+        },
+    )
+    .await
+    .unwrap();
+    let plain_port = plain.local_addr().port();
+    let e = cli_error(&format!("https://127.0.0.1:{plain_port}")).await;
+    assert!(
+        e.to_string().starts_with(&format!(
+            "https://127.0.0.1:{plain_port} serves plaintext gRPC, not TLS: use http://127.0.0.1:{plain_port}"
+        )),
+        "{e}"
+    );
+
+    // A web server's port (the registry's) is not a gateway.
+    let registry = neo_harness::RegistryServer::start().await.unwrap();
+    let e = cli_error(&format!("http://127.0.0.1:{}", registry.port())).await;
+    assert!(
+        e.to_string()
+            .contains("is an HTTP/1 web server, not a Neo gateway: is the port right?"),
+        "{e}"
+    );
+    plain.shutdown().await;
     gateway.shutdown().await;
+}
+
+/// The error of `neo --endpoint ENDPOINT --token t whoami`.
+async fn cli_error(endpoint: &str) -> neo_cli::CliError {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let line = [
+        "neo",
+        "--config",
+        config.to_str().unwrap(),
+        "--endpoint",
+        endpoint,
+        "--token",
+        "t",
+        "--timeout",
+        "10",
+        "whoami",
+    ];
+    let (global, command) = neo_cli::parse(line).unwrap();
+    let mut cx = neo_cli::Context::load(global).unwrap();
+    cx.sink = neo_cli::Sink::memory();
+    neo_cli::execute(&mut cx, command).await.unwrap_err()
 }
