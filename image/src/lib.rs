@@ -282,10 +282,70 @@ impl Registry {
             .ensure_blob(&repository, &bundle.digest, &bundle_data, None)
             .await?;
         let layers: Vec<&Layer> = base.layers.iter().chain(std::iter::once(bundle)).collect();
-        let config = Bytes::from(image_config(spec, &layers));
+        let config = image_config(spec, &layers);
+        let mut pushed = self
+            .push_config_and_manifest(
+                &repository,
+                &format!("r{}", spec.revision),
+                &layers,
+                config,
+                labels(spec),
+            )
+            .await?;
+        pushed.uploaded_bytes += uploaded;
+        Ok(pushed)
+    }
+
+    /// Pushes an image of `layers` (bottom first) and its image `config` (JSON) to
+    /// `repository` under `tag`, with `annotations` on the manifest: each blob the repository
+    /// lacks is uploaded, then the OCI manifest. What `neo image platform` pushes.
+    ///
+    /// # Guarantees
+    /// Idempotent: blobs already in the repository are not uploaded again, and the same layers
+    /// and config give the same manifest digest.
+    ///
+    /// # Errors
+    /// When the registry refuses or cannot be reached.
+    pub async fn push_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layers: &[&Layer],
+        config: Vec<u8>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<PushedImage, ImageError> {
+        self.client
+            .store_auth_if_needed(&self.config.host, &self.auth)
+            .await;
+        let mut uploaded = 0;
+        for layer in layers {
+            let data = Bytes::from(layer.tar_gz.clone());
+            uploaded += self
+                .ensure_blob(repository, &layer.digest, &data, None)
+                .await?;
+        }
+        let mut pushed = self
+            .push_config_and_manifest(repository, tag, layers, config, annotations)
+            .await?;
+        pushed.uploaded_bytes += uploaded;
+        Ok(pushed)
+    }
+
+    /// Uploads `config` (unless there) and the OCI manifest of `layers` (already in
+    /// `repository`) under `tag`; the image's reference by digest, with the config's uploaded
+    /// bytes.
+    async fn push_config_and_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        layers: &[&Layer],
+        config: Vec<u8>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<PushedImage, ImageError> {
+        let config = Bytes::from(config);
         let config_digest = sha256_digest(&config);
-        uploaded += self
-            .ensure_blob(&repository, &config_digest, &config, None)
+        let uploaded = self
+            .ensure_blob(repository, &config_digest, &config, None)
             .await?;
         let manifest = OciImageManifest {
             schema_version: 2,
@@ -307,9 +367,9 @@ impl Registry {
                 .collect(),
             subject: None,
             artifact_type: None,
-            annotations: Some(labels(spec)),
+            annotations: Some(annotations),
         };
-        let tagged = self.reference(&repository, &format!("r{}", spec.revision));
+        let tagged = self.reference(repository, tag);
         self.client
             .push_manifest(&tagged, &OciManifest::Image(manifest))
             .await
@@ -322,7 +382,7 @@ impl Registry {
         Ok(PushedImage {
             reference: format!("{}/{repository}@{digest}", self.config.host),
             digest,
-            repository,
+            repository: repository.to_owned(),
             uploaded_bytes: uploaded,
         })
     }

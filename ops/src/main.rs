@@ -52,6 +52,11 @@ enum Command {
     NatsProvision(neo_server::nats_config::ProvisionArgs),
     /// Run build workers only (they take builds from the platform's work queue).
     BuildWorker(neo_server::build_service::BuildWorkerArgs),
+    /// Assemble and push the image Neo itself runs from (deploy/: the platform on Kubernetes).
+    Image {
+        #[command(subcommand)]
+        which: neo_server::platform_image::ImageCommand,
+    },
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -147,6 +152,11 @@ fn main() -> std::process::ExitCode {
             Command::WhatIf(args) => neo_server::whatif::run(args).await,
             Command::Agent(args) => neo_server::agent::run(*args).await,
             Command::BuildWorker(args) => neo_server::build_service::run_worker(args).await,
+            Command::Image {
+                which: neo_server::platform_image::ImageCommand::Platform(args),
+            } => neo_server::platform_image::run(args)
+                .await
+                .map_err(anyhow::Error::from),
             Command::Certs { which } => neo_server::certs::run(which),
             Command::Keys { which } => neo_server::keys::run(which).await,
             Command::NatsConfig(args) => neo_server::nats_config::run(args),

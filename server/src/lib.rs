@@ -17,6 +17,8 @@
 //! - [`keys`]: the key-encryption key of the secrets store, `neo keys`, and the reactor that
 //!   destroys a deleted tenant's data key.
 //! - [`certs`]: `neo certs init`, the local CA and the servers' certificate.
+//! - [`platform_image`]: `neo image platform`, the image of Neo's own binaries, pushed to a
+//!   registry (what `deploy/` runs).
 pub mod agent;
 pub mod audit;
 pub mod build_service;
@@ -25,6 +27,7 @@ pub mod keys;
 pub mod metrics_http;
 pub mod nats_config;
 pub mod nats_connect;
+pub mod platform_image;
 pub mod serve;
 pub mod telemetry;
 pub mod whatif;

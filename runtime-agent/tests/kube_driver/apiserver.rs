@@ -37,6 +37,9 @@ pub struct Recorded {
     pub query: BTreeMap<String, String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// A server-side apply that created the object (which the API server also authorizes as
+    /// `create`).
+    pub created: bool,
 }
 
 /// Something the watchers and log followers hear about.
@@ -289,6 +292,7 @@ impl FakeApi {
             path: path.clone(),
             query: query.clone(),
             content_type: content_type.clone(),
+            created: false,
         });
         let Some(target) = parse_target(&path) else {
             return status_response(404, "NotFound", &format!("no route {path}"));
@@ -347,6 +351,9 @@ impl FakeApi {
                 let code = if existed {
                     StatusCode::OK
                 } else {
+                    if let Some(request) = state.requests.last_mut() {
+                        request.created = true;
+                    }
                     StatusCode::CREATED
                 };
                 json_response(code, &object)

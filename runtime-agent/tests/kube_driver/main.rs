@@ -6,6 +6,7 @@
 
 mod apiserver;
 mod isolation;
+mod rbac;
 mod wire;
 
 use std::collections::BTreeMap;
