@@ -6,6 +6,7 @@
 //! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk.
 
 pub mod files;
+pub mod kubernetes;
 pub mod nats;
 pub mod nats_cluster;
 pub mod postgres;

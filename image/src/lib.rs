@@ -283,17 +283,15 @@ impl Registry {
             .await?;
         let layers: Vec<&Layer> = base.layers.iter().chain(std::iter::once(bundle)).collect();
         let config = image_config(spec, &layers);
-        let mut pushed = self
-            .push_config_and_manifest(
-                &repository,
-                &format!("r{}", spec.revision),
-                &layers,
-                config,
-                labels(spec),
-            )
-            .await?;
-        pushed.uploaded_bytes += uploaded;
-        Ok(pushed)
+        self.push_config_and_manifest(
+            &repository,
+            &format!("r{}", spec.revision),
+            &layers,
+            config,
+            labels(spec),
+            uploaded,
+        )
+        .await
     }
 
     /// Pushes an image of `layers` (bottom first) and its image `config` (JSON) to
@@ -324,16 +322,13 @@ impl Registry {
                 .ensure_blob(repository, &layer.digest, &data, None)
                 .await?;
         }
-        let mut pushed = self
-            .push_config_and_manifest(repository, tag, layers, config, annotations)
-            .await?;
-        pushed.uploaded_bytes += uploaded;
-        Ok(pushed)
+        self.push_config_and_manifest(repository, tag, layers, config, annotations, uploaded)
+            .await
     }
 
     /// Uploads `config` (unless there) and the OCI manifest of `layers` (already in
-    /// `repository`) under `tag`; the image's reference by digest, with the config's uploaded
-    /// bytes.
+    /// `repository`) under `tag`; the image's reference by digest, with the bytes uploaded for
+    /// it (`layers_uploaded` for the layers, plus the config's).
     async fn push_config_and_manifest(
         &self,
         repository: &str,
@@ -341,12 +336,14 @@ impl Registry {
         layers: &[&Layer],
         config: Vec<u8>,
         annotations: BTreeMap<String, String>,
+        layers_uploaded: u64,
     ) -> Result<PushedImage, ImageError> {
         let config = Bytes::from(config);
         let config_digest = sha256_digest(&config);
-        let uploaded = self
-            .ensure_blob(repository, &config_digest, &config, None)
-            .await?;
+        let uploaded = layers_uploaded
+            + self
+                .ensure_blob(repository, &config_digest, &config, None)
+                .await?;
         let manifest = OciImageManifest {
             schema_version: 2,
             media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_owned()),

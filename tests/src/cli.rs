@@ -18,6 +18,37 @@ pub struct Neo {
     pub endpoint: String,
 }
 
+/// Runs `neo --config (a fresh one) --endpoint ENDPOINT --token t --timeout SECS ARGS` in
+/// process, not logged in and saving nothing anywhere that outlives it: a client pointed at an
+/// endpoint by hand.
+///
+/// # Panics
+/// When the arguments do not parse or no temporary directory can be made.
+pub async fn run_at(endpoint: &str, timeout_s: u32, args: &[&str]) -> Result<(), CliError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.toml");
+    let timeout = timeout_s.to_string();
+    let line = [
+        "neo",
+        "--config",
+        config.to_str().expect("a UTF-8 temporary path"),
+        "--endpoint",
+        endpoint,
+        "--token",
+        "t",
+        "--timeout",
+        &timeout,
+    ]
+    .into_iter()
+    .chain(args.iter().copied());
+    let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let mut cx = Context::load(global).expect("the config loads");
+    cx.sink = Sink::memory();
+    let result = cli::execute(&mut cx, command).await;
+    assert!(!config.exists(), "a call without login saved a config");
+    result
+}
+
 impl Neo {
     /// A runner for `stack`'s gateway, not logged in.
     ///

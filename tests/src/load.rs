@@ -95,21 +95,48 @@ pub async fn not_once(
     acked: &[String],
 ) -> anyhow::Result<Vec<String>> {
     let js = async_nats::jetstream::new(client.clone());
-    let stream = js.get_stream(subjects::EVENTS_STREAM).await?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: format!("neo.evt.{tenant}.app.*.AppCreated"),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
     let mut counts = std::collections::HashMap::<String, usize>::new();
-    if consumer.cached_info().num_pending > 0 {
-        let mut messages = consumer.messages().await?;
-        while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await?
-            .transpose()?
-        {
+    // Read from where the last reading stopped: a consumer stalled by a cluster that is still
+    // settling after a kill (no message for 10 s) is replaced, for up to a minute.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut next = 1;
+    'read: loop {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the log could not be read to its end within a minute (at sequence {next})"
+        );
+        let consumer = match js.get_stream(subjects::EVENTS_STREAM).await {
+            Ok(stream) => stream
+                .create_consumer(OrderedConfig {
+                    filter_subject: format!("neo.evt.{tenant}.app.*.AppCreated"),
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: next,
+                    },
+                    ..Default::default()
+                })
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        let Some(consumer) = consumer else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        if consumer.cached_info().num_pending == 0 {
+            break;
+        }
+        let Ok(mut messages) = consumer.messages().await else {
+            continue;
+        };
+        loop {
+            let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_secs(10), messages.next()).await
+            else {
+                continue 'read;
+            };
+            let Ok(info) = msg.info() else {
+                continue 'read;
+            };
             let id = msg
                 .headers
                 .as_ref()
@@ -122,8 +149,9 @@ pub async fn not_once(
                 .map(|meta| meta.command_id)
                 .unwrap_or_default();
             *counts.entry(id).or_default() += 1;
-            if msg.info().map(|i| i.pending).unwrap_or(0) == 0 {
-                break;
+            next = info.stream_sequence + 1;
+            if info.pending == 0 {
+                break 'read;
             }
         }
     }

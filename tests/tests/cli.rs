@@ -407,30 +407,15 @@ async fn events_watch_prints_events_as_json_lines() {
 
 #[tokio::test]
 async fn an_unreachable_gateway_is_exit_6() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    let line = [
-        "neo",
-        "--config",
-        config.to_str().unwrap(),
-        "--endpoint",
-        "http://127.0.0.1:1",
-        "--token",
-        "t",
-        "--timeout",
-        "2",
-        "whoami",
-    ];
-    let (global, command) = cli::parse(line).unwrap();
-    let mut cx = Context::load(global).unwrap();
-    let error = cli::execute(&mut cx, command).await.unwrap_err();
+    let error = neo_tests::cli::run_at("http://127.0.0.1:1", 2, &["whoami"])
+        .await
+        .unwrap_err();
     assert_eq!(error.exit_code(), 6, "{error}");
     assert!(
         error
             .to_string()
             .starts_with("cannot connect to http://127.0.0.1:1")
     );
-    assert!(!Path::new(&config).exists(), "nothing was saved");
 }
 
 #[tokio::test]

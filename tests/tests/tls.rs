@@ -141,22 +141,7 @@ async fn the_gateway_serves_tls_to_clients_that_trust_its_ca() {
 
 /// The error of `neo --endpoint ENDPOINT --token t whoami`.
 async fn cli_error(endpoint: &str) -> neo_cli::CliError {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    let line = [
-        "neo",
-        "--config",
-        config.to_str().unwrap(),
-        "--endpoint",
-        endpoint,
-        "--token",
-        "t",
-        "--timeout",
-        "10",
-        "whoami",
-    ];
-    let (global, command) = neo_cli::parse(line).unwrap();
-    let mut cx = neo_cli::Context::load(global).unwrap();
-    cx.sink = neo_cli::Sink::memory();
-    neo_cli::execute(&mut cx, command).await.unwrap_err()
+    neo_tests::cli::run_at(endpoint, 10, &["whoami"])
+        .await
+        .unwrap_err()
 }

@@ -31,30 +31,9 @@ fn tools() -> PathBuf {
     )
 }
 
-/// The schema validator `ops/install-deps` installs (`NEO_KUBERNETES_VALIDATE`).
-fn kubernetes_validate() -> PathBuf {
-    std::env::var_os("NEO_KUBERNETES_VALIDATE").map_or_else(
-        || tools().join("venv/bin/kubernetes-validate"),
-        PathBuf::from,
-    )
-}
-
 /// Runs kubernetes-validate on `files`; its output. Panics unless every document passed.
 fn validate(files: &[PathBuf], documents: usize) -> String {
-    let validator = kubernetes_validate();
-    let output = Command::new(&validator)
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .args(files)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (ops/install-deps installs it)",
-                validator.display()
-            )
-        });
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    let text = neo_harness::kubernetes::validate(files).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text.matches(" passed ").count(), documents, "{text}");
     text
 }

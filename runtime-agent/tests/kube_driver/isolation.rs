@@ -5,7 +5,6 @@
 //! Kubernetes' own schemas.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use neo_protocol::pb;
 use neo_runtime_agent::driver::{Desired, Driver};
@@ -240,17 +239,6 @@ async fn a_purged_podgroup_takes_its_tenant_namespace_and_nothing_of_another_ten
     assert!(api.object("namespaces", "", NAMESPACE).is_some());
 }
 
-/// The schema validator `ops/install-deps` installs (`NEO_KUBERNETES_VALIDATE`).
-fn kubernetes_validate() -> PathBuf {
-    std::env::var_os("NEO_KUBERNETES_VALIDATE").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/neo-tools/venv/bin/kubernetes-validate")
-        },
-        PathBuf::from,
-    )
-}
-
 #[test]
 fn every_golden_manifest_passes_the_kubernetes_schemas() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kube");
@@ -261,20 +249,7 @@ fn every_golden_manifest_passes_the_kubernetes_schemas() {
         .collect();
     files.sort();
     assert!(files.len() >= 8, "{files:?}");
-    let validator = kubernetes_validate();
-    let output = Command::new(&validator)
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .args(&files)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (ops/install-deps installs it)",
-                validator.display()
-            )
-        });
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    let text = neo_harness::kubernetes::validate(&files).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text.matches("passed").count(), files.len(), "{text}");
 }
 
