@@ -451,3 +451,81 @@ async fn with_two_gateways_a_call_goes_to_the_one_that_answers() {
         assert!(apps.contains(&format!("failover-{n}")), "{apps}");
     }
 }
+
+#[tokio::test]
+async fn publish_lists_what_the_stage_lacks_with_the_command_to_set_each() {
+    let build = neo_tests::build_stack::BuildStack::start(1).await.unwrap();
+    let _people = build.stack.people().await.unwrap();
+    let neo = Neo::new(&build.stack);
+    neo.login("dave", Some("acme")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("neo.toml"),
+        r#"name = "shop"
+
+[[entities]]
+name = "Item"
+fields = [{ name = "title", type = "text", required = true }]
+
+[[settings]]
+name = "region"
+
+[[settings]]
+name = "currency"
+default = "EUR"
+
+[[secrets]]
+name = "payment_api_key"
+"#,
+    )
+    .unwrap();
+    let project = dir.path().to_str().unwrap();
+
+    // Deployed, but dev lacks a setting without a default and a secret: each is named with
+    // the command that sets it (the setting with a default is not).
+    let out = neo.ok(&["publish", project, "-m", "first"]).await;
+    assert!(out.contains("deployed to dev"), "{out}");
+    assert!(
+        out.contains("shop on dev will not start until the stage has what its build needs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("neo settings set shop --stage dev region=VALUE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("neo secrets set shop --stage dev payment_api_key"),
+        "{out}"
+    );
+    assert!(!out.contains("currency"), "{out}");
+
+    // Set as told, the next publish lists nothing.
+    neo.ok(&["settings", "set", "shop", "--stage", "dev", "region=eu"])
+        .await;
+    let secrets = tempfile::tempdir().unwrap();
+    let value = secrets.path().join("key");
+    std::fs::write(&value, "k-123").unwrap();
+    neo.ok(&[
+        "secrets",
+        "set",
+        "shop",
+        "--stage",
+        "dev",
+        "payment_api_key",
+        "--value-file",
+        value.to_str().unwrap(),
+    ])
+    .await;
+    let manifest = std::fs::read_to_string(dir.path().join("neo.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("neo.toml"),
+        manifest.replace(
+            r#"fields = [{ name = "title", type = "text", required = true }]"#,
+            r#"fields = [{ name = "title", type = "text", required = true }, { name = "note", type = "text" }]"#,
+        ),
+    )
+    .unwrap();
+    let out = neo.ok(&["publish", project, "-m", "second"]).await;
+    assert!(out.contains("deployed to dev"), "{out}");
+    assert!(!out.contains("will not start"), "{out}");
+}

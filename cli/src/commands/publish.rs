@@ -97,7 +97,7 @@ async fn publish_once(
     let bar = bytes_bar(total, format!("uploading {app}"));
     let header = api::PublishRequest {
         part: Some(Part::Header(api::PublishHeader {
-            tenant,
+            tenant: tenant.clone(),
             app: app.clone(),
             message: args.message.clone().unwrap_or_default(),
             stage: args.stage.clone().unwrap_or_default(),
@@ -131,6 +131,9 @@ async fn publish_once(
         }
         if let Some(outcome) = outcome(&step, &app, revision) {
             view.finish();
+            if outcome.is_ok() {
+                lacking(cx, &gateway, &tenant, &app, &step.stage).await?;
+            }
             return outcome;
         }
     }
@@ -139,6 +142,41 @@ async fn publish_once(
         "the gateway ended the publish before the deploy; see `neo build list` and `neo releases`"
             .into(),
     ))
+}
+
+/// After a deploy of `app` to `stage`: what the stage still lacks of what the build needs
+/// (settings without a default, secrets), each with the command that sets it; nothing when it
+/// lacks nothing, or when that cannot be read now (the deploy itself succeeded).
+///
+/// # Errors
+///
+/// [`CliError::Stdout`] when stdout cannot be written.
+async fn lacking(
+    cx: &Context,
+    gateway: &crate::connect::Gateway,
+    tenant: &str,
+    app: &str,
+    stage: &str,
+) -> Result<(), CliError> {
+    let request = api::GetSettingsRequest {
+        tenant: tenant.to_owned(),
+        app: app.to_owned(),
+        stage: stage.to_owned(),
+    };
+    let missing = match gateway.settings().get_settings(request).await {
+        Ok(settings) => settings.into_inner().missing.unwrap_or_default(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read what the stage lacks");
+            return Ok(());
+        }
+    };
+    if missing.settings.is_empty() && missing.secrets.is_empty() {
+        return Ok(());
+    }
+    cx.print(
+        || render::settings::lacking_json(app, stage, &missing),
+        || render::settings::lacking_text(app, stage, &missing),
+    )
 }
 
 /// Reads the project at `dir` and checks its model; returns it with the model's app name.

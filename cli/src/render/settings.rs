@@ -28,6 +28,27 @@ pub fn missing_words(missing: Option<&pb::ConfigNeeds>) -> Vec<String> {
     settings.chain(secrets).collect()
 }
 
+/// What `stage` lacks for `app`'s build after a publish, as JSON.
+pub fn lacking_json(app: &str, stage: &str, missing: &pb::ConfigNeeds) -> Value {
+    json!({ "app": app, "stage": stage, "lacks": needs_json(Some(missing)) })
+}
+
+/// What `stage` lacks for `app`'s build after a publish, each with the command that sets it.
+pub fn lacking_text(app: &str, stage: &str, missing: &pb::ConfigNeeds) -> String {
+    let mut text = format!(
+        "{app} on {stage} will not start until the stage has what its build needs; set each with:"
+    );
+    for name in &missing.settings {
+        text.push_str(&format!(
+            "\n  neo settings set {app} --stage {stage} {name}=VALUE"
+        ));
+    }
+    for name in &missing.secrets {
+        text.push_str(&format!("\n  neo secrets set {app} --stage {stage} {name}"));
+    }
+    text
+}
+
 fn needs_json(needs: Option<&pb::ConfigNeeds>) -> Value {
     let needs = needs.cloned().unwrap_or_default();
     json!({ "settings": needs.settings, "secrets": needs.secrets })
