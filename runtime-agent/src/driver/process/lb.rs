@@ -33,6 +33,10 @@ use tokio_rustls::TlsAcceptor;
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
 
+/// How long a draining load balancer lets the connections it accepted last send their
+/// request before it closes the idle ones.
+pub const DRAIN_SETTLE: Duration = Duration::from_secs(1);
+
 /// How long a request for an app without a route waits for the agent's first full read of
 /// the desired state (a standby's: of the active agent's state file).
 pub const HOLD_WHILE_STARTING: Duration = Duration::from_secs(3);
@@ -240,10 +244,13 @@ impl Balancer {
     }
 
     /// Stops taking connections, lets every request in flight finish (idle keep-alive
-    /// connections are closed), and returns once they did or after `within`.
+    /// connections are closed), and returns once they did or after `within`. A connection
+    /// accepted just before has [`DRAIN_SETTLE`] to send its request (its TLS handshake
+    /// included) before idle connections are closed, so it is answered rather than cut.
     pub async fn drain(self, within: Duration) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        tokio::time::sleep(DRAIN_SETTLE.min(within)).await;
         let connections = self.connections.lock().ok().and_then(|mut g| g.take());
         if let Some(connections) = connections
             && tokio::time::timeout(within, connections.shutdown())
