@@ -66,6 +66,14 @@ pub struct RegistryConfig {
     pub credentials: Option<(String, String)>,
 }
 
+impl RegistryConfig {
+    /// Whether a registry at `host` is spoken to over plain HTTP by default: on loopback
+    /// (`127.…`, `localhost`), unless `tls` asks for HTTPS there too.
+    pub fn plain_by_default(host: &str, tls: bool) -> bool {
+        (host.starts_with("127.") || host.starts_with("localhost")) && !tls
+    }
+}
+
 /// The base layers every app image starts from.
 #[derive(Debug, Clone)]
 pub struct BaseImage {

@@ -127,10 +127,9 @@ pub struct AgentArgs {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let stage = StageName::new(&args.stage).context("--stage")?;
     let client = args.nats.connect(&format!("neo-agent-{stage}")).await?;
-    let loopback = args.registry.starts_with("127.") || args.registry.starts_with("localhost");
     let registry = Arc::new(Registry::new(RegistryConfig {
         host: args.registry.clone(),
-        insecure: loopback && !args.registry_tls,
+        insecure: RegistryConfig::plain_by_default(&args.registry, args.registry_tls),
         prefix: args.registry_prefix.clone(),
         credentials: None,
     }));

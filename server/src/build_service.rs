@@ -148,9 +148,8 @@ fn read_or_create_secret(path: &Path, create: bool) -> anyhow::Result<String> {
 /// The registry settings `args` name, if any.
 pub fn registry_settings(args: &ImageArgs) -> Option<RegistrySettings> {
     let host = args.registry.clone()?;
-    let loopback = host.starts_with("127.") || host.starts_with("localhost");
     Some(RegistrySettings {
-        insecure: loopback && !args.registry_tls,
+        insecure: RegistryConfig::plain_by_default(&host, args.registry_tls),
         host,
         prefix: args.registry_prefix.clone(),
     })

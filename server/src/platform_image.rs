@@ -395,10 +395,10 @@ pub async fn run(args: PlatformImageArgs) -> Result<(), PlatformImageError> {
         }
         _ => None,
     };
-    let loopback = args.registry.starts_with("127.") || args.registry.starts_with("localhost");
     let registry = Registry::new(RegistryConfig {
         host: args.registry.clone(),
-        insecure: args.insecure || (loopback && !args.registry_tls),
+        insecure: args.insecure
+            || RegistryConfig::plain_by_default(&args.registry, args.registry_tls),
         prefix: String::new(),
         credentials,
     });

@@ -41,12 +41,22 @@ pub async fn run_at(endpoint: &str, timeout_s: u32, args: &[&str]) -> Result<(),
     ]
     .into_iter()
     .chain(args.iter().copied());
+    let (result, _) = run_line(line, args).await;
+    assert!(!config.exists(), "a call without login saved a config");
+    result
+}
+
+/// Runs the command `line` (for the arguments `args` of a panic's message) in process; its
+/// result and what it printed.
+async fn run_line<'a>(
+    line: impl IntoIterator<Item = &'a str>,
+    args: &[&str],
+) -> (Result<(), CliError>, String) {
     let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let mut cx = Context::load(global).expect("the config loads");
     cx.sink = Sink::memory();
     let result = cli::execute(&mut cx, command).await;
-    assert!(!config.exists(), "a call without login saved a config");
-    result
+    (result, cx.sink.contents())
 }
 
 impl Neo {
@@ -76,11 +86,7 @@ impl Neo {
         let line = ["neo", "--config", self.config_arg(), "--timeout", "10"]
             .into_iter()
             .chain(args.iter().copied());
-        let (global, command) = cli::parse(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let mut cx = Context::load(global).expect("the config loads");
-        cx.sink = Sink::memory();
-        let result = cli::execute(&mut cx, command).await;
-        (result, cx.sink.contents())
+        run_line(line, args).await
     }
 
     /// Runs a command that must succeed; returns what it printed.
