@@ -10,6 +10,10 @@
 //! - [`events`]: `neo events watch`.
 //! - [`runtime`]: `neo logs`, `neo status`, `neo scale`.
 //! - [`settings`]: `neo settings list|set|unset|diff`, `neo secrets list|set|unset`.
+//!
+//! Every command names an app and a stage the same way: the app first, as an argument, and the
+//! stage with `--stage` (`-s`): `neo promote shop --stage test`, `neo scale shop -s dev --max 5`.
+//! Commands that list or filter take the app as an optional argument (`neo status shop`).
 
 pub mod app;
 pub mod audit;
@@ -27,6 +31,16 @@ use std::future::Future;
 use neo_gateway::api;
 
 use super::error::CliError;
+
+/// The app and stage a command acts on (`APP --stage STAGE`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The app.
+    pub app: String,
+    /// The stage.
+    #[arg(long, short = 's', value_name = "STAGE")]
+    pub stage: String,
+}
 
 /// Items asked for per page of a list (the gateway's maximum).
 pub const PAGE_SIZE: u32 = 500;

@@ -68,7 +68,7 @@ pub enum CliError {
     /// A publish's deploy was refused by impact analysis (the revision is built, not deployed).
     #[error(
         "{message}\nsee what would break: neo impact {app} --stage {stage} --revision {revision}\n\
-         deploy anyway: neo deploy {app} {stage} --revision {revision} --force"
+         deploy anyway: neo deploy {app} --stage {stage} --revision {revision} --force"
     )]
     DeployRefused {
         /// The gateway's line, naming the blockers.
@@ -112,6 +112,36 @@ pub enum CliError {
     /// The gateway ended a stream before its last message (a publish before its outcome).
     #[error("{0}")]
     Unfinished(String),
+    /// A published release's rollout failed on its stage.
+    #[error(
+        "{app} v{release} failed to roll out on {stage}: {reason}; the previous release (if any) still serves"
+    )]
+    RolloutFailed {
+        /// The app.
+        app: String,
+        /// The stage.
+        stage: String,
+        /// The release.
+        release: u32,
+        /// The rollout's reason.
+        reason: String,
+    },
+    /// A published release did not serve within the wait.
+    #[error(
+        "{app} v{release} does not serve on {stage} after {waited_s} s: {why}; follow it with `neo status {app} --stage {stage}`"
+    )]
+    NotServing {
+        /// The app.
+        app: String,
+        /// The stage.
+        stage: String,
+        /// The release.
+        release: u32,
+        /// How long the CLI waited.
+        waited_s: u64,
+        /// Why not, as the agent last reported.
+        why: String,
+    },
     /// The password could not be read from stdin or the terminal.
     #[error("cannot read the password: {0}")]
     Password(std::io::Error),
@@ -152,7 +182,8 @@ impl CliError {
             Self::BuildFailed { .. } => EXIT_BUILD_FAILED,
             Self::DeployRefused { .. }
             | Self::ImpactBlockers { .. }
-            | Self::SettingsMissing { .. } => EXIT_REFUSED,
+            | Self::SettingsMissing { .. }
+            | Self::RolloutFailed { .. } => EXIT_REFUSED,
             Self::Project(ProjectError::TooLarge { .. } | ProjectError::TooManyFiles { .. }) => {
                 EXIT_TOO_LARGE
             }
@@ -162,6 +193,7 @@ impl CliError {
             | Self::Password(_)
             | Self::SecretValue(_)
             | Self::Unfinished(_)
+            | Self::NotServing { .. }
             | Self::Stdout(_) => EXIT_OTHER,
         }
     }
@@ -397,7 +429,7 @@ mod tests {
             refused.to_string(),
             "not deployed to dev: it would break reviews r1\n\
              see what would break: neo impact catalog --stage dev --revision 2\n\
-             deploy anyway: neo deploy catalog dev --revision 2 --force"
+             deploy anyway: neo deploy catalog --stage dev --revision 2 --force"
         );
         let blockers = CliError::ImpactBlockers {
             count: 2,

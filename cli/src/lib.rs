@@ -97,10 +97,15 @@ pub struct GlobalArgs {
 pub enum ClientCommand {
     /// Log in to a gateway (--endpoint) as a user, into a tenant (--tenant; without it the token
     /// is platform-wide, for platform admins), and save the endpoint, user, tenant and token.
+    #[command(
+        after_help = "Examples:\n  neo login --endpoint https://127.0.0.1:50051 --ca-cert ca.pem --user dave --tenant acme\n  neo login --user dave --password-stdin"
+    )]
     Login(login::LoginArgs),
     /// Forget the saved token (the endpoint, user and tenant stay).
+    #[command(after_help = "Examples:\n  neo logout")]
     Logout,
     /// Show who the token says you are.
+    #[command(after_help = "Examples:\n  neo whoami\n  neo whoami --output json")]
     Whoami,
     /// Manage users.
     User {
@@ -128,16 +133,28 @@ pub enum ClientCommand {
     },
     /// 1-Click Publish: check a project's model, upload it as the app's next revision, build
     /// it and deploy it, printing each step as it happens.
+    #[command(
+        after_help = "Examples:\n  neo publish examples/catalog\n  neo publish . --stage test -m 'a price per region'"
+    )]
     Publish(publish::PublishArgs),
     /// Deploy the built image of an app revision to a stage.
+    #[command(
+        after_help = "Examples:\n  neo deploy shop --stage dev --revision 3\n  neo deploy shop -s prod --revision 3 --force"
+    )]
     Deploy(deploy::DeployArgs),
     /// Show what deploying a revision to a stage would break (exit 5 when there are blockers).
+    #[command(after_help = "Examples:\n  neo impact catalog --stage prod --revision 4")]
     Impact(deploy::ImpactArgs),
     /// Promote the current release of the previous stage into a stage (same image).
+    #[command(after_help = "Examples:\n  neo promote shop --stage test")]
     Promote(deploy::PromoteArgs),
     /// Roll a stage back to an earlier release, as a new release.
+    #[command(after_help = "Examples:\n  neo rollback shop --stage prod --to v2")]
     Rollback(deploy::RollbackArgs),
     /// List the releases of an app on a stage, newest first.
+    #[command(
+        after_help = "Examples:\n  neo releases shop --stage prod\n  neo releases shop -s dev --output json"
+    )]
     Releases(deploy::ReleasesArgs),
     /// Inspect deployments.
     Deployment {
@@ -146,10 +163,17 @@ pub enum ClientCommand {
         command: deploy::DeploymentCommand,
     },
     /// An entity's events, oldest first: who, what, when, command and causation ids.
+    #[command(
+        after_help = "Examples:\n  neo history app shop\n  neo history deployment shop_prod --after 120 --limit 20"
+    )]
     History(audit::HistoryArgs),
     /// Why an event happened: its chain of causes across entities, back to who started it.
+    #[command(after_help = "Examples:\n  neo why 1234")]
     Why(audit::WhyArgs),
     /// An entity's state as of a stream sequence or a time.
+    #[command(
+        after_help = "Examples:\n  neo state-at deployment shop_prod --time 2026-11-27T14:02:00Z\n  neo state-at app shop --sequence 120"
+    )]
     StateAt(audit::StateAtArgs),
     /// Follow the tenant's events.
     Events {
@@ -159,11 +183,18 @@ pub enum ClientCommand {
     },
     /// Print the apps' log lines as `time level stage/app/replica text`, filtered; `-f`
     /// follows new lines until Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  neo logs shop --stage prod --level warn --since 10m\n  neo logs shop -f\n  neo logs --grep timeout --until 5m"
+    )]
     Logs(runtime::LogsArgs),
     /// Show what runs on each stage: release, image, rollout, ready/desired replicas, url, and
     /// each replica as its stage's agent last reported it.
+    #[command(after_help = "Examples:\n  neo status\n  neo status shop --stage prod")]
     Status(runtime::StatusArgs),
     /// Change the scale policy of an app on a stage (fields not given keep their value).
+    #[command(
+        after_help = "Examples:\n  neo scale shop --stage prod --min 2 --max 6 --cpu 60\n  neo scale shop -s dev --window 300s"
+    )]
     Scale(runtime::ScaleArgs),
     /// Manage an app's settings on a stage (each stage has its own; a promotion never copies
     /// them), and compare two stages.

@@ -125,17 +125,17 @@ fn upload_build_and_deploy_commands_parse() {
             command: build::BuildCommand::Request { revision: 2, .. }
         }
     ));
-    let t = parse(&["deploy", "shop", "dev", "--revision", "2"]);
+    let t = parse(&["deploy", "shop", "--stage", "dev", "--revision", "2"]);
     assert!(matches!(
         t.c,
         ClientCommand::Deploy(deploy::DeployArgs { revision: 2, .. })
     ));
-    let t = parse(&["rollback", "shop", "prod", "--to", "v1"]);
+    let t = parse(&["rollback", "shop", "--stage", "prod", "--to", "v1"]);
     assert!(matches!(
         t.c,
         ClientCommand::Rollback(deploy::RollbackArgs { to: 1, .. })
     ));
-    assert!(T::try_parse_from(["neo", "deploy", "shop", "dev"]).is_err());
+    assert!(T::try_parse_from(["neo", "deploy", "shop", "--stage", "dev"]).is_err());
 }
 
 #[test]
@@ -146,14 +146,16 @@ fn publish_defaults_to_the_current_directory() {
     };
     assert_eq!(args.dir, std::path::PathBuf::from("."));
     assert_eq!((args.app, args.stage, args.message), (None, None, None));
+    assert_eq!(args.wait, 120, "waits for the release to serve");
     let t = parse(&[
-        "publish", "./shop", "--app", "shop", "--stage", "test", "-m", "first",
+        "publish", "./shop", "--app", "shop", "--stage", "test", "-m", "first", "--wait", "0",
     ]);
     let ClientCommand::Publish(publish::PublishArgs {
         dir,
         app,
         stage,
         message,
+        wait,
     }) = t.c
     else {
         panic!("not publish: {:?}", t.c)
@@ -162,6 +164,7 @@ fn publish_defaults_to_the_current_directory() {
     assert_eq!(app.as_deref(), Some("shop"));
     assert_eq!(stage.as_deref(), Some("test"));
     assert_eq!(message.as_deref(), Some("first"));
+    assert_eq!(wait, 0);
 }
 
 #[test]
@@ -170,7 +173,10 @@ fn impact_build_log_and_forced_deploys_parse() {
     let ClientCommand::Impact(args) = t.c else {
         panic!("not impact: {:?}", t.c)
     };
-    assert_eq!((args.app.as_str(), args.stage.as_str()), ("catalog", "dev"));
+    assert_eq!(
+        (args.target.app.as_str(), args.target.stage.as_str()),
+        ("catalog", "dev")
+    );
     assert_eq!(args.revision, 3);
     assert!(T::try_parse_from(["neo", "impact", "catalog", "--revision", "3"]).is_err());
 
@@ -189,12 +195,20 @@ fn impact_build_log_and_forced_deploys_parse() {
         }
     ));
 
-    let t = parse(&["deploy", "shop", "dev", "--revision", "2", "--force"]);
+    let t = parse(&[
+        "deploy",
+        "shop",
+        "--stage",
+        "dev",
+        "--revision",
+        "2",
+        "--force",
+    ]);
     assert!(matches!(
         t.c,
         ClientCommand::Deploy(deploy::DeployArgs { force: true, .. })
     ));
-    let t = parse(&["deploy", "shop", "dev", "--revision", "2"]);
+    let t = parse(&["deploy", "shop", "--stage", "dev", "--revision", "2"]);
     assert!(matches!(
         t.c,
         ClientCommand::Deploy(deploy::DeployArgs { force: false, .. })
@@ -242,9 +256,101 @@ fn user_create_reads_the_password_from_stdin_when_asked() {
 #[test]
 fn the_public_parser_splits_global_options_from_the_command() {
     let (global, command) =
-        crate::parse(["neo", "releases", "shop", "prod", "--tenant", "acme"]).unwrap();
+        crate::parse(["neo", "releases", "shop", "-s", "prod", "--tenant", "acme"]).unwrap();
     assert_eq!(global.tenant.as_deref(), Some("acme"));
     assert!(matches!(command, ClientCommand::Releases(_)));
     let error = crate::parse(["neo", "serve"]).unwrap_err();
     assert_eq!(error.exit_code(), 2);
+}
+
+/// The path of subcommand names `matches` selected, e.g. `["tenant", "member", "set"]`.
+fn chosen(matches: &clap::ArgMatches) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut at = matches;
+    while let Some((name, sub)) = at.subcommand() {
+        path.push(name.to_owned());
+        at = sub;
+    }
+    path
+}
+
+/// Every command without subcommands, with its path of names.
+fn leaves(command: &clap::Command, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    for sub in command.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        path.push(sub.get_name().to_owned());
+        if sub.has_subcommands() {
+            leaves(sub, path, out);
+        } else {
+            let help = sub.get_after_help().map(ToString::to_string);
+            out.push((path.clone(), help.unwrap_or_default()));
+        }
+        path.pop();
+    }
+}
+
+#[test]
+fn every_command_shows_examples_and_each_parses_as_that_command() {
+    let mut commands = Vec::new();
+    leaves(&T::command(), &mut Vec::new(), &mut commands);
+    assert!(commands.len() > 40, "{commands:?}");
+    for (path, help) in commands {
+        let examples: Vec<&str> = help
+            .lines()
+            .skip_while(|l| *l != "Examples:")
+            .skip(1)
+            .map(str::trim)
+            .collect();
+        assert!(
+            !examples.is_empty(),
+            "`neo {}` shows no examples",
+            path.join(" ")
+        );
+        for example in examples {
+            let words = shlex::split(example).unwrap_or_else(|| panic!("{example}"));
+            let matches = T::command()
+                .try_get_matches_from(&words)
+                .unwrap_or_else(|e| panic!("{example}: {e}"));
+            assert_eq!(chosen(&matches), path, "{example}");
+        }
+    }
+}
+
+#[test]
+fn every_command_names_an_app_first_and_a_stage_with_stage() {
+    // The same app and stage in every command that takes both.
+    for args in [
+        &["deploy", "shop", "--stage", "dev", "--revision", "1"][..],
+        &["impact", "shop", "--stage", "dev", "--revision", "1"],
+        &["promote", "shop", "--stage", "dev"],
+        &["rollback", "shop", "--stage", "dev", "--to", "1"],
+        &["releases", "shop", "--stage", "dev"],
+        &["deployment", "get", "shop", "--stage", "dev"],
+        &["scale", "shop", "--stage", "dev", "--max", "2"],
+        &["settings", "list", "shop", "--stage", "dev"],
+        &["secrets", "list", "shop", "--stage", "dev"],
+        &["status", "shop", "--stage", "dev"],
+        &["logs", "shop", "--stage", "dev"],
+    ] {
+        let t = parse(args);
+        let short: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "--stage" { "-s" } else { a })
+            .collect();
+        assert_eq!(format!("{:?}", parse(&short).c), format!("{:?}", t.c));
+        // The stage is never a second positional argument.
+        let positional: Vec<&str> = args.iter().copied().filter(|a| *a != "--stage").collect();
+        assert!(
+            T::try_parse_from(std::iter::once("neo").chain(positional)).is_err(),
+            "{args:?}"
+        );
+        let shown = format!("{:?}", t.c);
+        assert!(
+            shown.contains("app: \"shop\"") || shown.contains("Some(\"shop\")"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"dev\""), "{shown}");
+    }
 }

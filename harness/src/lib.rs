@@ -3,7 +3,8 @@
 //!
 //! Each server runs as a child process with its data in a temporary directory; dropping the
 //! handle kills the process and then removes the directory, so a failing test never leaks one.
-//! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk.
+//! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk and
+//! [`rootfs`] runs a program inside an image's files as a container would.
 
 pub mod files;
 pub mod kubernetes;
@@ -11,6 +12,7 @@ pub mod nats;
 pub mod nats_cluster;
 pub mod postgres;
 pub mod registry;
+pub mod rootfs;
 
 pub use files::copy_dir;
 pub use nats::NatsServer;

@@ -2,10 +2,11 @@
 //! assembly, and the registry's push (build workers) and pull (runtime agents), through
 //! `oci-client`.
 //!
-//! An app image is the apphost base layer (the `apphost` binary at `/app/apphost`) plus the
-//! app's bundle layer (`/app/bundle/…`), an image config whose entrypoint is the apphost, and
+//! An app image is the base: the runtime layer ([`runtime`]: the loader and the libraries the
+//! apphost loads, the CA bundle) and the apphost layer (the `apphost` binary at
+//! `/app/apphost`), plus the app's bundle layer (`/app/bundle/…`), an image config whose entrypoint is the apphost, and
 //! an OCI manifest pushed under the tag `r{revision}` and referred to by its digest. Blobs the
-//! repository already holds are not pushed again; the base layer is pushed once to the base
+//! repository already holds are not pushed again; the base layers are pushed once to the base
 //! repository and mounted from there into each app's repository.
 
 use std::collections::{BTreeMap, HashSet};
@@ -24,6 +25,7 @@ use oci_client::{Client, Reference};
 pub use layer::{Layer, TarEntry, sha256_digest};
 
 pub mod layer;
+pub mod runtime;
 
 /// Where the apphost lives inside every image.
 pub const APPHOST_PATH: &str = "/app/apphost";
@@ -43,6 +45,9 @@ pub enum ImageError {
         /// Why.
         source: std::io::Error,
     },
+    /// The runtime layer (the apphost's loader and libraries) could not be made.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
     /// The registry refused or could not be reached.
     #[error("registry {registry}: {message}")]
     Registry {
@@ -82,10 +87,12 @@ pub struct BaseImage {
 }
 
 impl BaseImage {
-    /// The base made of the apphost binary at `path` (installed as [`APPHOST_PATH`], mode 0755).
+    /// The base made of the apphost binary at `path` (installed as [`APPHOST_PATH`], mode 0755)
+    /// above the runtime layer of what it loads ([`runtime::layer`]), so that the image starts
+    /// on its own (on Kubernetes), not only beside this machine's libraries.
     ///
     /// # Errors
-    /// When the binary cannot be read.
+    /// When the binary cannot be read, or a library it loads cannot be found.
     pub fn from_apphost(path: &Path) -> Result<Self, ImageError> {
         let binary = std::fs::read(path).map_err(|source| ImageError::Apphost {
             path: path.display().to_string(),
@@ -98,8 +105,9 @@ impl BaseImage {
                 contents: &binary,
             },
         ]);
+        let (runtime, _) = runtime::layer(&[path])?;
         Ok(Self {
-            layers: vec![Layer::from_tar(&tar)],
+            layers: vec![runtime, Layer::from_tar(&tar)],
         })
     }
 }

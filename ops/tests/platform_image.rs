@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,57 +66,10 @@ fn unpack(layer: &[u8], diff_id: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
     files
 }
 
-/// Writes `files` under `root` with their modes.
-fn write_tree(root: &Path, files: &BTreeMap<String, (u32, Vec<u8>)>) {
-    for (path, (mode, contents)) in files {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
-        std::fs::write(&file, contents).expect("write");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode)).expect("chmod");
-    }
-}
-
-/// Runs `/usr/local/bin/neo --version` inside `root`: in a chroot where this process may make
-/// one (root, as CI runs), else through the image's own loader and libraries.
+/// Runs `/usr/local/bin/neo --version` inside `root`, as a container would.
 fn neo_version_in(root: &Path, files: &BTreeMap<String, (u32, Vec<u8>)>) -> String {
-    // By its path: the child's environment, where a bare name is looked up, is cleared.
-    let chroot = ["/usr/sbin/chroot", "/sbin/chroot"]
-        .into_iter()
-        .find(|path| Path::new(path).exists())
-        .unwrap_or("chroot");
-    let chrooted = std::process::Command::new(chroot)
-        .arg(root)
-        .args(["/usr/local/bin/neo", "--version"])
-        .env_clear()
-        .output();
-    if let Ok(output) = &chrooted
-        && output.status.success()
-    {
-        return String::from_utf8_lossy(&output.stdout).into_owned();
-    }
-    eprintln!("no chroot here ({chrooted:?}); running neo through the image's loader instead");
-    let loader = files
-        .keys()
-        .find(|path| {
-            Path::new(path)
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("ld-linux"))
-        })
-        .expect("the dynamic loader in the image");
-    let library_dirs: Vec<String> = files
-        .keys()
-        .filter(|path| path.contains(".so"))
-        .filter_map(|path| Path::new(path).parent())
-        .map(|dir| root.join(dir).display().to_string())
-        .collect();
-    let output = std::process::Command::new(root.join(loader))
-        .arg("--library-path")
-        .arg(library_dirs.join(":"))
-        .arg(root.join("usr/local/bin/neo"))
-        .arg("--version")
-        .env_clear()
-        .output()
-        .expect("the image's loader runs");
+    let output = neo_harness::rootfs::run_inside(root, files, "/usr/local/bin/neo", &["--version"])
+        .expect("neo runs inside the image");
     assert!(
         output.status.success(),
         "{}",
@@ -243,7 +195,7 @@ async fn neo_image_platform_pushes_an_image_of_itself_that_runs() {
 
     // What the image holds runs neo.
     let root = dir.path().join("root");
-    write_tree(&root, &files);
+    neo_harness::rootfs::write_tree(&root, &files).expect("the image written out");
     let version = neo_version_in(&root, &files);
     assert_eq!(version.trim(), format!("neo {}", env!("CARGO_PKG_VERSION")));
 

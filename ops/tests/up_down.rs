@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
+#[path = "up_down/walkthrough.rs"]
+mod walkthrough;
+
 /// How long one run of `ops/up` or `ops/down` may take before the test gives up on it.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(20 * 60);
 /// `NEO_READY_TIMEOUT` of the runs: debug binaries on a loaded machine start slowly.
@@ -140,7 +143,9 @@ impl Installation {
         let neo = PathBuf::from(env!("CARGO_BIN_EXE_neo"));
         let apphost = apphost_binary(&neo)?;
         let scratch = tempfile::Builder::new().prefix("neo-up-down").tempdir()?;
-        std::fs::create_dir_all(scratch.path().join("data"))?;
+        // NEO_DATA where `ops/up` puts it by default, under a HOME of the test's own (the
+        // README's walkthrough runs with it).
+        std::fs::create_dir_all(scratch.path().join("home/.local/share/neo"))?;
         Ok(Self {
             root: repo_root(),
             neo,
@@ -152,7 +157,28 @@ impl Installation {
     }
 
     fn data(&self) -> PathBuf {
-        self.scratch.path().join("data")
+        self.home().join(".local/share/neo")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.scratch.path().join("home")
+    }
+
+    /// The README's walkthrough against this installation (see [`walkthrough`]).
+    fn walkthrough(&self) -> anyhow::Result<()> {
+        let bin = self.scratch.path().join("bin");
+        std::fs::create_dir_all(&bin)?;
+        let link = bin.join("neo");
+        if !link.exists() {
+            std::os::unix::fs::symlink(&self.neo, &link)?;
+        }
+        let sandbox = walkthrough::Sandbox {
+            root: self.root.clone(),
+            home: self.home(),
+            bin,
+            ports: vec![(50051, self.ports[10]), (8081, self.lb())],
+        };
+        walkthrough::run(&sandbox, &self.root.join("README.md"))
     }
 
     fn lb(&self) -> u16 {
@@ -316,6 +342,9 @@ fn up_twice_down_and_up_again_keep_the_platform_and_its_data() -> anyhow::Result
         "the product is not listed: {listed}"
     );
 
+    // The README's walkthrough works as written.
+    neo.walkthrough()?;
+
     // Down: nothing of it is left running, and nothing listens on its ports.
     let before = processes(&neo.data())?;
     ensure!(
@@ -389,7 +418,7 @@ impl Load {
                 let args: Vec<&str> = if i.is_multiple_of(2) {
                     vec!["scale", "catalog", "--stage", "dev", "--max", &max]
                 } else {
-                    vec!["status", "--stage", "dev", "--app", "catalog"]
+                    vec!["status", "catalog", "--stage", "dev"]
                 };
                 match Command::new(&binary)
                     .args(&args)

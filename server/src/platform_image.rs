@@ -10,10 +10,11 @@
 //! fastest level: the binaries are large, and the default level would triple the time for a few
 //! percent of size.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use neo_image::{Layer, Registry, RegistryConfig, TarEntry};
+use neo_image::runtime::{self, in_tar, layer_of, read};
+use neo_image::{Layer, Registry, RegistryConfig};
 
 /// Where the binaries live in the image.
 pub const BIN_DIR: &str = "/usr/local/bin";
@@ -23,8 +24,6 @@ pub const NEO_IN_IMAGE: &str = "/usr/local/bin/neo";
 pub const APPHOST_IN_IMAGE: &str = "/usr/local/bin/neo-apphost";
 /// The user (and group) id the image runs as: not root.
 pub const PLATFORM_USER_ID: u32 = 65532;
-/// The CA bundle shipped when this machine has one (HTTPS to S3 or a registry).
-const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Why the platform image could not be made or pushed.
 #[derive(Debug, thiserror::Error)]
@@ -40,22 +39,10 @@ pub enum PlatformImageError {
         /// The `neo` binary it was looked for beside.
         neo: PathBuf,
     },
-    /// A binary, a library or the CA bundle could not be read.
-    #[error("cannot read {path}: {error}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why (part of the message, so not also a source that would print twice).
-        error: std::io::Error,
-    },
-    /// `ldd` could not list a binary's shared libraries, or named one it cannot find.
-    #[error("the shared libraries of {binary}: {message}")]
-    Libraries {
-        /// The binary.
-        binary: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A binary, a library or the CA bundle could not be read, or `ldd` could not resolve a
+    /// library.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
     /// The registry credentials could not be read.
     #[error("cannot read the registry password from {path}: {error}")]
     Password {
@@ -130,114 +117,6 @@ pub struct PlatformImage {
     pub libraries: Vec<PathBuf>,
 }
 
-/// The paths `ldd` prints for a binary's shared objects (the loader included, the kernel's
-/// vDSO left out), in its order.
-///
-/// # Errors
-/// The name of a library `ldd` reports as not found.
-pub fn parse_ldd(output: &str) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
-    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let target = match line.split_once("=>") {
-            Some((name, rest)) => {
-                let rest = rest.trim();
-                if rest.starts_with("not found") {
-                    return Err(name.trim().to_owned());
-                }
-                rest
-            }
-            None => line,
-        };
-        // `/path (0xADDRESS)`; a name without a slash is the vDSO, which no file backs.
-        let path = target.split(" (").next().unwrap_or_default().trim();
-        if path.starts_with('/') {
-            found.push(PathBuf::from(path));
-        }
-    }
-    Ok(found)
-}
-
-/// The shared objects `binary` loads, as `ldd` resolves them here; none for a static binary
-/// (or a script).
-///
-/// # Errors
-/// [`PlatformImageError::Libraries`] when `ldd` cannot run or a library is missing.
-pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, PlatformImageError> {
-    let failed = |message: String| PlatformImageError::Libraries {
-        binary: binary.to_owned(),
-        message,
-    };
-    let output = std::process::Command::new("ldd")
-        .arg(binary)
-        .output()
-        .map_err(|e| failed(format!("cannot run ldd: {e}")))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() || stdout.contains("statically linked") {
-        if stdout.contains("not a dynamic executable")
-            || stderr.contains("not a dynamic executable")
-            || stdout.contains("statically linked")
-        {
-            return Ok(Vec::new());
-        }
-        return Err(failed(format!(
-            "ldd exited with {}: {}",
-            output.status,
-            stderr.trim()
-        )));
-    }
-    parse_ldd(&stdout).map_err(|library| failed(format!("{library} not found")))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, PlatformImageError> {
-    std::fs::read(path).map_err(|error| PlatformImageError::Read {
-        path: path.to_owned(),
-        error,
-    })
-}
-
-/// `path` as a tar entry name: relative, without its leading `/`.
-fn in_tar(path: &Path) -> String {
-    path.to_string_lossy().trim_start_matches('/').to_owned()
-}
-
-/// The folders above `files` (tar entry names), parents first, each once.
-fn parent_dirs<'a>(files: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut dirs = BTreeSet::new();
-    for file in files {
-        let mut path = Path::new(file);
-        while let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            dirs.insert(parent.to_string_lossy().into_owned());
-            path = parent;
-        }
-    }
-    // Sorted, a folder comes before what it holds.
-    dirs.into_iter().collect()
-}
-
-/// A layer holding `files` (name in the tar, contents) under their folders: programs and
-/// libraries with mode 0755 (the kernel executes the loader), files under `etc/` with 0644.
-fn layer_of(files: &[(String, Vec<u8>)]) -> Layer {
-    let dirs = parent_dirs(files.iter().map(|(name, _)| name.as_str()));
-    let entries = dirs
-        .into_iter()
-        .map(|path| TarEntry::Dir { path })
-        .chain(files.iter().map(|(name, contents)| {
-            if name.starts_with("etc/") {
-                TarEntry::File {
-                    path: name.clone(),
-                    contents,
-                }
-            } else {
-                TarEntry::Program {
-                    path: name.clone(),
-                    contents,
-                }
-            }
-        }));
-    Layer::from_tar_fast(&neo_image::layer::tar(entries))
-}
-
 /// The OCI architecture name of this machine.
 fn architecture() -> &'static str {
     match std::env::consts::ARCH {
@@ -301,36 +180,19 @@ pub fn assemble(
     apphost: &Path,
     version: &str,
 ) -> Result<PlatformImage, PlatformImageError> {
-    let mut libraries = BTreeSet::new();
-    for binary in [neo, apphost] {
-        // A missing file is named as such, not as what ldd makes of it.
-        std::fs::metadata(binary).map_err(|error| PlatformImageError::Read {
-            path: binary.to_owned(),
-            error,
-        })?;
-        libraries.extend(shared_libraries(binary)?);
-    }
-    let mut runtime_files = Vec::new();
-    for library in &libraries {
-        runtime_files.push((in_tar(library), read(library)?));
-    }
-    if Path::new(CA_BUNDLE).exists() {
-        runtime_files.push((in_tar(Path::new(CA_BUNDLE)), read(Path::new(CA_BUNDLE))?));
-    }
     let apphost_files = vec![(in_tar(Path::new(APPHOST_IN_IMAGE)), read(apphost)?)];
     let neo_files = vec![(in_tar(Path::new(NEO_IN_IMAGE)), read(neo)?)];
     // Compressing is most of the time: one thread per layer.
     let layers = std::thread::scope(|scope| {
-        let runtime = scope.spawn(|| layer_of(&runtime_files));
+        let runtime = scope.spawn(|| runtime::layer(&[neo, apphost]));
         let apphost = scope.spawn(|| layer_of(&apphost_files));
         let neo = layer_of(&neo_files);
-        let join = |handle: std::thread::ScopedJoinHandle<'_, Layer>| {
-            handle
-                .join()
-                .map_err(|_| PlatformImageError::Task("a layer's thread panicked".into()))
-        };
-        Ok::<_, PlatformImageError>(vec![join(runtime)?, join(apphost)?, neo])
+        let panicked = |_| PlatformImageError::Task("a layer's thread panicked".into());
+        let (runtime, libraries) = runtime.join().map_err(panicked)??;
+        let apphost = apphost.join().map_err(panicked)?;
+        Ok::<_, PlatformImageError>((vec![runtime, apphost, neo], libraries))
     })?;
+    let (layers, libraries) = layers;
     let history = [
         format!(
             "neo image platform: runtime ({} shared libraries, CA bundle)",
@@ -343,7 +205,7 @@ pub fn assemble(
         config: image_config(version, &layers, &history),
         layers,
         annotations: annotations(version),
-        libraries: libraries.into_iter().collect(),
+        libraries,
     })
 }
 
@@ -451,38 +313,6 @@ pub async fn run(args: PlatformImageArgs) -> Result<(), PlatformImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ldd_output_gives_the_loader_and_libraries_without_the_vdso() {
-        let output = "\tlinux-vdso.so.1 (0x00007ffd4a5f2000)\n\
-                      \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0e1c2a1000)\n\
-                      \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e1c0c0000)\n\
-                      \t/lib64/ld-linux-x86-64.so.2 (0x00007f0e1c2d8000)\n";
-        assert_eq!(
-            parse_ldd(output),
-            Ok(vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
-                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
-            ])
-        );
-        assert_eq!(
-            parse_ldd("\tlibssl.so.3 => not found\n"),
-            Err("libssl.so.3".to_owned())
-        );
-    }
-
-    #[test]
-    fn folders_come_before_what_they_hold_and_once() {
-        assert_eq!(
-            parent_dirs([
-                "usr/local/bin/neo",
-                "lib64/ld.so",
-                "usr/local/bin/neo-apphost"
-            ]),
-            ["lib64", "usr", "usr/local", "usr/local/bin"]
-        );
-    }
 
     #[test]
     fn the_image_runs_neo_as_a_user_and_is_reproducible() {

@@ -19,10 +19,9 @@ pub struct WhatIfArgs {
     #[arg(long)]
     pub tenant: String,
     /// The podgroup's app.
-    #[arg(long)]
     pub app: String,
     /// The podgroup's stage.
-    #[arg(long)]
+    #[arg(long, short = 's')]
     pub stage: String,
     /// The other policy.
     #[command(flatten)]
@@ -46,7 +45,7 @@ impl WhatIfArgs {
     fn entity(&self) -> anyhow::Result<EntityRef> {
         Ok(EntityRef::podgroup(
             &TenantName::new(self.tenant.as_str()).context("--tenant")?,
-            &AppName::new(self.app.as_str()).context("--app")?,
+            &AppName::new(self.app.as_str()).context("APP")?,
             &StageName::new(self.stage.as_str()).context("--stage")?,
         ))
     }
@@ -170,8 +169,8 @@ mod tests {
     #[test]
     fn policy_options_override_only_what_they_name() {
         let a = parse(&[
-            "what-if", "--tenant", "acme", "--app", "shop", "--stage", "prod", "--max", "2",
-            "--window", "10m", "--json",
+            "what-if", "shop", "--tenant", "acme", "--stage", "prod", "--max", "2", "--window",
+            "10m", "--json",
         ])
         .expect("parsed");
         assert_eq!(
@@ -187,11 +186,9 @@ mod tests {
             a.entity().expect("names").to_string(),
             "acme/podgroup/shop_prod"
         );
-        assert!(parse(&["what-if", "--app", "shop", "--stage", "prod"]).is_err());
-        let bad = parse(&[
-            "what-if", "--tenant", "ACME", "--app", "shop", "--stage", "prod",
-        ])
-        .expect("parsed");
+        assert!(parse(&["what-if", "shop", "--stage", "prod"]).is_err());
+        let bad =
+            parse(&["what-if", "shop", "--tenant", "ACME", "--stage", "prod"]).expect("parsed");
         assert!(bad.entity().is_err());
     }
 

@@ -32,6 +32,31 @@ fn layer_files(layer: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     files
 }
 
+/// The image's layers written out as a root file system: its apphost runs there on its own, as
+/// a container runtime would run it (the loader and libraries it needs are in the image).
+fn starts_on_its_own(layers: &[&[u8]]) {
+    let root = tempfile::tempdir().unwrap();
+    let mut files = neo_harness::rootfs::Files::new();
+    for layer in layers {
+        files.extend(neo_harness::rootfs::unpack(layer).unwrap());
+    }
+    assert!(
+        files.keys().any(|f| f.contains("ld-linux")),
+        "no loader in the image: {:?}",
+        files.keys()
+    );
+    neo_harness::rootfs::write_tree(root.path(), &files).unwrap();
+    let output =
+        neo_harness::rootfs::run_inside(root.path(), &files, "/app/apphost", &["--version"])
+            .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && out.contains("apphost"),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A copy of example `name` with its manifest edited by `edit`.
 fn edited(name: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -117,12 +142,12 @@ async fn the_examples_publish_and_their_images_hold_the_bundle() {
         assert_eq!(digest, build.image_digest, "pulled by digest");
         assert_eq!(
             layers.len(),
-            2,
-            "the apphost base layer and the bundle layer"
+            3,
+            "the runtime and apphost base layers and the bundle layer"
         );
-        let base = layer_files(&layers[0]);
+        let base = layer_files(&layers[1]);
         assert!(base.contains_key("app/apphost"), "{:?}", base.keys());
-        let bundle = layer_files(&layers[1]);
+        let bundle = layer_files(&layers[2]);
         let model: serde_json::Value =
             serde_json::from_slice(&bundle["app/bundle/model.json"]).unwrap();
         assert_eq!(model["name"], name);
@@ -149,6 +174,19 @@ async fn the_examples_publish_and_their_images_hold_the_bundle() {
     .unwrap();
     let apps: Vec<&str> = consumers.iter().map(|c| c.consumer_app.as_str()).collect();
     assert_eq!(apps, vec!["orders", "reviews"]);
+}
+
+#[test]
+fn the_base_of_every_app_image_starts_the_real_apphost_on_its_own() {
+    let apphost = neo_tests::runtime_stack::apphost_binary().unwrap();
+    let base = neo_image::BaseImage::from_apphost(&apphost).unwrap();
+    assert_eq!(
+        base.layers.len(),
+        2,
+        "the runtime layer and the apphost layer"
+    );
+    let layers: Vec<&[u8]> = base.layers.iter().map(|l| l.tar_gz.as_slice()).collect();
+    starts_on_its_own(&layers);
 }
 
 #[tokio::test(flavor = "multi_thread")]

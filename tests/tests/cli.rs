@@ -144,25 +144,25 @@ async fn upload_build_deploy_promote_and_roll_back() {
     assert_eq!(build["id"], "shop_r1");
     assert_eq!(build["status"], "requested");
     let refused = neo
-        .fails(&["deploy", "shop", "dev", "--revision", "1"], 5)
+        .fails(&["deploy", "shop", "--stage", "dev", "--revision", "1"], 5)
         .await;
     assert!(refused.contains("deploy.build_not_succeeded"), "{refused}");
     let image = stack.finish_build("acme", "shop", 1, 1).await.unwrap();
     let build = neo.json(&["build", "get", "shop_r1"]).await;
     assert_eq!(build["status"], "succeeded");
     assert_eq!(build["image_digest"], image);
-    let builds = neo.json(&["build", "list", "--app", "shop"]).await;
+    let builds = neo.json(&["build", "list", "shop"]).await;
     assert_eq!(builds[0]["id"], "shop_r1");
 
-    let refused = neo.fails(&["promote", "shop", "test"], 5).await;
+    let refused = neo.fails(&["promote", "shop", "--stage", "test"], 5).await;
     assert!(refused.starts_with("refused by rule "), "{refused}");
     let deployed = neo
-        .json(&["deploy", "shop", "dev", "--revision", "1"])
+        .json(&["deploy", "shop", "--stage", "dev", "--revision", "1"])
         .await;
     assert_eq!(deployed["current"], 1);
     assert_eq!(deployed["releases"][0]["origin"], "deploy");
     assert_eq!(deployed["releases"][0]["image_digest"], image);
-    let promoted = neo.json(&["promote", "shop", "test"]).await;
+    let promoted = neo.json(&["promote", "shop", "--stage", "test"]).await;
     assert_eq!(promoted["releases"][0]["origin"], "promotion");
     assert_eq!(promoted["releases"][0]["promoted_from"]["stage"], "dev");
 
@@ -170,15 +170,17 @@ async fn upload_build_deploy_promote_and_roll_back() {
         .built(&people.alice, "acme", "shop", 2, 2)
         .await
         .unwrap();
-    neo.json(&["deploy", "shop", "dev", "--revision", "2"])
+    neo.json(&["deploy", "shop", "--stage", "dev", "--revision", "2"])
         .await;
-    let rolled = neo.json(&["rollback", "shop", "dev", "--to", "v1"]).await;
+    let rolled = neo
+        .json(&["rollback", "shop", "--stage", "dev", "--to", "v1"])
+        .await;
     assert_eq!(rolled["current"], 3);
     assert_eq!(rolled["releases"][2]["origin"], "rollback");
     assert_eq!(rolled["releases"][2]["rolled_back_to"], 1);
     assert_eq!(rolled["releases"][2]["image_digest"], image);
 
-    let releases = neo.json(&["releases", "shop", "dev"]).await;
+    let releases = neo.json(&["releases", "shop", "--stage", "dev"]).await;
     let numbers: Vec<u64> = releases
         .as_array()
         .unwrap()
@@ -186,7 +188,9 @@ async fn upload_build_deploy_promote_and_roll_back() {
         .map(|r| r["number"].as_u64().unwrap())
         .collect();
     assert_eq!(numbers, [3, 2, 1], "newest first");
-    let (result, table) = neo.run(&["deployment", "get", "shop", "dev"]).await;
+    let (result, table) = neo
+        .run(&["deployment", "get", "shop", "--stage", "dev"])
+        .await;
     result.unwrap();
     assert!(table.contains("v3 *"), "{table}");
     assert!(table.contains("rollback"), "{table}");
@@ -194,9 +198,9 @@ async fn upload_build_deploy_promote_and_roll_back() {
     // A viewer may read but not deploy.
     let viewer = Neo::new(&stack);
     viewer.login("vic", Some("acme")).await.unwrap();
-    viewer.json(&["releases", "shop", "dev"]).await;
+    viewer.json(&["releases", "shop", "--stage", "dev"]).await;
     viewer
-        .fails(&["deploy", "shop", "test", "--revision", "2"], 4)
+        .fails(&["deploy", "shop", "--stage", "test", "--revision", "2"], 4)
         .await;
 }
 
@@ -350,7 +354,15 @@ async fn impact_build_log_and_forced_deploys_without_workers() {
     // --force does not skip the build check, and with no blockers records no force.
     let refused = neo
         .fails(
-            &["deploy", "catalog", "dev", "--revision", "1", "--force"],
+            &[
+                "deploy",
+                "catalog",
+                "--stage",
+                "dev",
+                "--revision",
+                "1",
+                "--force",
+            ],
             5,
         )
         .await;
@@ -362,12 +374,20 @@ async fn impact_build_log_and_forced_deploys_without_workers() {
     assert_eq!(out, "");
     let image = stack.finish_build("acme", "catalog", 1, 1).await.unwrap();
     let deployed = neo
-        .json(&["deploy", "catalog", "dev", "--revision", "1", "--force"])
+        .json(&[
+            "deploy",
+            "catalog",
+            "--stage",
+            "dev",
+            "--revision",
+            "1",
+            "--force",
+        ])
         .await;
     assert_eq!(deployed["releases"][0]["image_digest"], image);
     assert_eq!(deployed["releases"][0]["forced"], false);
     assert_eq!(deployed["releases"][0]["forced_blockers"], json!([]));
-    let (result, table) = neo.run(&["releases", "catalog", "dev"]).await;
+    let (result, table) = neo.run(&["releases", "catalog", "--stage", "dev"]).await;
     result.unwrap();
     assert!(table.contains("FORCED"), "{table}");
 }
@@ -525,7 +545,9 @@ name = "payment_api_key"
         ),
     )
     .unwrap();
-    let out = neo.ok(&["publish", project, "-m", "second"]).await;
+    let out = neo
+        .ok(&["publish", project, "-m", "second", "--wait", "0"])
+        .await;
     assert!(out.contains("deployed to dev"), "{out}");
     assert!(!out.contains("will not start"), "{out}");
 }

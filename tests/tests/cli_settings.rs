@@ -141,7 +141,7 @@ async fn settings_and_secrets_of_a_stage_and_deleting_a_tenant() {
     // The diff: currency only on dev, api_key a secret shown as set; nothing runs, nothing
     // blocks.
     let diff = seen
-        .json(&["settings", "diff", "shop", "dev", "test"])
+        .json(&["settings", "diff", "shop", "--from", "dev", "--to", "test"])
         .await;
     let entries = diff["entries"].as_array().unwrap();
     let names: Vec<_> = entries.iter().map(|e| e["name"].clone()).collect();
@@ -151,7 +151,9 @@ async fn settings_and_secrets_of_a_stage_and_deleting_a_tenant() {
     assert_eq!(entries[0]["in_to"], false);
     assert_eq!(entries[1]["kind"], "secret");
     assert!(entries[1].get("from_value").is_none());
-    let table = seen.ok(&["settings", "diff", "shop", "dev", "test"]).await;
+    let table = seen
+        .ok(&["settings", "diff", "shop", "--from", "dev", "--to", "test"])
+        .await;
     assert!(
         table.contains("ON dev") && table.contains("ON test"),
         "{table}"

@@ -60,11 +60,18 @@ async fn every_stream_and_bucket_gets_three_replicas_and_a_lone_replica_is_raise
     })
     .await
     .unwrap();
-    js.publish("neo.desired.dev.acme.shop", "kept".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    // A new stream's replica may answer a moment after the create does ("no responders").
+    eventually(Duration::from_secs(10), "the new stream acks", || {
+        let js = js.clone();
+        async move {
+            let ack = js
+                .publish("neo.desired.dev.acme.shop", "kept".into())
+                .await
+                .ok()?;
+            ack.await.ok()
+        }
+    })
+    .await;
 
     // The platform opens everything it uses.
     let _platform = PlatformProcess::start(client.clone(), HostConfig::default())

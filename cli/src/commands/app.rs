@@ -23,6 +23,7 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AppCommand {
     /// Create an app.
+    #[command(after_help = "Examples:\n  neo app create shop --description 'The web shop'")]
     Create {
         /// The app's name (1–63 chars of a-z, 0-9 and -).
         app: String,
@@ -31,19 +32,23 @@ pub enum AppCommand {
         description: Option<String>,
     },
     /// Show an app and its revisions.
+    #[command(after_help = "Examples:\n  neo app get shop")]
     Get {
         /// The app.
         app: String,
     },
     /// List the tenant's apps.
+    #[command(after_help = "Examples:\n  neo app list")]
     List,
     /// List an app's revisions.
+    #[command(after_help = "Examples:\n  neo app revisions shop")]
     Revisions {
         /// The app.
         app: String,
     },
     /// Upload a model as the app's next revision: a file as is, or a project directory packed
     /// as the build workers read it (a deterministic .tar.gz; dot-files and `target/` skipped).
+    #[command(after_help = "Examples:\n  neo app upload shop examples/catalog -m 'first cut'")]
     Upload(UploadArgs),
 }
 

@@ -15,6 +15,7 @@ use crate::render;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BuildCommand {
     /// Request the build of an app revision (a succeeded revision is never rebuilt).
+    #[command(after_help = "Examples:\n  neo build request shop 3")]
     Request {
         /// The app.
         app: String,
@@ -22,17 +23,19 @@ pub enum BuildCommand {
         revision: u32,
     },
     /// Show a build, with its diagnostics when it failed.
+    #[command(after_help = "Examples:\n  neo build get shop_r3")]
     Get {
         /// The build id, `{app}_r{revision}`.
         build_id: String,
     },
     /// List the tenant's builds.
+    #[command(after_help = "Examples:\n  neo build list\n  neo build list shop")]
     List {
         /// Only this app's builds.
-        #[arg(long, value_name = "APP")]
         app: Option<String>,
     },
     /// Cancel a build that has not finished.
+    #[command(after_help = "Examples:\n  neo build cancel shop_r3 --reason 'wrong branch'")]
     Cancel {
         /// The build id, `{app}_r{revision}`.
         build_id: String,
@@ -41,6 +44,7 @@ pub enum BuildCommand {
         reason: Option<String>,
     },
     /// Print a build's log as `time level text` (one JSON object per line with --output json).
+    #[command(after_help = "Examples:\n  neo build log shop_r3 -f")]
     Log {
         /// The build id, `{app}_r{revision}`.
         build_id: String,

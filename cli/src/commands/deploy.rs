@@ -4,7 +4,7 @@
 use neo_gateway::api;
 use serde_json::json;
 
-use super::all_pages;
+use super::{Target, all_pages};
 use crate::connect::Context;
 use crate::error::CliError;
 use crate::progress::with_spinner;
@@ -13,10 +13,9 @@ use crate::render;
 /// Arguments of `neo deploy`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeployArgs {
-    /// The app.
-    pub app: String,
-    /// The stage to deploy to.
-    pub stage: String,
+    /// The app and the stage to deploy to.
+    #[command(flatten)]
+    pub target: Target,
     /// The revision whose succeeded build is deployed.
     #[arg(long, value_name = "N")]
     pub revision: u32,
@@ -29,11 +28,10 @@ pub struct DeployArgs {
 /// Arguments of `neo impact`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImpactArgs {
-    /// The app (the producer whose new revision is assessed).
-    pub app: String,
-    /// The stage it would be deployed to.
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
+    /// The app (the producer whose new revision is assessed) and the stage it would be
+    /// deployed to.
+    #[command(flatten)]
+    pub target: Target,
     /// The revision (it needs a succeeded build).
     #[arg(long, value_name = "N")]
     pub revision: u32,
@@ -42,19 +40,17 @@ pub struct ImpactArgs {
 /// Arguments of `neo promote`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PromoteArgs {
-    /// The app.
-    pub app: String,
-    /// The stage to promote into (from the stage before it).
-    pub stage: String,
+    /// The app and the stage to promote into (from the stage before it).
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// Arguments of `neo rollback`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RollbackArgs {
-    /// The app.
-    pub app: String,
-    /// The stage to roll back.
-    pub stage: String,
+    /// The app and the stage to roll back.
+    #[command(flatten)]
+    pub target: Target,
     /// The earlier release whose image is restored (`3` or `v3`).
     #[arg(long = "to", value_name = "RELEASE", value_parser = parse_release)]
     pub to: u32,
@@ -63,22 +59,17 @@ pub struct RollbackArgs {
 /// Arguments of `neo releases`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReleasesArgs {
-    /// The app.
-    pub app: String,
-    /// The stage.
-    pub stage: String,
+    /// The app and the stage.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// `neo deployment …`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DeploymentCommand {
     /// Show the deployment of an app to a stage: its current release and all releases.
-    Get {
-        /// The app.
-        app: String,
-        /// The stage.
-        stage: String,
-    },
+    #[command(after_help = "Examples:\n  neo deployment get shop --stage prod")]
+    Get(Target),
 }
 
 /// A release number, with or without its `v`.
@@ -100,8 +91,8 @@ fn parse_release(text: &str) -> Result<u32, String> {
 pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
     let request = api::DeployRequest {
         tenant: cx.tenant()?,
-        app: args.app,
-        stage: args.stage,
+        app: args.target.app,
+        stage: args.target.stage,
         revision: args.revision,
         force: args.force,
     };
@@ -121,8 +112,8 @@ pub async fn deploy(cx: &Context, args: DeployArgs) -> Result<(), CliError> {
 pub async fn impact(cx: &Context, args: ImpactArgs) -> Result<(), CliError> {
     let request = api::ImpactRequest {
         tenant: cx.tenant()?,
-        app: args.app.clone(),
-        stage: args.stage.clone(),
+        app: args.target.app.clone(),
+        stage: args.target.stage.clone(),
         revision: args.revision,
     };
     let mut client = cx.connect().await?.deployments();
@@ -138,8 +129,8 @@ pub async fn impact(cx: &Context, args: ImpactArgs) -> Result<(), CliError> {
     }
     Err(CliError::ImpactBlockers {
         count: report.blockers.len(),
-        app: args.app,
-        stage: args.stage,
+        app: args.target.app,
+        stage: args.target.stage,
         revision: args.revision,
     })
 }
@@ -152,8 +143,8 @@ pub async fn impact(cx: &Context, args: ImpactArgs) -> Result<(), CliError> {
 pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
     let request = api::PromoteRequest {
         tenant: cx.tenant()?,
-        app: args.app,
-        stage: args.stage,
+        app: args.target.app,
+        stage: args.target.stage,
     };
     let client = cx.connect().await?.deployments();
     let message = format!("promoting into {}", request.stage);
@@ -169,8 +160,8 @@ pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
 pub async fn rollback(cx: &Context, args: RollbackArgs) -> Result<(), CliError> {
     let request = api::RollbackRequest {
         tenant: cx.tenant()?,
-        app: args.app,
-        stage: args.stage,
+        app: args.target.app,
+        stage: args.target.stage,
         to_release: args.to,
     };
     let client = cx.connect().await?.deployments();
@@ -199,8 +190,8 @@ pub async fn releases(cx: &Context, args: ReleasesArgs) -> Result<(), CliError> 
         let mut client = client.clone();
         let request = api::ListReleasesRequest {
             tenant: tenant.clone(),
-            app: args.app.clone(),
-            stage: args.stage.clone(),
+            app: args.target.app.clone(),
+            stage: args.target.stage.clone(),
             page: Some(page),
         };
         async move {
@@ -228,7 +219,7 @@ pub async fn releases(cx: &Context, args: ReleasesArgs) -> Result<(), CliError> 
 ///
 /// As [`deploy`] (exit 3 when nothing was ever deployed there).
 pub async fn deployment(cx: &Context, command: DeploymentCommand) -> Result<(), CliError> {
-    let DeploymentCommand::Get { app, stage } = command;
+    let DeploymentCommand::Get(Target { app, stage }) = command;
     let request = api::GetDeploymentRequest {
         tenant: cx.tenant()?,
         app,

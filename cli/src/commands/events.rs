@@ -25,6 +25,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 pub enum EventsCommand {
     /// Print the tenant's events as they happen, until Ctrl-C: one line each (sequence, time,
     /// kind/entity, type, who), or one JSON object per line with --output json.
+    #[command(
+        after_help = "Examples:\n  neo events watch\n  neo events watch --kind deployment --entity shop_prod --output json"
+    )]
     Watch(WatchArgs),
 }
 

@@ -29,6 +29,9 @@ pub struct LoginArgs {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum UserCommand {
     /// Create a user (platform admins, or tenant admins who then add them as members).
+    #[command(
+        after_help = "Examples:\n  neo user create erin\n  neo user create erin --password-stdin"
+    )]
     Create {
         /// The new user's name.
         name: String,
@@ -38,6 +41,7 @@ pub enum UserCommand {
     },
     /// Delete a user (platform admins): their tokens stop working at once and they cannot log
     /// in; the name may be created again.
+    #[command(after_help = "Examples:\n  neo user delete erin")]
     Delete {
         /// The user to delete.
         name: String,

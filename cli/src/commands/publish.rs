@@ -1,6 +1,9 @@
 //! `neo publish`: 1-Click Publish of a project directory. The model is checked here first (a
 //! broken `neo.toml` is reported without contacting the gateway), then the project is uploaded
-//! and each step the gateway streams back (revision, build, deploy) is printed as it arrives.
+//! and each step the gateway streams back (revision, build, deploy) is printed as it arrives;
+//! then what the stage lacks, or the wait until the release serves ([`serving`]).
+
+pub mod serving;
 
 use std::path::{Path, PathBuf};
 
@@ -28,11 +31,15 @@ pub struct PublishArgs {
     #[arg(long, value_name = "APP")]
     pub app: Option<String>,
     /// The stage to deploy to; default: the tenant's first stage.
-    #[arg(long, value_name = "STAGE")]
+    #[arg(long, short = 's', value_name = "STAGE")]
     pub stage: Option<String>,
     /// What changed in this revision.
     #[arg(long, short = 'm', value_name = "TEXT")]
     pub message: Option<String>,
+    /// After the deploy, wait up to this many seconds until the release serves, showing why
+    /// it does not yet (0: do not wait). A stage lacking a setting or secret is not waited for.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub wait: u64,
 }
 
 /// Runs `neo publish`.
@@ -45,6 +52,9 @@ pub struct PublishArgs {
 /// - [`CliError::BuildFailed`] (exit 8) with the builder's diagnostics;
 /// - [`CliError::DeployRefused`] (exit 5) when impact analysis blocked the deploy;
 /// - [`CliError::Unfinished`] when the stream ends before the deploy or a failure.
+/// - after the deploy (unless `--wait 0`, or the stage lacks a setting or secret):
+///   [`CliError::RolloutFailed`] (exit 5) when the release's rollout fails,
+///   [`CliError::NotServing`] (exit 1) when it does not serve within `--wait`.
 pub async fn publish(cx: &Context, args: PublishArgs) -> Result<(), CliError> {
     let (project, name) = load_project(&args.dir)?;
     let app = args.app.clone().unwrap_or(name);
@@ -131,10 +141,14 @@ async fn publish_once(
         }
         if let Some(outcome) = outcome(&step, &app, revision) {
             view.finish();
-            if outcome.is_ok() {
-                lacking(cx, &gateway, &tenant, &app, &step.stage).await?;
+            outcome?;
+            let lacks = lacking(cx, &gateway, &tenant, &app, &step.stage).await?;
+            if lacks || args.wait == 0 {
+                return Ok(());
             }
-            return outcome;
+            let target = (tenant.as_str(), app.as_str(), step.stage.as_str());
+            let wait = std::time::Duration::from_secs(args.wait);
+            return serving::wait(cx, target, step.release, wait).await;
         }
     }
     view.finish();
@@ -146,7 +160,8 @@ async fn publish_once(
 
 /// After a deploy of `app` to `stage`: what the stage still lacks of what the build needs
 /// (settings without a default, secrets), each with the command that sets it; nothing when it
-/// lacks nothing, or when that cannot be read now (the deploy itself succeeded).
+/// lacks nothing, or when that cannot be read now (the deploy itself succeeded). Whether it
+/// lacks something.
 ///
 /// # Errors
 ///
@@ -157,7 +172,7 @@ async fn lacking(
     tenant: &str,
     app: &str,
     stage: &str,
-) -> Result<(), CliError> {
+) -> Result<bool, CliError> {
     let request = api::GetSettingsRequest {
         tenant: tenant.to_owned(),
         app: app.to_owned(),
@@ -167,16 +182,17 @@ async fn lacking(
         Ok(settings) => settings.into_inner().missing.unwrap_or_default(),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read what the stage lacks");
-            return Ok(());
+            return Ok(false);
         }
     };
     if missing.settings.is_empty() && missing.secrets.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     cx.print(
         || render::settings::lacking_json(app, stage, &missing),
         || render::settings::lacking_text(app, stage, &missing),
-    )
+    )?;
+    Ok(true)
 }
 
 /// Reads the project at `dir` and checks its model; returns it with the model's app name.
@@ -376,7 +392,7 @@ mod tests {
         assert!(
             refused
                 .to_string()
-                .ends_with("neo deploy shop dev --revision 3 --force"),
+                .ends_with("neo deploy shop --stage dev --revision 3 --force"),
             "{refused}"
         );
     }

@@ -9,6 +9,7 @@ use neo_protocol::pb;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::Target;
 use crate::connect::Context;
 use crate::error::CliError;
 use crate::output::OutputFormat;
@@ -44,12 +45,11 @@ impl From<Level> for pb::LogLevel {
 /// Arguments of `neo logs`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
-    /// Only this stage's lines.
-    #[arg(long, value_name = "STAGE")]
-    pub stage: Option<String>,
     /// Only this app's lines.
-    #[arg(long, value_name = "APP")]
     pub app: Option<String>,
+    /// Only this stage's lines.
+    #[arg(long, short = 's', value_name = "STAGE")]
+    pub stage: Option<String>,
     /// Only lines at this level or above.
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub level: Option<Level>,
@@ -70,22 +70,19 @@ pub struct LogsArgs {
 /// Arguments of `neo status`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
-    /// Only this stage.
-    #[arg(long, value_name = "STAGE")]
-    pub stage: Option<String>,
     /// Only this app.
-    #[arg(long, value_name = "APP")]
     pub app: Option<String>,
+    /// Only this stage.
+    #[arg(long, short = 's', value_name = "STAGE")]
+    pub stage: Option<String>,
 }
 
 /// Arguments of `neo scale`: the fields given replace the current policy's, the others stay.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScaleArgs {
-    /// The app.
-    pub app: String,
-    /// The stage.
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
+    /// The app and the stage.
+    #[command(flatten)]
+    pub target: Target,
     /// The policy fields to change.
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -265,12 +262,13 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
             "nothing to change: give --min, --max, --cpu, --memory or --window".into(),
         ));
     }
+    let Target { app, stage } = args.target;
     let tenant = cx.tenant()?;
     let client = cx.connect().await?.runtime();
     let reading = api::StatusRequest {
         tenant: tenant.clone(),
-        stage: args.stage.clone(),
-        app: args.app.clone(),
+        stage: stage.clone(),
+        app: app.clone(),
     };
     let status = crate::retrying!("reading the policy", client.status(reading))
         .await?
@@ -278,14 +276,14 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
     let current = status
         .podgroups
         .iter()
-        .find(|p| p.app == args.app && p.stage == args.stage)
+        .find(|p| p.app == app && p.stage == stage)
         .and_then(|p| p.policy)
         .unwrap_or_default();
     let policy = args.policy.over(current);
     let request = api::SetScalePolicyRequest {
         tenant,
-        app: args.app,
-        stage: args.stage,
+        app,
+        stage,
         policy: Some(policy),
     };
     let message = format!(

@@ -7,54 +7,53 @@ use std::path::PathBuf;
 
 use neo_gateway::api;
 
+use super::Target;
 use crate::connect::Context;
 use crate::error::CliError;
 use crate::output::OutputFormat;
 use crate::progress::with_spinner;
 use crate::render::settings as render;
 
-/// The app and stage a command acts on.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StageArgs {
-    /// The app.
-    pub app: String,
-    /// The stage.
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-}
-
 /// `neo settings …`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SettingsCommand {
     /// Show the settings and secrets (names and versions) of an app on a stage, and what the
     /// build of its current release needs that the stage lacks.
-    List(StageArgs),
+    #[command(after_help = "Examples:\n  neo settings list shop --stage prod")]
+    List(Target),
     /// Set settings in one change: with a running release, rolled out as one new release.
+    #[command(
+        after_help = "Examples:\n  neo settings set shop --stage prod currency=CHF region=eu"
+    )]
     Set {
         /// The app and stage.
         #[command(flatten)]
-        target: StageArgs,
+        target: Target,
         /// The settings (names `[a-z][a-z0-9_]*`, values at most 4 KiB).
         #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_pair)]
         pairs: Vec<(String, String)>,
     },
     /// Remove settings in one change: with a running release, rolled out as one new release.
+    #[command(after_help = "Examples:\n  neo settings unset shop --stage prod region")]
     Unset {
         /// The app and stage.
         #[command(flatten)]
-        target: StageArgs,
+        target: Target,
         /// The settings to remove.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
     /// How two stages' settings and secrets differ, and what refuses promoting FROM into TO
     /// (exit 5 when something does).
+    #[command(after_help = "Examples:\n  neo settings diff shop --from test --to prod")]
     Diff {
         /// The app.
         app: String,
         /// The stage promoted from.
+        #[arg(long, value_name = "STAGE")]
         from: String,
         /// The stage promoted into.
+        #[arg(long, value_name = "STAGE")]
         to: String,
     },
 }
@@ -63,13 +62,17 @@ pub enum SettingsCommand {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SecretsCommand {
     /// List the secrets of an app on a stage: name, version, when and by whom they changed.
-    List(StageArgs),
+    #[command(after_help = "Examples:\n  neo secrets list shop --stage prod")]
+    List(Target),
     /// Set a secret as its next version. The value is read from --value-file, else from stdin
     /// when it is not a terminal, else from a hidden prompt; a trailing newline is dropped.
+    #[command(
+        after_help = "Examples:\n  neo secrets set shop --stage prod payment_api_key --value-file key.txt\n  neo secrets set shop -s dev payment_api_key"
+    )]
     Set {
         /// The app and stage.
         #[command(flatten)]
-        target: StageArgs,
+        target: Target,
         /// The secret's name (`[a-z][a-z0-9_]*`).
         name: String,
         /// Read the value from this file (at most 64 KiB).
@@ -77,10 +80,11 @@ pub enum SecretsCommand {
         value_file: Option<PathBuf>,
     },
     /// Remove a secret (the stage's release without it is rolled out first).
+    #[command(after_help = "Examples:\n  neo secrets unset shop --stage prod payment_api_key")]
     Unset {
         /// The app and stage.
         #[command(flatten)]
-        target: StageArgs,
+        target: Target,
         /// The secret's name.
         name: String,
     },

@@ -12,15 +12,21 @@ use crate::render;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant (platform admins).
+    #[command(
+        after_help = "Examples:\n  neo tenant create acme --admin alice\n  neo tenant create acme --stage dev --stage prod --display-name 'Acme Inc'"
+    )]
     Create(CreateArgs),
     /// Show a tenant: its stages in order, members and roles, quota and suspension.
+    #[command(after_help = "Examples:\n  neo tenant get\n  neo tenant get acme")]
     Get {
         /// The tenant; default: --tenant or the saved one.
         name: Option<String>,
     },
     /// List the tenants.
+    #[command(after_help = "Examples:\n  neo tenant list")]
     List,
     /// Delete a tenant for good (platform admins only: it cannot be undone; needs --yes).
+    #[command(after_help = "Examples:\n  neo tenant delete acme --yes --reason 'contract ended'")]
     Delete(DeleteArgs),
     /// Add or remove a stage of the tenant (--tenant or the saved one).
     Stage {
@@ -70,6 +76,7 @@ pub struct DeleteArgs {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StageCommand {
     /// Add a stage to the promotion order.
+    #[command(after_help = "Examples:\n  neo tenant stage add staging --after test")]
     Add {
         /// The new stage.
         stage: String,
@@ -78,6 +85,7 @@ pub enum StageCommand {
         after: Option<String>,
     },
     /// Remove a stage.
+    #[command(after_help = "Examples:\n  neo tenant stage remove staging")]
     Remove {
         /// The stage.
         stage: String,
@@ -88,6 +96,7 @@ pub enum StageCommand {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum MemberCommand {
     /// Add a user to the tenant, or change their role.
+    #[command(after_help = "Examples:\n  neo tenant member set erin developer")]
     Set {
         /// The user.
         user: String,
@@ -96,6 +105,7 @@ pub enum MemberCommand {
         role: RoleArg,
     },
     /// Remove a user from the tenant (the last admin cannot be removed).
+    #[command(after_help = "Examples:\n  neo tenant member remove erin")]
     Remove {
         /// The user.
         user: String,

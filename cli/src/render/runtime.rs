@@ -110,10 +110,32 @@ pub fn status_json(podgroups: &[api::PodgroupStatus]) -> Value {
                 "reported": (p.reported_ms > 0).then(|| unix_millis(p.reported_ms)),
                 "agent": p.agent,
                 "running_release": p.running_release,
+                "not_ready_because": (p.release > 0 && p.ready < p.desired.max(1)).then(|| why_not(p)),
                 "replicas": p.replicas.iter().map(replica_json).collect::<Vec<_>>(),
             }))
             .collect::<Vec<_>>()
     )
+}
+
+/// Why `p` does not serve (all) its replicas: their reasons, else what it waits for.
+pub fn why_not(p: &api::PodgroupStatus) -> String {
+    let mut reasons: Vec<&str> = p
+        .replicas
+        .iter()
+        .filter(|r| r.phase() != pb::ReplicaPhase::Ready && !r.reason.is_empty())
+        .map(|r| r.reason.as_str())
+        .collect();
+    reasons.dedup();
+    if !reasons.is_empty() {
+        return reasons.join("; ");
+    }
+    if p.reported_ms == 0 {
+        "no agent has reported it yet (is the stage's agent running?)".into()
+    } else if p.replicas.is_empty() {
+        "no replica started yet".into()
+    } else {
+        "replicas starting".into()
+    }
 }
 
 fn release_word(number: u32) -> String {
@@ -145,6 +167,9 @@ pub fn status_table(podgroups: &[api::PodgroupStatus]) -> String {
     for p in podgroups {
         let rollout = if p.release == 0 {
             "-".to_owned()
+        } else if p.rollout_reason.is_empty() && p.ready < p.desired.max(1) {
+            // Pending with no reason of its own: why its replicas are not ready.
+            format!("{}: {}", rollout_word(p.rollout), why_not(p))
         } else if p.rollout_reason.is_empty() {
             rollout_word(p.rollout)
         } else {

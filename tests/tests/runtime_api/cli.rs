@@ -87,7 +87,7 @@ async fn neo_logs_status_and_scale_end_to_end() {
     assert_eq!(scaled["policy"]["max_replicas"], 4);
     assert_eq!(scaled["policy"]["target_cpu_percent"], 70);
     assert_eq!(scaled["policy"]["scale_down_window_s"], 120);
-    let status = neo.json(&["status", "--app", "shop"]).await;
+    let status = neo.json(&["status", "shop"]).await;
     assert_eq!(status[0]["policy"]["max_replicas"], 4);
     neo.fails(&["scale", "shop", "--stage", "dev"], 2).await;
     let bad = neo

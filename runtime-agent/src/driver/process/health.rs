@@ -79,7 +79,8 @@ pub fn judge(state: &State, age: Duration, probes: Probes, limits: Limits) -> (S
                 next.reason.clone_from(&reason);
                 return (next, Verdict::StartFailed(reason));
             }
-            Probe::Failed(_) => {}
+            // Shown while it starts (`neo status`), e.g. "not ready: secret k is not set".
+            Probe::Failed(reason) => next.reason = format!("not ready: {reason}"),
         }
         return (next, Verdict::Keep);
     }
@@ -173,6 +174,7 @@ mod tests {
             LIMITS,
         );
         assert_eq!((next.phase, verdict), (Starting, Verdict::Keep));
+        assert_eq!(next.reason, "not ready: db", "why it is not ready yet");
         let (next, verdict) = judge(
             &starting,
             Duration::from_secs(60),

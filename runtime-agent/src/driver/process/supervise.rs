@@ -227,16 +227,19 @@ impl Inner {
             }
         }
         let replica = &group.replicas[index].replica;
-        if replica.phase == before.phase {
+        // A new reason in the same phase is news too (a starting replica says why it is not
+        // ready yet); the same answer again is not.
+        let phase_changed = replica.phase != before.phase;
+        if !phase_changed && replica.reason == before.reason {
             return false;
         }
         tracing::info!(podgroup = %key, replica = %replica.id, phase = ?replica.phase,
-            reason = %replica.reason, "replica phase changed");
+            reason = %replica.reason, "replica phase or reason changed");
         self.emit(DriverEvent::Health {
             key: key.clone(),
             replica: replica.status(),
         });
-        true
+        phase_changed
     }
 
     /// Starts, replaces and stops replicas so the group matches its desired state. Returns
