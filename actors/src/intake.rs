@@ -140,11 +140,17 @@ pub async fn serve(
         tasks.push(tokio::spawn(async move {
             // Dropped with this task: an intake stopped at once aborts its requests in flight.
             let mut handlers = JoinSet::new();
+            // Whether this subscription has left the queue group. (Not the flag's value: a drain
+            // asked while a message was being taken in would disable the branch for good, and
+            // the task, still in the group, would be aborted at the deadline with requests in
+            // flight.)
+            let mut leaving = false;
             loop {
                 while handlers.try_join_next().is_some() {}
                 let msg = tokio::select! {
                     msg = sub.next() => msg,
-                    Ok(()) = drained.changed(), if !*drained.borrow() => {
+                    Ok(()) = drained.changed(), if !leaving => {
+                        leaving = true;
                         // Leave the queue group; what the server already sent still comes.
                         if let Err(e) = sub.drain().await {
                             tracing::warn!(subject, error = %e, "leaving the queue group");

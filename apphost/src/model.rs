@@ -38,6 +38,16 @@ pub enum ModelError {
         /// The field.
         field: String,
     },
+    /// A field's pattern is not a regular expression.
+    #[error("field {entity}.{field} has an invalid pattern: {error}")]
+    Pattern {
+        /// The entity.
+        entity: String,
+        /// The field.
+        field: String,
+        /// The regex crate's message.
+        error: String,
+    },
     /// The bundle was written in a newer layout than this host knows.
     #[error("bundle format {0} is newer than this apphost supports ({BUNDLE_FORMAT})")]
     Format(u32),
@@ -99,6 +109,9 @@ pub struct RawField {
     /// Whether a value is required.
     #[serde(default)]
     pub required: bool,
+    /// Its other rules and default (absent in older bundles: none).
+    #[serde(flatten)]
+    pub rules: neo_model::Rules,
 }
 
 /// One declared setting in `model.json`.
@@ -141,6 +154,10 @@ pub struct Field {
     pub kind: FieldType,
     /// Whether a value is required.
     pub required: bool,
+    /// Its other rules and default.
+    pub rules: neo_model::Rules,
+    /// `rules.pattern`, compiled to match whole values.
+    pub pattern: Option<regex::Regex>,
 }
 
 /// An entity, resolved.
@@ -249,11 +266,21 @@ impl Model {
                         ty: f.ty,
                     });
                 };
+                let pattern = f
+                    .rules
+                    .compiled_pattern()
+                    .map_err(|error| ModelError::Pattern {
+                        entity: e.name.clone(),
+                        field: f.name.clone(),
+                        error: error.to_string(),
+                    })?;
                 fields.push(Field {
                     name: f.name,
                     column,
                     kind,
                     required: f.required,
+                    rules: f.rules,
+                    pattern,
                 });
             }
             entities.push(Entity {

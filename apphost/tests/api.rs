@@ -274,3 +274,83 @@ async fn invalid_requests_are_refused_naming_the_field() {
     );
     host.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn field_rules_are_enforced_naming_the_field_and_defaults_fill_in() {
+    let pg = Postgres::start();
+    let mut config = neo_apphost::Config::new(support::fixture("rules"));
+    config.database_url = Some(pg.url());
+    let host = Host::start_ready(config).await;
+
+    // Defaults fill what a create leaves out; rules kept, the row is stored.
+    let r = host.send("POST", "/api/coupon", r#"{"code":"ABC1"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    assert_eq!(
+        (
+            created["percent"].clone(),
+            created["state"].clone(),
+            created["shown"].clone()
+        ),
+        (json!(10), json!("new"), json!(true))
+    );
+
+    // Each rule refused with 422, naming the field and the rule.
+    let cases = [
+        (r#"{"code":"ABCDEFGH1"}"#, "code", "at most 8 characters"),
+        (r#"{"code":"abc1"}"#, "code", "pattern"),
+        (r#"{"code":"ABC2","percent":0}"#, "percent", "at least 1"),
+        (r#"{"code":"ABC2","percent":91}"#, "percent", "at most 90"),
+        (
+            r#"{"code":"ABC2","minimum":"0.25"}"#,
+            "minimum",
+            "at least 0.5",
+        ),
+        (
+            r#"{"code":"ABC2","state":"lost"}"#,
+            "state",
+            "one of: new, used",
+        ),
+    ];
+    for (body, field, rule) in cases {
+        let r = host.send("POST", "/api/coupon", body).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert_eq!(r.json()["field"], field, "{body}: {}", r.body);
+        let error = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.contains(field) && error.contains(rule),
+            "{body}: {error}"
+        );
+    }
+    let id = created["id"].as_i64().unwrap();
+    let r = host
+        .send("PATCH", &format!("/api/coupon/{id}"), r#"{"percent":95}"#)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (422, json!("percent"))
+    );
+
+    // A second row with the same unique value: 409 naming the field.
+    let r = host.send("POST", "/api/coupon", r#"{"code":"ABC1"}"#).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["field"], "code", "{}", r.body);
+    assert_eq!(r.json()["error"], "another Coupon has this code");
+
+    // The contract shows each field's rules.
+    let contract = host.get("/api").await.json();
+    let code = &contract["entities"][0]["fields"][0];
+    assert_eq!(
+        (code["unique"].clone(), code["max_length"].clone()),
+        (json!(true), json!(8))
+    );
+    assert_eq!(
+        contract["entities"][0]["fields"][3]["values"],
+        json!(["new", "used"])
+    );
+
+    // Nothing that broke a rule got in.
+    let items = host.get("/api/coupon").await.json()["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    host.stop().await.unwrap();
+}

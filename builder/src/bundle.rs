@@ -164,7 +164,8 @@ pub fn sql_type(ty: &FieldType) -> &'static str {
 /// revision's, is safe. No schema name: the apphost sets `search_path`.
 ///
 /// Columns are nullable: `required` is enforced by the apphost, so a field added to a table
-/// that has rows needs no default. A ref is a `BIGINT` id without a foreign key (it may point
+/// that has rows needs no default; the other rules are the apphost's too, but for `unique`,
+/// a unique index (named `{table}_{field}_key`, which the apphost maps back to the field). A ref is a `BIGINT` id without a foreign key (it may point
 /// into another app's schema).
 pub fn schema_sql(model: &Model) -> String {
     let mut sql = format!(
@@ -187,6 +188,14 @@ pub fn schema_sql(model: &Model) -> String {
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {};",
                 quote(&field.name),
                 sql_type(&field.ty)
+            );
+        }
+        for field in entity.fields.iter().filter(|f| f.rules.unique) {
+            let index = quote(&format!("{}_{}_key", entity.table_name(), field.name));
+            let _ = writeln!(
+                sql,
+                "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ({});",
+                quote(&field.name)
             );
         }
     }

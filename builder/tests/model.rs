@@ -163,7 +163,7 @@ fn unknown_keys_are_all_reported_where_they_are() {
     assert_eq!(
         errors(manifest),
         [
-            "4:40: unknown key `requird` in a field; expected one of: name, type, required",
+            "4:40: unknown key `requird` in a field; expected one of: name, type, required, unique, min, max, max_length, pattern, values, default",
             "5:1: unknown key `exposed` in an entity; expected one of: name, expose, fields",
             "8:3: unknown key `size` in a screen; expected one of: path",
         ]
@@ -216,6 +216,85 @@ fn consumes_rules() {
             "16:1: a consumes entry needs `fields`, the fields it uses",
         ]
     );
+}
+
+#[test]
+fn field_rules_load_where_they_apply() {
+    let ok = r#"name = "shop"
+[[entities]]
+name = "Item"
+fields = [
+  { name = "sku", type = "text", unique = true, max_length = 12, pattern = "[A-Z]{3}-[0-9]+" },
+  { name = "price", type = "decimal", min = 0, max = 9999.99 },
+  { name = "stock", type = "integer", min = 0, default = 1 },
+  { name = "state", type = "text", values = ["new", "sold"], default = "new" },
+  { name = "shown", type = "boolean", default = true },
+]
+"#;
+    let model = model::load(&manifest_project(ok)).unwrap();
+    let rules: Vec<&model::Rules> = model.entities[0].fields.iter().map(|f| &f.rules).collect();
+    assert!(rules[0].unique);
+    assert_eq!(rules[0].max_length, Some(12));
+    assert_eq!(rules[0].pattern.as_deref(), Some("[A-Z]{3}-[0-9]+"));
+    assert_eq!(
+        (rules[1].min.as_deref(), rules[1].max.as_deref()),
+        (Some("0"), Some("9999.99"))
+    );
+    assert_eq!(rules[2].default.as_deref(), Some("1"));
+    assert_eq!(rules[3].values, ["new", "sold"]);
+    assert_eq!(rules[4].default.as_deref(), Some("true"));
+    // In model.json, and back.
+    let json = serde_json::to_value(&model).unwrap();
+    assert_eq!(json["entities"][0]["fields"][0]["unique"], true);
+    assert_eq!(json["entities"][0]["fields"][3]["values"][1], "sold");
+    let back: model::Model = serde_json::from_value(json).unwrap();
+    assert_eq!(back, model);
+}
+
+#[test]
+fn field_rules_where_they_do_not_apply_or_contradict_are_positioned() {
+    let manifest = r#"name = "shop"
+[[entities]]
+name = "Item"
+fields = [
+  { name = "a", type = "boolean", unique = true },
+  { name = "b", type = "text", min = 1 },
+  { name = "c", type = "integer", min = 1.5, max = "9" },
+  { name = "d", type = "decimal", min = 5, max = 2 },
+  { name = "e", type = "integer", max_length = 3 },
+  { name = "f", type = "text", max_length = 0 },
+  { name = "g", type = "text", pattern = "([a-z" },
+  { name = "h", type = "text", values = [] },
+  { name = "i", type = "text", values = ["x", "x"] },
+  { name = "j", type = "integer", default = "one" },
+  { name = "k", type = "integer", min = 2, default = 1 },
+  { name = "l", type = "ref:Item", default = 1 },
+]
+"#;
+    let got = errors(manifest);
+    let expected = [
+        "5:44: `unique` does not apply to a boolean field",
+        "6:38: `min` applies to integer and decimal fields, not to text",
+        "7:41: `min` of an integer field must be an integer",
+        "7:52: `max` must be a number, found a string",
+        "8:50: `max` (2) is below `min` (5)",
+        "9:48: `max_length` applies to text fields, not to integer",
+        "10:45: `max_length` must be a positive integer",
+        "12:41: `values` must list at least one value",
+        "13:47: value `x` is declared twice (first on line 13)",
+        "14:45: the default of a field of type integer cannot be a string",
+        "15:54: the default `1` must be at least 2",
+        "16:46: a reference field has no default",
+    ];
+    for line in expected {
+        assert!(got.iter().any(|g| g == line), "{line} not in {got:#?}");
+    }
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("11:42: `pattern` is not a regular expression")),
+        "{got:#?}"
+    );
+    assert_eq!(got.len(), expected.len() + 1, "{got:#?}");
 }
 
 #[test]

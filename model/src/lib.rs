@@ -166,6 +166,80 @@ pub struct Field {
     pub ty: FieldType,
     /// Whether a record must have a value for it (enforced by the apphost).
     pub required: bool,
+    /// What its values must satisfy besides their type, and its default.
+    #[serde(flatten)]
+    pub rules: Rules,
+}
+
+/// A field's rules besides its type (each enforced by the apphost on every write, a violation
+/// answered 422 naming the field), and its default. Absent rules are left out of `model.json`,
+/// so a model without them reads and hashes as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// No two records may have the same value (a unique index; a duplicate is refused 409).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+    /// The smallest value allowed (integer and decimal fields), as written: `0`, `9.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    /// The largest value allowed (integer and decimal fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    /// The most characters a value may have (text fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// A regular expression every whole value must match (text fields; Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The only values allowed, in order (an enumeration; text fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// The value a new record gets when it gives none, as text (`"EUR"`, `"1"`, `"true"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl Rules {
+    /// Why `value` (already of the field's type, as text) breaks a rule, if it does; `None`
+    /// when it keeps them all. `pattern` is the rule's compiled pattern.
+    pub fn violation(&self, value: &str, pattern: Option<&regex::Regex>) -> Option<String> {
+        let number = || value.parse::<f64>().ok();
+        if let (Some(min), Some(n)) = (&self.min, number())
+            && min.parse::<f64>().is_ok_and(|min| n < min)
+        {
+            return Some(format!("must be at least {min}"));
+        }
+        if let (Some(max), Some(n)) = (&self.max, number())
+            && max.parse::<f64>().is_ok_and(|max| n > max)
+        {
+            return Some(format!("must be at most {max}"));
+        }
+        if let Some(max) = self.max_length
+            && value.chars().count() > max as usize
+        {
+            return Some(format!("must be at most {max} characters long"));
+        }
+        if !self.values.is_empty() && !self.values.iter().any(|v| v == value) {
+            return Some(format!("must be one of: {}", self.values.join(", ")));
+        }
+        if let (Some(text), Some(pattern)) = (&self.pattern, pattern)
+            && !pattern.is_match(value)
+        {
+            return Some(format!("must match the pattern {text}"));
+        }
+        None
+    }
+
+    /// The pattern compiled to match whole values (`^(?:…)$`).
+    ///
+    /// # Errors
+    /// The regex crate's message for an invalid pattern.
+    pub fn compiled_pattern(&self) -> Result<Option<regex::Regex>, regex::Error> {
+        self.pattern
+            .as_deref()
+            .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
+            .transpose()
+    }
 }
 
 /// The type of a field.
@@ -321,9 +395,59 @@ mod tests {
             name: "product".into(),
             ty: FieldType::Ref("Product".into()),
             required: false,
+            rules: Rules::default(),
         };
         let json = serde_json::to_value(&field).unwrap();
         assert_eq!(json["type"], "ref:Product");
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            3,
+            "no rules, no keys: {json}"
+        );
         assert_eq!(serde_json::from_value::<Field>(json).unwrap(), field);
+    }
+
+    #[test]
+    fn rules_say_which_one_a_value_breaks() {
+        let rules = Rules {
+            min: Some("1".into()),
+            max: Some("9.5".into()),
+            ..Rules::default()
+        };
+        assert_eq!(
+            rules.violation("0", None).as_deref(),
+            Some("must be at least 1")
+        );
+        assert_eq!(
+            rules.violation("9.6", None).as_deref(),
+            Some("must be at most 9.5")
+        );
+        assert_eq!(rules.violation("9.5", None), None);
+        let text = Rules {
+            max_length: Some(3),
+            pattern: Some("[A-Z]+".into()),
+            ..Rules::default()
+        };
+        let pattern = text.compiled_pattern().unwrap();
+        assert_eq!(text.violation("ABC", pattern.as_ref()), None);
+        assert!(
+            text.violation("ABCD", pattern.as_ref())
+                .unwrap()
+                .contains("3 characters")
+        );
+        assert!(
+            text.violation("xAB", pattern.as_ref())
+                .unwrap()
+                .contains("pattern")
+        );
+        let choice = Rules {
+            values: vec!["new".into(), "paid".into()],
+            ..Rules::default()
+        };
+        assert_eq!(choice.violation("paid", None), None);
+        assert_eq!(
+            choice.violation("lost", None).as_deref(),
+            Some("must be one of: new, paid")
+        );
     }
 }

@@ -41,6 +41,37 @@ pub(super) struct RawField {
     pub name: Option<Sp<String>>,
     pub ty: Option<Sp<String>>,
     pub required: bool,
+    pub unique: Option<Sp<bool>>,
+    pub min: Option<Sp<Scalar>>,
+    pub max: Option<Sp<Scalar>>,
+    pub max_length: Option<Sp<Scalar>>,
+    pub pattern: Option<Sp<String>>,
+    pub values: Option<Sp<Vec<Sp<String>>>>,
+    pub default: Option<Sp<Scalar>>,
+}
+
+/// A scalar value as written: its text, and what kind of TOML value it was.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Scalar {
+    Text(String),
+    Bool(bool),
+    /// An integer or a float, as its text (`"12"`, `"9.5"`).
+    Number {
+        text: String,
+        integer: bool,
+    },
+}
+
+impl Scalar {
+    /// What kind of value it is, for messages ("a string").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Text(_) => "a string",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Number { integer: true, .. } => "an integer",
+            Scalar::Number { .. } => "a float",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -67,12 +98,31 @@ pub(super) struct RawConsume {
     pub fields: Vec<Sp<String>>,
 }
 
+/// The keys a field may have.
+const FIELD_KEYS: [&str; 10] = [
+    "name",
+    "type",
+    "required",
+    "unique",
+    "min",
+    "max",
+    "max_length",
+    "pattern",
+    "values",
+    "default",
+];
+
 /// A TOML value reduced to what the manifest needs, with spans everywhere.
 #[derive(Debug)]
 enum Node {
     Str(String),
     Bool(bool),
-    /// Any other scalar; holds its kind for messages ("an integer").
+    /// An integer or a float, as its text.
+    Number {
+        text: String,
+        integer: bool,
+    },
+    /// Any other scalar; holds its kind for messages ("a date-time").
     Other(&'static str),
     Array(Vec<Sp<Node>>),
     Table(Vec<(Sp<String>, Sp<Node>)>),
@@ -83,6 +133,8 @@ impl Node {
         match self {
             Node::Str(_) => "a string",
             Node::Bool(_) => "a boolean",
+            Node::Number { integer: true, .. } => "an integer",
+            Node::Number { .. } => "a float",
             Node::Other(kind) => kind,
             Node::Array(_) => "an array",
             Node::Table(_) => "a table",
@@ -161,8 +213,14 @@ fn from_value(value: &Value, fallback: Range<usize>) -> Sp<Node> {
     let node = match value {
         Value::String(s) => Node::Str(s.value().clone()),
         Value::Boolean(b) => Node::Bool(*b.value()),
-        Value::Integer(_) => Node::Other("an integer"),
-        Value::Float(_) => Node::Other("a float"),
+        Value::Integer(i) => Node::Number {
+            text: i.value().to_string(),
+            integer: true,
+        },
+        Value::Float(f) => Node::Number {
+            text: f.value().to_string(),
+            integer: false,
+        },
         Value::Datetime(_) => Node::Other("a date-time"),
         Value::Array(array) => {
             Node::Array(array.iter().map(|v| from_value(v, span.clone())).collect())
@@ -289,11 +347,21 @@ impl Reader {
                 .tables(t, "fields", "a field")
                 .into_iter()
                 .map(|f| {
-                    self.keys(&f, &["name", "type", "required"]);
+                    self.keys(&f, &FIELD_KEYS);
                     RawField {
                         name: self.required_string(&f, "name"),
                         ty: self.required_string(&f, "type"),
                         required: self.boolean(&f, "required"),
+                        unique: f.get("unique").map(|n| Sp {
+                            value: self.boolean(&f, "unique"),
+                            span: n.span.clone(),
+                        }),
+                        min: self.scalar(&f, "min"),
+                        max: self.scalar(&f, "max"),
+                        max_length: self.scalar(&f, "max_length"),
+                        pattern: self.string(&f, "pattern"),
+                        values: self.strings(&f, "values"),
+                        default: self.scalar(&f, "default"),
                     }
                 })
                 .collect(),
@@ -368,6 +436,65 @@ impl Reader {
                 );
             }
         }
+    }
+
+    /// A scalar (string, boolean, integer or float) at `key`.
+    fn scalar(&mut self, t: &Table<'_>, key: &str) -> Option<Sp<Scalar>> {
+        let node = t.get(key)?;
+        let value = match &node.value {
+            Node::Str(s) => Scalar::Text(s.clone()),
+            Node::Bool(b) => Scalar::Bool(*b),
+            Node::Number { text, integer } => Scalar::Number {
+                text: text.clone(),
+                integer: *integer,
+            },
+            other => {
+                self.problem(
+                    &node.span,
+                    format!(
+                        "`{key}` must be a string, a number or a boolean, found {}",
+                        other.kind()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(Sp {
+            value,
+            span: node.span.clone(),
+        })
+    }
+
+    /// An array of strings at `key`.
+    fn strings(&mut self, t: &Table<'_>, key: &str) -> Option<Sp<Vec<Sp<String>>>> {
+        let node = t.get(key)?;
+        let Node::Array(items) = &node.value else {
+            self.problem(
+                &node.span,
+                format!(
+                    "`{key}` must be an array of strings, found {}",
+                    node.value.kind()
+                ),
+            );
+            return None;
+        };
+        let mut strings = Vec::new();
+        for item in items {
+            match &item.value {
+                Node::Str(s) => strings.push(Sp {
+                    value: s.clone(),
+                    span: item.span.clone(),
+                }),
+                other => self.problem(
+                    &item.span,
+                    format!("each of `{key}` must be a string, found {}", other.kind()),
+                ),
+            }
+        }
+        Some(Sp {
+            value: strings,
+            span: node.span.clone(),
+        })
     }
 
     fn string(&mut self, t: &Table<'_>, key: &str) -> Option<Sp<String>> {

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::diagnostic::{Diagnostic, Position, SourceMap};
-use super::manifest::{self, RawManifest, Sp};
+use super::manifest::{self, RawManifest, Scalar, Sp};
 use super::{
-    Consume, Entity, Field, FieldType, MANIFEST, Model, ProjectFiles, RESERVED_FIELDS, Secret,
-    Setting, snake_case,
+    Consume, Entity, Field, FieldType, MANIFEST, Model, ProjectFiles, RESERVED_FIELDS, Rules,
+    Secret, Setting, snake_case,
 };
 
 const MAX_NAME: usize = 63;
@@ -327,10 +327,12 @@ impl Checker<'_> {
                             Ok(ty) => Some(ty),
                         });
                 if let (Some(field_name), Some(ty)) = (&f.name, ty) {
+                    let rules = self.rules(f, &ty);
                     fields.push(Field {
                         name: field_name.value.clone(),
                         ty,
                         required: f.required,
+                        rules,
                     });
                 }
             }
@@ -341,5 +343,149 @@ impl Checker<'_> {
             });
         }
         entities
+    }
+
+    /// The rules of field `f` of type `ty`: each only where it applies, bounds that are
+    /// numbers of the field's type, a pattern that compiles, a default of the field's type that
+    /// keeps the rules.
+    fn rules(&mut self, f: &manifest::RawField, ty: &FieldType) -> Rules {
+        let numeric = matches!(ty, FieldType::Integer | FieldType::Decimal);
+        let text = *ty == FieldType::Text;
+        let mut rules = Rules::default();
+        if let Some(unique) = &f.unique {
+            if unique.value && *ty == FieldType::Boolean {
+                self.error(&unique.span, "`unique` does not apply to a boolean field");
+            } else {
+                rules.unique = unique.value;
+            }
+        }
+        let bound = |checker: &mut Self, key: &str, value: &Option<Sp<Scalar>>| {
+            let b = value.as_ref()?;
+            if !numeric {
+                checker.error(
+                    &b.span,
+                    format!("`{key}` applies to integer and decimal fields, not to {ty}"),
+                );
+                return None;
+            }
+            match &b.value {
+                Scalar::Number { text, integer } if *integer || *ty == FieldType::Decimal => {
+                    Some(text.clone())
+                }
+                Scalar::Number { .. } => {
+                    checker.error(
+                        &b.span,
+                        format!("`{key}` of an integer field must be an integer"),
+                    );
+                    None
+                }
+                other => {
+                    checker.error(
+                        &b.span,
+                        format!("`{key}` must be a number, found {}", other.kind()),
+                    );
+                    None
+                }
+            }
+        };
+        rules.min = bound(self, "min", &f.min);
+        rules.max = bound(self, "max", &f.max);
+        if let (Some(min), Some(max), Some(at)) = (&rules.min, &rules.max, &f.max)
+            && min.parse::<f64>().ok() > max.parse::<f64>().ok()
+        {
+            self.error(&at.span, format!("`max` ({max}) is below `min` ({min})"));
+        }
+        if let Some(length) = &f.max_length {
+            match &length.value {
+                _ if !text => self.error(
+                    &length.span,
+                    format!("`max_length` applies to text fields, not to {ty}"),
+                ),
+                Scalar::Number {
+                    text: n,
+                    integer: true,
+                } if n.parse::<u32>().is_ok_and(|n| n > 0) => {
+                    rules.max_length = n.parse().ok();
+                }
+                _ => self.error(&length.span, "`max_length` must be a positive integer"),
+            }
+        }
+        if let Some(pattern) = &f.pattern {
+            if !text {
+                self.error(
+                    &pattern.span,
+                    format!("`pattern` applies to text fields, not to {ty}"),
+                );
+            } else {
+                rules.pattern = Some(pattern.value.clone());
+                if let Err(e) = rules.compiled_pattern() {
+                    let why = e.to_string();
+                    let why = why.lines().last().unwrap_or_default().trim().to_owned();
+                    self.error(
+                        &pattern.span,
+                        format!("`pattern` is not a regular expression: {why}"),
+                    );
+                    rules.pattern = None;
+                }
+            }
+        }
+        if let Some(values) = &f.values {
+            if !text {
+                self.error(
+                    &values.span,
+                    format!("`values` applies to text fields, not to {ty}"),
+                );
+            } else if values.value.is_empty() {
+                self.error(&values.span, "`values` must list at least one value");
+            } else {
+                let mut seen = HashMap::new();
+                for value in &values.value {
+                    self.unique(&mut seen, value, "value");
+                }
+                rules.values = values.value.iter().map(|v| v.value.clone()).collect();
+            }
+        }
+        if let Some(default) = &f.default {
+            let value = match (ty, &default.value) {
+                (FieldType::Ref(_), _) => {
+                    self.error(&default.span, "a reference field has no default");
+                    None
+                }
+                (FieldType::Text | FieldType::Date | FieldType::DateTime, Scalar::Text(t)) => {
+                    Some(t.clone())
+                }
+                (
+                    FieldType::Integer,
+                    Scalar::Number {
+                        text,
+                        integer: true,
+                    },
+                ) => Some(text.clone()),
+                (FieldType::Decimal, Scalar::Number { text, .. }) => Some(text.clone()),
+                (FieldType::Decimal, Scalar::Text(t)) if t.parse::<f64>().is_ok() => {
+                    Some(t.clone())
+                }
+                (FieldType::Boolean, Scalar::Bool(b)) => Some(b.to_string()),
+                (_, other) => {
+                    self.error(
+                        &default.span,
+                        format!(
+                            "the default of a field of type {ty} cannot be {}",
+                            other.kind()
+                        ),
+                    );
+                    None
+                }
+            };
+            if let Some(value) = value {
+                let pattern = rules.compiled_pattern().ok().flatten();
+                if let Some(why) = rules.violation(&value, pattern.as_ref()) {
+                    self.error(&default.span, format!("the default `{value}` {why}"));
+                } else {
+                    rules.default = Some(value);
+                }
+            }
+        }
+        rules
     }
 }

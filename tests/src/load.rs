@@ -23,7 +23,7 @@ pub struct Load {
 pub struct Outcome {
     /// The ids of the commands the platform acknowledged.
     pub acked: Vec<String>,
-    /// The ids of the commands that failed: refused, or no answer within 5 s.
+    /// The commands that failed (`id: why`): refused, an error, or no answer within 5 s.
     pub failed: Vec<String>,
 }
 
@@ -49,12 +49,15 @@ impl Load {
                     crate::send(&client, &entity, &request),
                 )
                 .await;
-                if let Ok(Ok(reply)) = sent
-                    && matches!(reply.result, Some(pb::command_reply::Result::Accepted(_)))
-                {
-                    outcome.acked.push(id);
-                } else {
-                    outcome.failed.push(id);
+                match sent {
+                    Ok(Ok(reply))
+                        if matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))) =>
+                    {
+                        outcome.acked.push(id);
+                    }
+                    Ok(Ok(reply)) => outcome.failed.push(format!("{id}: {:?}", reply.result)),
+                    Ok(Err(e)) => outcome.failed.push(format!("{id}: {e:#}")),
+                    Err(_) => outcome.failed.push(format!("{id}: no answer within 5 s")),
                 }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}

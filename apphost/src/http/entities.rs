@@ -29,7 +29,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(&state, &name)?;
     let body = object(&body)?;
-    let values = checked_values(entity, &body, true)?;
+    let values = checked_values(entity, &body, Write::Create)?;
     let row = fetch(pool, sql::insert(entity, values))
         .await
         .map_err(|e| write_error(entity, e))?;
@@ -93,7 +93,7 @@ pub async fn replace(
     Path((name, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    write(&state, &name, &id, &body, true).await
+    write(&state, &name, &id, &body, Write::Replace).await
 }
 
 /// `PATCH /api/{entity}/{id}`: changes the fields given.
@@ -102,7 +102,7 @@ pub async fn update(
     Path((name, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    write(&state, &name, &id, &body, false).await
+    write(&state, &name, &id, &body, Write::Update).await
 }
 
 /// `DELETE /api/{entity}/{id}`: 204.
@@ -137,12 +137,12 @@ async fn write(
     name: &str,
     id: &str,
     body: &[u8],
-    full: bool,
+    how: Write,
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(state, name)?;
     let id = row_id(id)?;
     let body = object(body)?;
-    let values = checked_values(entity, &body, full)?;
+    let values = checked_values(entity, &body, how)?;
     let row = fetch(pool, sql::update(entity, id, values))
         .await
         .map_err(|e| write_error(entity, e))?;
@@ -189,13 +189,24 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// What a write does with the fields its body leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// `POST`: a field left out gets its default, else null.
+    Create,
+    /// `PUT`: a field left out becomes null.
+    Replace,
+    /// `PATCH`: a field left out keeps its value.
+    Update,
+}
+
 /// Checks a body against the entity: every key a field (`id`, `created_at` and `updated_at`
-/// are ignored), every value of its field's type, required fields present and not null. With
-/// `full`, every field gets a value (absent → null); else only the body's keys.
+/// are ignored), every value of its field's type (400), required fields present and not null
+/// (400), every value within its field's rules (422). See [`Write`] for the fields left out.
 fn checked_values<'e>(
     entity: &'e Entity,
     body: &Map<String, Value>,
-    full: bool,
+    how: Write,
 ) -> Result<Vec<(&'e Field, Option<String>)>, ApiError> {
     for key in body.keys() {
         if entity.field(key).is_none() && !RESERVED_COLUMNS.contains(&key.as_str()) {
@@ -204,18 +215,29 @@ fn checked_values<'e>(
     }
     let mut values = Vec::with_capacity(entity.fields.len());
     for field in &entity.fields {
-        let value = match body.get(&field.name) {
-            Some(v) => v,
-            None if full => &Value::Null,
-            None => continue,
+        let value = match (body.get(&field.name), how, &field.rules.default) {
+            (Some(v), _, _) => values::from_json(&field.kind, v)
+                .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?,
+            (None, Write::Create, Some(default)) => Some(
+                values::from_text(&field.kind, default)
+                    .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?,
+            ),
+            (None, Write::Create | Write::Replace, _) => None,
+            (None, Write::Update, _) => continue,
         };
-        let value = values::from_json(&field.kind, value)
-            .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?;
         if value.is_none() && field.required {
             return Err(ApiError::field(
                 &field.name,
                 format!("{} is required", field.name),
             ));
+        }
+        if let Some(text) = &value
+            && let Some(why) = field.rules.violation(text, field.pattern.as_ref())
+        {
+            return Err(ApiError::Invalid {
+                message: format!("{} {why}", field.name),
+                field: field.name.clone(),
+            });
         }
         values.push((field, value));
     }
@@ -269,7 +291,13 @@ fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
         Some("23502") => bad("a value is required"),
         Some("23514") => bad("the value breaks a check"),
         Some("22003" | "22008" | "22007" | "22P02" | "22001") => bad("the value is out of range"),
-        Some("23505") => ApiError::Conflict("a row with this value already exists".into()),
+        Some("23505") => ApiError::Duplicate {
+            message: match &field {
+                Some(field) => format!("another {} has this {field}", entity.name),
+                None => "a row with this value already exists".into(),
+            },
+            field,
+        },
         _ => ApiError::database(e),
     }
 }

@@ -18,6 +18,23 @@ pub enum ApiError {
         /// The field, parameter or body key at fault.
         field: Option<String>,
     },
+    /// A value breaks one of its field's rules (`min`, `max`, `max_length`, `pattern`,
+    /// `values`) (422).
+    #[error("{message}")]
+    Invalid {
+        /// Which rule, and how.
+        message: String,
+        /// The field.
+        field: String,
+    },
+    /// Another row has this value of a unique field (409).
+    #[error("{message}")]
+    Duplicate {
+        /// What is duplicated.
+        message: String,
+        /// The unique field, when the database named it.
+        field: Option<String>,
+    },
     /// No such entity, row or file (404).
     #[error("{0}")]
     NotFound(String),
@@ -70,6 +87,21 @@ impl IntoResponse for ApiError {
                 message,
                 field: None,
             } => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::Invalid { message, field } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": message, "field": field}),
+            ),
+            Self::Duplicate {
+                message,
+                field: Some(field),
+            } => (
+                StatusCode::CONFLICT,
+                json!({"error": message, "field": field}),
+            ),
+            Self::Duplicate {
+                message,
+                field: None,
+            } => (StatusCode::CONFLICT, json!({"error": message})),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
             Self::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),

@@ -28,7 +28,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `GET /api`: the entities and their fields.
+/// `GET /api`: the entities and their fields, with each field's rules and default.
 pub async fn contract(State(state): State<Arc<AppState>>) -> Response {
     let model = &state.bundle.model;
     let entities: Vec<Value> = model
@@ -38,7 +38,16 @@ pub async fn contract(State(state): State<Arc<AppState>>) -> Response {
             let fields: Vec<Value> = e
                 .fields
                 .iter()
-                .map(|f| json!({"name": f.name, "type": f.kind.to_string(), "required": f.required}))
+                .map(|f| {
+                    let mut field = json!({"name": f.name, "type": f.kind.to_string(), "required": f.required});
+                    // The rules, as model.json has them (only those the field has).
+                    if let (Value::Object(field), Ok(Value::Object(rules))) =
+                        (&mut field, serde_json::to_value(&f.rules))
+                    {
+                        field.extend(rules);
+                    }
+                    field
+                })
                 .collect();
             json!({"name": e.name, "path": format!("/api/{}", e.table), "expose": e.expose, "fields": fields})
         })

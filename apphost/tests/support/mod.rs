@@ -15,11 +15,17 @@ use tokio::task::JoinHandle;
 
 /// The fixture bundle.
 pub fn fixture_bundle() -> PathBuf {
+    fixture("bundle")
+}
+
+/// The fixture bundle `name` (under `tests/fixtures`).
+pub fn fixture(name: &str) -> PathBuf {
     Path::new(
         &std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
     )
-    .join("tests/fixtures/bundle")
+    .join("tests/fixtures")
+    .join(name)
 }
 
 fn is_root() -> bool {
