@@ -30,6 +30,7 @@ use crate::state::AppState;
 /// | `GET /api/_settings` | declared settings and their values (never secrets) |
 /// | `POST, GET /api/{entity}` | create; list (`limit`, `offset`, `<field>=<value>`) |
 /// | `GET, PUT, PATCH, DELETE /api/{entity}/{id}` | read, replace, update, delete |
+/// | `GET /api/{entity}/{id}/{related}` | the `related` rows that refer to this one (one-to-many; `?via=FIELD`) |
 /// | `GET /`, `GET /screens/{*path}` | the static screens |
 ///
 /// An entity route answers 503 (`Retry-After: 1`) within [`crate::db::ACQUIRE_TIMEOUT`] when the
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(entities::update)
                 .delete(entities::delete),
         )
+        .route("/api/{entity}/{id}/{related}", get(entities::related))
         .route("/", get(screens::index))
         .route("/screens/{*path}", get(screens::file))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

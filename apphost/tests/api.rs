@@ -354,3 +354,63 @@ async fn field_rules_are_enforced_naming_the_field_and_defaults_fill_in() {
     assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
     host.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_row_lists_the_rows_that_refer_to_it() {
+    let pg = Postgres::start();
+    let host = Host::start_ready(config_with_secret(Some(&pg))).await;
+    let lamp = host
+        .send("POST", "/api/product", r#"{"title":"Lamp","price":"20"}"#)
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    let desk = host
+        .send("POST", "/api/product", r#"{"title":"Desk","price":"90"}"#)
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    for (customer, product, quantity) in [("A", lamp, 1), ("B", lamp, 2), ("C", desk, 1)] {
+        let body = json!({"customer": customer, "product": product, "quantity": quantity});
+        assert_eq!(
+            host.send("POST", "/api/order", &body.to_string())
+                .await
+                .status,
+            201
+        );
+    }
+
+    // The lamp's orders, and only those; paged and filtered like a list.
+    let orders = host.get(&format!("/api/product/{lamp}/order")).await.json();
+    let customers: Vec<&str> = orders["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["A", "B"]);
+    let filtered = host
+        .get(&format!("/api/product/{lamp}/order?quantity=2&limit=5"))
+        .await
+        .json();
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+    assert_eq!(filtered["limit"], 5);
+    let via = host
+        .get(&format!("/api/product/{desk}/order?via=product"))
+        .await
+        .json();
+    assert_eq!(via["items"][0]["customer"], "C");
+
+    // What does not exist, or does not refer, is said so.
+    assert_eq!(host.get("/api/product/999/order").await.status, 404);
+    assert_eq!(
+        host.get(&format!("/api/order/{lamp}/product")).await.status,
+        404
+    );
+    let r = host
+        .get(&format!("/api/product/{lamp}/order?via=customer"))
+        .await;
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("via")));
+    host.stop().await.unwrap();
+}

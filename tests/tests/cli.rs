@@ -352,20 +352,16 @@ async fn impact_build_log_and_forced_deploys_without_workers() {
         .await;
 
     // --force does not skip the build check, and with no blockers records no force.
-    let refused = neo
-        .fails(
-            &[
-                "deploy",
-                "catalog",
-                "--stage",
-                "dev",
-                "--revision",
-                "1",
-                "--force",
-            ],
-            5,
-        )
-        .await;
+    let forced = [
+        "deploy",
+        "catalog",
+        "--stage",
+        "dev",
+        "--revision",
+        "1",
+        "--force",
+    ];
+    let refused = neo.fails(&forced, 5).await;
     assert!(refused.contains("deploy.build_not_succeeded"), "{refused}");
     neo.json(&["build", "request", "catalog", "1"]).await;
     // A requested build has no log lines yet: nothing printed, and no wait without --follow.
@@ -373,17 +369,7 @@ async fn impact_build_log_and_forced_deploys_without_workers() {
     result.unwrap();
     assert_eq!(out, "");
     let image = stack.finish_build("acme", "catalog", 1, 1).await.unwrap();
-    let deployed = neo
-        .json(&[
-            "deploy",
-            "catalog",
-            "--stage",
-            "dev",
-            "--revision",
-            "1",
-            "--force",
-        ])
-        .await;
+    let deployed = neo.json(&forced).await;
     assert_eq!(deployed["releases"][0]["image_digest"], image);
     assert_eq!(deployed["releases"][0]["forced"], false);
     assert_eq!(deployed["releases"][0]["forced_blockers"], json!([]));

@@ -1,4 +1,5 @@
-//! The REST API of the app's entities: create, read, list, replace, update, delete.
+//! The REST API of the app's entities: create, read, list, replace, update, delete, and the rows
+//! that refer to a row (one-to-many).
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use neo_model::FieldType;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use sqlx::postgres::PgDatabaseError;
@@ -60,31 +62,123 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(&state, &name)?;
-    let mut limit = DEFAULT_LIMIT;
-    let mut offset = 0;
-    let mut filters: Vec<(&Field, String)> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "limit" => limit = count(&key, &value)?.min(MAX_LIMIT),
-            "offset" => offset = count(&key, &value)?,
-            other => {
-                let field = entity.field(other).ok_or_else(|| {
-                    ApiError::field(other, format!("unknown filter field {other:?}"))
-                })?;
-                let value = values::from_text(&field.kind, &value)
-                    .map_err(|m| ApiError::field(other, format!("filter {other}: {m}")))?;
-                filters.push((field, value));
-            }
+    let (page, _) = Page::of(entity, query.as_deref(), None)?;
+    page.answer(pool, entity).await
+}
+
+/// `GET /api/{entity}/{id}/{related}`: the rows of entity `related` whose reference field to
+/// `entity` holds `id` (a one-to-many view: `/api/category/3/product`), paged and filtered like
+/// a list. With several such fields, `?via=FIELD` names the one. 404 when the row does not
+/// exist or no field of `related` refers to `entity`.
+pub async fn related(
+    State(state): State<Arc<AppState>>,
+    Path((name, id, related)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (pool, parent) = target(&state, &name)?;
+    let id = row_id(&id)?;
+    let (_, child) = target(&state, &related)?;
+    let (mut page, via) = Page::of(child, query.as_deref(), Some("via"))?;
+    let refs: Vec<&Field> = child
+        .fields
+        .iter()
+        .filter(|f| matches!(&f.kind, FieldType::Ref(target) if *target == parent.name))
+        .collect();
+    let field = match (via.as_deref(), refs.as_slice()) {
+        (Some(via), _) => refs
+            .iter()
+            .find(|f| f.name == via)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::field(
+                    "via",
+                    format!(
+                        "{via:?} is not a field of {} that refers to {}",
+                        child.name, parent.name
+                    ),
+                )
+            })?,
+        (None, [one]) => *one,
+        (None, []) => {
+            return Err(ApiError::NotFound(format!(
+                "no field of {} refers to {}",
+                child.name, parent.name
+            )));
         }
-    }
-    let rows = fetch(pool, sql::list(entity, &filters, limit, offset))
+        (None, several) => {
+            let names: Vec<&str> = several.iter().map(|f| f.name.as_str()).collect();
+            return Err(ApiError::field(
+                "via",
+                format!(
+                    "several fields of {} refer to {}: name one with ?via= ({})",
+                    child.name,
+                    parent.name,
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    let exists = fetch(pool, sql::get(parent, id))
         .await
         .map_err(ApiError::database)?;
-    let body = format!(
-        r#"{{"items":[{}],"limit":{limit},"offset":{offset}}}"#,
-        rows.join(",")
-    );
-    Ok(json_text(StatusCode::OK, body))
+    if exists.is_empty() {
+        return Err(ApiError::NotFound(format!("no {name} with id {id}")));
+    }
+    page.filters.push((field, id.to_string()));
+    page.answer(pool, child).await
+}
+
+/// A list's page and filters, from its query string.
+struct Page<'e> {
+    limit: i64,
+    offset: i64,
+    filters: Vec<(&'e Field, String)>,
+}
+
+impl<'e> Page<'e> {
+    /// `limit`, `offset` and `<field>=<value>` filters of `entity` from `query`, and the value
+    /// of the `extra` parameter when it is allowed and given.
+    fn of(
+        entity: &'e Entity,
+        query: Option<&str>,
+        extra: Option<&str>,
+    ) -> Result<(Self, Option<String>), ApiError> {
+        let mut page = Page {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+            filters: Vec::new(),
+        };
+        let mut extra_value = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "limit" => page.limit = count(&key, &value)?.min(MAX_LIMIT),
+                "offset" => page.offset = count(&key, &value)?,
+                other if Some(other) == extra => extra_value = Some(value.into_owned()),
+                other => {
+                    let field = entity.field(other).ok_or_else(|| {
+                        ApiError::field(other, format!("unknown filter field {other:?}"))
+                    })?;
+                    let value = values::from_text(&field.kind, &value)
+                        .map_err(|m| ApiError::field(other, format!("filter {other}: {m}")))?;
+                    page.filters.push((field, value));
+                }
+            }
+        }
+        Ok((page, extra_value))
+    }
+
+    /// The page of `entity`'s rows: `{"items": [...], "limit", "offset"}`.
+    async fn answer(self, pool: &PgPool, entity: &Entity) -> Result<Response, ApiError> {
+        let (limit, offset) = (self.limit, self.offset);
+        let rows = fetch(pool, sql::list(entity, &self.filters, limit, offset))
+            .await
+            .map_err(ApiError::database)?;
+        let body = format!(
+            r#"{{"items":[{}],"limit":{limit},"offset":{offset}}}"#,
+            rows.join(",")
+        );
+        Ok(json_text(StatusCode::OK, body))
+    }
 }
 
 /// `PUT /api/{entity}/{id}`: replaces every field (absent ones become null).
