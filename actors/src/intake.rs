@@ -66,6 +66,8 @@ pub struct Intake {
     tasks: Vec<JoinHandle<()>>,
     /// Tells the subscription loops to leave the queue group and finish what they received.
     draining: watch::Sender<bool>,
+    /// The connection the answers go out on: flushed at the end of a drain.
+    client: async_nats::Client,
 }
 
 impl Intake {
@@ -83,10 +85,18 @@ impl Intake {
                 drained = false;
             }
         }
+        // The last answers may still sit in the connection's buffer: a process that exits
+        // right after the drain would lose them (their callers would wait in vain).
+        let flush = tokio::time::timeout_at(deadline, self.client.flush()).await;
+        if !matches!(flush, Ok(Ok(()))) {
+            drained = false;
+        }
         if drained {
             tracing::info!("command intake drained");
         } else {
-            tracing::warn!("command intake: requests still in flight at the drain's deadline");
+            tracing::warn!(
+                "command intake: requests or answers still in flight at the drain's deadline"
+            );
         }
     }
 }
@@ -184,7 +194,11 @@ pub async fn serve(
     tracing::info!(subjects = %format!("{} {} {}", subjects::COMMANDS_ALL, subjects::QUERIES_ALL,
         subjects::STAGE_COMMANDS_ALL),
         queue = subjects::PLATFORM_QUEUE, "command intake serving");
-    Ok(Intake { tasks, draining })
+    Ok(Intake {
+        tasks,
+        draining,
+        client,
+    })
 }
 
 /// Returns once the server has processed everything this connection sent before the call.
