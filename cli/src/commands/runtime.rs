@@ -5,12 +5,13 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use neo_gateway::api;
+use neo_gateway::api::runtime_client::RuntimeClient;
 use neo_protocol::pb;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::Target;
-use crate::connect::Context;
+use crate::connect::{AuthChannel, Context};
 use crate::error::CliError;
 use crate::output::OutputFormat;
 use crate::render;
@@ -249,6 +250,33 @@ pub async fn status(cx: &Context, args: StatusArgs) -> Result<(), CliError> {
     )
 }
 
+/// The status of `app` on `stage` (`Runtime.Status` for it, retried after `UNAVAILABLE` with
+/// `message` on the spinner); `None` when the app has no podgroup there.
+///
+/// # Errors
+///
+/// The gateway's error.
+pub async fn podgroup_status(
+    client: &RuntimeClient<AuthChannel>,
+    message: &str,
+    tenant: &str,
+    app: &str,
+    stage: &str,
+) -> Result<Option<api::PodgroupStatus>, CliError> {
+    let request = api::StatusRequest {
+        tenant: tenant.to_owned(),
+        stage: stage.to_owned(),
+        app: app.to_owned(),
+    };
+    let status = crate::retrying!(message, client.status(request))
+        .await?
+        .into_inner();
+    Ok(status
+        .podgroups
+        .into_iter()
+        .find(|p| p.app == app && p.stage == stage))
+}
+
 /// `neo scale`: reads the current policy (`Runtime.Status`), changes the fields given, and sets
 /// it (`Runtime.SetScalePolicy`).
 ///
@@ -265,18 +293,8 @@ pub async fn scale(cx: &Context, args: ScaleArgs) -> Result<(), CliError> {
     let Target { app, stage } = args.target;
     let tenant = cx.tenant()?;
     let client = cx.connect().await?.runtime();
-    let reading = api::StatusRequest {
-        tenant: tenant.clone(),
-        stage: stage.clone(),
-        app: app.clone(),
-    };
-    let status = crate::retrying!("reading the policy", client.status(reading))
+    let current = podgroup_status(&client, "reading the policy", &tenant, &app, &stage)
         .await?
-        .into_inner();
-    let current = status
-        .podgroups
-        .iter()
-        .find(|p| p.app == app && p.stage == stage)
         .and_then(|p| p.policy)
         .unwrap_or_default();
     let policy = args.policy.over(current);

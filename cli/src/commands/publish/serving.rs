@@ -11,6 +11,7 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::json;
 
+use crate::commands::runtime::podgroup_status;
 use crate::connect::Context;
 use crate::error::CliError;
 use crate::progress::spinner;
@@ -75,21 +76,8 @@ pub async fn wait(
     let started = Instant::now();
     let progress = spinner(format!("waiting for {app} v{release} to serve on {stage}"));
     let outcome = loop {
-        let request = api::StatusRequest {
-            tenant: tenant.to_owned(),
-            stage: stage.to_owned(),
-            app: app.to_owned(),
-        };
-        let status = crate::retrying!("reading the status", client.status(request))
-            .await?
-            .into_inner();
-        let now = serving(
-            status
-                .podgroups
-                .iter()
-                .find(|p| p.app == app && p.stage == stage),
-            release,
-        );
+        let status = podgroup_status(&client, "reading the status", tenant, app, stage).await?;
+        let now = serving(status.as_ref(), release);
         match now {
             Serving::Not(why) if started.elapsed() < wait => {
                 progress.set_message(format!(
