@@ -50,6 +50,9 @@ pub struct Config {
     pub settings: BTreeMap<String, String>,
     /// Secret values by upper-case name (`NEO_SECRET_<NAME>`); never logged nor served.
     pub secrets: BTreeMap<String, String>,
+    /// Where the apps this one consumes answer on its stage: a URL with `{app}` standing for
+    /// a producer's name (`NEO_PRODUCERS`, set by the agent); none: no producer is reachable.
+    pub producers: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -66,6 +69,7 @@ impl fmt::Debug for Config {
             .field("identity", &self.identity)
             .field("settings", &self.settings)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("producers", &self.producers)
             .finish()
     }
 }
@@ -82,6 +86,7 @@ impl Config {
             identity: Identity::default(),
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            producers: None,
         }
     }
 }
@@ -110,6 +115,9 @@ pub struct Cli {
     /// The unpacked bundle directory.
     #[arg(long, env = "NEO_BUNDLE_DIR", default_value = "/app/bundle")]
     pub bundle_dir: PathBuf,
+    /// Where the consumed apps answer: a URL with `{app}` for the producer's name.
+    #[arg(long, env = "NEO_PRODUCERS")]
+    pub producers: Option<String>,
     /// The address to listen on (default 127.0.0.1:8080, or 127.0.0.1:$PORT).
     #[arg(long, env = "NEO_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -181,6 +189,7 @@ impl Cli {
             },
             settings,
             secrets,
+            producers: self.producers.filter(|p| !p.is_empty()),
         }
     }
 }

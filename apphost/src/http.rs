@@ -4,6 +4,7 @@ mod entities;
 mod error;
 mod meta;
 mod screens;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +32,10 @@ use crate::state::AppState;
 /// | `POST, GET /api/{entity}` | create; list (`limit`, `offset`, `<field>=<value>`) |
 /// | `GET, PUT, PATCH, DELETE /api/{entity}/{id}` | read, replace, update, delete |
 /// | `GET /api/{entity}/{id}/{related}` | the `related` rows that refer to this one (one-to-many; `?via=FIELD`) |
-/// | `GET /`, `GET /screens/{*path}` | the static screens |
+/// | `GET /ui`, `GET /ui/{entity}[/new, /{id}, /{id}/edit]` | the generated screens ([`ui`]) |
+/// | `POST /ui/{entity}[/{id}, /{id}/delete]` | their forms: create, save, delete |
+/// | `GET /` | the project's `screens/index.html`, else the generated home page |
+/// | `GET /screens/{*path}` | the project's own screens |
 ///
 /// An entity route answers 503 (`Retry-After: 1`) within [`crate::db::ACQUIRE_TIMEOUT`] when the
 /// database is unavailable, instead of waiting for it.
@@ -52,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/{entity}/{id}/{related}", get(entities::related))
         .route("/", get(screens::index))
         .route("/screens/{*path}", get(screens::file))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(log_request))
         .with_state(state)

@@ -11,6 +11,7 @@
 //! - [`model`]: the model's serde shape, checked and resolved to SQL names.
 //! - [`values`]: checking client values against field types (pure).
 //! - [`sql`]: the entity API's statements, with bind parameters only (pure).
+//! - [`producers`]: the consumed apps, read live through their API on the same stage.
 //! - [`migrate`]: applying the migrations under an advisory lock.
 //! - [`db`]: bounded waits for the database; which failures mean it is unavailable (503).
 //! - [`state`]: what handlers share; readiness.
@@ -25,6 +26,7 @@ pub mod http;
 pub mod logging;
 pub mod migrate;
 pub mod model;
+pub mod producers;
 pub mod server;
 pub mod sql;
 pub mod state;

@@ -83,6 +83,9 @@ pub struct RawModel {
     /// Declared secret settings.
     #[serde(default)]
     pub secrets: Vec<RawSecret>,
+    /// Other apps' entities it reads.
+    #[serde(default)]
+    pub consumes: Vec<RawConsume>,
 }
 
 /// One entity in `model.json`.
@@ -112,6 +115,18 @@ pub struct RawField {
     /// Its other rules and default (absent in older bundles: none).
     #[serde(flatten)]
     pub rules: neo_model::Rules,
+}
+
+/// One `[[consumes]]` entry in `model.json`: another app's entity this one reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawConsume {
+    /// The producer app.
+    pub app: String,
+    /// Its exposed entity.
+    pub entity: String,
+    /// The fields this app uses.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// One declared setting in `model.json`.
@@ -178,6 +193,56 @@ impl Entity {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
+
+    /// The field that names a row to people: the first text field, if any.
+    pub fn label_field(&self) -> Option<&Field> {
+        self.fields.iter().find(|f| f.kind == FieldType::Text)
+    }
+
+    /// Its fields that refer to entity `name`.
+    pub fn refs_to<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Field> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| matches!(&f.kind, FieldType::Ref(target) if target == name))
+    }
+}
+
+/// Another app's entity this app reads (read-only, through the producer's API).
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// The producer app.
+    pub app: String,
+    /// The entity, as the producer declares it (`Product`).
+    pub entity: String,
+    /// Its path segment in the producer's API (`product`).
+    pub table: String,
+    /// The fields this app reads.
+    pub fields: Vec<String>,
+}
+
+impl Consumed {
+    /// `row` with only its id and the declared fields.
+    pub fn declared(
+        &self,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        row.iter()
+            .filter(|(k, _)| *k == "id" || self.fields.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// A row's label: its first declared field that holds text, else `#id`.
+    pub fn label(&self, row: &serde_json::Map<String, serde_json::Value>) -> String {
+        self.fields
+            .iter()
+            .find_map(|f| row.get(f).and_then(serde_json::Value::as_str))
+            .filter(|s| !s.is_empty())
+            .map_or_else(
+                || format!("#{}", row.get("id").cloned().unwrap_or_default()),
+                str::to_owned,
+            )
+    }
 }
 
 /// A declared setting.
@@ -202,6 +267,8 @@ pub struct Model {
     pub settings: Vec<Setting>,
     /// Declared secret names.
     pub secrets: Vec<String>,
+    /// Other apps' entities it reads.
+    pub consumes: Vec<Consumed>,
 }
 
 /// The newest bundle layout this host reads (`format` in `model.json`).
@@ -321,18 +388,40 @@ impl Model {
             }
             secrets.push(s.name);
         }
+        let mut consumes = Vec::with_capacity(raw.consumes.len());
+        for c in raw.consumes {
+            checked("app", &c.app)?;
+            let table = checked("entity", &c.entity)?;
+            consumes.push(Consumed {
+                app: c.app,
+                entity: c.entity,
+                table,
+                fields: c.fields,
+            });
+        }
         Ok(Self {
             name: raw.name,
             description: raw.description,
             entities,
             settings,
             secrets,
+            consumes,
         })
     }
 
     /// The entity served under `/api/{table}`.
     pub fn entity(&self, table: &str) -> Option<&Entity> {
         self.entities.iter().find(|e| e.table == table)
+    }
+
+    /// The entity declared as `name` (as a reference names it: `ref:Product`).
+    pub fn entity_named(&self, name: &str) -> Option<&Entity> {
+        self.entities.iter().find(|e| e.name == name)
+    }
+
+    /// The consumed entity `name` refers to (`ref:Product`), when no entity of this app has it.
+    pub fn consumed(&self, name: &str) -> Option<&Consumed> {
+        self.consumes.iter().find(|c| c.entity == name)
     }
 
     /// The default schema: the app's name with `-` turned into `_`.

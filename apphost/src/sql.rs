@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use neo_model::FieldType;
 
-use crate::model::{Entity, quote, sql_cast};
+use crate::model::{Entity, Field, quote, sql_cast};
 
 /// A statement and its parameters, in order (`None` binds `NULL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +69,23 @@ pub fn get(entity: &Entity, id: i64) -> Statement {
     st
 }
 
-/// `SELECT` a page of rows matching every `(field, value)` filter, by id.
+/// The order of a list: by a field (rows without a value last), then by id; by id alone when
+/// no field is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Order<'e> {
+    /// The field to sort by.
+    pub field: Option<&'e Field>,
+    /// Largest first.
+    pub descending: bool,
+}
+
+/// `SELECT` a page of rows matching every `(field, value)` filter, in `order`.
 ///
 /// The filters' values must already be checked against their fields' types.
 pub fn list(
     entity: &Entity,
-    filters: &[(&crate::model::Field, String)],
+    filters: &[(&Field, String)],
+    order: Order<'_>,
     limit: i64,
     offset: i64,
 ) -> Statement {
@@ -91,16 +102,61 @@ pub fn list(
     };
     let limit = st.bind(Some(limit.to_string()), "bigint");
     let offset = st.bind(Some(offset.to_string()), "bigint");
+    let direction = if order.descending { "DESC" } else { "ASC" };
+    let order_by = match order.field {
+        // Qualified: an output column of the same name (a decimal as text) must not sort.
+        Some(field) => format!(
+            "{}.{} {direction} NULLS LAST, id {direction}",
+            quote(&entity.table),
+            quote(&field.column)
+        ),
+        None => format!("id {direction}"),
+    };
     st.sql = format!(
-        "SELECT row_to_json(r)::text FROM (SELECT {} FROM {}{filter} ORDER BY id LIMIT {limit} OFFSET {offset}) r",
+        "SELECT row_to_json(r)::text FROM (SELECT {} FROM {}{filter} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}) r",
         output_columns(entity),
         quote(&entity.table)
     );
     st
 }
 
+/// The label of each of the rows `ids` (its first text field, else its id) as
+/// `{"id": 1, "label": "…"}`.
+pub fn labels(entity: &Entity, ids: &[i64]) -> Statement {
+    let mut st = Statement::new();
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let ids = st.bind(Some(format!("{{{list}}}")), "bigint[]");
+    st.sql = format!(
+        "SELECT json_build_object('id', id, 'label', {})::text FROM {} WHERE id = ANY({ids})",
+        label_column(entity),
+        quote(&entity.table)
+    );
+    st
+}
+
+/// The first `limit` rows of an entity as `{"id": 1, "label": "…"}`, by label: a picker's
+/// choices.
+pub fn choices(entity: &Entity, limit: i64) -> Statement {
+    let mut st = Statement::new();
+    let limit = st.bind(Some(limit.to_string()), "bigint");
+    let label = label_column(entity);
+    st.sql = format!(
+        "SELECT json_build_object('id', id, 'label', {label})::text FROM {} ORDER BY {label}, id LIMIT {limit}",
+        quote(&entity.table)
+    );
+    st
+}
+
+/// The SQL of a row's label: its first text field (its id when empty), else its id.
+fn label_column(entity: &Entity) -> String {
+    match entity.label_field() {
+        Some(field) => format!("coalesce(nullif({}, ''), id::text)", quote(&field.column)),
+        None => "id::text".to_owned(),
+    }
+}
+
 /// `INSERT` a row with the given `(field, value)` pairs; returns it.
-pub fn insert(entity: &Entity, values: Vec<(&crate::model::Field, Option<String>)>) -> Statement {
+pub fn insert(entity: &Entity, values: Vec<(&Field, Option<String>)>) -> Statement {
     let mut st = Statement::new();
     let mut columns = Vec::with_capacity(values.len() + 2);
     let mut placeholders = Vec::with_capacity(values.len() + 2);
@@ -121,11 +177,7 @@ pub fn insert(entity: &Entity, values: Vec<(&crate::model::Field, Option<String>
 }
 
 /// `UPDATE` the given `(field, value)` pairs of one row (and its `updated_at`); returns it.
-pub fn update(
-    entity: &Entity,
-    id: i64,
-    values: Vec<(&crate::model::Field, Option<String>)>,
-) -> Statement {
+pub fn update(entity: &Entity, id: i64, values: Vec<(&Field, Option<String>)>) -> Statement {
     let mut st = Statement::new();
     let mut sets = Vec::with_capacity(values.len() + 1);
     for (field, value) in values {
@@ -184,14 +236,41 @@ mod tests {
     #[test]
     fn list_filters_then_pages() {
         let e = order();
-        let st = list(&e, &[(&e.fields[0], "Ann".into())], 10, 20);
+        let st = list(
+            &e,
+            &[(&e.fields[0], "Ann".into())],
+            Order::default(),
+            10,
+            20,
+        );
         assert!(st.sql.contains(
-            "WHERE \"customer\" = $1::text ORDER BY id LIMIT $2::bigint OFFSET $3::bigint"
+            "WHERE \"customer\" = $1::text ORDER BY id ASC LIMIT $2::bigint OFFSET $3::bigint"
         ));
         assert_eq!(
             st.params,
             vec![Some("Ann".into()), Some("10".into()), Some("20".into())]
         );
+        let by_total = Order {
+            field: Some(&e.fields[1]),
+            descending: true,
+        };
+        let st = list(&e, &[], by_total, 10, 0);
+        assert!(
+            st.sql
+                .contains("ORDER BY \"order\".\"total\" DESC NULLS LAST, id DESC LIMIT $1::bigint")
+        );
+    }
+
+    #[test]
+    fn labels_are_the_first_text_field() {
+        let e = order();
+        let st = labels(&e, &[3, 5]);
+        assert_eq!(
+            st.sql,
+            "SELECT json_build_object('id', id, 'label', coalesce(nullif(\"customer\", ''), id::text))::text \
+             FROM \"order\" WHERE id = ANY($1::bigint[])"
+        );
+        assert_eq!(st.params, vec![Some("{3,5}".into())]);
     }
 
     #[test]

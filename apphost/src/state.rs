@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::bundle::Bundle;
 use crate::config::{Config, env_key};
 use crate::db;
+use crate::producers::Producers;
 
 /// Where the database stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub struct AppState {
     pub settings: Vec<(String, Option<String>)>,
     /// Declared secrets that have no value.
     pub missing_secrets: Vec<String>,
+    /// The apps this one consumes.
+    pub producers: Producers,
     db_status: Mutex<DbStatus>,
 }
 
@@ -73,6 +76,7 @@ impl AppState {
             pool,
             settings,
             missing_secrets,
+            producers: Producers::new(config.producers.clone()),
             db_status: Mutex::new(status),
         })
     }

@@ -414,3 +414,34 @@ async fn a_row_lists_the_rows_that_refer_to_it() {
     assert_eq!((r.status, r.json()["field"].clone()), (400, json!("via")));
     host.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn references_name_existing_rows_and_a_referenced_row_stays() {
+    let pg = Postgres::start();
+    let host = Host::start_ready(config_with_secret(Some(&pg))).await;
+    let dangling = host
+        .send("POST", "/api/order", r#"{"customer":"Ann","product":99}"#)
+        .await;
+    assert_eq!(dangling.status, 422, "{}", dangling.body);
+    assert_eq!(dangling.json()["field"], "product");
+    assert_eq!(dangling.json()["error"], "product: no Product with id 99");
+
+    let lamp = host
+        .send("POST", "/api/product", r#"{"title":"Lamp","price":"5"}"#)
+        .await
+        .json();
+    let body = json!({"customer": "Ann", "product": lamp["id"]});
+    let order = host.send("POST", "/api/order", &body.to_string()).await;
+    assert_eq!(order.status, 201);
+    let patch = host.send("PATCH", "/api/order/1", r#"{"product":7}"#).await;
+    assert_eq!(patch.status, 422);
+
+    let kept = host.send("DELETE", "/api/product/1", "").await;
+    assert_eq!(kept.status, 409);
+    assert_eq!(
+        kept.json()["error"],
+        "Product 1 is referenced by other rows (Order.product)"
+    );
+    assert_eq!(host.send("DELETE", "/api/order/1", "").await.status, 204);
+    assert_eq!(host.send("DELETE", "/api/product/1", "").await.status, 204);
+}

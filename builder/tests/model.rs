@@ -29,7 +29,7 @@ fn the_examples_load() {
     );
     assert_eq!(orders.settings[0].default.as_deref(), Some("EUR"));
     assert_eq!(orders.secrets[0].name, "payment_api_key");
-    assert_eq!(orders.screens, ["screens/index.html"]);
+    assert_eq!(orders.screens, ["screens/summary.html"]);
     let consume = &orders.consumes[0];
     assert_eq!(
         (consume.app.as_str(), consume.entity.as_str()),

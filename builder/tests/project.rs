@@ -53,7 +53,7 @@ fn pack_is_deterministic() {
     assert_eq!(b.digest(), a.digest());
     assert!(a.digest().starts_with("sha256:") && a.digest().len() == 71);
     let paths: Vec<_> = a.files().keys().cloned().collect();
-    assert_eq!(paths, ["neo.toml", "screens/index.html"]);
+    assert_eq!(paths, ["neo.toml", "screens/summary.html"]);
 }
 
 #[test]

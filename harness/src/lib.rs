@@ -4,8 +4,10 @@
 //! Each server runs as a child process with its data in a temporary directory; dropping the
 //! handle kills the process and then removes the directory, so a failing test never leaks one.
 //! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk and
-//! [`rootfs`] runs a program inside an image's files as a container would.
+//! [`rootfs`] runs a program inside an image's files as a container would; [`browser`] drives
+//! a real headless Chromium through chromedriver (WebDriver) for page tests.
 
+pub mod browser;
 pub mod files;
 pub mod kubernetes;
 pub mod nats;
@@ -14,6 +16,7 @@ pub mod postgres;
 pub mod registry;
 pub mod rootfs;
 
+pub use browser::{Browser, BrowserError};
 pub use files::copy_dir;
 pub use nats::NatsServer;
 pub use nats_cluster::NatsCluster;

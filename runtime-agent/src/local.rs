@@ -90,6 +90,9 @@ impl LocalRuntime {
             addr: lb_listen,
             source,
         })?;
+        process
+            .producers
+            .get_or_insert_with(|| format!("http://127.0.0.1:{}", lb_addr.port()));
         let (sender, events) = mpsc::channel(EVENTS);
         let (driver, supervisor) = ProcessDriver::start(process, registry.clone(), sender).await?;
         let balancer = Balancer::serve(listener, driver.routes(), edge);

@@ -152,11 +152,14 @@ async fn the_examples_publish_and_their_images_hold_the_bundle() {
             serde_json::from_slice(&bundle["app/bundle/model.json"]).unwrap();
         assert_eq!(model["name"], name);
         assert!(
-            bundle.contains_key("app/bundle/migrations/0001_schema.sql")
-                && bundle.contains_key("app/bundle/screens/index.html"),
+            bundle.contains_key("app/bundle/migrations/0001_schema.sql"),
             "{:?}",
             bundle.keys()
         );
+        for screen in model["screens"].as_array().unwrap() {
+            let path = format!("app/bundle/{}", screen.as_str().unwrap());
+            assert!(bundle.contains_key(&path), "{path}: {:?}", bundle.keys());
+        }
         if name != "catalog" {
             assert_eq!(model["dependencies"][0]["producer_app"], "catalog");
             assert_eq!(model["dependencies"][0]["producer_revision"], 1);

@@ -7,14 +7,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use neo_model::FieldType;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use sqlx::postgres::PgDatabaseError;
 
+mod expand;
+mod references;
+
 use super::{ApiError, json_text};
-use crate::model::{Entity, Field, RESERVED_COLUMNS};
-use crate::sql::{self, Statement};
+use crate::model::{Entity, Field, Model, RESERVED_COLUMNS};
+use crate::sql::{self, Order, Statement};
 use crate::state::AppState;
 use crate::values;
 
@@ -32,30 +34,39 @@ pub async fn create(
     let (pool, entity) = target(&state, &name)?;
     let body = object(&body)?;
     let values = checked_values(entity, &body, Write::Create)?;
-    let row = fetch(pool, sql::insert(entity, values))
-        .await
-        .map_err(|e| write_error(entity, e))?;
-    let row = row
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::NotFound(format!("no {name} created")))?;
+    let row = store(pool, &state, entity, None, values).await?;
     Ok(json_text(StatusCode::CREATED, row))
 }
 
-/// `GET /api/{entity}/{id}`.
+/// `GET /api/{entity}/{id}?expand=field,…`.
 pub async fn read(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(&state, &name)?;
     let id = row_id(&id)?;
+    let mut fields = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "expand" => fields.extend(expand::fields(entity, &value)?),
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    format!("unknown parameter {other:?} (only expand)"),
+                ));
+            }
+        }
+    }
     let row = fetch(pool, sql::get(entity, id))
         .await
         .map_err(ApiError::database)?;
+    let row = expand::rows(pool, &state, &fields, row).await?;
     one(row, &name, id)
 }
 
-/// `GET /api/{entity}?limit=&offset=&<field>=<value>`: `{"items": [...], "limit", "offset"}`.
+/// `GET /api/{entity}?limit=&offset=&sort=[-]<field>&expand=<field>,…&<field>=<value>`:
+/// `{"items": [...], "limit", "offset"}`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -63,7 +74,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(&state, &name)?;
     let (page, _) = Page::of(entity, query.as_deref(), None)?;
-    page.answer(pool, entity).await
+    page.answer(&state, pool, entity).await
 }
 
 /// `GET /api/{entity}/{id}/{related}`: the rows of entity `related` whose reference field to
@@ -79,11 +90,7 @@ pub async fn related(
     let id = row_id(&id)?;
     let (_, child) = target(&state, &related)?;
     let (mut page, via) = Page::of(child, query.as_deref(), Some("via"))?;
-    let refs: Vec<&Field> = child
-        .fields
-        .iter()
-        .filter(|f| matches!(&f.kind, FieldType::Ref(target) if *target == parent.name))
-        .collect();
+    let refs: Vec<&Field> = child.refs_to(&parent.name).collect();
     let field = match (via.as_deref(), refs.as_slice()) {
         (Some(via), _) => refs
             .iter()
@@ -125,20 +132,28 @@ pub async fn related(
         return Err(ApiError::NotFound(format!("no {name} with id {id}")));
     }
     page.filters.push((field, id.to_string()));
-    page.answer(pool, child).await
+    page.answer(&state, pool, child).await
 }
 
-/// A list's page and filters, from its query string.
-struct Page<'e> {
-    limit: i64,
-    offset: i64,
-    filters: Vec<(&'e Field, String)>,
+/// A list's page, order and filters, from its query string.
+pub(super) struct Page<'e> {
+    /// Rows per page.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+    /// The order.
+    pub order: Order<'e>,
+    /// `(field, value)` pairs every row matches, the values checked.
+    pub filters: Vec<(&'e Field, String)>,
+    /// The references to expand ([`expand`]).
+    pub expand: Vec<&'e Field>,
 }
 
 impl<'e> Page<'e> {
-    /// `limit`, `offset` and `<field>=<value>` filters of `entity` from `query`, and the value
-    /// of the `extra` parameter when it is allowed and given.
-    fn of(
+    /// `limit`, `offset`, `sort` (`field` or `-field`), `expand` and `<field>=<value>` filters of
+    /// `entity` from `query`, and the value of the `extra` parameter when it is allowed and
+    /// given.
+    pub fn of(
         entity: &'e Entity,
         query: Option<&str>,
         extra: Option<&str>,
@@ -146,13 +161,17 @@ impl<'e> Page<'e> {
         let mut page = Page {
             limit: DEFAULT_LIMIT,
             offset: 0,
+            order: Order::default(),
             filters: Vec::new(),
+            expand: Vec::new(),
         };
         let mut extra_value = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
                 "limit" => page.limit = count(&key, &value)?.min(MAX_LIMIT),
                 "offset" => page.offset = count(&key, &value)?,
+                "sort" => page.order = order(entity, &value)?,
+                "expand" => page.expand.extend(expand::fields(entity, &value)?),
                 other if Some(other) == extra => extra_value = Some(value.into_owned()),
                 other => {
                     let field = entity.field(other).ok_or_else(|| {
@@ -167,12 +186,22 @@ impl<'e> Page<'e> {
         Ok((page, extra_value))
     }
 
+    /// The rows of the page, as JSON texts.
+    pub async fn rows(&self, pool: &PgPool, entity: &Entity) -> Result<Vec<String>, ApiError> {
+        let st = sql::list(entity, &self.filters, self.order, self.limit, self.offset);
+        fetch(pool, st).await.map_err(ApiError::database)
+    }
+
     /// The page of `entity`'s rows: `{"items": [...], "limit", "offset"}`.
-    async fn answer(self, pool: &PgPool, entity: &Entity) -> Result<Response, ApiError> {
+    async fn answer(
+        self,
+        state: &AppState,
+        pool: &PgPool,
+        entity: &Entity,
+    ) -> Result<Response, ApiError> {
         let (limit, offset) = (self.limit, self.offset);
-        let rows = fetch(pool, sql::list(entity, &self.filters, limit, offset))
-            .await
-            .map_err(ApiError::database)?;
+        let rows = self.rows(pool, entity).await?;
+        let rows = expand::rows(pool, state, &self.expand, rows).await?;
         let body = format!(
             r#"{{"items":[{}],"limit":{limit},"offset":{offset}}}"#,
             rows.join(",")
@@ -206,6 +235,20 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let (pool, entity) = target(&state, &name)?;
     let id = row_id(&id)?;
+    remove(pool, &state.bundle.model, entity, id).await?;
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+/// Deletes one row: 404 when there is none, 409 when other rows refer to it.
+pub(super) async fn remove(
+    pool: &PgPool,
+    model: &Model,
+    entity: &Entity,
+    id: i64,
+) -> Result<(), ApiError> {
+    references::check_unreferenced(pool, model, entity, id).await?;
     let st = sql::delete(entity, id);
     let mut query = sqlx::query(&st.sql);
     for p in st.params {
@@ -215,15 +258,18 @@ pub async fn delete(
         .execute(pool)
         .await
         .map_err(|e| match code(&e).as_deref() {
-            Some("23503") => ApiError::Conflict(format!("{name} {id} is referenced by other rows")),
+            Some("23503") => {
+                ApiError::Conflict(format!("{} {id} is referenced by other rows", entity.table))
+            }
             _ => ApiError::database(e),
         })?;
     if done.rows_affected() == 0 {
-        return Err(ApiError::NotFound(format!("no {name} with id {id}")));
+        return Err(ApiError::NotFound(format!(
+            "no {} with id {id}",
+            entity.table
+        )));
     }
-    Ok(axum::response::IntoResponse::into_response(
-        StatusCode::NO_CONTENT,
-    ))
+    Ok(())
 }
 
 async fn write(
@@ -237,14 +283,55 @@ async fn write(
     let id = row_id(id)?;
     let body = object(body)?;
     let values = checked_values(entity, &body, how)?;
-    let row = fetch(pool, sql::update(entity, id, values))
-        .await
-        .map_err(|e| write_error(entity, e))?;
-    one(row, name, id)
+    let row = store(pool, state, entity, Some(id), values).await?;
+    Ok(json_text(StatusCode::OK, row))
+}
+
+/// Writes checked values: a new row (`id` none) or row `id`; the row as JSON text. The
+/// references are checked first ([`references::check_targets`]); the database's refusals
+/// become 400/409 naming the field ([`write_error`]); 404 when row `id` does not exist.
+pub(super) async fn store(
+    pool: &PgPool,
+    state: &AppState,
+    entity: &Entity,
+    id: Option<i64>,
+    values: Vec<(&Field, Option<String>)>,
+) -> Result<String, ApiError> {
+    references::check_targets(pool, state, &values).await?;
+    let st = match id {
+        None => sql::insert(entity, values),
+        Some(id) => sql::update(entity, id, values),
+    };
+    let rows = fetch(pool, st).await.map_err(|e| write_error(entity, e))?;
+    rows.into_iter().next().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no {} with id {}",
+            entity.table,
+            id.unwrap_or_default()
+        ))
+    })
+}
+
+/// `sort=field` (smallest first) or `sort=-field` (largest first); `id` sorts by id.
+fn order<'e>(entity: &'e Entity, value: &str) -> Result<Order<'e>, ApiError> {
+    let (descending, name) = match value.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, value),
+    };
+    let field = match name {
+        "id" => None,
+        name => Some(entity.field(name).ok_or_else(|| {
+            ApiError::field("sort", format!("cannot sort by {name:?}: no such field"))
+        })?),
+    };
+    Ok(Order { field, descending })
 }
 
 /// The entity served at `/api/{name}` and the pool, or 404 / 503.
-fn target<'a>(state: &'a AppState, name: &str) -> Result<(&'a PgPool, &'a Entity), ApiError> {
+pub(super) fn target<'a>(
+    state: &'a AppState,
+    name: &str,
+) -> Result<(&'a PgPool, &'a Entity), ApiError> {
     let entity = state
         .bundle
         .model
@@ -256,7 +343,7 @@ fn target<'a>(state: &'a AppState, name: &str) -> Result<(&'a PgPool, &'a Entity
     Ok((pool, entity))
 }
 
-fn row_id(id: &str) -> Result<i64, ApiError> {
+pub(super) fn row_id(id: &str) -> Result<i64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::field("id", "id must be an integer"))
 }
@@ -285,7 +372,7 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// What a write does with the fields its body leaves out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Write {
+pub(super) enum Write {
     /// `POST`: a field left out gets its default, else null.
     Create,
     /// `PUT`: a field left out becomes null.
@@ -309,36 +396,57 @@ fn checked_values<'e>(
     }
     let mut values = Vec::with_capacity(entity.fields.len());
     for field in &entity.fields {
-        let value = match (body.get(&field.name), how, &field.rules.default) {
-            (Some(v), _, _) => values::from_json(&field.kind, v)
-                .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?,
-            (None, Write::Create, Some(default)) => Some(
-                values::from_text(&field.kind, default)
-                    .map_err(|m| ApiError::field(&field.name, format!("{}: {m}", field.name)))?,
-            ),
-            (None, Write::Create | Write::Replace, _) => None,
-            (None, Write::Update, _) => continue,
-        };
-        if value.is_none() && field.required {
-            return Err(ApiError::field(
-                &field.name,
-                format!("{} is required", field.name),
-            ));
+        let given = body
+            .get(&field.name)
+            .map(|v| values::from_json(&field.kind, v).map_err(|m| mismatch(field, &m)))
+            .transpose()?;
+        if let Some(value) = settled(field, given, how)? {
+            values.push((field, value));
         }
-        if let Some(text) = &value
-            && let Some(why) = field.rules.violation(text, field.pattern.as_ref())
-        {
-            return Err(ApiError::Invalid {
-                message: format!("{} {why}", field.name),
-                field: field.name.clone(),
-            });
-        }
-        values.push((field, value));
     }
     Ok(values)
 }
 
-async fn fetch(pool: &PgPool, st: Statement) -> Result<Vec<String>, sqlx::Error> {
+/// A value of the wrong type or form for `field` (400).
+pub(super) fn mismatch(field: &Field, m: &values::Mismatch) -> ApiError {
+    ApiError::field(&field.name, format!("{}: {m}", field.name))
+}
+
+/// What a write stores in `field`: the value `given` (`Some(None)` is null, already checked
+/// against the field's type), else per [`Write`] its default, null, or nothing (`Ok(None)`: the
+/// column is left alone). A required field without a value is refused (400), a value that
+/// breaks a rule too (422).
+pub(super) fn settled(
+    field: &Field,
+    given: Option<Option<String>>,
+    how: Write,
+) -> Result<Option<Option<String>>, ApiError> {
+    let value = match (given, how, &field.rules.default) {
+        (Some(v), _, _) => v,
+        (None, Write::Create, Some(default)) => {
+            Some(values::from_text(&field.kind, default).map_err(|m| mismatch(field, &m))?)
+        }
+        (None, Write::Create | Write::Replace, _) => None,
+        (None, Write::Update, _) => return Ok(None),
+    };
+    if value.is_none() && field.required {
+        return Err(ApiError::field(
+            &field.name,
+            format!("{} is required", field.name),
+        ));
+    }
+    if let Some(text) = &value
+        && let Some(why) = field.rules.violation(text, field.pattern.as_ref())
+    {
+        return Err(ApiError::Invalid {
+            message: format!("{} {why}", field.name),
+            field: field.name.clone(),
+        });
+    }
+    Ok(Some(value))
+}
+
+pub(super) async fn fetch(pool: &PgPool, st: Statement) -> Result<Vec<String>, sqlx::Error> {
     let mut query = sqlx::query_scalar::<_, String>(&st.sql);
     for p in st.params {
         query = query.bind(p);
@@ -362,7 +470,7 @@ fn code(e: &sqlx::Error) -> Option<String> {
 }
 
 /// Maps the database's refusals of a write to 400/409 naming the field where it can.
-fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
+pub(super) fn write_error(entity: &Entity, e: sqlx::Error) -> ApiError {
     let sqlx::Error::Database(db) = &e else {
         return ApiError::database(e);
     };

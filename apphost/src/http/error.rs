@@ -64,6 +64,15 @@ impl ApiError {
         }
     }
 
+    /// The field at fault, when the error names one.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { field, .. } | Self::Duplicate { field, .. } => field.as_deref(),
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
     /// A 400 naming `field`.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Self::BadRequest {

@@ -1,18 +1,26 @@
-//! The static screens under `screens/` of the bundle, without path traversal.
+//! The project's own screens under `screens/` of the bundle, without path traversal.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use crate::state::AppState;
 
-/// `GET /`: `screens/index.html`.
-pub async fn index(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    serve(&state.bundle.screens_dir(), "index.html").await
+/// `GET /`: the project's `screens/index.html`, else the generated home page.
+pub async fn index(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+    let root = state.bundle.screens_dir();
+    if tokio::fs::try_exists(root.join("index.html"))
+        .await
+        .unwrap_or(false)
+    {
+        serve(&root, "index.html").await.into_response()
+    } else {
+        super::ui::home(State(state), uri).await
+    }
 }
 
 /// `GET /screens/{*path}`.
@@ -23,7 +31,8 @@ pub async fn file(
     serve(&state.bundle.screens_dir(), &path).await
 }
 
-async fn serve(root: &Path, relative: &str) -> Result<Response, ApiError> {
+/// The file `relative` under `root` (a directory: its `index.html`).
+pub async fn serve(root: &Path, relative: &str) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("no screen {relative}"));
     let path =
         resolve(root, relative).ok_or_else(|| ApiError::field("path", "invalid screen path"))?;

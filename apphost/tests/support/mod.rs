@@ -281,6 +281,19 @@ impl Host {
     pub async fn send(&self, method: &str, path: &str, body: &str) -> Reply {
         request(self.addr, method, path, Some(body)).await
     }
+
+    /// A form post, as a browser sends it.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        body.extend_pairs(form);
+        exchange(
+            self.addr,
+            "POST",
+            path,
+            Some((&body.finish(), "application/x-www-form-urlencoded")),
+        )
+        .await
+    }
 }
 
 impl Drop for Host {
@@ -294,6 +307,7 @@ impl Drop for Host {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub headers: hyper::HeaderMap,
     pub body: String,
 }
 
@@ -305,6 +319,16 @@ impl Reply {
 
 /// One request on a fresh connection; the path is sent exactly as given.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    exchange(addr, method, path, body.map(|b| (b, "application/json"))).await
+}
+
+/// One request with a body of a content type, on a fresh connection.
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> Reply {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -314,11 +338,13 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&s
         .method(method)
         .uri(path)
         .header("host", "localhost");
-    if body.is_some() {
-        builder = builder.header("content-type", "application/json");
+    if let Some((_, content_type)) = body {
+        builder = builder.header("content-type", content_type);
     }
     let request = builder
-        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+        .body(Full::new(Bytes::from(
+            body.map_or("", |(b, _)| b).to_owned(),
+        )))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
@@ -328,10 +354,12 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&s
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         content_type,
+        headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

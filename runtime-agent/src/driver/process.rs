@@ -75,6 +75,10 @@ pub struct ProcessConfig {
     pub grace: Duration,
     /// The stage's edge in front of the load balancer (TLS, limits, rates).
     pub edge: edge::EdgeConfig,
+    /// Where replicas reach the stage's load balancer in plain HTTP (`http://127.0.0.1:8443`):
+    /// each gets `NEO_PRODUCERS={this}/{tenant}/{app}`, to read the apps it consumes (set by
+    /// [`crate::local::LocalRuntime`]; none: replicas are told no producer address).
+    pub producers: Option<String>,
 }
 
 impl ProcessConfig {
@@ -92,8 +96,23 @@ impl ProcessConfig {
             max_start_failures: 3,
             grace: Duration::from_secs(10),
             edge: edge::EdgeConfig::new(""),
+            producers: None,
         }
     }
+}
+
+/// A replica's environment besides the driver's own variables: the desired state's, and
+/// where the apps of its tenant answer on this stage (`NEO_PRODUCERS`, `{app}` left for the
+/// apphost to fill in).
+fn replica_env(desired: &Desired, producers: Option<&str>) -> BTreeMap<String, String> {
+    let mut env = desired.env.clone();
+    if let Some(base) = producers {
+        env.insert(
+            "NEO_PRODUCERS".to_owned(),
+            format!("{base}/{}/{{app}}", desired.key.tenant),
+        );
+    }
+    env
 }
 
 /// The replicas of one podgroup.
@@ -469,7 +488,7 @@ impl Driver for ProcessDriver {
                     release: desired.release,
                     image_digest: desired.image_digest.clone(),
                     rootfs,
-                    env: desired.env.clone(),
+                    env: replica_env(desired, inner.config.producers.as_deref()),
                     secrets,
                     cpu_millis: desired.resources.cpu_millis,
                     memory_mib: desired.resources.memory_mib,

@@ -78,12 +78,13 @@ pub const SERVICE_PORT: i32 = 80;
 pub const PROGRESS_DEADLINE_SECONDS: i32 = 600;
 
 /// The environment variables the driver sets itself; `desired.env` cannot override them.
-const DRIVER_ENV: [&str; 5] = [
+const DRIVER_ENV: [&str; 6] = [
     "NEO_LISTEN",
     "NEO_TENANT",
     "NEO_APP",
     "NEO_STAGE",
     "NEO_REPLICA",
+    "NEO_PRODUCERS",
 ];
 
 /// A podgroup that cannot be written as Kubernetes objects.
@@ -365,6 +366,12 @@ fn env(desired: &Desired) -> Vec<EnvVar> {
         value("NEO_TENANT", &key.tenant),
         value("NEO_APP", &key.app),
         value("NEO_STAGE", &key.stage),
+        // The apps of this tenant on this stage: their Services in this namespace (which its
+        // NetworkPolicy keeps to itself).
+        value(
+            "NEO_PRODUCERS",
+            &format!("http://{{app}}.{}.svc", namespace_name(key)),
+        ),
         EnvVar {
             name: "NEO_REPLICA".to_owned(),
             value_from: Some(EnvVarSource {

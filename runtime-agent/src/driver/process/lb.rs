@@ -10,6 +10,9 @@
 //!
 //! The driver starts serving only after it has adopted what runs and probed it once, so an
 //! app that kept running across an agent restart is never answered 404.
+//!
+//! Serving TLS, it still takes plain HTTP from loopback: the replicas of its stage read their
+//! producers through it (`NEO_PRODUCERS=http://127.0.0.1:{port}/{tenant}/{app}`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -215,11 +218,18 @@ impl Balancer {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     match acceptor {
-                        None => connection.serve(stream).await,
+                        None => connection.serve(stream, false).await,
                         Some(acceptor) => {
                             let timeout = connection.edge.config.header_timeout;
+                            if peer.ip().is_loopback() && !starts_tls(&stream, timeout).await {
+                                // The stage's own replicas (and anything else on this machine)
+                                // may speak plain HTTP on loopback: a consumer reading its
+                                // producer through `NEO_PRODUCERS`.
+                                connection.serve(stream, false).await;
+                                return;
+                            }
                             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => connection.serve(tls).await,
+                                Ok(Ok(tls)) => connection.serve(tls, true).await,
                                 Ok(Err(e)) => {
                                     tracing::debug!(client = %peer, error = %e,
                                         "TLS handshake failed");
@@ -267,6 +277,17 @@ impl Balancer {
     }
 }
 
+/// Whether a connection opens with a TLS handshake (its first byte is a handshake record,
+/// 0x16), waiting up to `within` for it; a connection that sends nothing counts as TLS (the
+/// handshake's own timeout then answers it).
+async fn starts_tls(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
 /// One client connection.
 struct Connection {
     routes: Arc<Routes>,
@@ -278,13 +299,13 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves HTTP/1.1 or HTTP/2 on `io` with the edge's header limits and timeouts.
-    async fn serve<I>(self, io: I)
+    /// Serves HTTP/1.1 or HTTP/2 on `io` (over TLS when `tls`) with the edge's header limits
+    /// and timeouts.
+    async fn serve<I>(self, io: I, tls: bool)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.edge.config;
-        let tls = config.tls.is_some();
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
