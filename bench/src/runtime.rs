@@ -18,8 +18,13 @@
 //! - `lb_requests_per_s`, `direct_requests_per_s`, `lb_added_p99_ms`: the stage edge's cost,
 //!   the last round's app read through a TLS edge and straight from its replica ([`edge`]).
 //!
+//! - `app_create_per_s`, `app_list_ms_p50`: the last round's app's own API through dev's
+//!   load balancer: concurrent creates, then a page of 50 out of `--app-rows` records
+//!   ([`app_api`]).
+//!
 //! A first round (not counted) warms the registry, the stage databases and the page cache.
 
+mod app_api;
 mod edge;
 
 use std::net::SocketAddr;
@@ -91,6 +96,15 @@ pub struct RuntimeBenchArgs {
     /// Seconds each side of the edge measurement runs.
     #[arg(long, default_value_t = 5)]
     pub edge_seconds: u64,
+    /// Concurrent clients creating records through the stage address.
+    #[arg(long, default_value_t = 32)]
+    pub app_clients: usize,
+    /// Records created through the stage address.
+    #[arg(long, default_value_t = 20_000)]
+    pub app_creates: usize,
+    /// Records in the table when the list pages are read (the rest inserted in Postgres).
+    #[arg(long, default_value_t = 100_000)]
+    pub app_rows: usize,
 }
 
 /// The figures printed.
@@ -120,6 +134,9 @@ pub struct RuntimeFigures {
     /// The stage edge: requests through it (TLS) and straight to the replica, in one run.
     #[serde(flatten)]
     pub edge: edge::EdgeFigures,
+    /// The app's own API: creates and list pages through the stage address.
+    #[serde(flatten)]
+    pub app: app_api::AppApiFigures,
     /// Rounds measured.
     pub rounds: usize,
     /// Log lines written and read.
@@ -132,7 +149,7 @@ struct Stages {
     test: LocalRuntime,
     /// Images, replica output and state files of the agents.
     _data: tempfile::TempDir,
-    _postgres: PostgresServer,
+    postgres: PostgresServer,
 }
 
 impl Stages {
@@ -177,7 +194,7 @@ impl Stages {
             dev,
             test,
             _data: data,
-            _postgres: postgres,
+            postgres,
         })
     }
 
@@ -284,6 +301,20 @@ fn print_table(f: &RuntimeFigures) {
         "{:<28} {:>12.2}  < 2",
         "lb_added_p99_ms", f.edge.lb_added_p99_ms
     );
+    println!(
+        "{:<28} {:>12.0}  >= 2000",
+        "app_create_per_s", f.app.app_create_per_s
+    );
+    println!(
+        "{:<28} {:>12.2}  < 20",
+        "app_list_ms_p50", f.app.app_list_ms_p50
+    );
+    println!("{:<28} {:>12.2}", "app_list_ms_p99", f.app.app_list_ms_p99);
+    println!(
+        "{:<28} {:>12.2}",
+        "app_list_middle_ms_p50", f.app.app_list_middle_ms_p50
+    );
+    println!("{:<28} {:>12}", "app_rows", f.app.app_rows);
     println!("{:<28} {:>12}", "rounds", f.rounds);
     println!("{:<28} {:>12}", "log_lines", f.log_lines);
 }
@@ -375,6 +406,26 @@ async fn measure(
     )
     .await
     .context("measuring the edge")?;
+    let key = neo_runtime_agent::driver::PodgroupKey {
+        tenant: TENANT.into(),
+        app: last.clone(),
+        stage: "dev".into(),
+    };
+    let table = format!(
+        "\"{}\".product",
+        neo_runtime_agent::driver::database::schema(&key)
+    );
+    let app = app_api::measure(
+        stages.dev.lb_addr,
+        &format!("/{TENANT}/{last}"),
+        &stages.postgres.url("neo_dev"),
+        &table,
+        args.app_clients,
+        args.app_creates,
+        args.app_rows,
+    )
+    .await
+    .context("measuring the app's API")?;
     let logs = log_lines(bench, model, project, args.log_lines).await?;
     Ok(RuntimeFigures {
         image_bytes,
@@ -387,6 +438,7 @@ async fn measure(
         log_ship_lines_per_s: logs.shipping,
         log_first_line_ms: logs.first_line_ms,
         edge,
+        app,
         rounds: args.rounds,
         log_lines: args.log_lines,
     })

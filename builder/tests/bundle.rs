@@ -25,7 +25,7 @@ fn the_bundle_holds_model_migration_screens_and_settings() {
         [
             "migrations/0001_schema.sql",
             "model.json",
-            "screens/index.html",
+            "screens/summary.html",
             "settings.json"
         ]
     );
@@ -111,11 +111,11 @@ fn the_layer_is_deterministic_and_rooted_at_app_bundle() {
             ("app/bundle/migrations/0001_schema.sql", 0o644),
             ("app/bundle/model.json", 0o644),
             ("app/bundle/screens/", 0o755),
-            ("app/bundle/screens/index.html", 0o644),
+            ("app/bundle/screens/summary.html", 0o644),
             ("app/bundle/settings.json", 0o644),
         ]
     );
-    assert!(entries[6].2.contains("<h1>Orders</h1>"));
+    assert!(entries[6].2.contains("<h1>Summary</h1>"));
 }
 
 #[test]

@@ -315,7 +315,7 @@ mod tests {
         .join("../examples/catalog");
         let (project, name) = load_project(&dir).unwrap();
         assert_eq!(name, "catalog");
-        assert!(project.file("screens/index.html").is_some());
+        assert!(project.file("screens/shelf.html").is_some());
     }
 
     #[test]
