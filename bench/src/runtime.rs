@@ -362,6 +362,7 @@ async fn measure(
             tenant: TENANT.into(),
             app: app.clone(),
             stage: "test".into(),
+            force: false,
         });
         promote
             .metadata_mut()

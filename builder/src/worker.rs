@@ -388,6 +388,7 @@ impl Worker {
                         dependencies: success.dependencies,
                         exposes: success.exposes,
                         needs: Some(success.needs),
+                        entities: success.entities,
                     })),
                     ("info", line),
                 )
@@ -568,6 +569,7 @@ impl Worker {
             dependencies,
             exposes: model.exposes(),
             needs: model.needs(),
+            entities: model.schema(),
         })
     }
 
@@ -674,6 +676,8 @@ pub struct Success {
     pub exposes: Vec<pb::ExposedEntity>,
     /// What it needs from a stage (settings without a default, secrets).
     pub needs: pb::ConfigNeeds,
+    /// Every entity with its fields and types.
+    pub entities: Vec<pb::ExposedEntity>,
 }
 
 /// An outage a step is being retried through: when it began, and the delays left.

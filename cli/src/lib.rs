@@ -146,10 +146,14 @@ pub enum ClientCommand {
     #[command(after_help = "Examples:\n  neo impact catalog --stage prod --revision 4")]
     Impact(deploy::ImpactArgs),
     /// Promote the current release of the previous stage into a stage (same image).
-    #[command(after_help = "Examples:\n  neo promote shop --stage test")]
+    #[command(
+        after_help = "Examples:\n  neo promote shop --stage test\n  neo promote shop -s prod --force"
+    )]
     Promote(deploy::PromoteArgs),
     /// Roll a stage back to an earlier release, as a new release.
-    #[command(after_help = "Examples:\n  neo rollback shop --stage prod --to v2")]
+    #[command(
+        after_help = "Examples:\n  neo rollback shop --stage prod --to v2\n  neo rollback shop -s prod --to 2 --force"
+    )]
     Rollback(deploy::RollbackArgs),
     /// List the releases of an app on a stage, newest first.
     #[command(

@@ -257,6 +257,7 @@ pub fn release_json(release: &pb::Release) -> Value {
         "rollout_reason": release.rollout_reason,
         "forced": release.forced,
         "forced_blockers": release.forced_blockers,
+        "data_changes": release.data_changes,
     })
 }
 
@@ -270,15 +271,22 @@ fn forced_text(release: &pb::Release) -> String {
     }
 }
 
-/// The blockers of the forced releases among `releases`, one line each (`v3 forced over: …`).
-fn forced_lines(releases: &[pb::Release]) -> Vec<String> {
+/// What the releases among `releases` were forced over and what their migrations did to the
+/// stored data, one line each (`v3 forced over: …`, `v3 migrated Product.price: …`).
+fn release_notes(releases: &[pb::Release]) -> Vec<String> {
     releases
         .iter()
-        .filter(|r| r.forced)
         .flat_map(|r| {
-            r.forced_blockers
+            let forced = r
+                .forced_blockers
                 .iter()
-                .map(move |b| format!("v{} forced over: {b}", r.number))
+                .filter(|_| r.forced)
+                .map(move |b| format!("v{} forced over: {b}", r.number));
+            let migrated = r.data_changes.iter().map(move |c| {
+                let change = c.strip_prefix("data: ").unwrap_or(c);
+                format!("v{} migrated {change}", r.number)
+            });
+            forced.chain(migrated)
         })
         .collect()
 }
@@ -325,11 +333,11 @@ pub fn releases_table(releases: &[pb::Release], current: Option<u32>) -> String 
             forced_text(r),
         ]);
     }
-    let forced = forced_lines(releases);
-    if forced.is_empty() {
+    let notes = release_notes(releases);
+    if notes.is_empty() {
         t.to_string()
     } else {
-        format!("{t}\n\n{}", forced.join("\n"))
+        format!("{t}\n\n{}", notes.join("\n"))
     }
 }
 
@@ -367,8 +375,8 @@ pub fn current_release_table(deployment: &api::Deployment) -> String {
         None => rows.push(("release", "none".to_owned())),
     }
     let summary = fields(rows).to_string();
-    let forced = current.map(std::slice::from_ref).map(forced_lines);
-    match forced {
+    let notes = current.map(std::slice::from_ref).map(release_notes);
+    match notes {
         Some(lines) if !lines.is_empty() => format!("{summary}\n\n{}", lines.join("\n")),
         _ => summary,
     }
@@ -462,31 +470,56 @@ pub fn impact_json(report: &api::ImpactReport) -> Value {
     json!({
         "blockers": report.blockers.iter().map(finding_json).collect::<Vec<_>>(),
         "warnings": report.warnings.iter().map(finding_json).collect::<Vec<_>>(),
+        "data_changes": report.data_changes.iter().map(|c| json!({
+            "entity": c.entity,
+            "field": c.field,
+            "loses_data": c.loses_data,
+            "message": c.message,
+        })).collect::<Vec<_>>(),
     })
 }
 
-/// An impact report as one table, blockers first.
+/// An impact report as one table, blockers first, then what the migration does to the data.
 pub fn impact_table(report: &api::ImpactReport) -> String {
-    if report.blockers.is_empty() && report.warnings.is_empty() {
-        return "nothing would break: no blockers, no warnings".to_owned();
+    let verdict = if report.blockers.is_empty() && report.warnings.is_empty() {
+        "nothing would break: no blockers, no warnings".to_owned()
+    } else {
+        let mut t = table(["KIND", "CONSUMER", "REVISION", "ENTITY", "FIELD", "MESSAGE"]);
+        let kinds = report
+            .blockers
+            .iter()
+            .map(|f| ("blocker", f))
+            .chain(report.warnings.iter().map(|f| ("warning", f)));
+        for (kind, f) in kinds {
+            t.add_row([
+                kind.to_owned(),
+                f.consumer_app.clone(),
+                f.consumer_revision.to_string(),
+                f.entity.clone(),
+                or_dash(&f.field),
+                f.message.clone(),
+            ]);
+        }
+        t.to_string()
+    };
+    if report.data_changes.is_empty() {
+        return verdict;
     }
-    let mut t = table(["KIND", "CONSUMER", "REVISION", "ENTITY", "FIELD", "MESSAGE"]);
-    let kinds = report
-        .blockers
-        .iter()
-        .map(|f| ("blocker", f))
-        .chain(report.warnings.iter().map(|f| ("warning", f)));
-    for (kind, f) in kinds {
+    let mut t = table(["DATA CHANGE", "ENTITY", "FIELD", "WHAT THE MIGRATION DOES"]);
+    for c in &report.data_changes {
         t.add_row([
-            kind.to_owned(),
-            f.consumer_app.clone(),
-            f.consumer_revision.to_string(),
-            f.entity.clone(),
-            or_dash(&f.field),
-            f.message.clone(),
+            if c.loses_data {
+                "loses data"
+            } else {
+                "keeps data"
+            }
+            .to_owned(),
+            c.entity.clone(),
+            or_dash(&c.field),
+            c.message.clone(),
         ]);
     }
-    t.to_string()
+    format!("{verdict}\n\n{t}")
 }
 
 /// An event as one JSON object (printed on one line).

@@ -8,6 +8,7 @@
 //!   apphost reads back.
 //! - [`compat`]: what a consumer uses of a producer, checked against what the producer exposes.
 //! - [`impact`]: what a producer's deploy would break for the consumers on a stage.
+//! - [`migration`]: what a deploy's schema migration does to the data of the release it replaces.
 //!
 //! The manifest format is documented in `docs/app-model.md`. The Build Service (`neo-builder`)
 //! reads projects from disk and archives and compiles models into images; the platform
@@ -17,6 +18,7 @@ pub mod compat;
 mod diagnostic;
 pub mod impact;
 mod manifest;
+pub mod migration;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -102,19 +104,15 @@ impl Model {
         self.entities
             .iter()
             .filter(|e| e.expose)
-            .map(|e| pb::ExposedEntity {
-                name: e.name.clone(),
-                fields: e
-                    .fields
-                    .iter()
-                    .map(|f| pb::FieldSpec {
-                        name: f.name.clone(),
-                        r#type: f.ty.to_string(),
-                        required: f.required,
-                    })
-                    .collect(),
-            })
+            .map(Entity::spec)
             .collect()
+    }
+
+    /// Every entity with its fields and their types: the stored data's shape, which a build
+    /// records so that a deploy can tell what its migration does to the data of the release it
+    /// replaces ([`migration`]).
+    pub fn schema(&self) -> Vec<pb::ExposedEntity> {
+        self.entities.iter().map(Entity::spec).collect()
     }
 }
 
@@ -133,6 +131,22 @@ impl Entity {
     /// The SQL table of the entity: its name in snake case (`OrderLine` → `order_line`).
     pub fn table_name(&self) -> String {
         snake_case(&self.name)
+    }
+
+    /// The entity's name and fields with their types, as a build records them.
+    fn spec(&self) -> pb::ExposedEntity {
+        pb::ExposedEntity {
+            name: self.name.clone(),
+            fields: self
+                .fields
+                .iter()
+                .map(|f| pb::FieldSpec {
+                    name: f.name.clone(),
+                    r#type: f.ty.to_string(),
+                    required: f.required,
+                })
+                .collect(),
+        }
     }
 }
 

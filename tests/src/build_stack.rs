@@ -68,6 +68,28 @@ pub fn example(name: &str) -> PathBuf {
     .join(name)
 }
 
+/// A copy of example `name` with its manifest edited by `edit`.
+///
+/// # Errors
+/// When the example cannot be read or the copy written.
+pub fn edited(name: &str, edit: impl Fn(String) -> String) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let project = neo_builder::project::Project::from_dir(&example(name))?;
+    for (path, content) in project.files() {
+        let target = dir.path().join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let content = if path == "neo.toml" {
+            edit(String::from_utf8(content.clone())?).into_bytes()
+        } else {
+            content.clone()
+        };
+        std::fs::write(target, content)?;
+    }
+    Ok(dir)
+}
+
 impl BuildStack {
     /// Starts everything, with `workers` build workers in this process.
     pub async fn start(workers: usize) -> anyhow::Result<Self> {

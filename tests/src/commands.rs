@@ -84,9 +84,7 @@ pub fn promote(app: &str, stage: &str) -> pb::DeploymentCommand {
         command: Some(pb::deployment_command::Command::Promote(pb::Promote {
             app: app.into(),
             stage: stage.into(),
-            from_stage: String::new(),
-            source: None,
-            needs: None,
+            ..Default::default()
         })),
     }
 }

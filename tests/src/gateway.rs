@@ -148,10 +148,10 @@ pub mod req {
             tenant: tenant.into(), app: app.into(), stage: stage.into(), revision, force: false
         }
         promote(tenant: &str, app: &str, stage: &str) -> PromoteRequest {
-            tenant: tenant.into(), app: app.into(), stage: stage.into()
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), force: false
         }
         rollback(tenant: &str, app: &str, stage: &str, to_release: u32) -> RollbackRequest {
-            tenant: tenant.into(), app: app.into(), stage: stage.into(), to_release
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), to_release, force: false
         }
         get_deployment(tenant: &str, app: &str, stage: &str) -> GetDeploymentRequest {
             tenant: tenant.into(), app: app.into(), stage: stage.into()

@@ -12,7 +12,7 @@ use neo_builder::project::Project;
 use neo_builder::queue::QueueConfig;
 use neo_gateway::api::{self, PublishStep};
 use neo_protocol::pb;
-use neo_tests::build_stack::{BuildStack, example, step};
+use neo_tests::build_stack::{BuildStack, edited, example, step};
 use neo_tests::gateway::{refused, req};
 use tonic::Code;
 
@@ -55,23 +55,6 @@ fn starts_on_its_own(layers: &[&[u8]]) {
         "{out}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A copy of example `name` with its manifest edited by `edit`.
-fn edited(name: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let project = Project::from_dir(&example(name)).unwrap();
-    for (path, content) in project.files() {
-        let target = dir.path().join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        let content = if path == "neo.toml" {
-            edit(String::from_utf8(content.clone()).unwrap()).into_bytes()
-        } else {
-            content.clone()
-        };
-        std::fs::write(target, content).unwrap();
-    }
-    dir
 }
 
 fn steps(progress: &[api::PublishProgress]) -> Vec<PublishStep> {
@@ -235,7 +218,8 @@ async fn a_consumer_whose_producer_lacks_the_entity_or_does_not_exist_fails_with
     let missing_entity = edited("orders", |m| {
         m.replace("entity = \"Product\"", "entity = \"Widget\"")
             .replace("ref:Product", "ref:Widget")
-    });
+    })
+    .unwrap();
     let progress = stack
         .publish(&people.dave, TENANT, missing_entity.path())
         .await
@@ -251,7 +235,8 @@ async fn a_consumer_whose_producer_lacks_the_entity_or_does_not_exist_fails_with
 
     let missing_app = edited("reviews", |m| {
         m.replace("app = \"catalog\"", "app = \"ghost\"")
-    });
+    })
+    .unwrap();
     let progress = stack
         .publish(&people.dave, TENANT, missing_app.path())
         .await
@@ -407,7 +392,8 @@ async fn impact_analysis_blocks_a_breaking_producer_and_lets_a_compatible_one_th
             "  { name = \"price\", type = \"decimal\", required = true },\n",
             "",
         )
-    });
+    })
+    .unwrap();
     let progress = stack
         .publish(&people.dave, TENANT, breaking.path())
         .await
@@ -476,7 +462,7 @@ async fn impact_analysis_blocks_a_breaking_producer_and_lets_a_compatible_one_th
             "  { name = \"in_stock\", type = \"boolean\" },\n",
             "  { name = \"in_stock\", type = \"boolean\" },\n  { name = \"colour\", type = \"text\" },\n",
         )
-    });
+    }).unwrap();
     let deployed = publish_ok(&stack, &people.dave, compatible.path()).await;
     assert_eq!(deployed.release, 3);
 }

@@ -99,7 +99,7 @@ impl World {
                 image_ref: format!("127.0.0.1:5000/acme/{name}:r{revision}"),
                 dependencies,
                 exposes,
-                needs: None,
+                ..Default::default()
             })),
         )
         .await
@@ -185,6 +185,7 @@ fn deployment_command(command: pb::deployment_command::Command) -> pb::Deploymen
 fn rollback(to_release: u32) -> pb::DeploymentCommand {
     deployment_command(pb::deployment_command::Command::Rollback(pb::Rollback {
         to_release,
+        ..Default::default()
     }))
 }
 
@@ -305,7 +306,7 @@ async fn scenario(w: &World) -> u64 {
             image_ref: "127.0.0.1:5000/acme/report:r1".into(),
             dependencies: vec![dependency("orders", "Order", 1, &["total"])],
             exposes: vec![],
-            needs: None,
+            ..Default::default()
         })),
     )
     .await;

@@ -3,7 +3,8 @@
 //! stage load balancer; promote → the same image on test with test's own database; a replica
 //! killed → replaced and recorded; the agent restarted → converges without duplicates; the
 //! app's logs shipped; a crashing image → failed rollout while the previous release serves;
-//! CPU load → scale out, then in after the window.
+//! CPU load → scale out, then in after the window; a retyped field → its migration shown,
+//! the deploy refused, then forced: the data converted and the release recording it.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use neo_gateway::api::{self, PublishStep};
 use neo_image::ImageSpec;
 use neo_protocol::{EntityRef, pb};
-use neo_tests::build_stack::{base_image, example, step};
+use neo_tests::build_stack::{base_image, edited, example, step};
 use neo_tests::commands::request;
 use neo_tests::eventually;
 use neo_tests::gateway::req;
@@ -406,4 +407,295 @@ async fn cpu_load_scales_out_and_back_in_after_the_window() {
         (driver.pids(&key).await.len() == 1).then_some(())
     })
     .await;
+}
+
+/// The products catalog serves on dev, by title: (price, description).
+async fn products(dev: &str) -> Vec<(String, serde_json::Value, serde_json::Value)> {
+    let (status, body) = get(&format!("{dev}/api/product?sort=title")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["title"].as_str().unwrap_or_default().to_owned(),
+                p["price"].clone(),
+                p["description"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retyped_field_shows_its_migration_is_refused_and_migrates_when_forced() {
+    logs();
+    let stack = RuntimeStack::start(&["dev"]).await.unwrap();
+    let people = stack.build.stack.people().await.unwrap();
+    let token = people.dave.as_str();
+    publish_catalog(&stack, token).await;
+    rollout(&stack, token, "dev", 1, pb::RolloutStatus::Succeeded).await;
+    let dev = stack.url("dev", TENANT, "catalog").unwrap();
+    for product in [
+        serde_json::json!({"title": "Mug", "price": "3", "description": "handmade"}),
+        serde_json::json!({"title": "Teapot", "price": "12.50", "description": "42"}),
+    ] {
+        let (status, body) = post_json(&format!("{dev}/api/product"), &product).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // Revision 2: prices in whole units, descriptions as numbers, no release date.
+    let retyped = edited("catalog", |m| {
+        m.replace(
+            "{ name = \"price\", type = \"decimal\", required = true }",
+            "{ name = \"price\", type = \"integer\", required = true }",
+        )
+        .replace(
+            "{ name = \"description\", type = \"text\" }",
+            "{ name = \"description\", type = \"integer\" }",
+        )
+        .replace("  { name = \"released_on\", type = \"date\" },\n", "")
+    })
+    .unwrap();
+    let progress = stack
+        .build
+        .publish(token, TENANT, retyped.path())
+        .await
+        .unwrap();
+    let refused = step(&progress, PublishStep::DeployRefused)
+        .unwrap_or_else(|| panic!("the publish deploys over a data loss: {progress:#?}"));
+    assert!(
+        refused
+            .message
+            .contains("data: Product.price: decimal → integer"),
+        "{refused:#?}"
+    );
+
+    // Impact shows what the migration does to the data, and which changes lose some.
+    let mut deployments = stack.build.stack.deployments(token);
+    let impact = deployments
+        .impact(api::ImpactRequest {
+            tenant: TENANT.into(),
+            app: "catalog".into(),
+            stage: "dev".into(),
+            revision: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let changes: Vec<(&str, bool, &str)> = impact
+        .data_changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.loses_data, c.message.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "description",
+                true,
+                "text → integer: values that do not read as integer are emptied"
+            ),
+            (
+                "price",
+                true,
+                "decimal → integer: values are rounded to whole numbers"
+            ),
+            (
+                "released_on",
+                false,
+                "dropped: its column and values are kept, no longer served"
+            ),
+        ],
+        "{impact:#?}"
+    );
+    let blocked: Vec<&str> = impact.blockers.iter().map(|b| b.field.as_str()).collect();
+    assert_eq!(blocked, ["description", "price"], "{impact:#?}");
+
+    // Deployed without force: refused, naming the loss; nothing changes on dev.
+    let refusal = deployments
+        .deploy(req::deploy(TENANT, "catalog", "dev", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refusal
+            .message()
+            .contains("data: Product.description: text → integer"),
+        "{refusal:?}"
+    );
+    assert_eq!(deployment(&stack, token, "dev").await.current, 1);
+
+    // Forced: the release records the force and the migration; the replicas convert the data.
+    deployments
+        .deploy(api::DeployRequest {
+            force: true,
+            ..req::deploy(TENANT, "catalog", "dev", 2)
+        })
+        .await
+        .unwrap();
+    let release = rollout(&stack, token, "dev", 2, pb::RolloutStatus::Succeeded).await;
+    assert!(release.forced, "{release:#?}");
+    assert_eq!(
+        release.forced_blockers,
+        [
+            "data: Product.description: text → integer: values that do not read as integer are emptied",
+            "data: Product.price: decimal → integer: values are rounded to whole numbers",
+        ]
+    );
+    assert_eq!(release.data_changes.len(), 3, "{release:#?}");
+    let migrated = eventually(Duration::from_secs(30), "the migrated rows", || async {
+        let rows = products(&dev).await;
+        (rows.iter().all(|(_, price, _)| price.is_i64())).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        migrated,
+        [
+            (
+                "Mug".to_owned(),
+                serde_json::json!(3),
+                serde_json::Value::Null
+            ),
+            (
+                "Teapot".to_owned(),
+                serde_json::json!(13),
+                serde_json::json!(42)
+            ),
+        ]
+    );
+}
+
+/// The schema migration of a one-entity app `probe` whose `Item` has `fields`.
+fn probe_schema(fields: &str) -> String {
+    let manifest =
+        format!("name = \"probe\"\n\n[[entities]]\nname = \"Item\"\nfields = [{fields}]\n");
+    let files = std::collections::BTreeMap::from([("neo.toml".to_owned(), manifest.into_bytes())]);
+    let model = neo_model::load(&files).unwrap();
+    neo_builder::bundle::schema_sql(&model)
+}
+
+/// Applies a schema migration as the apphost does: one transaction, in the app's schema.
+async fn migrate(pool: &sqlx::PgPool, sql: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::raw_sql("SET LOCAL search_path TO acme_probe")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_schema_migration_converts_each_retyped_column_as_impact_says() {
+    use neo_runtime_agent::driver::PodgroupKey;
+    use neo_runtime_agent::driver::database::StageDatabase;
+    let pg = neo_harness::PostgresServer::start().await.unwrap();
+    pg.create_database("neo_dev").await.unwrap();
+    let key = PodgroupKey {
+        tenant: "acme".into(),
+        app: "probe".into(),
+        stage: "dev".into(),
+    };
+    let url = StageDatabase::new(&pg.url("neo_dev"))
+        .unwrap()
+        .provision(&key)
+        .await
+        .unwrap();
+    // As the app's own role, as on a stage.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+
+    // (field, type before, type after, the values stored before, what they become).
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        [&'static str; 2],
+        [Option<&'static str>; 2],
+    );
+    let cases: [Case; 7] = [
+        (
+            "a",
+            "text",
+            "decimal",
+            ["12.5", "abc"],
+            [Some("12.5"), None],
+        ),
+        (
+            "b",
+            "decimal",
+            "integer",
+            ["12.5", "3"],
+            [Some("13"), Some("3")],
+        ),
+        (
+            "c",
+            "datetime",
+            "date",
+            ["2026-03-04T23:30:00Z", "2026-01-01T00:00:00Z"],
+            [Some("2026-03-04"), Some("2026-01-01")],
+        ),
+        (
+            "d",
+            "date",
+            "datetime",
+            ["2026-03-04", "2026-01-01"],
+            [
+                Some("2026-03-04 00:00:00+00"),
+                Some("2026-01-01 00:00:00+00"),
+            ],
+        ),
+        ("e", "boolean", "integer", ["true", "false"], [None, None]),
+        ("f", "integer", "text", ["7", "-2"], [Some("7"), Some("-2")]),
+        (
+            "g",
+            "text",
+            "boolean",
+            ["yes", "maybe"],
+            [Some("true"), None],
+        ),
+    ];
+    let fields = |retyped: bool| {
+        cases
+            .iter()
+            .map(|c| {
+                let ty = if retyped { c.2 } else { c.1 };
+                format!("{{ name = \"{}\", type = \"{ty}\" }}", c.0)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    migrate(&pool, &probe_schema(&fields(false))).await;
+    for row in 0..2 {
+        let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+        let values: Vec<String> = cases.iter().map(|c| format!("'{}'", c.3[row])).collect();
+        sqlx::raw_sql(&format!(
+            "SET search_path TO acme_probe; INSERT INTO item ({}) VALUES ({})",
+            names.join(", "),
+            values.join(", ")
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let after = probe_schema(&fields(true));
+    migrate(&pool, &after).await;
+    // Applied again (a replica restarting), it changes nothing.
+    migrate(&pool, &after).await;
+    for (field, from, to, _, expected) in &cases {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::raw_sql("SET LOCAL search_path TO acme_probe; SET LOCAL timezone TO 'UTC'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let values: Vec<Option<String>> =
+            sqlx::query_scalar(&format!("SELECT {field}::text FROM item ORDER BY id"))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        let expected: Vec<Option<String>> = expected.iter().map(|v| v.map(str::to_owned)).collect();
+        assert_eq!(values, expected, "{field}: {from} → {to}");
+    }
 }

@@ -40,6 +40,31 @@ async fn serving(url: &str) {
     .await;
 }
 
+/// Fills orders' form for `customer` (quantity 1) with the product chosen by its label, runs
+/// `before_sending` if any, and sends it.
+async fn order(
+    browser: &Browser,
+    orders: &str,
+    customer: &str,
+    product: &str,
+    before_sending: Option<impl std::future::Future<Output = ()>>,
+) {
+    browser
+        .goto(&format!("{orders}/ui/order/new"))
+        .await
+        .unwrap();
+    browser.fill("#field-customer", customer).await.unwrap();
+    browser.fill("#field-quantity", "1").await.unwrap();
+    browser.select("#field-product", product).await.unwrap();
+    if let Some(step) = before_sending {
+        step.await;
+    }
+    browser
+        .click("form.record button[type=submit]")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_user_fills_the_generated_forms_of_catalog_and_orders() {
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
@@ -147,20 +172,14 @@ async fn a_new_user_fills_the_generated_forms_of_catalog_and_orders() {
     );
 
     // Orders picks the product from catalog, live, on the same stage.
-    browser
-        .goto(&format!("{orders}/ui/order/new"))
-        .await
-        .unwrap();
-    browser.fill("#field-customer", "Ann").await.unwrap();
-    browser.fill("#field-quantity", "2").await.unwrap();
-    browser
-        .select("#field-product", "Desk lamp (#1)")
-        .await
-        .unwrap();
-    browser
-        .click("form.record button[type=submit]")
-        .await
-        .unwrap();
+    order(
+        &browser,
+        &orders,
+        "Ann",
+        "Desk lamp (#1)",
+        None::<std::future::Ready<()>>,
+    )
+    .await;
     browser.wait_until_text("h1", "Order Ann").await.unwrap();
     let record = browser.text("dl.record").await.unwrap();
     assert!(record.contains("Desk lamp (#1)"), "{record}");
@@ -174,26 +193,22 @@ async fn a_new_user_fills_the_generated_forms_of_catalog_and_orders() {
         .await
         .unwrap();
     assert_eq!(bulb.status(), 201);
-    browser
-        .goto(&format!("{orders}/ui/order/new"))
-        .await
-        .unwrap();
-    browser.fill("#field-customer", "Bob").await.unwrap();
-    browser.fill("#field-quantity", "1").await.unwrap();
-    browser
-        .select("#field-product", "Spare bulb (#2)")
-        .await
-        .unwrap();
-    let deleted = http()
-        .delete(format!("{catalog}/api/product/2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-    browser
-        .click("form.record button[type=submit]")
-        .await
-        .unwrap();
+    let before_sending = async {
+        let deleted = http()
+            .delete(format!("{catalog}/api/product/2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+    };
+    order(
+        &browser,
+        &orders,
+        "Bob",
+        "Spare bulb (#2)",
+        Some(before_sending),
+    )
+    .await;
     let refused = browser
         .wait_until_text("#field-product-error", "no Product with id 2 in catalog")
         .await

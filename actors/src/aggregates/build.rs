@@ -75,6 +75,7 @@ impl Aggregate for pb::BuildState {
                     dependencies: succeed.dependencies,
                     exposes: succeed.exposes,
                     needs: succeed.needs,
+                    entities: succeed.entities,
                     deploy_to: self.deploy_to.clone(),
                     app: self.app.clone(),
                     revision: self.revision,
@@ -116,6 +117,7 @@ impl Aggregate for pb::BuildState {
                 self.worker.clear();
                 self.dependencies.clear();
                 self.exposes.clear();
+                self.entities.clear();
                 self.image_digest.clear();
                 self.image_ref.clear();
                 self.reason.clear();
@@ -134,6 +136,7 @@ impl Aggregate for pb::BuildState {
                 self.dependencies.clone_from(&e.dependencies);
                 self.exposes.clone_from(&e.exposes);
                 self.needs.clone_from(&e.needs);
+                self.entities.clone_from(&e.entities);
             }
             Event::Failed(e) => {
                 self.set_status(BuildStatus::Failed);

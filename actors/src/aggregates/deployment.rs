@@ -20,10 +20,12 @@
 //! | `promotion.source_stage` | invalid | the source release is of another stage than `from_stage` |
 //! | `promotion.source` | invalid | the source release is malformed (number, revision, build, digest) |
 //! | `promotion.unchanged` | precondition | the current release already runs the source's image |
+//! | `promotion.data_loss` | precondition | the promoted build's migration loses data stored on the stage, and the promotion is not forced |
 //! | `deployment.no_release` | precondition | roll back before any release |
 //! | `rollback.to_release` | invalid | roll back to release 0 |
 //! | `rollback.not_earlier` | precondition | roll back to the current or a later release |
 //! | `rollback.secret_versions` | precondition | a secret the target release recorded changed or went since (only the newest value is kept) |
+//! | `rollback.data_loss` | precondition | the restored build's migration loses data stored since, and the rollback is not forced |
 //! | `release.not_found` | not found | roll back to, or record the rollout of, a release that does not exist |
 //! | `rollout.status` | invalid | record a rollout that is neither succeeded nor failed |
 //! | `rollout.recorded` | precondition | record the rollout of a release whose rollout is recorded |
@@ -128,6 +130,27 @@ impl Deref for Rules<'_> {
     }
 }
 
+/// Refuses a promotion or rollback whose migration loses data (`blockers`, filled by the
+/// platform) unless it is forced.
+fn gate(
+    rule: &'static str,
+    what: &str,
+    blockers: &[String],
+    forced: bool,
+) -> Result<(), Rejection> {
+    if blockers.is_empty() || forced {
+        return Ok(());
+    }
+    Err(Rejection::precondition(
+        rule,
+        format_args!(
+            "{what} would lose data: {}; go ahead with force to do it anyway (the force is \
+             recorded)",
+            blockers.join("; ")
+        ),
+    ))
+}
+
 impl Rules<'_> {
     fn deploy(&self, deploy: pb::Deploy) -> Result<Event, Rejection> {
         self.check_target("deploy", &deploy.app, &deploy.stage)?;
@@ -180,6 +203,7 @@ impl Rules<'_> {
                 } else {
                     Vec::new()
                 },
+                data_changes: deploy.data_changes,
                 ..Default::default()
             },
         ))
@@ -233,6 +257,17 @@ impl Rules<'_> {
                 ),
             ));
         }
+        let what = format!(
+            "promoting release v{} of {} into {}",
+            source.number, promote.from_stage, promote.stage
+        );
+        gate(
+            "promotion.data_loss",
+            &what,
+            &promote.blockers,
+            promote.forced,
+        )?;
+        let forced = promote.forced && !promote.blockers.is_empty();
         Ok(self.release_created(
             promote.app,
             promote.stage,
@@ -242,6 +277,9 @@ impl Rules<'_> {
                 build_id: source.build_id.clone(),
                 origin: ReleaseOrigin::Promotion.into(),
                 promoted_from: Some(source),
+                forced,
+                forced_blockers: if forced { promote.blockers } else { Vec::new() },
+                data_changes: promote.data_changes,
                 ..Default::default()
             },
         ))
@@ -273,6 +311,14 @@ impl Rules<'_> {
         }
         let target = self.release(to)?;
         let config = self.rollback_config(target)?;
+        let what = format!("rolling {} back to release v{to}", self.stage);
+        gate(
+            "rollback.data_loss",
+            &what,
+            &rollback.blockers,
+            rollback.forced,
+        )?;
+        let forced = rollback.forced && !rollback.blockers.is_empty();
         Ok(self.release_created(
             self.app.clone(),
             self.stage.clone(),
@@ -283,6 +329,13 @@ impl Rules<'_> {
                 origin: ReleaseOrigin::Rollback.into(),
                 rolled_back_to: to,
                 config: Some(config),
+                forced,
+                forced_blockers: if forced {
+                    rollback.blockers
+                } else {
+                    Vec::new()
+                },
+                data_changes: rollback.data_changes,
                 ..Default::default()
             },
         ))

@@ -1,11 +1,14 @@
 //! Cross-entity facts a command needs before its aggregate decides, gathered here and only
 //! here, for every caller (the gateway, the publish reactors, the CLI through either): the
-//! stage order of the tenant; for a deploy, the succeeded build of the revision (its image) and
-//! what impact analysis finds on the stage; for a promotion, the current release of the previous
-//! stage and what its build needs. Reads are of the typed in-process state. Also checks that a
+//! stage order of the tenant; for a deploy, the succeeded build of the revision (its image),
+//! what impact analysis finds on the stage and what its migration does to the stage's data;
+//! for a promotion, the current release of the previous stage, what its build needs and what
+//! its migration does to the stage's data; for a rollback, what the restored build's migration
+//! does to it. Reads are of the typed in-process state. Also checks that a
 //! command names the same app, stage or revision as the entity it is addressed to.
 
 use neo_model::impact::{self, Builds};
+use neo_model::migration;
 use neo_protocol::pb::{self, ErrorCode};
 use neo_protocol::{AppName, EntityRef, StageName};
 
@@ -95,8 +98,8 @@ impl Platform {
     }
 
     /// Checks a deploy or promotion against the tenant's stages; fills a deploy's build, image
-    /// and impact blockers, and a promotion's source (the current release of the previous
-    /// stage) and needs.
+    /// and impact blockers, a promotion's source (the current release of the previous stage)
+    /// and needs, and the data changes (and losses) of each and of a rollback.
     pub(super) async fn enrich_deployment(
         &self,
         entity: &EntityRef,
@@ -159,6 +162,22 @@ impl Platform {
                 p.needs = match &p.source {
                     Some(source) => self.build_needs(entity, &source.build_id).await?,
                     None => None,
+                };
+                (p.data_changes, p.blockers) = match &p.source {
+                    Some(source) => self.build_data_changes(entity, &source.build_id).await?,
+                    None => Default::default(),
+                };
+            }
+            Some(Command::Rollback(r)) => {
+                let (deployment, _) = self.deployments.state(entity).await.map_err(host_error)?;
+                // A release that does not exist is the aggregate's to refuse.
+                let target = deployment
+                    .releases
+                    .iter()
+                    .find(|x| x.number == r.to_release);
+                (r.data_changes, r.blockers) = match target {
+                    Some(target) => self.build_data_changes(entity, &target.build_id).await?,
+                    None => Default::default(),
                 };
             }
             Some(Command::ChangeSettings(c)) => {
@@ -239,8 +258,39 @@ impl Platform {
         position(&stages, stage, entity)
     }
 
-    /// Fills a deploy from the succeeded build of its revision (build id, image) and with the
-    /// blockers impact analysis finds on the stage (none without read models). A deploy that
+    /// What running the build `build_id` of the entity's tenant on the deployment `entity` does
+    /// to the data of the release running there: every change, and those that lose data (one
+    /// line each). Nothing for a build id that is not one.
+    async fn build_data_changes(
+        &self,
+        entity: &EntityRef,
+        build_id: &str,
+    ) -> Result<(Vec<String>, Vec<String>), pb::CommandError> {
+        let Ok(build) = EntityRef::parse(entity.tenant.as_str(), "build", build_id) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (build, _) = self.builds.state(&build).await.map_err(host_error)?;
+        let changes = self.data_changes(entity, &build.entities).await?;
+        Ok(lines(&changes))
+    }
+
+    /// What deploying a build with `entities` to the deployment `entity` does to the data of
+    /// the release running there.
+    async fn data_changes(
+        &self,
+        entity: &EntityRef,
+        entities: &[pb::ExposedEntity],
+    ) -> Result<Vec<migration::DataChange>, pb::CommandError> {
+        let (deployment, _) = self.deployments.state(entity).await.map_err(host_error)?;
+        let running = migration::running_build(&entity.tenant, &deployment);
+        migration::assess(self, running.as_ref(), entities)
+            .await
+            .map_err(|e| error(ErrorCode::Unavailable, e.to_string()))
+    }
+
+    /// Fills a deploy from the succeeded build of its revision (build id, image), with the
+    /// blockers impact analysis finds on the stage (none without read models) and what its
+    /// migration does to the stage's data (a loss is a blocker too). A deploy that
     /// names its image itself comes from inside the platform (the publish chain names the image
     /// of the build's own `BuildSucceeded`; only platform components may send commands) and is
     /// taken as given; it is assessed when its build succeeded.
@@ -283,6 +333,11 @@ impl Platform {
             .blocker_lines(),
             _ => Vec::new(),
         };
+        if succeeded {
+            let (changes, losses) = lines(&self.data_changes(entity, &build.entities).await?);
+            d.blockers.extend(losses);
+            d.data_changes = changes;
+        }
         // A force over nothing is not recorded as one.
         d.forced = d.forced && !d.blockers.is_empty();
         if d.forced {
@@ -303,6 +358,18 @@ impl Builds for Platform {
             .map_err(|e| format!("cannot read build {}: {e}", build.id))?;
         Ok(state)
     }
+}
+
+/// Data changes as the lines a command and its release carry: every change, and those that
+/// lose data.
+fn lines(changes: &[migration::DataChange]) -> (Vec<String>, Vec<String>) {
+    let all = changes.iter().map(migration::DataChange::line).collect();
+    let losses = changes
+        .iter()
+        .filter(|c| c.loses_data)
+        .map(migration::DataChange::line)
+        .collect();
+    (all, losses)
 }
 
 fn position(

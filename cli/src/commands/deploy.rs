@@ -43,6 +43,10 @@ pub struct PromoteArgs {
     /// The app and the stage to promote into (from the stage before it).
     #[command(flatten)]
     pub target: Target,
+    /// Promote although the promoted revision's migration loses data stored on the stage (see
+    /// `neo impact`); the force and what it loses are recorded in the release.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `neo rollback`.
@@ -54,6 +58,10 @@ pub struct RollbackArgs {
     /// The earlier release whose image is restored (`3` or `v3`).
     #[arg(long = "to", value_name = "RELEASE", value_parser = parse_release)]
     pub to: u32,
+    /// Roll back although the restored revision's migration loses data stored since (a field
+    /// retyped back); the force and what it loses are recorded in the release.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `neo releases`.
@@ -145,6 +153,7 @@ pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
         tenant: cx.tenant()?,
         app: args.target.app,
         stage: args.target.stage,
+        force: args.force,
     };
     let client = cx.connect().await?.deployments();
     let message = format!("promoting into {}", request.stage);
@@ -163,6 +172,7 @@ pub async fn rollback(cx: &Context, args: RollbackArgs) -> Result<(), CliError> 
         app: args.target.app,
         stage: args.target.stage,
         to_release: args.to,
+        force: args.force,
     };
     let client = cx.connect().await?.deployments();
     let message = format!("rolling back to v{}", request.to_release);

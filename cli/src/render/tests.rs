@@ -30,6 +30,7 @@ fn promoted_release() -> pb::Release {
         config: None,
         forced: false,
         forced_blockers: Vec::new(),
+        data_changes: Vec::new(),
         rollout: pb::RolloutStatus::Succeeded as i32,
         rollout_reason: String::new(),
     }
@@ -165,6 +166,7 @@ fn a_forced_release_shows_its_blockers() {
     let forced = pb::Release {
         forced: true,
         forced_blockers: vec!["reviews r2 uses Product.price".into()],
+        data_changes: vec!["data: Product.price: text → decimal: emptied".into()],
         ..promoted_release()
     };
     let value = release_json(&forced);
@@ -179,6 +181,14 @@ fn a_forced_release_shows_its_blockers() {
     assert!(
         text.contains("v3 forced over: reviews r2 uses Product.price"),
         "{text}"
+    );
+    assert!(
+        text.contains("v3 migrated Product.price: text → decimal: emptied"),
+        "{text}"
+    );
+    assert_eq!(
+        value["data_changes"],
+        json!(["data: Product.price: text → decimal: emptied"])
     );
     let deployment = api::Deployment {
         tenant: "acme".into(),
@@ -211,6 +221,7 @@ fn an_impact_report_lists_blockers_then_warnings() {
     let report = api::ImpactReport {
         blockers: vec![finding("reviews", "price")],
         warnings: vec![finding("orders", "")],
+        data_changes: Vec::new(),
     };
     let value = impact_json(&report);
     assert_eq!(value["blockers"][0]["consumer_app"], "reviews");
@@ -228,6 +239,30 @@ fn an_impact_report_lists_blockers_then_warnings() {
         impact_table(&api::ImpactReport::default()),
         "nothing would break: no blockers, no warnings"
     );
+}
+
+#[test]
+fn an_impact_report_shows_what_the_migration_does_to_the_data() {
+    let report = api::ImpactReport {
+        data_changes: vec![api::DataChange {
+            entity: "Product".into(),
+            field: "price".into(),
+            loses_data: true,
+            message: "text → decimal: values that do not read as decimal are emptied".into(),
+        }],
+        ..Default::default()
+    };
+    let text = impact_table(&report);
+    assert!(text.starts_with("nothing would break"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("price"))
+        .unwrap_or_else(|| panic!("no data change row: {text}"));
+    assert!(
+        row.contains("loses data") && row.contains("text → decimal"),
+        "{text}"
+    );
+    assert_eq!(impact_json(&report)["data_changes"][0]["loses_data"], true);
 }
 
 fn step(step: api::PublishStep, message: &str) -> api::PublishProgress {

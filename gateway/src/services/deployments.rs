@@ -139,12 +139,12 @@ impl Deployments for DeploymentsService {
         let r = request.get_ref();
         let target = target(&r.tenant, &r.app, &r.stage)?;
         let user = self.allow_release(&request, &target, true).await?;
+        // The platform fills the source, its needs and what its migration does to the data.
         let command = Command::Promote(pb::Promote {
             app: target.1.to_string(),
             stage: target.2.to_string(),
-            from_stage: String::new(),
-            source: None,
-            needs: None,
+            forced: r.force,
+            ..Default::default()
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
@@ -160,7 +160,9 @@ impl Deployments for DeploymentsService {
         }
         let user = self.allow_release(&request, &target, false).await?;
         let command = Command::Rollback(pb::Rollback {
-            to_release: request.get_ref().to_release,
+            to_release: r.to_release,
+            forced: r.force,
+            ..Default::default()
         });
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
@@ -191,9 +193,12 @@ impl Deployments for DeploymentsService {
         let build = self.succeeded_build(&target, revision).await?;
         let report = impact::assess(&self.0, &target, &build).await?;
         let mut report = impact::to_api(&report);
+        let (data_changes, losses) = impact::data_changes(&self.0, &target, &build).await?;
+        report.blockers.extend(losses);
         report
             .blockers
             .extend(super::settings::config_findings(&self.0, &target, &build).await?);
+        report.data_changes = data_changes;
         Ok(Response::new(report))
     }
 

@@ -1,8 +1,9 @@
-//! The Impact call: what deploying a revision would do to the consumers on a stage, assessed
-//! by the one assessment the platform runs on every deploy ([`impact::assess`]), reading
-//! producer builds through the platform client.
+//! The Impact call: what deploying a revision would do to the consumers on a stage and to the
+//! data stored there, assessed by the assessments the platform runs on every deploy
+//! ([`impact::assess`], [`migration::assess`]), reading builds through the platform client.
 
 use neo_model::impact::{self, Builds, Report};
+use neo_model::migration;
 use neo_protocol::{EntityRef, pb};
 use tonic::Status;
 
@@ -30,6 +31,52 @@ pub async fn assess(ctx: &Ctx, target: &Target, build: &pb::BuildState) -> Resul
     )
     .await
     .map_err(unavailable)
+}
+
+/// What deploying `build` to the target stage does to the data of the release running there
+/// ([`migration::assess`], as the platform assesses every deploy): every change, and a blocker
+/// for each that loses data.
+///
+/// # Errors
+/// `UNAVAILABLE` when the platform cannot be reached.
+pub async fn data_changes(
+    ctx: &Ctx,
+    target: &Target,
+    build: &pb::BuildState,
+) -> Result<(Vec<api::DataChange>, Vec<api::ImpactFinding>), Status> {
+    let (t, a, s) = target;
+    let (deployment, _) = ctx
+        .bus
+        .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
+        .await?;
+    let running = migration::running_build(t, &deployment);
+    let changes = migration::assess(&BusBuilds(&ctx.bus), running.as_ref(), &build.entities)
+        .await
+        .map_err(unavailable)?;
+    let blockers = changes
+        .iter()
+        .filter(|c| c.loses_data)
+        .map(|c| api::ImpactFinding {
+            consumer_app: a.to_string(),
+            consumer_revision: build.revision,
+            entity: c.entity.clone(),
+            field: c.field.clone().unwrap_or_default(),
+            message: format!(
+                "its migration loses data stored on {s}: {}; a deploy must be forced",
+                c.message
+            ),
+        })
+        .collect();
+    let changes = changes
+        .into_iter()
+        .map(|c| api::DataChange {
+            entity: c.entity,
+            field: c.field.unwrap_or_default(),
+            loses_data: c.loses_data,
+            message: c.message,
+        })
+        .collect();
+    Ok((changes, blockers))
 }
 
 /// Refuses when no read models are configured (the Impact RPC must not answer "nothing breaks"
@@ -79,5 +126,6 @@ pub fn to_api(report: &Report) -> api::ImpactReport {
     api::ImpactReport {
         blockers: convert(&report.blockers),
         warnings: convert(&report.warnings),
+        data_changes: Vec::new(),
     }
 }

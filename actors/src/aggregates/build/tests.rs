@@ -471,6 +471,14 @@ fn takeover_is_refused_once_the_build_ended() {
 
 #[test]
 fn success_carries_the_resolved_dependencies_and_the_publish_target() {
+    let entity = pb::ExposedEntity {
+        name: "Order".into(),
+        fields: vec![pb::FieldSpec {
+            name: "total".into(),
+            r#type: "decimal".into(),
+            required: true,
+        }],
+    };
     let dependency = pb::Dependency {
         producer_app: "catalog".into(),
         entity: "Product".into(),
@@ -490,6 +498,7 @@ fn success_carries_the_resolved_dependencies_and_the_publish_target() {
             dependencies: vec![dependency.clone()],
             exposes: vec![],
             needs: None,
+            entities: vec![entity.clone()],
         }),
     )
     .expect("accepted");
@@ -499,4 +508,10 @@ fn success_carries_the_resolved_dependencies_and_the_publish_target() {
     assert_eq!(succeeded.deploy_to, "dev");
     assert_eq!(succeeded.dependencies, vec![dependency]);
     assert_eq!((succeeded.app.as_str(), succeeded.revision), ("shop", 2));
+    // The entities stay in the state, for what a deploy's migration does to a stage's data.
+    let mut state = pb::BuildState::default();
+    for event in &events {
+        state.apply(event);
+    }
+    assert_eq!(state.entities, vec![entity]);
 }

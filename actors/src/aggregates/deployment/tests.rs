@@ -103,7 +103,7 @@ fn promote(source: Option<pb::ReleaseRef>) -> Command {
         stage: "test".into(),
         from_stage: "dev".into(),
         source,
-        needs: None,
+        ..Default::default()
     })
 }
 
@@ -115,7 +115,10 @@ fn promoted(number: u32) -> pb::DeploymentEvent {
 }
 
 fn rollback(to_release: u32) -> Command {
-    Command::Rollback(pb::Rollback { to_release })
+    Command::Rollback(pb::Rollback {
+        to_release,
+        ..Default::default()
+    })
 }
 
 /// Two releases: v1 (revision 1, image a) and v2 (revision 2, image b).
@@ -293,7 +296,7 @@ fn promote_into_the_same_stage_is_refused() {
             stage: "test".into(),
             ..source()
         }),
-        needs: None,
+        ..Default::default()
     });
     let r = run([], command).expect_err("refused");
     assert_eq!(r.rule, "promotion.same_stage");
@@ -371,6 +374,95 @@ fn rollback_is_a_new_release_with_the_earlier_image() {
         ..release(3, 1, 'a', ReleaseOrigin::Rollback)
     });
     assert_eq!(events, vec![expected]);
+}
+
+#[test]
+fn a_promotion_or_rollback_that_loses_data_is_refused_unless_forced_and_recorded() {
+    let loss =
+        "data: Product.price: text → decimal: values that do not read as decimal are emptied";
+    let changes = vec![
+        loss.to_owned(),
+        "data: Coupon: added: a new, empty table".to_owned(),
+    ];
+    let promote_with = |forced| {
+        Command::Promote(pb::Promote {
+            app: "shop".into(),
+            stage: "test".into(),
+            from_stage: "dev".into(),
+            source: Some(source()),
+            forced,
+            data_changes: changes.clone(),
+            blockers: vec![loss.to_owned()],
+            ..Default::default()
+        })
+    };
+    let refused = run(two_releases(), promote_with(false)).expect_err("refused");
+    assert_eq!(refused.rule, "promotion.data_loss");
+    assert_eq!(refused.code, RejectionCode::FailedPrecondition);
+    assert!(
+        refused.message.starts_with(
+            "promoting release v4 of dev into test would lose data: data: Product.price"
+        ),
+        "{}",
+        refused.message
+    );
+    let forced = run(two_releases(), promote_with(true)).expect("accepted");
+    assert_eq!(
+        forced,
+        vec![created(pb::Release {
+            promoted_from: Some(source()),
+            forced: true,
+            forced_blockers: vec![loss.to_owned()],
+            data_changes: changes.clone(),
+            ..release(3, 3, 'c', ReleaseOrigin::Promotion)
+        })]
+    );
+
+    let rollback_with = |forced| {
+        Command::Rollback(pb::Rollback {
+            to_release: 1,
+            forced,
+            data_changes: changes.clone(),
+            blockers: vec![loss.to_owned()],
+        })
+    };
+    let refused = run(two_releases(), rollback_with(false)).expect_err("refused");
+    assert_eq!(refused.rule, "rollback.data_loss");
+    assert!(
+        refused
+            .message
+            .starts_with("rolling test back to release v1 would lose data"),
+        "{}",
+        refused.message
+    );
+    let forced = run(two_releases(), rollback_with(true)).expect("accepted");
+    assert_eq!(
+        forced,
+        vec![created(pb::Release {
+            rolled_back_to: 1,
+            forced: true,
+            forced_blockers: vec![loss.to_owned()],
+            data_changes: changes.clone(),
+            ..release(3, 1, 'a', ReleaseOrigin::Rollback)
+        })]
+    );
+
+    // Changes that keep every value are recorded, with nothing forced.
+    let kept = Command::Rollback(pb::Rollback {
+        to_release: 1,
+        forced: true,
+        data_changes: vec![changes[1].clone()],
+        blockers: Vec::new(),
+    });
+    let events = run(two_releases(), kept).expect("accepted");
+    assert_eq!(
+        events,
+        vec![created(pb::Release {
+            rolled_back_to: 1,
+            data_changes: vec![changes[1].clone()],
+            ..release(3, 1, 'a', ReleaseOrigin::Rollback)
+        })]
+    );
 }
 
 #[test]

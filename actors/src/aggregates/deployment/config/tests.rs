@@ -72,6 +72,7 @@ fn promote(needs: pb::ConfigNeeds) -> Command {
             build_id: "shop_r2".into(),
         }),
         needs: Some(needs),
+        ..Default::default()
     })
 }
 
