@@ -24,6 +24,7 @@ pub mod logs;
 pub mod objects;
 pub mod status;
 pub mod watch;
+pub mod why;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -130,6 +131,8 @@ pub struct KubeDriver {
     events: mpsc::Sender<DriverEvent>,
     /// The stage database, when the stage has one: each app gets its own role and schema.
     database: Option<Arc<StageDatabase>>,
+    /// The port a starting pod's `/readyz` is asked on ([`watch`]).
+    readyz_port: u16,
 }
 
 impl Debug for KubeDriver {
@@ -166,7 +169,17 @@ impl KubeDriver {
             client,
             events,
             database: None,
+            readyz_port: objects::CONTAINER_PORT as u16,
         }
+    }
+
+    /// The same driver, asking a starting pod why it is not ready on `port` of its IP instead of
+    /// the app's container port (for a cluster whose pod IPs are reached through a port map,
+    /// and for tests).
+    #[must_use]
+    pub fn with_readyz_port(mut self, port: u16) -> Self {
+        self.readyz_port = port;
+        self
     }
 
     /// The same driver, giving each app its own role on `database` (its URL in the podgroup's
@@ -215,7 +228,11 @@ impl KubeDriver {
     /// current tokio runtime.
     pub fn start_watching(&self) -> Watching {
         Watching {
-            task: tokio::spawn(watch::run(self.client.clone(), self.events.clone())),
+            task: tokio::spawn(watch::run(
+                self.client.clone(),
+                self.events.clone(),
+                self.readyz_port,
+            )),
         }
     }
 
@@ -252,7 +269,7 @@ impl KubeDriver {
         server_side_apply(
             &Api::<NetworkPolicy>::namespaced(client.clone(), &name),
             objects::NETWORK_POLICY,
-            &objects::network_policy(key),
+            &objects::network_policy(key, client.default_namespace()),
         )
         .await?;
         server_side_apply(

@@ -157,10 +157,15 @@ async fn a_tenant_namespace_lets_in_only_its_apps_and_the_stage_edge_within_its_
     // The tenant's own apps: pods of this namespace (no namespaceSelector: only this one).
     assert_eq!(rules[0]["from"], json!([{"podSelector": {}}]));
     assert!(rules[0].get("ports").is_none());
-    // The stage's edge, on the app port only; no other namespace, no ipBlock.
+    // The stage's edge, and the agents (asking a starting replica why it is not ready), on the
+    // app port only; no other namespace, no ipBlock.
     assert_eq!(
         rules[1]["from"],
-        json!([{"namespaceSelector": {"matchLabels": {"dev.neo/role": "edge", "dev.neo/stage": "dev"}}}])
+        json!([
+            {"namespaceSelector": {"matchLabels": {"dev.neo/role": "edge", "dev.neo/stage": "dev"}}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}},
+             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "neo-agent"}}},
+        ])
     );
     assert_eq!(
         rules[1]["ports"],

@@ -714,6 +714,74 @@ async fn pod_status_changes_become_health_events() {
     assert_eq!(replica.id, pod_name);
 }
 
+/// An apphost's `/readyz` on loopback: each connection gets the answer `answers` holds then
+/// (`(status, body)`).
+async fn readyz(answers: std::sync::Arc<std::sync::Mutex<(u16, String)>>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (status, body) = answers.lock().expect("answers").clone();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_starting_pod_says_why_it_is_not_ready() {
+    let answers = std::sync::Arc::new(std::sync::Mutex::new((
+        503,
+        r#"{"ready":false,"reasons":["secret payment_api_key is not set"]}"#.to_owned(),
+    )));
+    let port = readyz(answers.clone()).await;
+    let api = FakeApi::new();
+    let (tx, mut events) = mpsc::channel(256);
+    let driver = KubeDriver::new(api.client(), tx).with_readyz_port(port);
+    let _watching = driver.start_watching();
+    let pod_name = "shop-7d9c5f-w8d2m";
+
+    // Running, not ready yet: first what its status says, then what its apphost answers.
+    api.put(
+        "pods",
+        pod(
+            pod_name,
+            running(false, "2026-05-01T12:00:00Z", "127.0.0.1"),
+        ),
+    );
+    let (_, replica) = next_health(&mut events).await;
+    assert_eq!(phase(&replica), pb::ReplicaPhase::Starting);
+    assert_eq!(replica.reason, "");
+    let (_, replica) = next_health(&mut events).await;
+    assert_eq!(phase(&replica), pb::ReplicaPhase::Starting);
+    assert_eq!(
+        replica.reason,
+        "not ready: /readyz answered 503: secret payment_api_key is not set"
+    );
+
+    // The secret is set: the next answer is ready, and the probe passes.
+    *answers.lock().expect("answers") = (200, r#"{"ready":true,"reasons":[]}"#.to_owned());
+    api.set_status(
+        "pods",
+        NAMESPACE,
+        pod_name,
+        running(true, "2026-05-01T12:00:20Z", "127.0.0.1"),
+    );
+    let (_, replica) = next_health(&mut events).await;
+    assert_eq!(phase(&replica), pb::ReplicaPhase::Ready);
+    assert_eq!(replica.reason, "");
+}
+
 #[tokio::test]
 async fn observe_reports_replicas_and_the_rollout() {
     let (api, driver, _events) = setup();

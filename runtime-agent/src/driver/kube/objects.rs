@@ -547,11 +547,33 @@ fn namespace_object_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
     ])
 }
 
+/// The value of [`LABEL_NAME`] on the agents' pods (as `deploy/agent-*.yaml` sets it).
+pub const AGENT_NAME: &str = "neo-agent";
+
 /// The tenant namespace's NetworkPolicy: every pod of it is isolated for ingress, and only
-/// the tenant's own apps on the stage (pods of the same namespace) and the stage's edge
-/// (pods in namespaces labelled [`LABEL_ROLE`]`=edge` for the same stage, on the app port)
-/// get in. Egress stays open: apps reach their database and other apps' APIs.
-pub fn network_policy(key: &PodgroupKey) -> NetworkPolicy {
+/// the tenant's own apps on the stage (pods of the same namespace), the stage's edge (pods in
+/// namespaces labelled [`LABEL_ROLE`]`=edge` for the same stage) and the agents (pods named
+/// [`AGENT_NAME`] in `agents_namespace`, which ask a starting replica's `/readyz` why it is
+/// not ready) get in, the last two on the app port only. Egress stays open: apps reach their
+/// database and other apps' APIs.
+pub fn network_policy(key: &PodgroupKey, agents_namespace: &str) -> NetworkPolicy {
+    let agents = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                agents_namespace.to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                LABEL_NAME.to_owned(),
+                AGENT_NAME.to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
     let edge = NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([
@@ -577,7 +599,7 @@ pub fn network_policy(key: &PodgroupKey) -> NetworkPolicy {
                     ports: None,
                 },
                 NetworkPolicyIngressRule {
-                    from: Some(vec![edge]),
+                    from: Some(vec![edge, agents]),
                     ports: Some(vec![NetworkPolicyPort {
                         port: Some(IntOrString::Int(CONTAINER_PORT)),
                         protocol: Some("TCP".to_owned()),

@@ -1,7 +1,9 @@
-//! The pod watch: every managed pod's changes become [`DriverEvent::Health`], and each running container's log is followed.
+//! The pod watch: every managed pod's changes become [`DriverEvent::Health`], each running
+//! container's log is followed, and a pod running but not ready yet is asked why.
 //!
-//! [`PodWatch`] decides (a pure state machine over watcher events); [`run`] carries out what it
-//! decides: sends events, starts and stops the log followers of [`super::logs`].
+//! [`PodWatch`] decides (a pure state machine over watcher events and the answers of starting
+//! pods); [`run`] carries out what it decides: sends events, starts and stops the log followers
+//! of [`super::logs`] and the askers of [`super::why`].
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
@@ -17,6 +19,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::logs::{self, Tail};
 use super::objects::{CONTAINER, MANAGED_SELECTOR};
 use super::status::{pod_key, replica_status};
+use super::why;
 use crate::driver::{DriverEvent, PodgroupKey};
 
 /// What the watch should do after a pod event.
@@ -28,6 +31,16 @@ pub enum Action {
     Follow(Tail),
     /// Stop following the log of the pod `{namespace}/{name}`.
     Unfollow(String),
+    /// Start asking the pod `{namespace}/{name}`'s apphost at `address` (`ip:port`) why it is
+    /// not ready.
+    Ask {
+        /// `{namespace}/{name}`.
+        id: String,
+        /// `ip:port`.
+        address: String,
+    },
+    /// Stop asking the pod `{namespace}/{name}`.
+    StopAsking(String),
 }
 
 /// What the watch remembers of one pod.
@@ -35,19 +48,57 @@ pub enum Action {
 struct Known {
     key: PodgroupKey,
     replica: pb::ReplicaStatus,
+    /// What the apphost answered last while starting, when asked.
+    why: Option<String>,
 }
 
-/// The pods seen so far, the last health reported for each and the log followers started.
-#[derive(Debug, Default)]
+/// The pods seen so far, the last health reported for each, the log followers started and the
+/// starting pods being asked why they are not ready.
+#[derive(Debug)]
 pub struct PodWatch {
     known: HashMap<String, Known>,
     /// `{namespace}/{name}` → the restart count of the container being followed.
     following: HashMap<String, i32>,
     /// Pods listed since the watch (re)started, while it lists.
     listing: Option<HashSet<String>>,
+    /// Starting pods being asked why.
+    asking: HashSet<String>,
+    /// The port their apphost is asked on.
+    readyz_port: u16,
 }
 
 impl PodWatch {
+    /// A watch that has seen nothing yet, asking starting pods on `readyz_port`.
+    pub fn new(readyz_port: u16) -> Self {
+        Self {
+            known: HashMap::new(),
+            following: HashMap::new(),
+            listing: None,
+            asking: HashSet::new(),
+            readyz_port,
+        }
+    }
+
+    /// What a starting pod's apphost answered when asked why it is not ready: reported as the
+    /// replica's reason when it is new (and the pod still starting).
+    pub fn explained(&mut self, id: &str, reason: String) -> Vec<Action> {
+        if !self.asking.contains(id) {
+            return Vec::new();
+        }
+        let Some(known) = self.known.get_mut(id) else {
+            return Vec::new();
+        };
+        known.why = Some(reason.clone());
+        if known.replica.reason == reason {
+            return Vec::new();
+        }
+        known.replica.reason = reason;
+        vec![Action::Send(DriverEvent::Health {
+            key: known.key.clone(),
+            replica: known.replica.clone(),
+        })]
+    }
+
     /// What to do about one watcher event.
     ///
     /// A health event goes out when anything reported of a replica changes (phase, reason,
@@ -83,20 +134,36 @@ impl PodWatch {
                 };
                 // The Stopped report carries the pod's last state.
                 if let (Some(key), Some(replica)) = (pod_key(&pod), replica_status(&pod)) {
-                    self.known.insert(id.clone(), Known { key, replica });
+                    let why = None;
+                    self.known.insert(id.clone(), Known { key, replica, why });
                 }
                 self.gone(&id, "Deleted")
             }
         }
     }
 
-    /// A pod was added or changed.
+    /// A pod was added or changed. One running but not ready yet is asked why (its last answer
+    /// stands in for the empty reason its status gives).
     fn applied(&mut self, pod: &Pod) -> Vec<Action> {
-        let (Some(id), Some(key), Some(replica)) = (pod_id(pod), pod_key(pod), replica_status(pod))
+        let (Some(id), Some(key), Some(mut replica)) =
+            (pod_id(pod), pod_key(pod), replica_status(pod))
         else {
             tracing::debug!(pod = ?pod.metadata.name, "ignoring a pod without a name or podgroup labels");
             return Vec::new();
         };
+        let starting = replica.phase == pb::ReplicaPhase::Starting as i32
+            && running_container(pod).is_some()
+            && !replica.address.is_empty();
+        let why = self
+            .known
+            .get(&id)
+            .and_then(|k| k.why.clone())
+            .filter(|_| starting);
+        if let Some(why) = &why
+            && replica.reason.is_empty()
+        {
+            replica.reason.clone_from(why);
+        }
         let mut actions = Vec::new();
         if self.known.get(&id).map(|k| &k.replica) != Some(&replica) {
             actions.push(Action::Send(DriverEvent::Health {
@@ -115,20 +182,34 @@ impl PodWatch {
                 restarts,
             }));
         }
-        self.known.insert(id, Known { key, replica });
+        if starting && self.asking.insert(id.clone()) {
+            actions.push(Action::Ask {
+                id: id.clone(),
+                address: format!("{}:{}", replica.address, self.readyz_port),
+            });
+        } else if !starting && self.asking.remove(&id) {
+            actions.push(Action::StopAsking(id.clone()));
+        }
+        self.known.insert(id, Known { key, replica, why });
         actions
     }
 
     /// A pod is gone: report it Stopped and stop following it.
     fn gone(&mut self, id: &str, reason: &str) -> Vec<Action> {
         let mut actions = Vec::new();
-        if let Some(Known { key, mut replica }) = self.known.remove(id) {
+        if let Some(Known {
+            key, mut replica, ..
+        }) = self.known.remove(id)
+        {
             replica.phase = pb::ReplicaPhase::Stopped as i32;
             replica.reason = reason.to_owned();
             actions.push(Action::Send(DriverEvent::Health { key, replica }));
         }
         if self.following.remove(id).is_some() {
             actions.push(Action::Unfollow(id.to_owned()));
+        }
+        if self.asking.remove(id) {
+            actions.push(Action::StopAsking(id.to_owned()));
         }
         actions
     }
@@ -157,52 +238,73 @@ fn running_container(pod: &Pod) -> Option<i32> {
 }
 
 /// Watches every pod labelled `app.kubernetes.io/managed-by=neo` in all namespaces until
-/// `events` closes (or the task is aborted, which also stops every log follower).
+/// `events` closes (or the task is aborted, which also stops every log follower and asker),
+/// asking starting pods why on `readyz_port`.
 ///
 /// Watch errors are logged and retried with back-off; they never end the watch.
-pub async fn run(client: Client, events: mpsc::Sender<DriverEvent>) {
+pub async fn run(client: Client, events: mpsc::Sender<DriverEvent>, readyz_port: u16) {
     let api: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
     let mut stream = pin!(watcher(api, config).default_backoff());
-    let mut state = PodWatch::default();
-    let mut followers: JoinSet<()> = JoinSet::new();
-    let mut handles: HashMap<String, AbortHandle> = HashMap::new();
+    let mut state = PodWatch::new(readyz_port);
+    // The process uses ring; another component may have installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .inspect_err(|e| tracing::warn!(error = %e, "starting pods will not be asked why"))
+        .ok();
+    let (answers, mut answered) = mpsc::channel::<(String, String)>(64);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut followers: HashMap<String, AbortHandle> = HashMap::new();
+    let mut askers: HashMap<String, AbortHandle> = HashMap::new();
     loop {
-        tokio::select! {
-            item = stream.next() => {
-                let event = match item {
-                    Some(Ok(event)) => event,
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, "pod watch failed; retrying");
-                        continue;
+        let actions = tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(event)) => state.handle(event),
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "pod watch failed; retrying");
+                    continue;
+                }
+                None => return,
+            },
+            Some((id, reason)) = answered.recv() => state.explained(&id, reason),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        for action in actions {
+            match action {
+                Action::Send(event) => {
+                    if events.send(event).await.is_err() {
+                        tracing::debug!("driver events closed; pod watch ends");
+                        return;
                     }
-                    None => return,
-                };
-                for action in state.handle(event) {
-                    match action {
-                        Action::Send(event) => {
-                            if events.send(event).await.is_err() {
-                                tracing::debug!("driver events closed; pod watch ends");
-                                return;
-                            }
-                        }
-                        Action::Follow(tail) => {
-                            let id = format!("{}/{}", tail.namespace, tail.pod);
-                            let pods = Api::namespaced(client.clone(), &tail.namespace);
-                            let handle = followers.spawn(logs::follow(pods, tail, events.clone()));
-                            if let Some(previous) = handles.insert(id, handle) {
-                                previous.abort();
-                            }
-                        }
-                        Action::Unfollow(id) => {
-                            if let Some(handle) = handles.remove(&id) {
-                                handle.abort();
-                            }
-                        }
+                }
+                Action::Follow(tail) => {
+                    let id = format!("{}/{}", tail.namespace, tail.pod);
+                    let pods = Api::namespaced(client.clone(), &tail.namespace);
+                    let handle = tasks.spawn(logs::follow(pods, tail, events.clone()));
+                    if let Some(previous) = followers.insert(id, handle) {
+                        previous.abort();
+                    }
+                }
+                Action::Unfollow(id) => {
+                    if let Some(handle) = followers.remove(&id) {
+                        handle.abort();
+                    }
+                }
+                Action::Ask { id, address } => {
+                    let Some(http) = &http else { continue };
+                    let asker = why::follow(http.clone(), id.clone(), address, answers.clone());
+                    if let Some(previous) = askers.insert(id, tasks.spawn(asker)) {
+                        previous.abort();
+                    }
+                }
+                Action::StopAsking(id) => {
+                    if let Some(handle) = askers.remove(&id) {
+                        handle.abort();
                     }
                 }
             }
-            Some(_) = followers.join_next(), if !followers.is_empty() => {}
         }
     }
 }
