@@ -146,18 +146,6 @@ pub struct RawSecret {
     pub name: String,
 }
 
-/// The Postgres type a bound text parameter of a field of type `ty` is cast to.
-pub fn sql_cast(ty: &FieldType) -> &'static str {
-    match ty {
-        FieldType::Text => "text",
-        FieldType::Integer | FieldType::Ref(_) => "bigint",
-        FieldType::Decimal => "numeric",
-        FieldType::Boolean => "boolean",
-        FieldType::Date => "date",
-        FieldType::DateTime => "timestamptz",
-    }
-}
-
 /// A field, resolved.
 #[derive(Debug, Clone)]
 pub struct Field {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use neo_model::FieldType;
 
-use crate::model::{Entity, Field, quote, sql_cast};
+use crate::model::{Entity, Field, quote};
 
 /// A statement and its parameters, in order (`None` binds `NULL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub fn list(
     let mut st = Statement::new();
     let mut conditions = Vec::with_capacity(filters.len());
     for (field, value) in filters {
-        let p = st.bind(Some(value.clone()), sql_cast(&field.kind));
+        let p = st.bind(Some(value.clone()), field.kind.postgres_type());
         conditions.push(format!("{} = {p}", quote(&field.column)));
     }
     let filter = if conditions.is_empty() {
@@ -162,7 +162,7 @@ pub fn insert(entity: &Entity, values: Vec<(&Field, Option<String>)>) -> Stateme
     let mut placeholders = Vec::with_capacity(values.len() + 2);
     for (field, value) in values {
         columns.push(quote(&field.column));
-        placeholders.push(st.bind(value, sql_cast(&field.kind)));
+        placeholders.push(st.bind(value, field.kind.postgres_type()));
     }
     columns.extend(["created_at".to_owned(), "updated_at".to_owned()]);
     placeholders.extend(["now()".to_owned(), "now()".to_owned()]);
@@ -181,7 +181,7 @@ pub fn update(entity: &Entity, id: i64, values: Vec<(&Field, Option<String>)>) -
     let mut st = Statement::new();
     let mut sets = Vec::with_capacity(values.len() + 1);
     for (field, value) in values {
-        let p = st.bind(value, sql_cast(&field.kind));
+        let p = st.bind(value, field.kind.postgres_type());
         sets.push(format!("{} = {p}", quote(&field.column)));
     }
     sets.push("updated_at = now()".to_owned());

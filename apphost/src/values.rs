@@ -1,7 +1,7 @@
 //! Checking client values against field types and turning them into SQL text parameters (pure).
 //!
 //! Every value is bound as text and cast in SQL to the column's type (see
-//! [`crate::model::sql_cast`]), so this module only has to decide whether a value is acceptable
+//! [`neo_model::FieldType::postgres_type`]), so this module only has to decide whether a value is acceptable
 //! and write it in a form Postgres parses unambiguously.
 
 use serde_json::Value;

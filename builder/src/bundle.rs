@@ -160,19 +160,6 @@ pub fn sql_type(ty: &FieldType) -> &'static str {
     }
 }
 
-/// The Postgres name of a field type's column type, as `format_type` spells it: what a column
-/// is converted to when its field is retyped.
-fn column_type_name(ty: &FieldType) -> &'static str {
-    match ty {
-        FieldType::Text => "text",
-        FieldType::Integer | FieldType::Ref(_) => "bigint",
-        FieldType::Decimal => "numeric",
-        FieldType::Boolean => "boolean",
-        FieldType::Date => "date",
-        FieldType::DateTime => "timestamp with time zone",
-    }
-}
-
 /// The functions the schema migration converts retyped columns with (in the app's schema).
 /// `_neo_convert` converts one value through its text, rounding to integers and giving NULL for
 /// what does not convert; `_neo_retype` converts a column in place when its type is not the
@@ -247,7 +234,7 @@ pub fn schema_sql(model: &Model) -> String {
                 sql_type(&field.ty),
                 entity.table_name(),
                 field.name,
-                column_type_name(&field.ty),
+                field.ty.postgres_type(),
             );
         }
         for field in entity.fields.iter().filter(|f| f.rules.unique) {

@@ -290,6 +290,23 @@ impl fmt::Display for FieldType {
     }
 }
 
+impl FieldType {
+    /// The Postgres type of the field's column, as Postgres' `format_type` spells it (`text`,
+    /// `bigint`, `numeric`, `boolean`, `date`, `timestamp with time zone`): what the apphost
+    /// casts its parameters to and what a retyped column is converted to. A `ref` is a
+    /// `bigint` id.
+    pub fn postgres_type(&self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Integer | FieldType::Ref(_) => "bigint",
+            FieldType::Decimal => "numeric",
+            FieldType::Boolean => "boolean",
+            FieldType::Date => "date",
+            FieldType::DateTime => "timestamp with time zone",
+        }
+    }
+}
+
 /// A field type that is not one of the manifest spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -153,6 +153,13 @@ pub mod req {
         rollback(tenant: &str, app: &str, stage: &str, to_release: u32) -> RollbackRequest {
             tenant: tenant.into(), app: app.into(), stage: stage.into(), to_release, force: false
         }
+        set_secret(tenant: &str, app: &str, stage: &str, name: &str, value: &str) -> SetSecretRequest {
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), name: name.into(),
+            value: value.into()
+        }
+        impact(tenant: &str, app: &str, stage: &str, revision: u32) -> ImpactRequest {
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), revision
+        }
         get_deployment(tenant: &str, app: &str, stage: &str) -> GetDeploymentRequest {
             tenant: tenant.into(), app: app.into(), stage: stage.into()
         }

@@ -251,3 +251,20 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
 }
+
+/// `POST url` with `body` (JSON text, e.g. a `serde_json::Value`): the status and the answer's
+/// text.
+///
+/// # Panics
+/// When the request cannot be sent or its answer read.
+pub async fn post_json(url: &str, body: impl std::fmt::Display) -> (u16, String) {
+    let response = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the request is sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("the answer is read"))
+}

@@ -408,12 +408,7 @@ async fn impact_analysis_blocks_a_breaking_producer_and_lets_a_compatible_one_th
     let impact = stack
         .stack
         .deployments(&people.dave)
-        .impact(api::ImpactRequest {
-            tenant: TENANT.into(),
-            app: "catalog".into(),
-            stage: "dev".into(),
-            revision: 2,
-        })
+        .impact(req::impact(TENANT, "catalog", "dev", 2))
         .await
         .unwrap()
         .into_inner();

@@ -16,7 +16,7 @@ use neo_tests::build_stack::{base_image, edited, example, step};
 use neo_tests::commands::request;
 use neo_tests::eventually;
 use neo_tests::gateway::req;
-use neo_tests::runtime_stack::{RuntimeStack, get, http};
+use neo_tests::runtime_stack::{RuntimeStack, get, http, post_json};
 
 const TENANT: &str = "acme";
 
@@ -26,18 +26,6 @@ fn logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-async fn post_json(url: &str, body: &serde_json::Value) -> (u16, String) {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
 }
 
 async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::DeploymentState {
@@ -475,12 +463,7 @@ async fn a_retyped_field_shows_its_migration_is_refused_and_migrates_when_forced
     // Impact shows what the migration does to the data, and which changes lose some.
     let mut deployments = stack.build.stack.deployments(token);
     let impact = deployments
-        .impact(api::ImpactRequest {
-            tenant: TENANT.into(),
-            app: "catalog".into(),
-            stage: "dev".into(),
-            revision: 2,
-        })
+        .impact(req::impact(TENANT, "catalog", "dev", 2))
         .await
         .unwrap()
         .into_inner();

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use neo_gateway::api::{self, PublishStep};
+use neo_gateway::api::PublishStep;
 use neo_harness::Browser;
 use neo_tests::build_stack::{example, step};
 use neo_tests::eventually;
+use neo_tests::gateway::req;
 use neo_tests::runtime_stack::{RuntimeStack, get, http};
 
 const TENANT: &str = "acme";
@@ -74,13 +75,13 @@ async fn a_new_user_fills_the_generated_forms_of_catalog_and_orders() {
         .build
         .stack
         .settings(&people.dave)
-        .set_secret(api::SetSecretRequest {
-            tenant: TENANT.into(),
-            app: "orders".into(),
-            stage: "dev".into(),
-            name: "payment_api_key".into(),
-            value: "sk-test".into(),
-        })
+        .set_secret(req::set_secret(
+            TENANT,
+            "orders",
+            "dev",
+            "payment_api_key",
+            "sk-test",
+        ))
         .await
         .unwrap();
     publish(&stack, &people.dave, "orders").await;

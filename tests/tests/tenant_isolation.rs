@@ -1,7 +1,8 @@
 //! Tenants isolated at run time, on real servers: each app on each stage connects to the stage
 //! database as its own role, which reads no other tenant's schema (Postgres says `permission
 //! denied`), and a deleted tenant's replicas stop on every stage while its schemas and roles
-//! are dropped; another tenant's app keeps serving.
+//! are dropped; another tenant's app keeps serving; a consumer never reaches another tenant's
+//! producer.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use neo_runtime_agent::driver::database::{DatabaseError, StageDatabase, role};
 use neo_tests::build_stack::{example, step};
 use neo_tests::eventually;
 use neo_tests::gateway::req;
-use neo_tests::runtime_stack::{RuntimeStack, get};
+use neo_tests::runtime_stack::{RuntimeStack, get, post_json};
+use serde_json::json;
 use sqlx::PgPool;
 
 fn key(tenant: &str, app: &str, stage: &str) -> PodgroupKey {
@@ -199,6 +201,14 @@ fn replica_envs(
         .collect()
 }
 
+/// Creates a row of `entity` in the app at `app_url`: its id.
+async fn post(app_url: &str, entity: &str, row: serde_json::Value) -> i64 {
+    let (status, body) = post_json(&format!("{app_url}/api/{entity}"), &row).await;
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    created["id"].as_i64().unwrap()
+}
+
 async fn serving(url: &str, what: &str) {
     eventually(Duration::from_secs(60), what, || async {
         get(&format!("{url}/healthz"))
@@ -258,6 +268,50 @@ async fn a_deleted_tenant_stops_on_every_stage_and_its_data_is_dropped() {
     assert!(
         error.contains("permission denied for schema beta_catalog"),
         "{error}"
+    );
+
+    // A consumer reads its own tenant's producers only: acme's orders is told where acme's
+    // apps answer, and a product of beta's catalog is no product to it.
+    let beta_product = post(
+        &beta_dev,
+        "product",
+        json!({"title": "Beta kettle", "price": "9"}),
+    )
+    .await;
+    stack
+        .build
+        .stack
+        .settings(&people.dave)
+        .set_secret(req::set_secret(
+            "acme",
+            "orders",
+            "dev",
+            "payment_api_key",
+            "sk-test",
+        ))
+        .await
+        .unwrap();
+    let progress = stack
+        .build
+        .publish(&people.dave, "acme", &example("orders"))
+        .await
+        .unwrap();
+    assert!(
+        step(&progress, PublishStep::Deployed).is_some(),
+        "{progress:#?}"
+    );
+    let acme_orders = stack.url("dev", "acme", "orders").unwrap();
+    serving(&acme_orders, "acme's orders on dev").await;
+    for env in replica_envs(stack.data.path(), "acme", "orders", "dev") {
+        let producers = &env["NEO_PRODUCERS"];
+        assert!(producers.ends_with("/acme/{app}"), "{producers}");
+    }
+    let order = json!({"customer": "Ann", "product": beta_product, "quantity": 1});
+    let (status, body) = post_json(&format!("{acme_orders}/api/order"), &order).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(&format!("no Product with id {beta_product} in catalog")),
+        "{body}"
     );
 
     stack
