@@ -217,6 +217,25 @@ pub enum Action {
     Platform,
 }
 
+impl Action {
+    /// Whether a member of a tenant with `role` may do this there (the one rule the gateway
+    /// enforces, and the portal follows to offer only what will be allowed).
+    pub fn allowed_for(self, role: Role) -> bool {
+        match self {
+            Action::Read => role != Role::Unspecified,
+            Action::Develop => matches!(role, Role::Developer | Role::Admin),
+            Action::ReleaseFirstStage | Action::ScaleFirstStage => {
+                matches!(role, Role::Developer | Role::Devops | Role::Admin)
+            }
+            Action::ReleaseLaterStage | Action::ScaleLaterStage => {
+                matches!(role, Role::Devops | Role::Admin)
+            }
+            Action::Administer => role == Role::Admin,
+            Action::Platform => false,
+        }
+    }
+}
+
 impl Principal {
     /// Reads the bearer token of a request and verifies it with `verifier`.
     ///
@@ -274,19 +293,7 @@ impl Principal {
             )));
         }
         let role = self.role();
-        let allowed = match action {
-            Action::Read => role != Role::Unspecified,
-            Action::Develop => matches!(role, Role::Developer | Role::Admin),
-            Action::ReleaseFirstStage | Action::ScaleFirstStage => {
-                matches!(role, Role::Developer | Role::Devops | Role::Admin)
-            }
-            Action::ReleaseLaterStage | Action::ScaleLaterStage => {
-                matches!(role, Role::Devops | Role::Admin)
-            }
-            Action::Administer => role == Role::Admin,
-            Action::Platform => false,
-        };
-        if allowed {
+        if action.allowed_for(role) {
             Ok(())
         } else {
             Err(Status::permission_denied(format!(

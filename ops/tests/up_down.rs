@@ -26,8 +26,9 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const READY_TIMEOUT_S: &str = "300";
 /// Ports `ops/up --cluster` needs (a single server uses fewer of them): NATS (3 nodes:
 /// `NEO_NATS_PORT` + 0, 1, 2), their routes (3), Postgres, registry, S3 (2), gRPC (2),
-/// metrics (2), then dev, test and prod's load balancers (`NEO_LB_PORT` + 0, 1, 2).
-const PORTS: usize = 17;
+/// metrics (2), then dev, test and prod's load balancers (`NEO_LB_PORT` + 0, 1, 2), the portals
+/// (2).
+const PORTS: usize = 19;
 
 /// The `neo-apphost` binary next to the `neo` under test, built when missing.
 fn apphost_binary(neo: &Path) -> anyhow::Result<PathBuf> {
@@ -219,6 +220,7 @@ impl Installation {
             .env("NEO_GRPC_LISTEN_2", format!("127.0.0.1:{}", p[11]))
             .env("NEO_METRICS_LISTEN", format!("127.0.0.1:{}", p[12]))
             .env("NEO_LB_PORT", p[14].to_string())
+            .env("NEO_PORTAL_LISTEN", format!("127.0.0.1:{}", p[17]))
             .env("NEO_BIN", &self.neo)
             .env("NEO_APPHOST_BIN", &self.apphost)
             .env("NEO_READY_TIMEOUT", READY_TIMEOUT_S)
@@ -340,6 +342,12 @@ fn up_twice_down_and_up_again_keep_the_platform_and_its_data() -> anyhow::Result
     ensure!(
         listed.contains(&title),
         "the product is not listed: {listed}"
+    );
+    // The portal serves its sign-in page over TLS from the installation's CA.
+    let (status, page) = https(neo.ports[17], &neo.tls()?, "GET", "/login", None)?;
+    ensure!(
+        status == 200 && page.contains("Sign in"),
+        "the portal's sign-in page: {status} {page}"
     );
 
     // The README's walkthrough works as written.

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`serve`]: `neo serve`, one platform process (hosts, NATS intake, reactors, gateway).
+//! - [`portal`]: the portal `neo serve` runs over its own gateway.
 //! - [`agent`]: `neo agent`, the runtime agent of one stage.
 //! - [`build_service`]: `neo build-worker`, build workers on the platform's work queue.
 //! - [`audit`]: `neo audit`, the event log's hash chain checked, or the log exported.
@@ -28,6 +29,7 @@ pub mod metrics_http;
 pub mod nats_config;
 pub mod nats_connect;
 pub mod platform_image;
+pub mod portal;
 pub mod serve;
 pub mod telemetry;
 pub mod whatif;

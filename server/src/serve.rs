@@ -111,6 +111,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     #[command(flatten)]
+    pub portal: crate::portal::PortalArgs,
+    #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
     pub image: ImageArgs,
@@ -293,6 +295,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         backends,
     )
     .await?;
+    let portal = match &gateway {
+        Some(gateway) => {
+            let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+            crate::portal::start(&args.portal, tls, gateway).await?
+        }
+        None => None,
+    };
     println!("neo platform ready: NATS {}", args.nats.nats);
     tracing::info!(nats = %args.nats.nats, "neo platform ready");
     shutdown_signal().await;
@@ -301,6 +310,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // processes take every new command) and answers what it had received; then the rest stops
     // (a reactor's unacknowledged event and a build job go to another process).
     tracing::info!("draining");
+    if let Some(portal) = portal {
+        portal.shutdown().await;
+    }
     tokio::join!(intake.drain(DRAIN_WITHIN), async {
         // Long calls (a watch, a followed log) end with the deadline.
         if let Some(g) = gateway

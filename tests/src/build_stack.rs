@@ -188,6 +188,22 @@ impl BuildStack {
             .await
     }
 
+    /// Publishes a folder to the tenant's first stage: its `Deployed` step.
+    ///
+    /// # Errors
+    /// When the publish fails, or ends without deploying (every step in the error).
+    pub async fn publish_deployed(
+        &self,
+        token: &str,
+        tenant: &str,
+        dir: &Path,
+    ) -> anyhow::Result<api::PublishProgress> {
+        let progress = self.publish(token, tenant, dir).await?;
+        step(&progress, api::PublishStep::Deployed)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{} not deployed: {progress:#?}", dir.display()))
+    }
+
     /// Publishes packed content as `app`.
     pub async fn publish_bytes(
         &self,

@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use neo_gateway::api::PublishStep;
 use neo_harness::Browser;
-use neo_tests::build_stack::{example, step};
+use neo_tests::build_stack::example;
 use neo_tests::eventually;
 use neo_tests::gateway::req;
 use neo_tests::runtime_stack::{RuntimeStack, get, http};
@@ -23,13 +22,11 @@ fn shots() -> PathBuf {
 }
 
 async fn publish(stack: &RuntimeStack, token: &str, app: &str) {
-    let progress = stack
+    stack
         .build
-        .publish(token, TENANT, &example(app))
+        .publish_deployed(token, TENANT, &example(app))
         .await
         .unwrap();
-    step(&progress, PublishStep::Deployed)
-        .unwrap_or_else(|| panic!("{app} not deployed: {progress:#?}"));
 }
 
 async fn serving(url: &str) {

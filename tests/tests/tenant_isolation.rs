@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use neo_gateway::api::{self, PublishStep};
+use neo_gateway::api;
 use neo_harness::PostgresServer;
 use neo_runtime_agent::driver::PodgroupKey;
 use neo_runtime_agent::driver::database::{DatabaseError, StageDatabase, role};
-use neo_tests::build_stack::{example, step};
+use neo_tests::build_stack::example;
 use neo_tests::eventually;
 use neo_tests::gateway::req;
 use neo_tests::runtime_stack::{RuntimeStack, get, post_json};
@@ -223,15 +223,11 @@ async fn a_deleted_tenant_stops_on_every_stage_and_its_data_is_dropped() {
     let stack = RuntimeStack::start(&["dev", "test"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     for (token, tenant) in [(&people.bob, "beta"), (&people.dave, "acme")] {
-        let progress = stack
+        stack
             .build
-            .publish(token, tenant, &example("catalog"))
+            .publish_deployed(token, tenant, &example("catalog"))
             .await
             .unwrap();
-        assert!(
-            step(&progress, PublishStep::Deployed).is_some(),
-            "{progress:#?}"
-        );
     }
     stack
         .build
@@ -291,15 +287,11 @@ async fn a_deleted_tenant_stops_on_every_stage_and_its_data_is_dropped() {
         ))
         .await
         .unwrap();
-    let progress = stack
+    stack
         .build
-        .publish(&people.dave, "acme", &example("orders"))
+        .publish_deployed(&people.dave, "acme", &example("orders"))
         .await
         .unwrap();
-    assert!(
-        step(&progress, PublishStep::Deployed).is_some(),
-        "{progress:#?}"
-    );
     let acme_orders = stack.url("dev", "acme", "orders").unwrap();
     serving(&acme_orders, "acme's orders on dev").await;
     for env in replica_envs(stack.data.path(), "acme", "orders", "dev") {

@@ -1,0 +1,269 @@
+//! The portal on the real stack (nats-server, Postgres, the registry, S3, the platform, a build
+//! worker, the process runtime on dev and test), spoken to as a browser would over HTTP: sign-in
+//! with the CSRF value, the pipeline board of the published catalog, a viewer offered nothing
+//! and refused by the gateway when it forges a promotion, a promotion confirmed by devops and
+//! announced on the live stream, forms without their CSRF value refused.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use neo_portal::gateway::Gateway;
+use neo_portal::{Portal, PortalConfig};
+use neo_tests::build_stack::example;
+use neo_tests::eventually;
+use neo_tests::gateway::password;
+use neo_tests::runtime_stack::RuntimeStack;
+
+/// A browser's cookies for the portal, kept by hand (the session cookie is `Secure`).
+struct Visitor {
+    base: String,
+    http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Visitor {
+    fn new(portal: &Portal) -> Self {
+        Self {
+            base: portal.url(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn keep(&mut self, response: &reqwest::Response) {
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(
+                set.contains("HttpOnly")
+                    && set.contains("Secure")
+                    && set.contains("SameSite=Strict"),
+                "{set}"
+            );
+            let (pair, _) = set.split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.header())
+            .send()
+            .await
+            .unwrap();
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Signs in as `user` of acme.
+    async fn sign_in(portal: &Portal, user: &str) -> Self {
+        let mut visitor = Self::new(portal);
+        let (status, page) = visitor.get("/login").await;
+        assert_eq!(status, 200, "{page}");
+        let csrf = visitor.cookie("neo_csrf").unwrap().to_owned();
+        assert!(
+            page.contains(&format!("value=\"{csrf}\"")),
+            "the form carries it"
+        );
+        let password = password(user);
+        let fields = [
+            ("csrf", csrf.as_str()),
+            ("user", user),
+            ("password", password.as_str()),
+            ("tenant", "acme"),
+        ];
+        let (status, _) = visitor.post("/login", &fields).await;
+        assert_eq!(status, 303);
+        assert!(visitor.cookie("neo_session").is_some());
+        visitor
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_board_shows_the_release_and_a_promotion_is_offered_confirmed_and_announced() {
+    let stack = RuntimeStack::start(&["dev", "test"]).await.unwrap();
+    let people = stack.build.stack.people().await.unwrap();
+    stack
+        .build
+        .publish_deployed(&people.dave, "acme", &example("catalog"))
+        .await
+        .unwrap();
+    let gateway = Gateway::new(stack.build.stack.channel());
+    let config = PortalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+    };
+    let portal = Portal::start(config, gateway).await.unwrap();
+
+    // Not signed in: to the sign-in page. A wrong password is said so; a form without its
+    // CSRF value is refused.
+    let mut anonymous = Visitor::new(&portal);
+    let (status, _) = anonymous.get("/").await;
+    assert_eq!(status, 303);
+    let (_, _) = anonymous.get("/login").await;
+    let csrf = anonymous.cookie("neo_csrf").unwrap().to_owned();
+    let (status, page) = anonymous
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("user", "otto"), ("password", "nope")],
+        )
+        .await;
+    assert_eq!(status, 401, "{page}");
+    assert!(page.contains("login-error"), "{page}");
+    let (status, _) = anonymous
+        .post(
+            "/login",
+            &[("user", "otto"), ("password", &password("otto"))],
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // devops sees catalog's release on dev, once its replica is ready, and may promote it.
+    let mut otto = Visitor::sign_in(&portal, "otto").await;
+    let board = eventually(
+        Duration::from_secs(60),
+        "catalog ready on the board",
+        || async {
+            let mut otto = Visitor {
+                base: otto.base.clone(),
+                http: otto.http.clone(),
+                cookies: otto.cookies.clone(),
+            };
+            let (status, page) = otto.get("/").await;
+            (status == 200 && page.contains("1/1 ready")).then_some(page)
+        },
+    )
+    .await;
+    assert!(board.contains("id=\"cell-catalog-dev\""), "{board}");
+    assert!(board.contains("v1 · revision 1"), "{board}");
+    assert!(board.contains("Promote to test"), "{board}");
+    assert!(board.contains("id=\"who-role\">devops<"), "{board}");
+
+    // A viewer is offered no promotion, and one forged with the viewer's own session is
+    // refused by the gateway.
+    let mut vic = Visitor::sign_in(&portal, "vic").await;
+    let (_, board) = vic.get("/").await;
+    assert!(board.contains("v1 · revision 1"), "{board}");
+    assert!(!board.contains("Promote"), "{board}");
+    let vic_csrf = vic.cookie("neo_csrf").unwrap().to_owned();
+    let (status, page) = vic
+        .post(
+            "/promote",
+            &[("csrf", &vic_csrf), ("app", "catalog"), ("stage", "test")],
+        )
+        .await;
+    assert_eq!(status, 403, "{page}");
+
+    // The live stream announces the promotion.
+    let (_, after) = otto.get("/").await;
+    let sequence = after
+        .split("sse-connect=\"/live?after=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let live = otto
+        .http
+        .get(format!("{}/live?after={sequence}", otto.base))
+        .header("cookie", otto.header())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let mut live = live.bytes_stream();
+
+    // devops confirms the promotion after reading its impact.
+    let (status, confirm) = otto.get("/promote?app=catalog&stage=test").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(confirm.contains("Nothing would break"), "{confirm}");
+    let csrf = otto.cookie("neo_csrf").unwrap().to_owned();
+    let (status, page) = otto
+        .post("/promote", &[("app", "catalog"), ("stage", "test")])
+        .await;
+    assert_eq!(status, 403, "without its CSRF value: {page}");
+    let (status, page) = otto
+        .post(
+            "/promote",
+            &[("csrf", &csrf), ("app", "catalog"), ("stage", "test")],
+        )
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let announced = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = String::new();
+        while let Some(chunk) = live.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: changed") {
+                return seen;
+            }
+        }
+        panic!("the live stream ended: {seen}");
+    })
+    .await
+    .expect("the promotion is announced");
+    assert!(announced.contains("catalog_test"), "{announced}");
+    let (_, board) = otto.get("/board").await;
+    let test_cell = board.split("id=\"cell-catalog-test\"").nth(1).unwrap();
+    assert!(test_cell.contains("v1 · revision 1"), "{board}");
+
+    // Signed out: the session is gone.
+    let csrf = otto.cookie("neo_csrf").unwrap().to_owned();
+    let (status, _) = otto.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(otto.cookie("neo_session").is_none());
+    let (status, _) = otto.get("/").await;
+    assert_eq!(status, 303);
+    portal.shutdown().await;
+}
