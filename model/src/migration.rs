@@ -154,7 +154,7 @@ fn retype(from: &str, to: &str) -> (bool, String) {
 }
 
 /// The build of the release running on a stage (its deployment's current release), if any.
-pub fn running_build(tenant: &TenantName, deployment: &pb::DeploymentState) -> Option<EntityRef> {
+fn running_build(tenant: &TenantName, deployment: &pb::DeploymentState) -> Option<EntityRef> {
     let current = deployment
         .releases
         .iter()
@@ -162,21 +162,25 @@ pub fn running_build(tenant: &TenantName, deployment: &pb::DeploymentState) -> O
     EntityRef::parse(tenant.as_str(), "build", &current.build_id).ok()
 }
 
-/// What deploying a build whose entities are `to` does to the data of the stage running
-/// `running` (no changes when nothing runs there, or when the running build did not record its
-/// entities: builds from before they did).
+/// What running a build whose entities are `to` on a stage of `tenant` whose deployment is
+/// `deployment` does to the data of the release running there (no changes when nothing runs
+/// there, or when the running build did not record its entities: builds from before they did).
 ///
 /// # Errors
 /// When the running build cannot be read.
 pub async fn assess(
     builds: &dyn Builds,
-    running: Option<&EntityRef>,
+    tenant: &TenantName,
+    deployment: &pb::DeploymentState,
     to: &[pb::ExposedEntity],
 ) -> Result<Vec<DataChange>, AssessError> {
-    let Some(running) = running else {
+    let Some(running) = running_build(tenant, deployment) else {
         return Ok(Vec::new());
     };
-    let build = builds.build(running).await.map_err(AssessError::Producer)?;
+    let build = builds
+        .build(&running)
+        .await
+        .map_err(AssessError::Producer)?;
     if build.entities.is_empty() {
         return Ok(Vec::new());
     }

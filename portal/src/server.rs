@@ -337,14 +337,10 @@ async fn signed_in(app: &App, visitor: &Visitor) -> Result<(AsUser, layout::Who)
         Err(status) => return Err(failure(&status)),
     };
     let (csrf, _) = csrf_of(visitor);
-    let role = Role::try_from(me.role).unwrap_or(Role::Unspecified);
     let who = layout::Who {
         user: me.user,
         tenant: me.tenant,
-        role: role
-            .as_str_name()
-            .trim_start_matches("ROLE_")
-            .to_lowercase(),
+        role: Role::try_from(me.role).unwrap_or(Role::Unspecified),
         csrf,
     };
     Ok((user, who))
@@ -460,9 +456,7 @@ async fn load_board(user: &AsUser, who: &layout::Who) -> Result<board::Board, St
         })
         .await?
         .into_inner();
-    let role = Role::from_str_name(&format!("ROLE_{}", who.role.to_uppercase()))
-        .unwrap_or(Role::Unspecified);
-    let may_promote = Action::ReleaseLaterStage.allowed_for(role);
+    let may_promote = Action::ReleaseLaterStage.allowed_for(who.role);
     let stages = tenant.state.map(|s| s.stages).unwrap_or_default();
     Ok(board::Board::new(stages, status, may_promote, now_ms()))
 }

@@ -130,6 +130,16 @@ impl Deref for Rules<'_> {
     }
 }
 
+/// How a release records a force: whether it went ahead over blockers, and over which. A force
+/// over nothing is not recorded as one.
+fn force(forced: bool, blockers: Vec<String>) -> (bool, Vec<String>) {
+    if forced && !blockers.is_empty() {
+        (true, blockers)
+    } else {
+        (false, Vec::new())
+    }
+}
+
 /// Refuses a promotion or rollback whose migration loses data (`blockers`, filled by the
 /// platform) unless it is forced.
 fn gate(
@@ -189,6 +199,7 @@ impl Rules<'_> {
                 blockers: deploy.blockers,
             }));
         }
+        let (forced, forced_blockers) = force(deploy.forced, deploy.blockers);
         Ok(self.release_created(
             deploy.app,
             deploy.stage,
@@ -197,12 +208,8 @@ impl Rules<'_> {
                 revision: deploy.revision,
                 build_id: deploy.build_id,
                 origin: ReleaseOrigin::Deploy.into(),
-                forced: deploy.forced,
-                forced_blockers: if deploy.forced {
-                    deploy.blockers
-                } else {
-                    Vec::new()
-                },
+                forced,
+                forced_blockers,
                 data_changes: deploy.data_changes,
                 ..Default::default()
             },
@@ -267,7 +274,7 @@ impl Rules<'_> {
             &promote.blockers,
             promote.forced,
         )?;
-        let forced = promote.forced && !promote.blockers.is_empty();
+        let (forced, forced_blockers) = force(promote.forced, promote.blockers);
         Ok(self.release_created(
             promote.app,
             promote.stage,
@@ -278,7 +285,7 @@ impl Rules<'_> {
                 origin: ReleaseOrigin::Promotion.into(),
                 promoted_from: Some(source),
                 forced,
-                forced_blockers: if forced { promote.blockers } else { Vec::new() },
+                forced_blockers,
                 data_changes: promote.data_changes,
                 ..Default::default()
             },
@@ -318,7 +325,7 @@ impl Rules<'_> {
             &rollback.blockers,
             rollback.forced,
         )?;
-        let forced = rollback.forced && !rollback.blockers.is_empty();
+        let (forced, forced_blockers) = force(rollback.forced, rollback.blockers);
         Ok(self.release_created(
             self.app.clone(),
             self.stage.clone(),
@@ -330,11 +337,7 @@ impl Rules<'_> {
                 rolled_back_to: to,
                 config: Some(config),
                 forced,
-                forced_blockers: if forced {
-                    rollback.blockers
-                } else {
-                    Vec::new()
-                },
+                forced_blockers,
                 data_changes: rollback.data_changes,
                 ..Default::default()
             },

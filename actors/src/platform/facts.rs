@@ -164,7 +164,11 @@ impl Platform {
                     None => None,
                 };
                 (p.data_changes, p.blockers) = match &p.source {
-                    Some(source) => self.build_data_changes(entity, &source.build_id).await?,
+                    Some(source) => {
+                        let (here, _) = self.deployments.state(entity).await.map_err(host_error)?;
+                        self.build_data_changes(entity, &here, &source.build_id)
+                            .await?
+                    }
                     None => Default::default(),
                 };
             }
@@ -176,7 +180,10 @@ impl Platform {
                     .iter()
                     .find(|x| x.number == r.to_release);
                 (r.data_changes, r.blockers) = match target {
-                    Some(target) => self.build_data_changes(entity, &target.build_id).await?,
+                    Some(target) => {
+                        self.build_data_changes(entity, &deployment, &target.build_id)
+                            .await?
+                    }
                     None => Default::default(),
                 };
             }
@@ -258,34 +265,35 @@ impl Platform {
         position(&stages, stage, entity)
     }
 
-    /// What running the build `build_id` of the entity's tenant on the deployment `entity` does
-    /// to the data of the release running there: every change, and those that lose data (one
-    /// line each). Nothing for a build id that is not one.
+    /// What running the build `build_id` of the entity's tenant on the deployment `entity`
+    /// (whose state is `deployment`) does to the data of the release running there: every
+    /// change, and those that lose data (one line each). Nothing for a build id that is not one.
     async fn build_data_changes(
         &self,
         entity: &EntityRef,
+        deployment: &pb::DeploymentState,
         build_id: &str,
     ) -> Result<(Vec<String>, Vec<String>), pb::CommandError> {
         let Ok(build) = EntityRef::parse(entity.tenant.as_str(), "build", build_id) else {
             return Ok((Vec::new(), Vec::new()));
         };
         let (build, _) = self.builds.state(&build).await.map_err(host_error)?;
-        let changes = self.data_changes(entity, &build.entities).await?;
-        Ok(lines(&changes))
+        self.data_changes(entity, deployment, &build.entities).await
     }
 
-    /// What deploying a build with `entities` to the deployment `entity` does to the data of
-    /// the release running there.
+    /// What running a build with `entities` on the deployment `entity` (whose state is
+    /// `deployment`) does to the data of the release running there: every change, and those
+    /// that lose data (one line each).
     async fn data_changes(
         &self,
         entity: &EntityRef,
+        deployment: &pb::DeploymentState,
         entities: &[pb::ExposedEntity],
-    ) -> Result<Vec<migration::DataChange>, pb::CommandError> {
-        let (deployment, _) = self.deployments.state(entity).await.map_err(host_error)?;
-        let running = migration::running_build(&entity.tenant, &deployment);
-        migration::assess(self, running.as_ref(), entities)
+    ) -> Result<(Vec<String>, Vec<String>), pb::CommandError> {
+        let changes = migration::assess(self, &entity.tenant, deployment, entities)
             .await
-            .map_err(|e| error(ErrorCode::Unavailable, e.to_string()))
+            .map_err(|e| error(ErrorCode::Unavailable, e.to_string()))?;
+        Ok(lines(&changes))
     }
 
     /// Fills a deploy from the succeeded build of its revision (build id, image), with the
@@ -334,13 +342,15 @@ impl Platform {
             _ => Vec::new(),
         };
         if succeeded {
-            let (changes, losses) = lines(&self.data_changes(entity, &build.entities).await?);
+            let (deployment, _) = self.deployments.state(entity).await.map_err(host_error)?;
+            let (changes, losses) = self
+                .data_changes(entity, &deployment, &build.entities)
+                .await?;
             d.blockers.extend(losses);
             d.data_changes = changes;
         }
-        // A force over nothing is not recorded as one.
-        d.forced = d.forced && !d.blockers.is_empty();
-        if d.forced {
+        // A force over nothing is not recorded as one (the aggregate decides).
+        if d.forced && !d.blockers.is_empty() {
             tracing::warn!(%entity, revision = d.revision, blockers = ?d.blockers,
                 "deploy forced over impact blockers");
         }

@@ -193,11 +193,20 @@ impl Deployments for DeploymentsService {
         let build = self.succeeded_build(&target, revision).await?;
         let report = impact::assess(&self.0, &target, &build).await?;
         let mut report = impact::to_api(&report);
-        let (data_changes, losses) = impact::data_changes(&self.0, &target, &build).await?;
+        let (t, a, s) = &target;
+        let (deployment, _) = self
+            .0
+            .bus
+            .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
+            .await?;
+        let (data_changes, losses) =
+            impact::data_changes(&self.0, &target, &deployment, &build).await?;
         report.blockers.extend(losses);
-        report
-            .blockers
-            .extend(super::settings::config_findings(&self.0, &target, &build).await?);
+        report.blockers.extend(super::settings::config_findings(
+            &target,
+            &deployment,
+            &build,
+        ));
         report.data_changes = data_changes;
         Ok(Response::new(report))
     }

@@ -33,24 +33,20 @@ pub async fn assess(ctx: &Ctx, target: &Target, build: &pb::BuildState) -> Resul
     .map_err(unavailable)
 }
 
-/// What deploying `build` to the target stage does to the data of the release running there
-/// ([`migration::assess`], as the platform assesses every deploy): every change, and a blocker
-/// for each that loses data.
+/// What deploying `build` to the target stage, whose deployment is `deployment`, does to the
+/// data of the release running there ([`migration::assess`], as the platform assesses every
+/// deploy): every change, and a blocker for each that loses data.
 ///
 /// # Errors
 /// `UNAVAILABLE` when the platform cannot be reached.
 pub async fn data_changes(
     ctx: &Ctx,
     target: &Target,
+    deployment: &pb::DeploymentState,
     build: &pb::BuildState,
 ) -> Result<(Vec<api::DataChange>, Vec<api::ImpactFinding>), Status> {
     let (t, a, s) = target;
-    let (deployment, _) = ctx
-        .bus
-        .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
-        .await?;
-    let running = migration::running_build(t, &deployment);
-    let changes = migration::assess(&BusBuilds(&ctx.bus), running.as_ref(), &build.entities)
+    let changes = migration::assess(&BusBuilds(&ctx.bus), t, deployment, &build.entities)
         .await
         .map_err(unavailable)?;
     let blockers = changes

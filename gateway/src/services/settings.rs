@@ -351,20 +351,16 @@ pub fn diff(
     }
 }
 
-/// The impact findings of config gaps: what `build` needs that the stage lacks (a promotion
-/// into the stage is refused until they are set).
-pub async fn config_findings(
-    ctx: &super::Ctx,
-    (t, a, s): &Target,
+/// The impact findings of config gaps: what `build` needs that the stage, whose deployment is
+/// `state`, lacks (a promotion into the stage is refused until they are set).
+pub fn config_findings(
+    (_, a, s): &Target,
+    state: &pb::DeploymentState,
     build: &pb::BuildState,
-) -> Result<Vec<api::ImpactFinding>, Status> {
+) -> Vec<api::ImpactFinding> {
     let Some(needs) = &build.needs else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    let (state, _) = ctx
-        .bus
-        .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
-        .await?;
     let missing = neo_actors::aggregates::deployment::config::missing(needs, state.config.as_ref());
     let finding = |kind: &str, name: &String| api::ImpactFinding {
         consumer_app: a.to_string(),
@@ -376,12 +372,12 @@ pub async fn config_findings(
              (neo {kind}s set --stage {s})"
         ),
     };
-    Ok(missing
+    missing
         .settings
         .iter()
         .map(|n| finding("setting", n))
         .chain(missing.secrets.iter().map(|n| finding("secret", n)))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

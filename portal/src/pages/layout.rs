@@ -2,6 +2,8 @@
 //! header with who is signed in and a sign-out form.
 
 use maud::{DOCTYPE, Markup, html};
+use neo_gateway::auth::role_word;
+use neo_protocol::pb::Role;
 
 /// Who is signed in, for the header.
 #[derive(Debug, Clone)]
@@ -10,8 +12,8 @@ pub struct Who {
     pub user: String,
     /// Their tenant.
     pub tenant: String,
-    /// Their role in it, as a word.
-    pub role: String,
+    /// Their role in it.
+    pub role: Role,
     /// The CSRF value the sign-out form carries.
     pub csrf: String,
 }
@@ -38,7 +40,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                         span.who {
                             span #who-user { (who.user) } " · "
                             span #who-tenant { (who.tenant) } " · "
-                            span #who-role { (who.role) }
+                            span #who-role { (role_word(who.role)) }
                         }
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(who.csrf);
