@@ -408,6 +408,60 @@ impl Browser {
         .await
     }
 
+    /// How many elements match `css` now (no waiting: 0 is an answer).
+    ///
+    /// # Errors
+    /// [`BrowserError::WebDriver`] if chromium could not be asked.
+    pub async fn count(&self, css: &str) -> Result<usize, BrowserError> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map(|found| found.len())
+            .map_err(BrowserError::webdriver("count", css))
+    }
+
+    /// The text of the first element matching `css` now, if any (no waiting).
+    ///
+    /// # Errors
+    /// [`BrowserError::WebDriver`] if chromium could not be asked.
+    pub async fn text_now(&self, css: &str) -> Result<Option<String>, BrowserError> {
+        let found = self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .map_err(BrowserError::webdriver("text_now", css))?;
+        match found.first() {
+            Some(element) => element
+                .text()
+                .await
+                .map(Some)
+                .map_err(BrowserError::webdriver("text_now", css)),
+            None => Ok(None),
+        }
+    }
+
+    /// The page's HTML as the browser holds it now.
+    ///
+    /// # Errors
+    /// [`BrowserError::WebDriver`] if chromium could not be asked.
+    pub async fn source(&self) -> Result<String, BrowserError> {
+        self.client
+            .source()
+            .await
+            .map_err(BrowserError::webdriver("source", ""))
+    }
+
+    /// Resizes the window to `width` × `height` CSS pixels.
+    ///
+    /// # Errors
+    /// [`BrowserError::WebDriver`] if chromium refused.
+    pub async fn resize(&self, width: u32, height: u32) -> Result<(), BrowserError> {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .map_err(BrowserError::webdriver("resize", ""))
+    }
+
     /// Saves a PNG screenshot of the viewport to `path`, creating its parent directories.
     ///
     /// # Errors

@@ -2,8 +2,9 @@
 //! its bearer, so the gateway authorizes it exactly as it would the CLI's.
 
 use neo_gateway::api::{
-    deployments_client::DeploymentsClient, events_client::EventsClient,
-    identity_client::IdentityClient, runtime_client::RuntimeClient, tenants_client::TenantsClient,
+    apps_client::AppsClient, builds_client::BuildsClient, deployments_client::DeploymentsClient,
+    events_client::EventsClient, identity_client::IdentityClient, runtime_client::RuntimeClient,
+    settings_client::SettingsClient, tenants_client::TenantsClient,
 };
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -64,7 +65,7 @@ impl Gateway {
 }
 
 impl AsUser {
-    /// Identity (who am I, sign out).
+    /// Identity (who am I, sign out, switch tenant).
     pub fn identity(&self) -> IdentityClient<Authed> {
         IdentityClient::new(self.channel.clone())
     }
@@ -74,17 +75,32 @@ impl AsUser {
         TenantsClient::new(self.channel.clone())
     }
 
-    /// Deployments (promote, impact).
+    /// Apps (revisions).
+    pub fn apps(&self) -> AppsClient<Authed> {
+        AppsClient::new(self.channel.clone())
+    }
+
+    /// Builds (their logs).
+    pub fn builds(&self) -> BuildsClient<Authed> {
+        BuildsClient::new(self.channel.clone())
+    }
+
+    /// Settings and secrets.
+    pub fn settings(&self) -> SettingsClient<Authed> {
+        SettingsClient::new(self.channel.clone())
+    }
+
+    /// Deployments (deploy, promote, roll back, releases, impact).
     pub fn deployments(&self) -> DeploymentsClient<Authed> {
         DeploymentsClient::new(self.channel.clone())
     }
 
-    /// The Runtime (status).
+    /// The Runtime (status, logs, scale policies).
     pub fn runtime(&self) -> RuntimeClient<Authed> {
         RuntimeClient::new(self.channel.clone())
     }
 
-    /// Events (the live stream).
+    /// Events (the live stream, history, why, state at).
     pub fn events(&self) -> EventsClient<Authed> {
         EventsClient::new(self.channel.clone())
     }

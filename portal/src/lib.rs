@@ -6,7 +6,9 @@
 //! carries a CSRF value, and pages refresh their parts over Server-Sent Events with htmx
 //! (vendored under `assets/`, served from the binary; no inline script).
 //!
-//! - [`server`]: the HTTP(S) server and its routes;
+//! - [`server`]: the HTTP(S) server: TLS and the security headers;
+//! - [`routes`]: what each URL does, as the signed-in user;
+//! - [`respond`]: pages, redirects and refusals as HTTP answers;
 //! - [`session`]: cookies and the CSRF check;
 //! - [`gateway`]: the gateway's clients as the user;
 //! - [`live`]: the events stream pages listen to;
@@ -16,6 +18,8 @@ pub mod assets;
 pub mod gateway;
 pub mod live;
 pub mod pages;
+pub mod respond;
+pub mod routes;
 pub mod server;
 pub mod session;
 

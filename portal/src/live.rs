@@ -1,5 +1,6 @@
-//! `/live?after=SEQ`: the tenant's deployment events after `SEQ` (the newest the page showed)
-//! as Server-Sent Events named `changed`, so a page re-fetches its live parts. It follows
+//! `/live?after=SEQ`: the tenant's events that change the board (its deployments' and
+//! podgroups', but the recorded observations) after `SEQ` (the newest the page showed) as
+//! Server-Sent Events named `changed`, so a page re-fetches its live parts. It follows
 //! `Events.Watch` as the user; when that ends (the gateway restarts, the token expires) the
 //! stream ends and the browser's `EventSource` reconnects, with the page's own `after`.
 
@@ -20,7 +21,6 @@ pub fn changes(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let request = api::WatchRequest {
         tenant,
-        kind: "deployment".to_owned(),
         after_sequence: after,
         ..Default::default()
     };
@@ -36,7 +36,12 @@ pub fn changes(
                     }
                 }
             }
-            let event = watch.as_mut()?.message().await.ok()??;
+            let event = loop {
+                let event = watch.as_mut()?.message().await.ok()??;
+                if changes_the_board(&event) {
+                    break event;
+                }
+            };
             let changed = Event::default()
                 .event("changed")
                 .id(event.sequence.to_string())
@@ -45,4 +50,32 @@ pub fn changes(
         },
     );
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Whether `event` changes what the board shows: a deployment's, or a podgroup's but a
+/// recorded observation (the agents record those every sampling interval).
+fn changes_the_board(event: &api::Event) -> bool {
+    match event.kind.as_str() {
+        "deployment" => true,
+        "podgroup" => event.event_type != "MetricsObserved",
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_board_follows_releases_and_scaling_not_observations() {
+        let event = |kind: &str, event_type: &str| api::Event {
+            kind: kind.into(),
+            event_type: event_type.into(),
+            ..Default::default()
+        };
+        assert!(changes_the_board(&event("deployment", "ReleaseCreated")));
+        assert!(changes_the_board(&event("podgroup", "Autoscaled")));
+        assert!(!changes_the_board(&event("podgroup", "MetricsObserved")));
+        assert!(!changes_the_board(&event("build", "BuildStarted")));
+    }
 }

@@ -68,7 +68,10 @@ pub async fn start(
 }
 
 /// The portal's TLS configuration from PEM files (HTTP/2 and HTTP/1.1 by ALPN).
-fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+///
+/// # Errors
+/// An unreadable file, or a key that does not fit the certificate.
+pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)

@@ -12,7 +12,7 @@ use neo_portal::gateway::Gateway;
 use neo_portal::{Portal, PortalConfig};
 use neo_tests::build_stack::example;
 use neo_tests::eventually;
-use neo_tests::gateway::password;
+use neo_tests::gateway::{ROOT, ROOT_PASSWORD, Stack, password, req};
 use neo_tests::runtime_stack::RuntimeStack;
 
 /// A browser's cookies for the portal, kept by hand (the session cookie is `Secure`).
@@ -24,6 +24,7 @@ struct Visitor {
 
 impl Visitor {
     fn new(portal: &Portal) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: portal.url(),
             http: reqwest::Client::builder()
@@ -109,6 +110,11 @@ impl Visitor {
 
     /// Signs in as `user` of acme.
     async fn sign_in(portal: &Portal, user: &str) -> Self {
+        Self::sign_in_to(portal, user, "acme").await
+    }
+
+    /// Signs in as `user` of `tenant` (none: the platform).
+    async fn sign_in_to(portal: &Portal, user: &str, tenant: &str) -> Self {
         let mut visitor = Self::new(portal);
         let (status, page) = visitor.get("/login").await;
         assert_eq!(status, 200, "{page}");
@@ -117,12 +123,16 @@ impl Visitor {
             page.contains(&format!("value=\"{csrf}\"")),
             "the form carries it"
         );
-        let password = password(user);
+        let password = if user == ROOT {
+            ROOT_PASSWORD.to_owned()
+        } else {
+            password(user)
+        };
         let fields = [
             ("csrf", csrf.as_str()),
             ("user", user),
             ("password", password.as_str()),
-            ("tenant", "acme"),
+            ("tenant", tenant),
         ];
         let (status, _) = visitor.post("/login", &fields).await;
         assert_eq!(status, 303);
@@ -265,5 +275,125 @@ async fn the_board_shows_the_release_and_a_promotion_is_offered_confirmed_and_an
     assert!(otto.cookie("neo_session").is_none());
     let (status, _) = otto.get("/").await;
     assert_eq!(status, 303);
+    portal.shutdown().await;
+}
+
+/// The CSRF value a visitor's forms carry.
+fn csrf(visitor: &Visitor) -> String {
+    visitor.cookie("neo_csrf").unwrap().to_owned()
+}
+
+/// Posts `fields` to `path` with the visitor's CSRF value.
+async fn send(visitor: &mut Visitor, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let csrf = csrf(visitor);
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    visitor.post(path, &all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_and_members_are_managed_and_a_member_of_two_tenants_switches() {
+    let stack = Stack::start().await.unwrap();
+    let people = stack.people().await.unwrap();
+    stack
+        .tenants(&people.bob)
+        .set_member(req::set_member(
+            "beta",
+            "otto",
+            neo_protocol::pb::Role::Viewer,
+        ))
+        .await
+        .unwrap();
+    let config = PortalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+    };
+    let portal = Portal::start(config, Gateway::new(stack.channel()))
+        .await
+        .unwrap();
+
+    // otto belongs to acme (devops) and beta (viewer): he switches without a password.
+    let mut otto = Visitor::sign_in(&portal, "otto").await;
+    let (status, page) = otto.get("/tenants").await;
+    assert_eq!(status, 200, "{page}");
+    let beta = page.split("id=\"tenant-beta\"").nth(1).unwrap();
+    assert!(beta.contains("viewer") && beta.contains("Switch"), "{page}");
+    assert!(
+        !page.contains("create-tenant"),
+        "only a platform admin creates tenants"
+    );
+    let token = otto.cookie("neo_session").unwrap().to_owned();
+    let (status, _) = send(&mut otto, "/switch", &[("tenant", "beta")]).await;
+    assert_eq!(status, 303);
+    assert_ne!(otto.cookie("neo_session").unwrap(), token, "a new token");
+    let (_, board) = otto.get("/").await;
+    assert!(board.contains("id=\"who-tenant\">beta<"), "{board}");
+    assert!(board.contains("id=\"who-role\">viewer<"), "{board}");
+    let (status, page) = send(&mut otto, "/switch", &[("tenant", "gamma")]).await;
+    assert!(status == 403 || status == 404, "{status}: {page}");
+    let (status, _) = otto.post("/switch", &[("tenant", "acme")]).await;
+    assert_eq!(status, 403, "without its CSRF value");
+
+    // acme's admin adds bob as a developer, then removes him; an unknown user is said so
+    // beside the field.
+    let mut alice = Visitor::sign_in(&portal, "alice").await;
+    let (status, page) = alice.get("/members").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"member-vic\""), "{page}");
+    let (status, _) = send(
+        &mut alice,
+        "/members",
+        &[("user", "bob"), ("role", "developer")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, page) = alice.get("/members").await;
+    let bob = page.split("id=\"member-bob\"").nth(1).unwrap();
+    assert!(bob.contains("developer"), "{page}");
+    let (status, page) = send(
+        &mut alice,
+        "/members",
+        &[("user", "nobody"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("id=\"field-user-error\""), "{page}");
+    let (status, _) = send(&mut alice, "/members", &[("user", "bob"), ("remove", "1")]).await;
+    assert_eq!(status, 303);
+    let (_, page) = alice.get("/members").await;
+    assert!(!page.contains("id=\"member-bob\""), "{page}");
+
+    // devops sees the members but may not change them: no form, and the gateway refuses.
+    let mut otto = Visitor::sign_in(&portal, "otto").await;
+    let (_, page) = otto.get("/members").await;
+    assert!(page.contains("id=\"member-alice\""), "{page}");
+    assert!(!page.contains("set-member"), "{page}");
+    let (status, _) = send(&mut otto, "/members", &[("user", "bob"), ("role", "admin")]).await;
+    assert_eq!(status, 403);
+
+    // The platform admin starts from the tenants, and creates one (a bad name beside its field).
+    let mut root = Visitor::sign_in_to(&portal, "root", "").await;
+    let (status, page) = root.get("/").await;
+    assert_eq!(status, 303, "{page}");
+    let (_, page) = root.get("/tenants").await;
+    assert!(
+        page.contains("id=\"tenant-acme\"") && page.contains("id=\"tenant-beta\""),
+        "{page}"
+    );
+    let create = |name: &'static str| {
+        [
+            ("name", name),
+            ("display_name", "Gamma"),
+            ("stages", "dev, prod"),
+            ("admin", "alice"),
+        ]
+    };
+    let (status, page) = send(&mut root, "/tenants", &create("Not A Name")).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("id=\"field-name-error\""), "{page}");
+    let (status, page) = send(&mut root, "/tenants", &create("gamma")).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, page) = root.get("/tenants").await;
+    assert!(page.contains("id=\"tenant-gamma\""), "{page}");
     portal.shutdown().await;
 }

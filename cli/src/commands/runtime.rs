@@ -63,6 +63,9 @@ pub struct LogsArgs {
     /// Only lines containing this text (case-sensitive).
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,
+    /// Only this replica's lines (as `neo status` names it).
+    #[arg(long, value_name = "REPLICA")]
+    pub replica: Option<String>,
     /// Keep printing new lines until Ctrl-C (no --timeout).
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -194,6 +197,7 @@ pub async fn logs(cx: &Context, args: LogsArgs) -> Result<(), CliError> {
         until_ms: when("--until", &args.until)?,
         text: args.grep.unwrap_or_default(),
         follow: args.follow,
+        replica: args.replica.unwrap_or_default(),
     };
     let gateway = cx.connect().await?;
     // A followed log lasts until Ctrl-C: no deadline.

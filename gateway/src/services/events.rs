@@ -110,6 +110,34 @@ impl Events for EventsService {
         Ok(Response::new(api::WhyResponse { chain, root }))
     }
 
+    async fn verify(
+        &self,
+        request: Request<api::VerifyRequest>,
+    ) -> Result<Response<api::VerifyResponse>, Status> {
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        self.0.allow(&request, Some(&t), Action::Read)?;
+        let filter = format!("neo.evt.{t}.>");
+        let records = neo_actors::audit::read(&self.0.js, &filter)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let checkpoints = neo_actors::audit::checkpoints(&self.0.js, &records)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let report = neo_actors::audit::verify(records, &checkpoints);
+        let problems = report
+            .problems
+            .iter()
+            .map(|p| serde_json::to_string(p).map_err(|e| Status::internal(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(api::VerifyResponse {
+            events: report.events,
+            entities: report.entities,
+            unchained: report.unchained,
+            checkpoints: checkpoints.len() as u64,
+            problems,
+        }))
+    }
+
     async fn state_at(
         &self,
         request: Request<api::StateAtRequest>,

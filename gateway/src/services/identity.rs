@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use neo_protocol::TenantName;
 use neo_protocol::pb::Role;
 use tonic::{Request, Response, Status};
 
@@ -46,53 +48,75 @@ impl Identity for IdentityService {
         else {
             return Err(Status::unauthenticated("unknown user or wrong password"));
         };
-        let (tenant_name, role) = if r.tenant.is_empty() {
+        let tenant_name = if r.tenant.is_empty() {
             if !user.platform_admin {
                 return Err(Status::permission_denied(
                     "only a platform admin may log in without a tenant: pass the tenant",
                 ));
             }
-            (String::new(), Role::Unspecified)
+            None
         } else {
-            let t = tenant("tenant", &r.tenant)?;
-            let role = match self.0.tenant_state(&t).await {
-                Ok((state, _)) => state
-                    .members
-                    .get(&user.name)
-                    .and_then(|r| Role::try_from(*r).ok())
-                    .unwrap_or(Role::Unspecified),
-                Err(e) if e.code() == tonic::Code::NotFound => Role::Unspecified,
-                Err(e) => return Err(e),
-            };
-            if role == Role::Unspecified && !user.platform_admin {
-                return Err(Status::permission_denied(format!(
-                    "user `{}` is not a member of tenant `{t}`",
-                    user.name
-                )));
-            }
-            (t.to_string(), role)
+            Some(tenant("tenant", &r.tenant)?)
         };
-        let iat = auth::now_s();
         let ttl = i64::try_from(self.0.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims {
-            sub: user.name.clone(),
-            tenant: tenant_name.clone(),
-            role: auth::role_word(role).into(),
-            platform_admin: user.platform_admin,
-            iat,
-            iat_ms: crate::revocation::now_ms(),
-            exp: iat + ttl,
-        };
-        let token =
-            auth::sign(&self.0.key, &claims).map_err(|e| Status::internal(e.to_string()))?;
-        tracing::info!(user = %user.name, tenant = %tenant_name, "login");
-        Ok(Response::new(api::LoginResponse {
-            token,
-            expires_at: claims.exp,
-            tenant: tenant_name,
-            role: role as i32,
-            platform_admin: user.platform_admin,
-        }))
+        let answer = self
+            .issue(&user.name, user.platform_admin, tenant_name.as_ref(), ttl)
+            .await?;
+        tracing::info!(user = %user.name, tenant = %answer.tenant, "login");
+        Ok(Response::new(answer))
+    }
+
+    async fn switch_tenant(
+        &self,
+        request: Request<api::SwitchTenantRequest>,
+    ) -> Result<Response<api::LoginResponse>, Status> {
+        let principal = self.0.authenticate(&request)?;
+        let t = tenant("tenant", &request.get_ref().tenant)?;
+        // No longer than the presented token: switching never extends a session.
+        let ttl = i64::try_from(self.0.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let left = principal.claims.exp.saturating_sub(auth::now_s()).min(ttl);
+        let answer = self
+            .issue(
+                principal.user(),
+                principal.claims.platform_admin,
+                Some(&t),
+                left,
+            )
+            .await?;
+        tracing::info!(user = %principal.user(), tenant = %t, "switched tenant");
+        Ok(Response::new(answer))
+    }
+
+    async fn list_my_tenants(
+        &self,
+        request: Request<api::ListMyTenantsRequest>,
+    ) -> Result<Response<api::ListMyTenantsResponse>, Status> {
+        let principal = self.0.authenticate(&request)?;
+        let names: Vec<TenantName> = super::tenants::tenant_names(&self.0.js)
+            .await?
+            .into_iter()
+            .filter_map(|n| TenantName::new(&n).ok())
+            .collect();
+        let (ctx, user) = (&self.0, principal.user());
+        let memberships = futures::stream::iter(names)
+            .map(|t| async move {
+                let role = role_in(ctx, user, &t).await?;
+                Ok::<_, Status>((t, role))
+            })
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut tenants = Vec::new();
+        for membership in memberships {
+            let (t, role) = membership?;
+            if role != Role::Unspecified || principal.claims.platform_admin {
+                tenants.push(api::Membership {
+                    tenant: t.to_string(),
+                    role: role as i32,
+                });
+            }
+        }
+        Ok(Response::new(api::ListMyTenantsResponse { tenants }))
     }
 
     async fn create_user(
@@ -177,3 +201,65 @@ impl Identity for IdentityService {
 
 /// The default token lifetime.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// `user`'s role in `tenant` (UNSPECIFIED: not a member, or the tenant does not exist).
+async fn role_in(ctx: &Ctx, user: &str, tenant: &TenantName) -> Result<Role, Status> {
+    match ctx.tenant_state(tenant).await {
+        Ok((state, _)) => Ok(state
+            .members
+            .get(user)
+            .and_then(|r| Role::try_from(*r).ok())
+            .unwrap_or(Role::Unspecified)),
+        Err(e) if e.code() == tonic::Code::NotFound => Ok(Role::Unspecified),
+        Err(e) => Err(e),
+    }
+}
+
+impl IdentityService {
+    /// A token for `user` scoped to `tenant` (the platform when `None`, for a platform admin)
+    /// that lives `ttl_s` seconds.
+    ///
+    /// # Errors
+    /// `PERMISSION_DENIED` when the user is not a member of the tenant (and no platform
+    /// admin); `UNAVAILABLE`.
+    async fn issue(
+        &self,
+        user: &str,
+        platform_admin: bool,
+        tenant: Option<&TenantName>,
+        ttl_s: i64,
+    ) -> Result<api::LoginResponse, Status> {
+        let role = match tenant {
+            Some(t) => role_in(&self.0, user, t).await?,
+            None => Role::Unspecified,
+        };
+        if let Some(t) = tenant
+            && role == Role::Unspecified
+            && !platform_admin
+        {
+            return Err(Status::permission_denied(format!(
+                "user `{user}` is not a member of tenant `{t}`"
+            )));
+        }
+        let tenant_name = tenant.map(ToString::to_string).unwrap_or_default();
+        let iat = auth::now_s();
+        let claims = Claims {
+            sub: user.to_owned(),
+            tenant: tenant_name.clone(),
+            role: auth::role_word(role).into(),
+            platform_admin,
+            iat,
+            iat_ms: crate::revocation::now_ms(),
+            exp: iat + ttl_s,
+        };
+        let token =
+            auth::sign(&self.0.key, &claims).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(api::LoginResponse {
+            token,
+            expires_at: claims.exp,
+            tenant: tenant_name,
+            role: role as i32,
+            platform_admin,
+        })
+    }
+}

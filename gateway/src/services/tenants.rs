@@ -107,16 +107,7 @@ impl Tenants for TenantsService {
     ) -> Result<Response<api::ListTenantsResponse>, Status> {
         self.0.allow(&request, None, Action::Platform)?;
         let page = page_request(request.get_ref().page.as_ref())?;
-        // Every tenant created, but the deleted ones: a deleted tenant is not listed at all.
-        let with_event = |event_type: &str| {
-            format!(
-                "neo.evt.*.{}.*.{event_type}",
-                neo_protocol::EntityKind::Tenant
-            )
-        };
-        let deleted = subject_tokens(&self.0.js, &with_event("TenantDeleted"), 2).await?;
-        let mut names = subject_tokens(&self.0.js, &with_event("TenantCreated"), 2).await?;
-        names.retain(|name| !deleted.contains(name));
+        let names = tenant_names(&self.0.js).await?;
         let (tenants, next_page_token) = paginate(&names, Clone::clone, &page);
         Ok(Response::new(api::ListTenantsResponse {
             tenants,
@@ -220,4 +211,22 @@ impl Tenants for TenantsService {
         }
         Ok(Response::new(deleted))
     }
+}
+
+/// Every tenant created but the deleted ones (a deleted tenant is not listed at all), in name
+/// order.
+///
+/// # Errors
+/// `UNAVAILABLE` when JetStream does not answer.
+pub async fn tenant_names(js: &async_nats::jetstream::Context) -> Result<Vec<String>, Status> {
+    let with_event = |event_type: &str| {
+        format!(
+            "neo.evt.*.{}.*.{event_type}",
+            neo_protocol::EntityKind::Tenant
+        )
+    };
+    let deleted = subject_tokens(js, &with_event("TenantDeleted"), 2).await?;
+    let mut names = subject_tokens(js, &with_event("TenantCreated"), 2).await?;
+    names.retain(|name| !deleted.contains(name));
+    Ok(names)
 }

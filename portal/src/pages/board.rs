@@ -7,7 +7,22 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 use neo_gateway::api;
+use neo_gateway::auth::Action;
 use neo_protocol::pb;
+
+use super::layout::Who;
+use crate::respond::encode;
+
+/// Whether `who` may deploy, promote or roll back on `stage` of `stages` (the gateway's own
+/// rule: the first stage needs less).
+pub fn may_release(who: &Who, stages: &[String], stage: &str) -> bool {
+    let action = if stages.first().is_some_and(|s| s == stage) {
+        Action::ReleaseFirstStage
+    } else {
+        Action::ReleaseLaterStage
+    };
+    who.platform_admin || action.allowed_for(who.role)
+}
 
 /// What the board shows.
 #[derive(Debug, Clone, Default)]
@@ -16,30 +31,29 @@ pub struct Board {
     pub stages: Vec<String>,
     /// App → stage → its status there.
     pub apps: BTreeMap<String, BTreeMap<String, api::PodgroupStatus>>,
-    /// Whether the user may promote into later stages.
-    pub may_promote: bool,
+    /// Whether the user may release (deploy, promote, roll back) on each stage, in order.
+    pub may_release: Vec<bool>,
     /// Now, Unix ms (for the age of the reports).
     pub now_ms: u64,
 }
 
 impl Board {
-    /// The board of `stages` from a `Runtime.Status` answer.
-    pub fn new(
-        stages: Vec<String>,
-        status: api::StatusResponse,
-        may_promote: bool,
-        now_ms: u64,
-    ) -> Self {
+    /// The board of `stages` from a `Runtime.Status` answer, for `who`.
+    pub fn new(stages: Vec<String>, status: api::StatusResponse, who: &Who, now_ms: u64) -> Self {
         let mut apps: BTreeMap<String, BTreeMap<String, api::PodgroupStatus>> = BTreeMap::new();
         for podgroup in status.podgroups {
             apps.entry(podgroup.app.clone())
                 .or_default()
                 .insert(podgroup.stage.clone(), podgroup);
         }
+        let may_release = stages
+            .iter()
+            .map(|stage| may_release(who, &stages, stage))
+            .collect();
         Self {
             stages,
             apps,
-            may_promote,
+            may_release,
             now_ms,
         }
     }
@@ -72,7 +86,7 @@ pub fn table(board: &Board) -> Markup {
                 tbody {
                     @for (app, stages) in &board.apps {
                         tr {
-                            th scope="row" { (app) }
+                            th scope="row" { a href=(format!("/apps/{}", encode(app))) { (app) } }
                             @for (i, stage) in board.stages.iter().enumerate() {
                                 td id=(format!("cell-{app}-{stage}")) {
                                     (cell(board, app, stages, i, stage))
@@ -99,7 +113,7 @@ fn cell(
         .and_then(|i| board.stages.get(i))
         .and_then(|s| stages.get(s))
         .filter(|s| s.release > 0);
-    let promotable = board.may_promote
+    let promotable = board.may_release.get(index).copied().unwrap_or(false)
         && before.is_some_and(|b| here.is_none_or(|h| h.image_digest != b.image_digest));
     html! {
         @match here {
@@ -118,10 +132,25 @@ fn cell(
                 }) {
                     div.why { (replica.id) ": " (replica.reason) }
                 }
+                @if !s.replicas.is_empty() {
+                    div.replica-links {
+                        "Replicas: "
+                        @for r in &s.replicas {
+                            a href=(format!("/logs?app={}&stage={}&replica={}", encode(app), encode(stage), encode(&r.id))) { (r.id) } " "
+                        }
+                    }
+                }
+                div.links {
+                    a href=(format!("/logs?app={}&stage={}", encode(app), encode(stage))) { "Logs" }
+                    " · "
+                    a href=(format!("/metrics?app={}&stage={}", encode(app), encode(stage))) { "Metrics" }
+                    " · "
+                    a href=(format!("/apps/{}#stage-{}", encode(app), encode(stage))) { "Releases" }
+                }
             }
         }
         @if promotable {
-            a.action href=(format!("/promote?app={app}&stage={stage}")) {
+            a.action href=(format!("/promote?app={}&stage={}", encode(app), encode(stage))) {
                 "Promote to " (stage)
             }
         }
@@ -129,7 +158,7 @@ fn cell(
 }
 
 /// `sha256:` and the first 12 hex digits.
-fn short_digest(digest: &str) -> &str {
+pub fn short_digest(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
 
@@ -181,7 +210,8 @@ mod tests {
             podgroups: vec![status("catalog", "dev", 1, "sha256:aaaaaaaaaaaaaaaaaaaa")],
         };
         let stages = vec!["dev".to_owned(), "test".to_owned()];
-        let board = Board::new(stages.clone(), response.clone(), true, 12_000);
+        let devops = who(pb::Role::Devops);
+        let board = Board::new(stages.clone(), response.clone(), &devops, 12_000);
         let html = table(&board).into_string();
         assert!(html.contains("v1 · revision 1"), "{html}");
         assert!(html.contains("1/1 ready"), "{html}");
@@ -191,7 +221,26 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("not deployed"), "{html}");
-        let viewer = Board::new(stages, response, false, 12_000);
+        let viewer = Board::new(
+            stages.clone(),
+            response.clone(),
+            &who(pb::Role::Viewer),
+            12_000,
+        );
         assert!(!table(&viewer).into_string().contains("Promote"));
+        // A developer releases on the first stage only.
+        let developer = Board::new(stages, response, &who(pb::Role::Developer), 12_000);
+        assert_eq!(developer.may_release, vec![true, false]);
+        assert!(!table(&developer).into_string().contains("Promote"));
+    }
+
+    fn who(role: pb::Role) -> Who {
+        Who {
+            user: "u".into(),
+            tenant: "acme".into(),
+            role,
+            platform_admin: false,
+            csrf: String::new(),
+        }
     }
 }

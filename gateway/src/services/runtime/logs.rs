@@ -59,6 +59,8 @@ pub struct Query {
     pub until_ms: u64,
     /// A substring the text must contain (empty: any).
     pub text: String,
+    /// Only this replica's lines (empty: any).
+    pub replica: String,
     /// Keep streaming new lines.
     pub follow: bool,
 }
@@ -82,6 +84,9 @@ impl Query {
         if r.text.len() > MAX_TEXT {
             return Err(invalid("text", format!("at most {MAX_TEXT} bytes")));
         }
+        if r.replica.len() > MAX_TEXT {
+            return Err(invalid("replica", format!("at most {MAX_TEXT} bytes")));
+        }
         Ok(Self {
             tenant,
             stage: optional("stage", &r.stage, stage)?,
@@ -90,6 +95,7 @@ impl Query {
             since_ms: r.since_ms,
             until_ms: r.until_ms,
             text: r.text.clone(),
+            replica: r.replica.clone(),
             follow: r.follow,
         })
     }
@@ -115,6 +121,7 @@ impl Query {
             && line.at_ms >= self.since_ms
             && (self.until_ms == 0 || line.at_ms < self.until_ms)
             && (self.text.is_empty() || line.text.contains(&self.text))
+            && (self.replica.is_empty() || line.replica == self.replica)
     }
 
     fn deliver_policy(&self) -> Result<DeliverPolicy, Status> {
@@ -472,6 +479,20 @@ mod tests {
         .unwrap();
         assert!(info.matches(&line(pb::LogLevel::Unspecified, 0, "raw")));
         assert!(!info.matches(&line(pb::LogLevel::Debug, 0, "x")));
+        let one = Query::from_request(
+            acme(),
+            &api::LogsRequest {
+                replica: "shop-dev-2".into(),
+                ..request()
+            },
+        )
+        .unwrap();
+        let of = |replica: &str| pb::LogLine {
+            replica: replica.into(),
+            ..line(pb::LogLevel::Info, 0, "x")
+        };
+        assert!(one.matches(&of("shop-dev-2")));
+        assert!(!one.matches(&of("shop-dev-1")));
     }
 
     #[test]

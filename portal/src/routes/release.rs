@@ -1,0 +1,222 @@
+//! Releasing: promote, deploy and roll back, each confirmed on a page with its impact first.
+
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::Response;
+use neo_gateway::api;
+use tonic::Status;
+
+use super::{SignedIn, required};
+use crate::pages::layout;
+use crate::pages::release::{self, Confirm, Kind};
+use crate::respond::{encode, failure, forged, form, html, http_status, query, redirect};
+
+/// The number a form or query gives as `name`, else `INVALID_ARGUMENT` naming it.
+fn number(params: &std::collections::HashMap<String, String>, name: &str) -> Result<u32, Status> {
+    required(params, name)?
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("{name}: not a number")))
+}
+
+/// The release a request asks for: its kind and the revision it would run.
+async fn resolve(
+    signed: &SignedIn,
+    params: &std::collections::HashMap<String, String>,
+    promote: bool,
+) -> Result<(Kind, String, String, u32), Status> {
+    let app = required(params, "app")?.to_owned();
+    let stage = required(params, "stage")?.to_owned();
+    let tenant = signed.who.tenant.clone();
+    if promote {
+        let board = super::board::load(&signed.user, &signed.who).await?;
+        let index = board
+            .stages
+            .iter()
+            .position(|s| *s == stage)
+            .ok_or_else(|| Status::not_found(format!("{tenant} has no stage {stage}")))?;
+        let from = index
+            .checked_sub(1)
+            .and_then(|i| board.stages.get(i))
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "{stage} is the first stage: deploy to it instead"
+                ))
+            })?
+            .clone();
+        let source = board
+            .apps
+            .get(&app)
+            .and_then(|stages| stages.get(&from))
+            .filter(|s| s.release > 0)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!("{app} has no release on {from} to promote"))
+            })?;
+        let revision = source.revision;
+        return Ok((Kind::Promote { from }, app, stage, revision));
+    }
+    if params.contains_key("revision") {
+        let revision = number(params, "revision")?;
+        return Ok((Kind::Deploy, app, stage, revision));
+    }
+    let to_release = number(params, "release")?;
+    let deployment = signed
+        .user
+        .deployments()
+        .get_deployment(api::GetDeploymentRequest {
+            tenant,
+            app: app.clone(),
+            stage: stage.clone(),
+        })
+        .await?
+        .into_inner();
+    let revision = deployment
+        .state
+        .and_then(|s| s.releases.into_iter().find(|r| r.number == to_release))
+        .map(|r| r.revision)
+        .ok_or_else(|| {
+            Status::not_found(format!("{app} has no release v{to_release} on {stage}"))
+        })?;
+    Ok((Kind::Rollback { to_release }, app, stage, revision))
+}
+
+/// The confirmation of the release `params` ask for, with `refused` when the last attempt was.
+async fn confirmation(
+    signed: &SignedIn,
+    params: &std::collections::HashMap<String, String>,
+    promote: bool,
+    refused: Option<String>,
+) -> Result<Confirm, Status> {
+    let (kind, app, stage, revision) = resolve(signed, params, promote).await?;
+    let impact = signed
+        .user
+        .deployments()
+        .impact(api::ImpactRequest {
+            tenant: signed.who.tenant.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            revision,
+        })
+        .await?
+        .into_inner();
+    Ok(Confirm {
+        kind,
+        app,
+        stage,
+        revision,
+        impact,
+        csrf: signed.who.csrf.clone(),
+        refused,
+    })
+}
+
+async fn confirm_page(signed: SignedIn, raw: Option<String>, promote: bool) -> Response {
+    let params = query(raw.as_deref());
+    match confirmation(&signed, &params, promote, None).await {
+        Ok(c) => html(
+            StatusCode::OK,
+            layout::page(&release::title(&c), Some(&signed.who), release::confirm(&c)),
+            &[],
+        ),
+        Err(status) => failure(&status),
+    }
+}
+
+/// Makes the release a confirmation's form posts; on success to the board (a promotion) or
+/// the app, else the confirmation again with the refusal.
+async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
+    let fields = form(&body);
+    if !signed.csrf_matches(&fields) {
+        return forged();
+    }
+    let force = fields.get("force").is_some_and(|f| f == "1");
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let (tenant, app, stage) = (signed.who.tenant.clone(), field("app"), field("stage"));
+    let deployments = signed.user.deployments();
+    let made = match kind {
+        "promote" => {
+            let request = api::PromoteRequest {
+                tenant,
+                app: app.clone(),
+                stage,
+                force,
+            };
+            deployments
+                .clone()
+                .promote(request)
+                .await
+                .map(|_| "/".to_owned())
+        }
+        "deploy" => match number(&fields, "revision") {
+            Ok(revision) => {
+                let request = api::DeployRequest {
+                    tenant,
+                    app: app.clone(),
+                    stage,
+                    revision,
+                    force,
+                };
+                let to = format!("/apps/{}", encode(&app));
+                deployments.clone().deploy(request).await.map(|_| to)
+            }
+            Err(status) => Err(status),
+        },
+        _ => match number(&fields, "release") {
+            Ok(to_release) => {
+                let request = api::RollbackRequest {
+                    tenant,
+                    app: app.clone(),
+                    stage,
+                    to_release,
+                    force,
+                };
+                let to = format!("/apps/{}", encode(&app));
+                deployments.clone().rollback(request).await.map(|_| to)
+            }
+            Err(status) => Err(status),
+        },
+    };
+    let refused = match made {
+        Ok(to) => return redirect(&to, &[]),
+        Err(status) => status,
+    };
+    let message = Some(refused.message().to_owned());
+    match confirmation(&signed, &fields, kind == "promote", message).await {
+        Ok(c) => html(
+            http_status(&refused),
+            layout::page(&release::title(&c), Some(&signed.who), release::confirm(&c)),
+            &[],
+        ),
+        Err(_) => failure(&refused),
+    }
+}
+
+/// `GET /promote?app=&stage=`.
+pub async fn promote_page(signed: SignedIn, RawQuery(raw): RawQuery) -> Response {
+    confirm_page(signed, raw, true).await
+}
+
+/// `GET /deploy?app=&stage=&revision=`.
+pub async fn deploy_page(signed: SignedIn, RawQuery(raw): RawQuery) -> Response {
+    confirm_page(signed, raw, false).await
+}
+
+/// `GET /rollback?app=&stage=&release=`.
+pub async fn rollback_page(signed: SignedIn, RawQuery(raw): RawQuery) -> Response {
+    confirm_page(signed, raw, false).await
+}
+
+/// `POST /promote`.
+pub async fn promote(signed: SignedIn, body: Bytes) -> Response {
+    make(signed, body, "promote").await
+}
+
+/// `POST /deploy`.
+pub async fn deploy(signed: SignedIn, body: Bytes) -> Response {
+    make(signed, body, "deploy").await
+}
+
+/// `POST /rollback`.
+pub async fn rollback(signed: SignedIn, body: Bytes) -> Response {
+    make(signed, body, "rollback").await
+}
