@@ -6,6 +6,8 @@
 //! - [`ha`]: a three-node NATS cluster against one server, and the event stream's leader killed
 //!   under load.
 //! - [`idle`]: what the whole stack costs while nothing happens, at 10 and 100 apps.
+//! - [`portal`]: the portal's board of 300 apps × 3 stages, and a page of filtered logs out of
+//!   a million lines.
 //! - [`recovery`]: each fault healing by itself under load, with nothing acknowledged lost.
 //! - [`replay`]: reading the event log back and folding it into state, against a raw read.
 //! - [`runtime`]: publish and promote to serving, and log lines through the Runtime.
@@ -18,6 +20,7 @@ pub mod core;
 pub mod gateway;
 pub mod ha;
 pub mod idle;
+pub mod portal;
 mod procstat;
 pub mod recovery;
 pub mod replay;

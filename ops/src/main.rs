@@ -92,6 +92,8 @@ enum Bench {
     Recovery(bench::recovery::RecoveryBenchArgs),
     /// Idle cost: CPU per process kind and NATS messages/s with 10 and 100 apps doing nothing.
     Idle(bench::idle::IdleBenchArgs),
+    /// The portal: the board of 300 apps on three stages, a page of logs out of a million lines.
+    Portal(bench::portal::PortalBenchArgs),
     /// High availability: a three-node NATS cluster (R3, fsync always) against one server,
     /// and the event stream's leader killed under load (gap, nothing lost or doubled).
     Ha(bench::ha::HaBenchArgs),
@@ -182,6 +184,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 which: Bench::Idle(args),
             } => bench::idle::run(args).await,
+            Command::Bench {
+                which: Bench::Portal(args),
+            } => bench::portal::run(args).await,
             Command::Bench {
                 which: Bench::Ha(args),
             } => bench::ha::run(args).await,

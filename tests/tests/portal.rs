@@ -268,6 +268,66 @@ async fn the_board_shows_the_release_and_a_promotion_is_offered_confirmed_and_an
     let test_cell = board.split("id=\"cell-catalog-test\"").nth(1).unwrap();
     assert!(test_cell.contains("v1 · revision 1"), "{board}");
 
+    // Deploy and roll back, each confirmed with its impact first.
+    let (status, confirm) = otto.get("/deploy?app=catalog&stage=test&revision=1").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains("Deploy catalog revision 1 to test"),
+        "{confirm}"
+    );
+    let (status, page) = send(
+        &mut otto,
+        "/deploy",
+        &[("app", "catalog"), ("stage", "test"), ("revision", "1")],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    let (_, app) = otto.get("/apps/catalog").await;
+    let test = app.split("id=\"stage-test\"").nth(1).unwrap();
+    assert!(
+        test.contains("v2") && test.contains("deployed revision 1"),
+        "{app}"
+    );
+    assert!(
+        test.contains("/rollback?app=catalog&amp;stage=test&amp;release=1"),
+        "{app}"
+    );
+    let (status, confirm) = otto.get("/rollback?app=catalog&stage=test&release=1").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(confirm.contains("back to v1"), "{confirm}");
+    let (status, page) = send(
+        &mut otto,
+        "/rollback",
+        &[("app", "catalog"), ("stage", "test"), ("release", "1")],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    let (_, app) = otto.get("/apps/catalog").await;
+    assert!(app.contains("rolled back to v1"), "{app}");
+
+    // A scale policy out of bounds is refused beside its field; a good one is set.
+    let policy = |max: &'static str| {
+        [
+            ("min_replicas", "1"),
+            ("max_replicas", max),
+            ("target_cpu_percent", "70"),
+            ("target_memory_percent", "80"),
+            ("scale_down_window_s", "300"),
+        ]
+    };
+    let (status, page) = send(&mut otto, "/apps/catalog/dev/scale", &policy("0")).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("id=\"field-max_replicas-error\""), "{page}");
+    let (status, page) = send(&mut otto, "/apps/catalog/dev/scale", &policy("4")).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, app) = otto.get("/apps/catalog").await;
+    assert!(
+        app.contains(
+            "id=\"dev-max_replicas\" type=\"number\" min=\"0\" name=\"max_replicas\" value=\"4\""
+        ),
+        "{app}"
+    );
+
     // Signed out: the session is gone.
     let csrf = otto.cookie("neo_csrf").unwrap().to_owned();
     let (status, _) = otto.post("/logout", &[("csrf", &csrf)]).await;

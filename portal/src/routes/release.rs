@@ -122,9 +122,17 @@ async fn confirm_page(signed: SignedIn, raw: Option<String>, promote: bool) -> R
     }
 }
 
+/// Which release a form asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Promote,
+    Deploy,
+    Rollback,
+}
+
 /// Makes the release a confirmation's form posts; on success to the board (a promotion) or
 /// the app, else the confirmation again with the refusal.
-async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
+async fn make(signed: SignedIn, body: Bytes, asked: Asked) -> Response {
     let fields = form(&body);
     if !signed.csrf_matches(&fields) {
         return forged();
@@ -133,8 +141,8 @@ async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
     let (tenant, app, stage) = (signed.who.tenant.clone(), field("app"), field("stage"));
     let deployments = signed.user.deployments();
-    let made = match kind {
-        "promote" => {
+    let made = match asked {
+        Asked::Promote => {
             let request = api::PromoteRequest {
                 tenant,
                 app: app.clone(),
@@ -147,7 +155,7 @@ async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
                 .await
                 .map(|_| "/".to_owned())
         }
-        "deploy" => match number(&fields, "revision") {
+        Asked::Deploy => match number(&fields, "revision") {
             Ok(revision) => {
                 let request = api::DeployRequest {
                     tenant,
@@ -161,7 +169,7 @@ async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
             }
             Err(status) => Err(status),
         },
-        _ => match number(&fields, "release") {
+        Asked::Rollback => match number(&fields, "release") {
             Ok(to_release) => {
                 let request = api::RollbackRequest {
                     tenant,
@@ -181,7 +189,7 @@ async fn make(signed: SignedIn, body: Bytes, kind: &str) -> Response {
         Err(status) => status,
     };
     let message = Some(refused.message().to_owned());
-    match confirmation(&signed, &fields, kind == "promote", message).await {
+    match confirmation(&signed, &fields, asked == Asked::Promote, message).await {
         Ok(c) => html(
             http_status(&refused),
             layout::page(&release::title(&c), Some(&signed.who), release::confirm(&c)),
@@ -208,15 +216,15 @@ pub async fn rollback_page(signed: SignedIn, RawQuery(raw): RawQuery) -> Respons
 
 /// `POST /promote`.
 pub async fn promote(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, "promote").await
+    make(signed, body, Asked::Promote).await
 }
 
 /// `POST /deploy`.
 pub async fn deploy(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, "deploy").await
+    make(signed, body, Asked::Deploy).await
 }
 
 /// `POST /rollback`.
 pub async fn rollback(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, "rollback").await
+    make(signed, body, Asked::Rollback).await
 }
