@@ -155,6 +155,8 @@ pub(crate) struct BenchOptions {
     pub(crate) consumers: Option<Arc<dyn Consumers>>,
     /// A pause after each step of the build worker (drills use it to catch a build running).
     pub(crate) build_step_delay: Duration,
+    /// Start no build worker (the bench records its builds itself).
+    pub(crate) without_worker: bool,
 }
 
 /// A platform on servers of its own for a benchmark: nats-server, docker-registry, the
@@ -211,6 +213,7 @@ impl BenchPlatform {
             apphost,
             consumers,
             build_step_delay,
+            without_worker,
         } = options;
         let nats = NatsServer::start().await.context("starting nats-server")?;
         let registry_server = RegistryServer::start()
@@ -252,9 +255,17 @@ impl BenchPlatform {
             build_retry_for_s: 600,
             build_step_delay_ms: u64::try_from(build_step_delay.as_millis()).unwrap_or(u64::MAX),
         };
+        let workers = if without_worker { 0 } else { 1 };
         tasks.extend(
-            build_service::start_workers(&client, revisions.clone(), settings, &image, &worker, 1)
-                .await?,
+            build_service::start_workers(
+                &client,
+                revisions.clone(),
+                settings,
+                &image,
+                &worker,
+                workers,
+            )
+            .await?,
         );
         let backends = Backends {
             revisions,

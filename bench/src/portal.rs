@@ -1,7 +1,8 @@
 //! `neo bench portal`: the portal's heaviest pages, timed as a browser asks for them.
 //!
-//! On servers of its own ([`BenchPlatform`], with the Runtime's reactors) and a portal in this
-//! process over the bench gateway (plain HTTP on loopback: the server's time, not TLS's):
+//! On servers of its own ([`BenchPlatform`] without a build worker, with the Runtime's
+//! reactors) and a portal in this process over the bench gateway (plain HTTP on loopback: the
+//! server's time, not TLS's):
 //!
 //! - `board_ms_p50`/`p90`: `GET /` of tenant `bench` with `--apps` apps released on its three
 //!   stages (dev, test, prod) and a health report of one ready replica for each: the apps,
@@ -29,7 +30,7 @@ use prost::Message as _;
 use serde::Serialize;
 use tonic::Request;
 
-use super::build::BenchPlatform;
+use super::build::{BenchOptions, BenchPlatform};
 use super::stats::percentile_ms;
 
 /// The tenant (created by [`BenchPlatform`] with the default stages).
@@ -73,6 +74,11 @@ pub struct PortalFigures {
     pub board_ms_p90: f64,
     /// Bytes of the board's page.
     pub board_bytes: usize,
+    /// The board's first request, before the gateway knows any state (cold).
+    pub board_first_ms: f64,
+    /// `Runtime.Status` of the tenant alone (the board's main call), median: where the
+    /// board's time goes.
+    pub status_ms_p50: f64,
     /// Log lines stored.
     pub log_lines: usize,
     /// Lines on the first page of the filtered logs.
@@ -88,7 +94,11 @@ pub struct PortalFigures {
 /// # Errors
 /// When a server cannot start or a step fails.
 pub async fn run(args: PortalBenchArgs) -> anyhow::Result<()> {
-    let mut bench = BenchPlatform::start(None).await?;
+    let mut bench = BenchPlatform::start_with(BenchOptions {
+        without_worker: true,
+        ..BenchOptions::default()
+    })
+    .await?;
     bench.run_runtime_reactors().await?;
     let measured = measure(&bench, &args).await;
     bench.shutdown().await;
@@ -101,6 +111,8 @@ pub async fn run(args: PortalBenchArgs) -> anyhow::Result<()> {
         println!("{:<20} {:>10.1}  < 100", "board_ms_p50", f.board_ms_p50);
         println!("{:<20} {:>10.1}", "board_ms_p90", f.board_ms_p90);
         println!("{:<20} {:>10}", "board_bytes", f.board_bytes);
+        println!("{:<20} {:>10.1}", "board_first_ms", f.board_first_ms);
+        println!("{:<20} {:>10.1}", "status_ms_p50", f.status_ms_p50);
         println!("{:<20} {:>10}", "log_lines", f.log_lines);
         println!("{:<20} {:>10}", "log_page_lines", f.log_page_lines);
         println!(
@@ -150,14 +162,32 @@ async fn measure(bench: &BenchPlatform, args: &PortalBenchArgs) -> anyhow::Resul
             listen: "127.0.0.1:0".parse()?,
             tls: None,
         },
-        Gateway::new(channel),
+        Gateway::new(channel.clone()),
     )
     .await?;
+    let channel_for_status = channel;
     let measured = async {
         let visitor = Visitor::sign_in(&portal.url()).await?;
-        let (mut board, board_bytes) = visitor.time("/", args.samples, "cell-app000-prod").await?;
+        let (mut board, board_bytes, board_first) =
+            visitor.time("/", args.samples, "cell-app000-prod").await?;
+        let status = {
+            let mut runtime = api::runtime_client::RuntimeClient::new(channel_for_status.clone());
+            let mut times = Vec::with_capacity(args.samples);
+            for i in 0..args.samples + 2 {
+                let start = Instant::now();
+                let request = api::StatusRequest {
+                    tenant: TENANT.into(),
+                    ..Default::default()
+                };
+                runtime.status(authed(&bench.bearer, request)).await?;
+                if i >= 2 {
+                    times.push(start.elapsed());
+                }
+            }
+            percentile_ms(&mut times, 50.0)
+        };
         let logs = format!("/logs?app={first}&stage=dev&text={NEEDLE}");
-        let (mut log_page, _) = visitor.time(&logs, args.samples, NEEDLE).await?;
+        let (mut log_page, _, _) = visitor.time(&logs, args.samples, NEEDLE).await?;
         let log_page_lines = visitor.count(&logs, "<tr class=\"level-").await?;
         Ok::<_, anyhow::Error>(PortalFigures {
             apps: args.apps,
@@ -165,6 +195,8 @@ async fn measure(bench: &BenchPlatform, args: &PortalBenchArgs) -> anyhow::Resul
             board_ms_p50: percentile_ms(&mut board, 50.0),
             board_ms_p90: percentile_ms(&mut board, 90.0),
             board_bytes,
+            board_first_ms: board_first.as_secs_f64() * 1000.0,
+            status_ms_p50: status,
             log_lines: args.log_lines,
             log_page_lines,
             log_page_ms_p50: percentile_ms(&mut log_page, 50.0),
@@ -427,16 +459,17 @@ impl Visitor {
     }
 
     /// `samples` requests of `path` (after two not counted), each page holding `expect`; the
-    /// last page's size.
+    /// last page's size, and how long the first request took.
     async fn time(
         &self,
         path: &str,
         samples: usize,
         expect: &str,
-    ) -> anyhow::Result<(Vec<Duration>, usize)> {
-        for _ in 0..2 {
-            self.get(path).await?;
-        }
+    ) -> anyhow::Result<(Vec<Duration>, usize, Duration)> {
+        let start = Instant::now();
+        self.get(path).await?;
+        let first = start.elapsed();
+        self.get(path).await?;
         let mut times = Vec::with_capacity(samples);
         let mut bytes = 0;
         for _ in 0..samples.max(1) {
@@ -446,7 +479,7 @@ impl Visitor {
             anyhow::ensure!(page.contains(expect), "{path} lacks {expect}");
             bytes = page.len();
         }
-        Ok((times, bytes))
+        Ok((times, bytes, first))
     }
 
     /// How often `needle` occurs in the page at `path`.

@@ -193,6 +193,7 @@ impl Drill {
             apphost: args.apphost.clone(),
             consumers: Some(projections.clone()),
             build_step_delay: Duration::from_millis(args.step_delay_ms),
+            ..BenchOptions::default()
         })
         .await?;
         let ready = async {

@@ -85,6 +85,27 @@ pub fn paginate<T: Clone>(
     (slice, next)
 }
 
+/// The event stream's subjects matching `filter`, with how many messages each holds.
+///
+/// # Errors
+/// `UNAVAILABLE` when JetStream does not answer.
+pub async fn subject_counts(
+    js: &jetstream::Context,
+    filter: &str,
+) -> Result<Vec<(String, usize)>, Status> {
+    let stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .map_err(|e| unavailable(format!("event stream unavailable: {e}")))?;
+    stream
+        .info_with_subjects(filter)
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)
+}
+
 /// The distinct values of subject token `index` among the stream's subjects matching `filter`,
 /// sorted.
 ///
@@ -95,18 +116,8 @@ pub async fn subject_tokens(
     filter: &str,
     index: usize,
 ) -> Result<Vec<String>, Status> {
-    let stream = js
-        .get_stream(subjects::EVENTS_STREAM)
-        .await
-        .map_err(|e| unavailable(format!("event stream unavailable: {e}")))?;
-    let found: Vec<(String, usize)> = stream
-        .info_with_subjects(filter)
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
-    let mut tokens: Vec<String> = found
+    let mut tokens: Vec<String> = subject_counts(js, filter)
+        .await?
         .into_iter()
         .filter_map(|(subject, _)| subjects::token(&subject, index).map(str::to_owned))
         .collect();

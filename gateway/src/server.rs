@@ -149,6 +149,7 @@ impl Gateway {
             token_ttl: config.token_ttl,
             max_upload_bytes: config.max_upload_bytes,
             known_tenants: Default::default(),
+            status_cache: Default::default(),
         });
         let max = config.max_message_bytes;
 

@@ -54,6 +54,8 @@ pub struct Ctx {
     pub max_upload_bytes: usize,
     /// Tenants seen to exist recently, to spare a query per command.
     pub known_tenants: std::sync::Mutex<std::collections::HashMap<TenantName, std::time::Instant>>,
+    /// The deployment and podgroup states `Runtime.Status` read last, with their event counts.
+    pub status_cache: runtime::status::cache::StatusCache,
 }
 
 /// How long a tenant seen to exist is trusted to exist without asking again.

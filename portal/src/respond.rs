@@ -99,6 +99,15 @@ impl Refusal {
     }
 }
 
+/// `status` naming `field` in its `neo-field` trailer (a refusal the portal makes itself, or
+/// one whose field the form calls otherwise).
+pub fn with_field(mut status: Status, field: &str) -> Status {
+    if let Ok(value) = field.parse() {
+        status.metadata_mut().insert(FIELD_TRAILER, value);
+    }
+    status
+}
+
 /// A page saying what the gateway refused.
 pub fn failure(status: &Status) -> Response {
     html(
@@ -171,10 +180,10 @@ mod tests {
 
     #[test]
     fn a_refusal_goes_beside_the_field_it_names() {
-        let mut status = Status::invalid_argument("name: must start with a letter");
-        status
-            .metadata_mut()
-            .insert(FIELD_TRAILER, "name".parse().expect("ascii"));
+        let status = with_field(
+            Status::invalid_argument("name: must start with a letter"),
+            "name",
+        );
         let refusal = Refusal::of(&status);
         assert_eq!(
             Refusal::about(Some(&refusal), "name").as_deref(),
@@ -183,10 +192,10 @@ mod tests {
         assert_eq!(Refusal::about(Some(&refusal), "value"), None);
         assert_eq!(Refusal::general(Some(&refusal), &["name", "value"]), None);
         assert!(Refusal::general(Some(&refusal), &["value"]).is_some());
-        let mut nested = Status::invalid_argument("max replicas 0 is outside 1..=20");
-        nested
-            .metadata_mut()
-            .insert(FIELD_TRAILER, "policy.max_replicas".parse().expect("ascii"));
+        let nested = with_field(
+            Status::invalid_argument("max replicas 0 is outside 1..=20"),
+            "policy.max_replicas",
+        );
         let nested = Refusal::of(&nested);
         assert!(Refusal::about(Some(&nested), "max_replicas").is_some());
     }

@@ -12,6 +12,7 @@
 //! | `GET /promote`, `/deploy`, `/rollback` | a release's confirmation with its impact |
 //! | `POST /promote`, `/deploy`, `/rollback` | make it (`Deployments.*`) |
 //! | `GET /apps/{app}` | an app: revisions, builds, releases per stage, scale policies |
+//! | `GET /apps/{app}/releases` | the app's releases alone (htmx refreshes them) |
 //! | `POST /apps/{app}/{stage}/scale` | set a scale policy |
 //! | `GET /apps/{app}/{stage}/settings`, `POST …/settings`, `…/secrets` | settings and secrets |
 //! | `GET /builds/{id}`, `/builds/{id}/log` | a build, and its log as Server-Sent Events |
@@ -69,6 +70,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(release::rollback_page).post(release::rollback),
         )
         .route("/apps/{app}", get(app::page))
+        .route("/apps/{app}/releases", get(app::releases))
         .route("/apps/{app}/{stage}/scale", post(app::scale))
         .route(
             "/apps/{app}/{stage}/settings",

@@ -1,7 +1,7 @@
 //! An app: its revisions (author, message, digest, resolved dependencies) with a deploy for the
-//! built ones, its builds, and per stage its releases (origin, rollout; a rollback to an earlier
-//! one), its scale policy (a form for who may change it) and links to its settings, logs and
-//! metrics.
+//! built ones, its builds, per stage its releases (origin, rollout; a rollback to an earlier one;
+//! refreshed in place when the tenant's deployments change) with links to its settings, logs,
+//! metrics and history, and its scale policies (a form for who may change them).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +43,8 @@ pub struct AppPage {
     pub csrf: String,
     /// A refused scale policy: the stage and why.
     pub refused: Option<(String, Refusal)>,
+    /// The newest event the page shows (its live part follows the ones after).
+    pub after: u64,
 }
 
 /// The page's body.
@@ -94,8 +96,27 @@ pub fn page(p: &AppPage) -> Markup {
                 } }
             }
         }
-        @for s in &p.stages { (stage(p, s)) }
+        section #releases {
+            h2 { "Releases" }
+            div #releases-live hx-ext="sse" sse-connect=(format!("/live?after={}", p.after))
+                hx-get=(format!("/apps/{}/releases", encode(&p.app))) hx-trigger="sse:changed throttle:500ms" hx-swap="innerHTML" {
+                (releases(p))
+            }
+        }
+        section #scale {
+            h2 { "Scale policies" }
+            @for s in &p.stages {
+                h3 id=(format!("scale-{}", s.name)) { "On " (s.name) }
+                (scale(p, s))
+            }
+        }
     }
+}
+
+/// Every stage's releases: the part of the page refreshed when the tenant's deployments
+/// change.
+pub fn releases(p: &AppPage) -> Markup {
+    html! { @for s in &p.stages { (stage(p, s)) } }
 }
 
 fn is_built(b: &api::Build) -> bool {
@@ -148,14 +169,13 @@ fn stage(p: &AppPage, s: &Stage) -> Markup {
     let stage = encode(&s.name);
     html! {
         section.stage id=(format!("stage-{}", s.name)) {
-            h2 { "On " (s.name) }
+            h3 { "On " (s.name) }
             p.links {
                 a href=(format!("/apps/{app}/{stage}/settings")) { "Settings and secrets" } " · "
                 a href=(format!("/logs?app={app}&stage={stage}")) { "Logs" } " · "
                 a href=(format!("/metrics?app={app}&stage={stage}")) { "Metrics" } " · "
                 a href=(format!("/audit?kind=deployment&id={app}_{stage}")) { "History" }
             }
-            h3 { "Releases" }
             @if s.releases.is_empty() { p.none { "Nothing released here yet." } }
             @else {
                 div.scroll { table.grid {
@@ -193,8 +213,6 @@ fn stage(p: &AppPage, s: &Stage) -> Markup {
                     }
                 } }
             }
-            h3 { "Scale policy" }
-            (scale(p, s))
         }
     }
 }

@@ -20,7 +20,9 @@ use crate::gateway::AsUser;
 use crate::pages::app::{self as app_page, AppPage, Stage};
 use crate::pages::settings::{self, Form, SettingsPage};
 use crate::pages::{board, build, layout};
-use crate::respond::{Refusal, encode, failure, forged, form, html, http_status, redirect};
+use crate::respond::{
+    Refusal, encode, failure, forged, form, html, http_status, redirect, with_field,
+};
 
 /// How often, and how far apart, a build's outcome is asked for once its log ended.
 const END_ASKS: u32 = 20;
@@ -104,6 +106,11 @@ async fn load(signed: &SignedIn, app: &str) -> Result<AppPage, Status> {
             })
     }))
     .await?;
+    let after = status
+        .values()
+        .map(|s| s.deployment_sequence.max(s.podgroup_sequence))
+        .max()
+        .unwrap_or(0);
     let stages = names
         .iter()
         .zip(releases)
@@ -129,6 +136,7 @@ async fn load(signed: &SignedIn, app: &str) -> Result<AppPage, Status> {
         stages,
         csrf: who.csrf.clone(),
         refused: None,
+        after,
     })
 }
 
@@ -148,18 +156,20 @@ pub async fn page(signed: SignedIn, Path(app): Path<String>) -> Response {
     }
 }
 
+/// `GET /apps/{app}/releases`: the releases part of the app's page.
+pub async fn releases(signed: SignedIn, Path(app): Path<String>) -> Response {
+    match load(&signed, &app).await {
+        Ok(p) => html(StatusCode::OK, app_page::releases(&p), &[]),
+        Err(status) => failure(&status),
+    }
+}
+
 /// A policy field of a form, else `INVALID_ARGUMENT` naming it as the gateway would.
 fn policy_field(fields: &HashMap<String, String>, name: &str) -> Result<u32, Status> {
     let value = fields.get(name).map(String::as_str).unwrap_or_default();
     value.trim().parse().map_err(|_| {
-        let mut status =
-            Status::invalid_argument(format!("{name}: `{value}` is not a whole number"));
-        if let Ok(field) = format!("policy.{name}").parse() {
-            status
-                .metadata_mut()
-                .insert(crate::respond::FIELD_TRAILER, field);
-        }
-        status
+        let status = Status::invalid_argument(format!("{name}: `{value}` is not a whole number"));
+        with_field(status, &format!("policy.{name}"))
     })
 }
 
@@ -199,7 +209,7 @@ pub async fn scale(
     let refused = match set {
         Ok(()) => {
             return redirect(
-                &format!("/apps/{}#stage-{}", encode(&app), encode(&stage)),
+                &format!("/apps/{}#scale-{}", encode(&app), encode(&stage)),
                 &[],
             );
         }
@@ -315,25 +325,21 @@ pub async fn change_setting(
 /// A settings change names the map entry (`change_settings.set.{name}`) whether its name or
 /// its value is wrong: the form's field is the name when it is not a setting name, else the
 /// value.
-fn setting_field(mut status: Status, name: &str) -> Status {
+fn setting_field(status: Status, name: &str) -> Status {
     let named = status
         .metadata()
         .get(crate::respond::FIELD_TRAILER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|f| f.starts_with("change_settings.set"));
-    if named {
-        let field = if neo_protocol::names::validate_setting_name("name", name).is_ok() {
-            "value"
-        } else {
-            "name"
-        };
-        if let Ok(value) = field.parse() {
-            status
-                .metadata_mut()
-                .insert(crate::respond::FIELD_TRAILER, value);
-        }
+    if !named {
+        return status;
     }
-    status
+    let field = if neo_protocol::names::validate_setting_name("name", name).is_ok() {
+        "value"
+    } else {
+        "name"
+    };
+    with_field(status, field)
 }
 
 /// `POST /apps/{app}/{stage}/secrets`: seal `value` as `name`'s next version, or `unset` one.

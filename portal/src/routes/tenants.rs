@@ -10,7 +10,9 @@ use tonic::{Code, Status};
 use super::SignedIn;
 use crate::pages::layout;
 use crate::pages::tenants::{self, ROLES};
-use crate::respond::{FIELD_TRAILER, Refusal, failure, forged, form, html, http_status, redirect};
+use crate::respond::{
+    FIELD_TRAILER, Refusal, failure, forged, form, html, http_status, redirect, with_field,
+};
 
 async fn tenants_response(
     signed: &SignedIn,
@@ -70,16 +72,18 @@ pub async fn create(signed: SignedIn, body: Bytes) -> Response {
     };
     match signed.user.tenants().create_tenant(request).await {
         Ok(_) => redirect("/tenants", &[]),
-        Err(mut status) => {
+        Err(status) => {
             // `stages[2]` is the form's `stages`.
             let stages_field = status
                 .metadata()
                 .get(FIELD_TRAILER)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|f| f.starts_with("stages["));
-            if stages_field && let Ok(v) = "stages".parse() {
-                status.metadata_mut().insert(FIELD_TRAILER, v);
-            }
+            let status = if stages_field {
+                with_field(status, "stages")
+            } else {
+                status
+            };
             let typed: Vec<(&str, String)> = ["name", "display_name", "stages", "admin"]
                 .into_iter()
                 .map(|n| (n, field(n)))
@@ -155,13 +159,13 @@ pub async fn change_member(signed: SignedIn, body: Bytes) -> Response {
     };
     match outcome {
         Ok(_) => redirect("/members", &[]),
-        Err(mut status) => {
+        Err(status) => {
             // An unknown user is the form's `user` field.
-            if status.code() == Code::NotFound
-                && let Ok(v) = "user".parse()
-            {
-                status.metadata_mut().insert(FIELD_TRAILER, v);
-            }
+            let status = if status.code() == Code::NotFound {
+                with_field(status, "user")
+            } else {
+                status
+            };
             members_response(&signed, Some(&status), &user).await
         }
     }

@@ -6,6 +6,8 @@
 //! with a release, every podgroup) and from the health reports (an agent may report what the
 //! platform has forgotten); the latest report of each is read with one ordered consumer
 //! delivering the last message per subject of `neo.rt.{tenant}.{stage|*}.{app|*}.health`.
+//! The entities' states are read from the entity host only when they have had events since
+//! the last call ([`cache`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -20,8 +22,12 @@ use tonic::Status;
 
 use crate::api;
 use crate::error::unavailable;
-use crate::listing::subject_tokens;
+use crate::listing::subject_counts;
 use crate::services::Ctx;
+
+pub mod cache;
+
+use self::cache::Cached;
 
 /// How many entities are queried at once.
 const CONCURRENCY: usize = 16;
@@ -54,13 +60,22 @@ pub async fn status(
         (Some(a), Some(s)) => format!("{a}_{s}"),
         _ => "*".to_owned(),
     };
-    for (kind, event_type) in [
+    let mut events = Events::default();
+    for (kind, created) in [
         (EntityKind::Deployment, "ReleaseCreated"),
         (EntityKind::Podgroup, "PodgroupCreated"),
     ] {
-        let filter = format!("neo.evt.{tenant}.{kind}.{id}.{event_type}");
-        for id in subject_tokens(&ctx.js, &filter, 4).await? {
-            if let Some((a, s)) = id.split_once('_') {
+        let filter = format!("neo.evt.{tenant}.{kind}.{id}.>");
+        for (subject, count) in subject_counts(&ctx.js, &filter).await? {
+            let (Some(id), Some(event_type)) =
+                (subjects::token(&subject, 4), subjects::token(&subject, 5))
+            else {
+                continue;
+            };
+            *events.of(kind).entry(id.to_owned()).or_default() += count as u64;
+            if event_type == created
+                && let Some((a, s)) = id.split_once('_')
+            {
                 keys.insert((a.to_owned(), s.to_owned()));
             }
         }
@@ -79,10 +94,11 @@ pub async fn status(
             )));
         }
     }
+    let events = &events;
     let rows = futures::stream::iter(keys)
         .map(|key| {
             let report = health.remove(&key);
-            async move { row(ctx, tenant, key, report).await }
+            async move { row(ctx, tenant, key, report, events).await }
         })
         .buffered(CONCURRENCY)
         .collect::<Vec<_>>()
@@ -105,12 +121,45 @@ pub async fn status(
     Ok(rows)
 }
 
+/// How many events each deployment and podgroup of the tenant has (by entity id).
+#[derive(Debug, Default)]
+struct Events {
+    deployments: HashMap<String, u64>,
+    podgroups: HashMap<String, u64>,
+}
+
+impl Events {
+    fn of(&mut self, kind: EntityKind) -> &mut HashMap<String, u64> {
+        match kind {
+            EntityKind::Podgroup => &mut self.podgroups,
+            _ => &mut self.deployments,
+        }
+    }
+}
+
+/// The state of `entity`: the one read last when it has had no event since (`events` is its
+/// count now), else read from the entity host and kept.
+async fn state<S: Cached + prost::Message + Default>(
+    ctx: &Ctx,
+    entity: &EntityRef,
+    events: u64,
+) -> Result<(S, u64), Status> {
+    let key = entity.to_string();
+    if let Some(known) = ctx.status_cache.get::<S>(&key, events) {
+        return Ok(known);
+    }
+    let (state, sequence) = ctx.bus.state::<S>(entity).await?;
+    ctx.status_cache.put(key, events, state.clone(), sequence);
+    Ok((state, sequence))
+}
+
 /// One row: the deployment and podgroup states, and the agent's report if any.
 async fn row(
     ctx: &Ctx,
     tenant: &TenantName,
     (app, stage): Key,
     report: Option<pb::HealthReport>,
+    events: &Events,
 ) -> Result<api::PodgroupStatus, Status> {
     let mut row = api::PodgroupStatus {
         app,
@@ -125,9 +174,18 @@ async fn row(
         EntityRef::deployment(tenant, &a, &s),
         EntityRef::podgroup(tenant, &a, &s),
     );
+    let id = format!("{a}_{s}");
     let (deployment, podgroup) = futures::try_join!(
-        ctx.bus.state::<pb::DeploymentState>(&deployment_ref),
-        ctx.bus.state::<pb::PodgroupState>(&podgroup_ref),
+        state::<pb::DeploymentState>(
+            ctx,
+            &deployment_ref,
+            events.deployments.get(&id).copied().unwrap_or(0)
+        ),
+        state::<pb::PodgroupState>(
+            ctx,
+            &podgroup_ref,
+            events.podgroups.get(&id).copied().unwrap_or(0)
+        ),
     )?;
     let (deployment, deployment_sequence) = deployment;
     let (podgroup, podgroup_sequence) = podgroup;
