@@ -543,20 +543,27 @@ impl Drop for Browser {
     }
 }
 
+/// What chromedriver says of a command cut short by the page navigating (a form submitted, a
+/// redirect followed): the next look sees the new page.
+const NAVIGATING: &str = "aborted by navigation";
+
 /// Whether a failed look may succeed later: the element is not there yet, was replaced, or
-/// cannot take the action yet.
+/// cannot take the action yet, or the page was navigating.
 fn is_transient(e: &CmdError) -> bool {
-    matches!(
-        e,
-        CmdError::Standard(w) if matches!(
-            w.error,
-            ErrorStatus::NoSuchElement
-                | ErrorStatus::StaleElementReference
-                | ErrorStatus::ElementNotInteractable
-                | ErrorStatus::ElementClickIntercepted
-                | ErrorStatus::InvalidElementState
-        )
-    )
+    match e {
+        CmdError::Standard(w) => {
+            matches!(
+                w.error,
+                ErrorStatus::NoSuchElement
+                    | ErrorStatus::StaleElementReference
+                    | ErrorStatus::ElementNotInteractable
+                    | ErrorStatus::ElementClickIntercepted
+                    | ErrorStatus::InvalidElementState
+            ) || w.message.contains(NAVIGATING)
+        }
+        CmdError::NotW3C(answer) => answer.as_str().is_some_and(|a| a.contains(NAVIGATING)),
+        _ => false,
+    }
 }
 
 /// `$env` if set, else `default`; an error unless it is a file.
@@ -772,4 +779,16 @@ fn reap(driver: &mut Child, limit: Duration) {
 /// The last 30 lines of the log at `path` (empty if unreadable).
 fn log_tail(path: &Path) -> String {
     super::log_tail(path, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_cut_short_by_a_navigation_is_tried_again() {
+        let said = |text: &str| CmdError::NotW3C(serde_json::Value::String(text.to_owned()));
+        assert!(is_transient(&said("aborted by navigation")));
+        assert!(!is_transient(&said("session deleted")));
+    }
 }

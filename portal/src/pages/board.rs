@@ -116,6 +116,8 @@ fn cell(
     let promotable = board.may_release.get(index).copied().unwrap_or(false)
         && before.is_some_and(|b| here.is_none_or(|h| h.image_digest != b.image_digest));
     html! {
+        // The column's stage, for narrow screens where the cells stack without their header.
+        div.stage-label { (stage) }
         @match here {
             None => { span.none { "not deployed" } }
             Some(s) => {
