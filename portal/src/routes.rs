@@ -42,7 +42,7 @@ use tonic::Code;
 
 use crate::gateway::{AsUser, Gateway};
 use crate::pages::layout;
-use crate::respond::{failure, redirect};
+use crate::respond::{self, failure, redirect};
 use crate::session::{self, CSRF, SESSION, Visitor};
 
 /// What every route shares.
@@ -124,11 +124,39 @@ pub struct SignedIn {
     pub visitor: Visitor,
 }
 
-impl SignedIn {
-    /// Whether a form's `csrf` field is this session's.
-    pub fn csrf_matches(&self, fields: &std::collections::HashMap<String, String>) -> bool {
-        self.visitor
+/// A form the signed-in user sent with their session's CSRF value: its fields. Otherwise the
+/// request is answered 403 (or with the sign-in page, as [`SignedIn`] says). It reads the body:
+/// a handler takes it last.
+pub struct CheckedForm {
+    /// Who sent it.
+    pub signed: SignedIn,
+    /// Its fields (the last of a repeated name wins).
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<Arc<Shared>> for CheckedForm {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRequestParts as _;
+        use axum::response::IntoResponse as _;
+        let (mut parts, body) = request.into_parts();
+        let signed = SignedIn::from_request_parts(&mut parts, shared).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let body = axum::body::Bytes::from_request(request, shared)
+            .await
+            .map_err(|rejection| rejection.into_response())?;
+        let fields = respond::form(&body);
+        if !signed
+            .visitor
             .csrf_matches(fields.get("csrf").map(String::as_str))
+        {
+            return Err(respond::forged());
+        }
+        Ok(Self { signed, fields })
     }
 }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,14 +14,12 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use tonic::Status;
 
-use super::SignedIn;
+use super::{CheckedForm, SignedIn};
 use crate::gateway::AsUser;
 use crate::pages::app::{self as app_page, AppPage, Stage};
 use crate::pages::settings::{self, Form, SettingsPage};
 use crate::pages::{board, build, layout};
-use crate::respond::{
-    Refusal, encode, failure, forged, form, html, http_status, redirect, with_field,
-};
+use crate::respond::{Refusal, encode, failure, html, http_status, redirect, with_field};
 
 /// How often, and how far apart, a build's outcome is asked for once its log ended.
 const END_ASKS: u32 = 20;
@@ -175,14 +172,9 @@ fn policy_field(fields: &HashMap<String, String>, name: &str) -> Result<u32, Sta
 
 /// `POST /apps/{app}/{stage}/scale`: the whole policy from the form.
 pub async fn scale(
-    signed: SignedIn,
     Path((app, stage)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm { signed, fields }: CheckedForm,
 ) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
     let policy = (|| {
         Ok::<_, Status>(pb::ScalePolicy {
             min_replicas: policy_field(&fields, "min_replicas")?,
@@ -277,14 +269,9 @@ pub async fn settings_page(
 
 /// `POST /apps/{app}/{stage}/settings`: set `name` to `value`, or `unset` one.
 pub async fn change_setting(
-    signed: SignedIn,
     Path((app, stage)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm { signed, fields }: CheckedForm,
 ) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
     let field = |n: &str| fields.get(n).cloned().unwrap_or_default();
     let (name, unset) = match fields.get("unset") {
         Some(unset) => (unset.clone(), true),
@@ -344,14 +331,9 @@ fn setting_field(status: Status, name: &str) -> Status {
 
 /// `POST /apps/{app}/{stage}/secrets`: seal `value` as `name`'s next version, or `unset` one.
 pub async fn change_secret(
-    signed: SignedIn,
     Path((app, stage)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm { signed, fields }: CheckedForm,
 ) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
     let tenant = signed.who.tenant.clone();
     let settings = signed.user.settings();
     let (name, outcome) = match fields.get("unset") {

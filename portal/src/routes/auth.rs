@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use neo_gateway::api;
 
-use super::{Shared, SignedIn, csrf_of};
+use super::{CheckedForm, Shared, csrf_of};
 use crate::pages::{layout, login};
 use crate::respond::{self, forged, form, html, http_status, redirect};
 use crate::session::{self, SESSION, Visitor};
@@ -92,11 +92,7 @@ pub async fn logout(
 }
 
 /// `POST /switch`: a token for another of the user's tenants replaces the session's.
-pub async fn switch(signed: SignedIn, body: Bytes) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
+pub async fn switch(CheckedForm { signed, fields }: CheckedForm) -> Response {
     let tenant = fields.get("tenant").cloned().unwrap_or_default();
     match signed
         .user

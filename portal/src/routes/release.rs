@@ -1,16 +1,15 @@
 //! Releasing: promote, deploy and roll back, each confirmed on a page with its impact first.
 
-use axum::body::Bytes;
 use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::Response;
 use neo_gateway::api;
 use tonic::Status;
 
-use super::{SignedIn, required};
+use super::{CheckedForm, SignedIn, required};
 use crate::pages::layout;
 use crate::pages::release::{self, Confirm, Kind};
-use crate::respond::{encode, failure, forged, form, html, http_status, query, redirect};
+use crate::respond::{encode, failure, html, http_status, query, redirect};
 
 /// The number a form or query gives as `name`, else `INVALID_ARGUMENT` naming it.
 fn number(params: &std::collections::HashMap<String, String>, name: &str) -> Result<u32, Status> {
@@ -132,11 +131,7 @@ enum Asked {
 
 /// Makes the release a confirmation's form posts; on success to the board (a promotion) or
 /// the app, else the confirmation again with the refusal.
-async fn make(signed: SignedIn, body: Bytes, asked: Asked) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
+async fn make(CheckedForm { signed, fields }: CheckedForm, asked: Asked) -> Response {
     let force = fields.get("force").is_some_and(|f| f == "1");
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
     let (tenant, app, stage) = (signed.who.tenant.clone(), field("app"), field("stage"));
@@ -215,16 +210,16 @@ pub async fn rollback_page(signed: SignedIn, RawQuery(raw): RawQuery) -> Respons
 }
 
 /// `POST /promote`.
-pub async fn promote(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, Asked::Promote).await
+pub async fn promote(form: CheckedForm) -> Response {
+    make(form, Asked::Promote).await
 }
 
 /// `POST /deploy`.
-pub async fn deploy(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, Asked::Deploy).await
+pub async fn deploy(form: CheckedForm) -> Response {
+    make(form, Asked::Deploy).await
 }
 
 /// `POST /rollback`.
-pub async fn rollback(signed: SignedIn, body: Bytes) -> Response {
-    make(signed, body, Asked::Rollback).await
+pub async fn rollback(form: CheckedForm) -> Response {
+    make(form, Asked::Rollback).await
 }

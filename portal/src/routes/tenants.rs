@@ -1,18 +1,15 @@
 //! The tenants page (switch, and create for platform admins) and the members page.
 
-use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
 use neo_gateway::api;
 use neo_gateway::auth::role_word;
 use tonic::{Code, Status};
 
-use super::SignedIn;
+use super::{CheckedForm, SignedIn};
 use crate::pages::layout;
 use crate::pages::tenants::{self, ROLES};
-use crate::respond::{
-    FIELD_TRAILER, Refusal, failure, forged, form, html, http_status, redirect, with_field,
-};
+use crate::respond::{FIELD_TRAILER, Refusal, failure, html, http_status, redirect, with_field};
 
 async fn tenants_response(
     signed: &SignedIn,
@@ -47,11 +44,7 @@ pub async fn list(signed: SignedIn) -> Response {
 }
 
 /// `POST /tenants`: create one (platform admins).
-pub async fn create(signed: SignedIn, body: Bytes) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
+pub async fn create(CheckedForm { signed, fields }: CheckedForm) -> Response {
     let field = |n: &str| {
         fields
             .get(n)
@@ -128,11 +121,7 @@ pub async fn members(signed: SignedIn) -> Response {
 }
 
 /// `POST /members`: set `user`'s `role`, or `remove` them.
-pub async fn change_member(signed: SignedIn, body: Bytes) -> Response {
-    let fields = form(&body);
-    if !signed.csrf_matches(&fields) {
-        return forged();
-    }
+pub async fn change_member(CheckedForm { signed, fields }: CheckedForm) -> Response {
     let user = fields
         .get("user")
         .map(|u| u.trim().to_owned())
