@@ -100,6 +100,21 @@ impl AsUser {
         RuntimeClient::new(self.channel.clone())
     }
 
+    /// The stages of `tenant`, in promotion order.
+    ///
+    /// # Errors
+    /// The gateway's refusal.
+    pub async fn stages(&self, tenant: &str) -> Result<Vec<String>, Status> {
+        let t = self
+            .tenants()
+            .get_tenant(neo_gateway::api::GetTenantRequest {
+                tenant: tenant.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(t.state.map(|s| s.stages).unwrap_or_default())
+    }
+
     /// Events (the live stream, history, why, state at).
     pub fn events(&self) -> EventsClient<Authed> {
         EventsClient::new(self.channel.clone())

@@ -15,7 +15,6 @@ use neo_protocol::pb;
 use tonic::Status;
 
 use super::{CheckedForm, SignedIn};
-use crate::gateway::AsUser;
 use crate::pages::app::{self as app_page, AppPage, Stage};
 use crate::pages::settings::{self, Form, SettingsPage};
 use crate::pages::{board, build, layout};
@@ -27,18 +26,6 @@ const END_ASK_EVERY: Duration = Duration::from_millis(250);
 
 /// How many releases of a stage the app page lists.
 const RELEASES_SHOWN: u32 = 20;
-
-/// The tenant's stages, in order.
-async fn stages(user: &AsUser, tenant: &str) -> Result<Vec<String>, Status> {
-    let t = user
-        .tenants()
-        .get_tenant(api::GetTenantRequest {
-            tenant: tenant.to_owned(),
-        })
-        .await?
-        .into_inner();
-    Ok(t.state.map(|s| s.stages).unwrap_or_default())
-}
 
 /// Everything the app page shows.
 async fn load(signed: &SignedIn, app: &str) -> Result<AppPage, Status> {
@@ -65,7 +52,7 @@ async fn load(signed: &SignedIn, app: &str) -> Result<AppPage, Status> {
                 })
                 .await
         },
-        stages(user, &tenant),
+        user.stages(&tenant),
         async {
             user.runtime()
                 .status(api::StatusRequest {
@@ -237,7 +224,7 @@ async fn settings_response(
         Ok(s) => s.into_inner(),
         Err(status) => return failure(&status),
     };
-    let names = match stages(&signed.user, &signed.who.tenant).await {
+    let names = match signed.user.stages(&signed.who.tenant).await {
         Ok(names) => names,
         Err(status) => return failure(&status),
     };

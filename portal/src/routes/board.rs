@@ -17,28 +17,14 @@ use crate::respond::{failure, html, now_ms, query, redirect};
 /// # Errors
 /// The gateway's refusal.
 pub async fn load(user: &AsUser, who: &layout::Who) -> Result<board::Board, Status> {
-    let (tenant, status) = tokio::try_join!(
-        async {
-            user.tenants()
-                .get_tenant(api::GetTenantRequest {
-                    tenant: who.tenant.clone(),
-                })
-                .await
-        },
-        async {
-            user.runtime()
-                .status(api::StatusRequest {
-                    tenant: who.tenant.clone(),
-                    ..Default::default()
-                })
-                .await
-        },
-    )?;
-    let stages = tenant
-        .into_inner()
-        .state
-        .map(|s| s.stages)
-        .unwrap_or_default();
+    let (stages, status) = tokio::try_join!(user.stages(&who.tenant), async {
+        user.runtime()
+            .status(api::StatusRequest {
+                tenant: who.tenant.clone(),
+                ..Default::default()
+            })
+            .await
+    })?;
     Ok(board::Board::new(
         stages,
         status.into_inner(),

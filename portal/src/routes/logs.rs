@@ -79,15 +79,8 @@ pub async fn first_page(
 /// `GET /logs?…`.
 pub async fn page(signed: SignedIn, RawQuery(raw): RawQuery) -> Response {
     let filters = Filters::from_query(&query(raw.as_deref()));
-    let stages = match signed
-        .user
-        .tenants()
-        .get_tenant(api::GetTenantRequest {
-            tenant: signed.who.tenant.clone(),
-        })
-        .await
-    {
-        Ok(t) => t.into_inner().state.map(|s| s.stages).unwrap_or_default(),
+    let stages = match signed.user.stages(&signed.who.tenant).await {
+        Ok(stages) => stages,
         Err(status) => return failure(&status),
     };
     let mut p = LogsPage {
