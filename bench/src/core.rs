@@ -235,18 +235,30 @@ fn neo_headers(h: &mut HeaderMap, entity: &EntityRef, i: usize) {
     h.insert(headers::NATS_MSG_ID, meta.command_id);
 }
 
-async fn raw_publish(
+/// The shape of a raw publish baseline: `entities` subjects, `per_entity` acknowledged
+/// publishes on each (each expecting the last one's sequence), `concurrency` at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLoad {
+    pub entities: usize,
+    pub per_entity: usize,
+    pub concurrency: usize,
+}
+
+/// Publishes-with-ack per second into `NEO_EVENTS` (which must exist) under `tenant`'s
+/// subjects, each as Neo's store publishes an event: the expected last subject sequence, and
+/// Neo's own headers when `with_neo_headers`.
+pub(crate) async fn raw_publish(
     client: &async_nats::Client,
-    args: &BenchArgs,
+    load: RawLoad,
     payload: usize,
     tenant: &'static str,
     with_neo_headers: bool,
 ) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(client.clone());
     let body = Bytes::from(vec![b'x'; payload]);
-    let k = args.commands_per_entity;
-    let elapsed = in_parallel(args.concurrency, |w| {
-        let (js, body, entities, c) = (js.clone(), body.clone(), args.entities, args.concurrency);
+    let k = load.per_entity;
+    let elapsed = in_parallel(load.concurrency, |w| {
+        let (js, body, entities, c) = (js.clone(), body.clone(), load.entities, load.concurrency);
         async move {
             for i in share(w, c, entities) {
                 let filter = format!("neo.evt.{tenant}.app.e{i}.*");
@@ -280,7 +292,7 @@ async fn raw_publish(
         }
     })
     .await?;
-    Ok(rate(args.entities * k, elapsed))
+    Ok(rate(load.entities * k, elapsed))
 }
 
 async fn host_commands(platform: &Arc<Platform>, args: &BenchArgs) -> anyhow::Result<f64> {
@@ -514,10 +526,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "raw publish: {total} acks over {} subjects",
         args.entities
     ));
-    let raw_publish_per_s = raw_publish(&client, &args, payload, "rawbench", false).await?;
+    let load = RawLoad {
+        entities: args.entities,
+        per_entity: args.commands_per_entity,
+        concurrency: args.concurrency,
+    };
+    let raw_publish_per_s = raw_publish(&client, load, payload, "rawbench", false).await?;
     progress("raw publish again, with the headers Neo puts on every event");
     let raw_publish_neo_headers_per_s =
-        raw_publish(&client, &args, payload, "rawheaders", true).await?;
+        raw_publish(&client, load, payload, "rawheaders", true).await?;
 
     progress(&format!(
         "entity host: {total} commands over {} entities",

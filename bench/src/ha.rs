@@ -4,6 +4,9 @@
 //!
 //! - `r1_commands_per_s`, `r3_commands_per_s`: `CreateApp` on `--entities` distinct apps
 //!   through the in-process host, `--concurrency` at once; `r3_r1_ratio` is their ratio.
+//!   `raw_r1_publish_per_s`, `raw_r3_publish_per_s` and `raw_r3_r1_ratio` are the same on
+//!   JetStream alone (acknowledged publishes of an event of that size with Neo's headers and
+//!   expected sequence, as many, as many at once): what the cluster costs NATS itself.
 //! - On the cluster, two platform processes ([`process`]: hosts and intake on a runtime and
 //!   NATS connection of their own) serve a steady load over NATS request/reply ([`load`]:
 //!   [`load::SENDERS`] senders, each call retried with its command id for up to
@@ -39,11 +42,12 @@ use neo_actors::store::jetstream::{JetStreamStore, StoreConfig};
 use neo_actors::{CommandMeta, HostConfig, Platform};
 use neo_harness::{NatsCluster, NatsServer};
 use neo_protocol::{AppName, EntityRef, TenantName, pb, subjects};
+use prost::Message as _;
 use serde::Serialize;
 
 use self::load::Load;
 use self::process::PlatformProcess;
-use crate::core::{in_parallel, share};
+use crate::core::{RawLoad, in_parallel, raw_publish, share};
 use crate::recovery::command_counts;
 use crate::stats::{percentile_ms, rate};
 
@@ -54,6 +58,8 @@ const CLUSTER_SETTINGS: &str = "lame_duck_duration: \"30s\"\nlame_duck_grace_per
 const LAME_DUCK_EXIT: Duration = Duration::from_secs(45);
 /// The tenant of the load.
 const TENANT: &str = "habench";
+/// The description of every app the throughput figures create.
+const DESCRIPTION: &str = "ha bench";
 /// How long a kill may take to heal before the bench gives up.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -92,6 +98,12 @@ pub struct HaFigures {
     pub r3_commands_per_s: f64,
     /// `r3 ÷ r1`.
     pub r3_r1_ratio: f64,
+    /// Raw acknowledged publishes per second on one server, one replica (the R1 baseline).
+    pub raw_r1_publish_per_s: f64,
+    /// The same on the cluster, three replicas, `sync_interval: always`.
+    pub raw_r3_publish_per_s: f64,
+    /// `raw_r3 ÷ raw_r1`: the most `r3_r1_ratio` could be if Neo added nothing.
+    pub raw_r3_r1_ratio: f64,
     /// Acknowledged commands missing from the log after every kill.
     pub acked_lost: usize,
     /// Acknowledged commands in the log more than once.
@@ -137,7 +149,7 @@ pub struct HaFigures {
 /// When a server cannot start, a phase fails, or a kill does not heal within a minute.
 pub async fn run(args: HaBenchArgs) -> anyhow::Result<()> {
     let lone = NatsServer::start().await?;
-    let r1_commands_per_s = throughput(
+    let r1 = throughput(
         async_nats::connect(lone.url()).await?,
         args.entities,
         args.concurrency,
@@ -147,7 +159,7 @@ pub async fn run(args: HaBenchArgs) -> anyhow::Result<()> {
     drop(lone);
 
     let mut cluster = NatsCluster::start(CLUSTER_SETTINGS).await?;
-    let r3_commands_per_s = throughput(cluster.connect().await?, args.entities, args.concurrency)
+    let r3 = throughput(cluster.connect().await?, args.entities, args.concurrency)
         .await
         .context("the cluster")?;
     let faults = cluster_faults(&mut cluster, args.rounds).await?;
@@ -158,9 +170,12 @@ pub async fn run(args: HaBenchArgs) -> anyhow::Result<()> {
     let mut platform_gaps = faults.platform_gaps;
     let mut failovers = agents.times;
     let figures = HaFigures {
-        r1_commands_per_s,
-        r3_commands_per_s,
-        r3_r1_ratio: r3_commands_per_s / r1_commands_per_s.max(f64::EPSILON),
+        r1_commands_per_s: r1.commands_per_s,
+        r3_commands_per_s: r3.commands_per_s,
+        r3_r1_ratio: r3.commands_per_s / r1.commands_per_s.max(f64::EPSILON),
+        raw_r1_publish_per_s: r1.raw_publish_per_s,
+        raw_r3_publish_per_s: r3.raw_publish_per_s,
+        raw_r3_r1_ratio: r3.raw_publish_per_s / r1.raw_publish_per_s.max(f64::EPSILON),
         acked_lost: faults.acked_lost,
         acked_duplicated: faults.acked_duplicated,
         acked: faults.acked,
@@ -299,14 +314,34 @@ async fn cluster_faults(cluster: &mut NatsCluster, rounds: usize) -> anyhow::Res
     })
 }
 
-/// `CreateApp` on `entities` new apps through an in-process host on `client`, `concurrency`
-/// at once: commands per second.
+/// What one store sustains: raw publishes, then the host's commands.
+struct Throughput {
+    raw_publish_per_s: f64,
+    commands_per_s: f64,
+}
+
+/// On `client`: `entities` acknowledged raw publishes of an app's creation event with Neo's
+/// headers, then `CreateApp` on `entities` new apps through an in-process host, `concurrency`
+/// at once each.
 async fn throughput(
     client: async_nats::Client,
     entities: usize,
     concurrency: usize,
-) -> anyhow::Result<f64> {
-    let store = Arc::new(JetStreamStore::open(client, StoreConfig::default()).await?);
+) -> anyhow::Result<Throughput> {
+    let store = Arc::new(JetStreamStore::open(client.clone(), StoreConfig::default()).await?);
+    let load = RawLoad {
+        entities,
+        per_entity: 1,
+        concurrency,
+    };
+    let created = pb::AppEvent {
+        event: Some(pb::app_event::Event::Created(pb::AppCreated {
+            description: DESCRIPTION.into(),
+        })),
+    };
+    let raw_publish_per_s =
+        raw_publish(&client, load, created.encoded_len(), "rawthroughput", true).await?;
+
     let platform = Platform::start(store, HostConfig::default()).await?;
     let tenant = TenantName::new("throughput")?;
     let elapsed = in_parallel(concurrency, |w| {
@@ -327,13 +362,16 @@ async fn throughput(
         }
     })
     .await?;
-    Ok(rate(entities, elapsed))
+    Ok(Throughput {
+        raw_publish_per_s,
+        commands_per_s: rate(entities, elapsed),
+    })
 }
 
 fn create_app() -> pb::AppCommand {
     pb::AppCommand {
         command: Some(pb::app_command::Command::Create(pb::CreateApp {
-            description: "ha bench".into(),
+            description: DESCRIPTION.into(),
         })),
     }
 }
@@ -344,6 +382,10 @@ fn print_table(f: &HaFigures) {
     println!(
         "  commands/s R3            {:>10.0}   ({:.2} × R1)",
         f.r3_commands_per_s, f.r3_r1_ratio
+    );
+    println!(
+        "  raw publishes/s R1, R3   {:>10.0} {:.0}   ({:.2} × R1: JetStream alone)",
+        f.raw_r1_publish_per_s, f.raw_r3_publish_per_s, f.raw_r3_r1_ratio
     );
     println!(
         "  leader kill gap          {:>10.0} ms worst, {:.0} ms p50 ({} rounds)",

@@ -99,7 +99,7 @@ pub fn page(p: &AppPage) -> Markup {
         section #releases {
             h2 { "Releases" }
             div #releases-live hx-ext="sse" sse-connect=(format!("/live?after={}", p.after))
-                hx-get=(format!("/apps/{}/releases", encode(&p.app))) hx-trigger="sse:changed throttle:500ms" hx-swap="innerHTML" {
+                hx-get=(format!("/apps/{}/releases", encode(&p.app))) hx-trigger="sse:changed" hx-swap="innerHTML" {
                 (releases(p))
             }
         }

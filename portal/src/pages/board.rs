@@ -64,7 +64,7 @@ impl Board {
 pub fn live(board: &Board, after: u64) -> Markup {
     html! {
         div #board hx-ext="sse" sse-connect=(format!("/live?after={after}")) hx-get="/board"
-            hx-trigger="sse:changed throttle:500ms" hx-swap="innerHTML" {
+            hx-trigger="sse:changed" hx-swap="innerHTML" {
             (table(board))
         }
     }
