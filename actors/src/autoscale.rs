@@ -22,7 +22,8 @@
 //! 4. **Recommendation.** Otherwise `ceil(ready_replicas × ratio)` (float noise under 1e-9
 //!    ignored), never against the load's direction (with `ratio > 1` not under the current
 //!    desired count, with `ratio < 1` not over it), clamped to `[min, max]`. Every
-//!    recommendation is within the policy's bounds.
+//!    recommendation is within the policy's bounds. A `min` of 0 counts as 1 here: only the
+//!    lack of requests takes a podgroup to zero (see the podgroup aggregate's scale to zero).
 //! 5. **Window.** The recommendation enters the window, after the window drops every entry at
 //!    least `scale_down_window_s` older than this observation (entries with
 //!    `at_ms + window > now` stay; the newest entry always stays).
@@ -197,8 +198,10 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
             skipped: Some(skipped),
         };
     }
+    // A policy's min of 0 counts as 1: usage never takes a podgroup to zero, only a lack of
+    // requests does (the agent's `ScaleToZero`).
     let (min, max) = (
-        policy.min_replicas.min(policy.max_replicas),
+        policy.min_replicas.max(1).min(policy.max_replicas),
         policy.max_replicas,
     );
     let load = Load::of(policy, o);

@@ -260,8 +260,9 @@ pub const AGENT_RULE: &str = "agent.own_stage";
 pub const LEASE_RULE: &str = "agent.lease";
 
 /// Whether the agent of `stage` may send `request` to `entity`: a rollout record to its
-/// stage's deployment of an app, an observation or a replacement record to its stage's
-/// podgroup of an app, under its own principal (`agent:{stage}:…`). `Err` says why not.
+/// stage's deployment of an app, an observation, a replacement record, a scale to zero or a
+/// wake to its stage's podgroup of an app, under its own principal (`agent:{stage}:…`). `Err`
+/// says why not.
 ///
 /// # Errors
 /// The reason for the refusal, for the reply.
@@ -292,6 +293,8 @@ pub fn agent_may(
             Ok(Some(
                 pb::podgroup_command::Command::Observe(_)
                     | pb::podgroup_command::Command::RecordReplacement(_)
+                    | pb::podgroup_command::Command::ScaleToZero(_)
+                    | pb::podgroup_command::Command::Wake(_)
             ))
         ),
         _ => false,
@@ -300,8 +303,8 @@ pub fn agent_may(
         Ok(())
     } else {
         Err(format!(
-            "an agent may only record rollouts, observations and replacements, not this \
-             command to {entity}"
+            "an agent may only record rollouts, observations and replacements, and scale to \
+             zero and wake, not this command to {entity}"
         ))
     }
 }

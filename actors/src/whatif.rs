@@ -344,6 +344,26 @@ pub fn what_if(
                     });
                 }
             }
+            // Under the other policy the same idleness and the same requests decide again:
+            // it may not allow zero, or may not be asleep when the request comes.
+            Event::ScaledToZero(e) => {
+                let idle = Command::ScaleToZero(pb::ScaleToZero {
+                    last_request_ms: e.last_request_ms,
+                    at_ms: e.at_ms,
+                });
+                for e in sim.handle(command(idle)).unwrap_or_default() {
+                    sim.apply(&e);
+                }
+            }
+            Event::WokenUp(e) => {
+                let wake = Command::Wake(pb::Wake {
+                    cause: e.cause.clone(),
+                    at_ms: e.at_ms,
+                });
+                for e in sim.handle(command(wake)).unwrap_or_default() {
+                    sim.apply(&e);
+                }
+            }
             Event::ResourcesSet(_) | Event::ReleaseAssigned(_) | Event::ReplicaReplaced(_) => {
                 sim.apply(event);
             }
@@ -399,6 +419,8 @@ pub struct Overrides {
     pub target_memory_percent: Option<u32>,
     /// Scale-down window, seconds.
     pub scale_down_window_s: Option<u32>,
+    /// Scale to zero after this many seconds without a request (0: never).
+    pub idle_to_zero_s: Option<u32>,
 }
 
 impl Overrides {
@@ -412,6 +434,7 @@ impl Overrides {
                 .target_memory_percent
                 .unwrap_or(base.target_memory_percent),
             scale_down_window_s: self.scale_down_window_s.unwrap_or(base.scale_down_window_s),
+            idle_to_zero_s: self.idle_to_zero_s.unwrap_or(base.idle_to_zero_s),
         }
     }
 }

@@ -398,6 +398,7 @@ async fn write_long_entity(
                     target_cpu_percent: 70,
                     target_memory_percent: 80,
                     scale_down_window_s: 300,
+                    idle_to_zero_s: 0,
                 }),
                 resources: Some(pb::Resources {
                     cpu_millis: 250,

@@ -7,14 +7,17 @@
 //! - [`report`]: rollouts (`succeeded` only once the driver saw the new replicas ready),
 //!   health reports, metrics and the autoscaler's observations.
 //! - [`ship`]: log lines to `NEO_LOGS`, replacements to the podgroup.
+//! - [`idle`] and [`wake`]: scale to zero, from the requests the stage's load balancer sees.
 //! - [`lease`]: all of that only while the agent holds its stage's lease; a second agent of
 //!   the stage stands by and takes over when the lease lapses.
 
 pub mod desired;
+pub mod idle;
 pub mod lease;
 pub mod report;
 pub mod secrets;
 pub mod ship;
+pub mod wake;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -150,6 +153,7 @@ impl Ctx {
                 .map(|(name, version)| (name.clone(), *version))
                 .collect(),
             quota: desired.tenant_quota,
+            idle_to_zero_s: desired.idle_to_zero_s,
         }
     }
 }
@@ -247,6 +251,8 @@ impl Agent {
                     tokio::spawn(desired::consume_loop(ctx.clone())),
                     tokio::spawn(converge_loop(ctx.clone())),
                     tokio::spawn(report::report_loop(ctx.clone())),
+                    tokio::spawn(idle::idle_loop(ctx.clone())),
+                    tokio::spawn(wake::wake_loop(ctx.clone())),
                     tokio::spawn(ship::ship_loop(ctx, events)),
                 ]
             }

@@ -82,6 +82,9 @@ pub struct Desired {
     pub secret_versions: BTreeMap<String, u32>,
     /// The tenant's quota, if the platform sent it (the kube driver's ResourceQuota).
     pub quota: Option<pb::Quota>,
+    /// Its policy's scale to zero window (0: never): a request finding no replica is held and
+    /// wakes it (see [`crate::activity`]).
+    pub idle_to_zero_s: u32,
 }
 
 /// Secret environment variables (name → value). `Debug` shows the names only, and it is never
@@ -193,4 +196,10 @@ pub trait Driver: Send + Sync + 'static {
     /// The agent lost its lease: the driver must stop acting (starting, replacing, stopping
     /// replicas) until [`Driver::activate`], and may keep serving what runs.
     async fn stand_by(&self) {}
+
+    /// The requests of the stage's apps, when this driver routes the stage's traffic: the
+    /// agent scales idle apps to zero and wakes them from it. Default: none (no scale to zero).
+    fn activity(&self) -> Option<std::sync::Arc<crate::activity::Activity>> {
+        None
+    }
 }

@@ -2,6 +2,7 @@
 //! applies them through a [`driver::Driver`] (local processes or Kubernetes), and reports what it
 //! observes (rollouts, health, logs, metrics) back to the platform.
 
+pub mod activity;
 pub mod agent;
 pub mod driver;
 pub mod local;

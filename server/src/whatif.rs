@@ -39,6 +39,7 @@ impl WhatIfArgs {
             target_cpu_percent: self.policy.cpu,
             target_memory_percent: self.policy.memory,
             scale_down_window_s: self.policy.window,
+            idle_to_zero_s: self.policy.idle_to_zero,
         }
     }
 

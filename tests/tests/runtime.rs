@@ -319,6 +319,7 @@ async fn cpu_load_scales_out_and_back_in_after_the_window() {
                     target_cpu_percent: 10,
                     target_memory_percent: 100,
                     scale_down_window_s: 4,
+                    idle_to_zero_s: 0,
                 }),
             },
         )),

@@ -31,6 +31,7 @@ fn policy() -> pb::ScalePolicy {
         target_cpu_percent: 70,
         target_memory_percent: 80,
         scale_down_window_s: 60,
+        idle_to_zero_s: 0,
     }
 }
 

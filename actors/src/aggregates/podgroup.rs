@@ -18,8 +18,14 @@
 //! | `resources.minimum` | invalid | under 10 millicores or 16 MiB |
 //! | `podgroup.bounds` | precondition | scale to a count outside the policy's bounds |
 //! | `podgroup.unchanged` | precondition | scale to the current desired count |
+//! | `policy.idle` | invalid | min replicas 0 without an idle window, or a window with min ≥ 1, or a window over 7 days |
 //! | `observe.missing` | invalid | observe without an observation |
 //! | `observe.usage` | invalid | a usage percentage is NaN, infinite or negative |
+//! | `idle.policy` | precondition | scale to zero, but the policy keeps a replica |
+//! | `idle.window` | precondition | scale to zero before the idle window since the last request |
+//! | `podgroup.asleep` | precondition | scale to zero, but it has no desired replica already |
+//! | `wake.cause` | invalid | wake without a cause |
+//! | `podgroup.awake` | precondition | wake, but it has desired replicas already |
 //!
 //! # Autoscaling
 //!
@@ -30,6 +36,14 @@
 //! [`autoscale::decide`]; its rules (tolerance, stabilisation window, bounds, vertical
 //! thresholds) are in that module's doc. `apply` keeps the scale-down window (`recent`) with
 //! [`autoscale::record`], under the current policy's window.
+//!
+//! # Scale to zero
+//!
+//! A policy with `min_replicas` 0 has an idle window (`idle_to_zero_s`). The autoscaler never
+//! takes such a podgroup under one replica from its usage; the stage's agent, which sees every
+//! request, sends `ScaleToZero` once none came for the window (`ScaledToZero`, with the last
+//! request's time), and `Wake` when a request comes for it at zero (`WokenUp`, with the
+//! request as its cause): the load balancer holds that request until a replica is ready.
 
 use std::ops::Deref;
 
@@ -55,8 +69,12 @@ pub const fn default_policy() -> pb::ScalePolicy {
         target_cpu_percent: 70,
         target_memory_percent: 80,
         scale_down_window_s: 300,
+        idle_to_zero_s: 0,
     }
 }
+
+/// The longest idle window a policy may set before scaling to zero: 7 days.
+pub const MAX_IDLE_TO_ZERO_S: u32 = 7 * 24 * 3600;
 
 /// The resources of a podgroup created without any: 250 millicores, 256 MiB.
 pub const fn default_resources() -> pb::Resources {
@@ -171,6 +189,8 @@ impl Aggregate for pb::PodgroupState {
                 })
             }
             Command::Observe(observe) => return rules.observe(observe),
+            Command::ScaleToZero(idle) => rules.scale_to_zero(&idle)?,
+            Command::Wake(wake) => rules.wake(wake)?,
         };
         Ok(vec![pb::PodgroupEvent { event: Some(event) }])
     }
@@ -212,6 +232,8 @@ impl Aggregate for pb::PodgroupState {
             Event::Autoscaled(e) => self.desired = e.to,
             Event::ResourcesRaised(e) => self.resources = e.to,
             Event::ReplicaReplaced(_) => self.replacements += 1,
+            Event::ScaledToZero(_) => self.desired = 0,
+            Event::WokenUp(e) => self.desired = e.to,
         }
     }
 
@@ -226,6 +248,8 @@ impl Aggregate for pb::PodgroupState {
             Some(Event::Autoscaled(_)) => "Autoscaled",
             Some(Event::ResourcesRaised(_)) => "ResourcesRaised",
             Some(Event::ReplicaReplaced(_)) => "ReplicaReplaced",
+            Some(Event::ScaledToZero(_)) => "ScaledToZero",
+            Some(Event::WokenUp(_)) => "WokenUp",
             None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
@@ -270,7 +294,8 @@ impl Rules<'_> {
             image_digest: create.image_digest,
             policy: Some(policy),
             resources: Some(resources),
-            desired: policy.min_replicas,
+            // A podgroup that may sleep starts awake: the idle window puts it to sleep.
+            desired: policy.min_replicas.max(1),
             config: create.config,
         }))
     }
@@ -334,6 +359,73 @@ impl Rules<'_> {
             .collect())
     }
 
+    /// Goes to zero replicas when the policy allows it and no request came for its window.
+    fn scale_to_zero(&self, idle: &pb::ScaleToZero) -> Result<Event, Rejection> {
+        self.existing()?;
+        let policy = self.policy.unwrap_or_else(default_policy);
+        if policy.min_replicas > 0 || policy.idle_to_zero_s == 0 {
+            return Err(Rejection::precondition(
+                "idle.policy",
+                format_args!(
+                    "the scale policy keeps at least {} replica(s): set min replicas 0 and an \
+                     idle window to scale to zero",
+                    policy.min_replicas.max(1)
+                ),
+            ));
+        }
+        if self.desired == 0 {
+            return Err(Rejection::precondition(
+                "podgroup.asleep",
+                "the podgroup has no desired replica already",
+            ));
+        }
+        let idle_ms = idle.at_ms.saturating_sub(idle.last_request_ms);
+        let window_ms = u64::from(policy.idle_to_zero_s) * 1000;
+        if idle_ms < window_ms {
+            return Err(Rejection::precondition(
+                "idle.window",
+                format_args!(
+                    "idle for {:.1} s of the policy's {} s",
+                    idle_ms as f64 / 1000.0,
+                    policy.idle_to_zero_s
+                ),
+            ));
+        }
+        Ok(Event::ScaledToZero(pb::ScaledToZero {
+            from: self.desired,
+            last_request_ms: idle.last_request_ms,
+            at_ms: idle.at_ms,
+            idle_to_zero_s: policy.idle_to_zero_s,
+        }))
+    }
+
+    /// Wakes a podgroup at zero: its policy's min replicas, at least one.
+    fn wake(&self, wake: pb::Wake) -> Result<Event, Rejection> {
+        self.existing()?;
+        if wake.cause.trim().is_empty() {
+            return Err(Rejection::invalid(
+                "wake.cause",
+                "wake.cause",
+                "say what woke the podgroup",
+            ));
+        }
+        if self.desired > 0 {
+            return Err(Rejection::precondition(
+                "podgroup.awake",
+                format_args!(
+                    "the podgroup has {} desired replica(s) already",
+                    self.desired
+                ),
+            ));
+        }
+        let policy = self.policy.unwrap_or_else(default_policy);
+        Ok(Event::WokenUp(pb::WokenUp {
+            to: policy.min_replicas.max(1).min(policy.max_replicas),
+            cause: wake.cause,
+            at_ms: wake.at_ms,
+        }))
+    }
+
     fn existing(&self) -> Result<(), Rejection> {
         if self.exists {
             Ok(())
@@ -364,6 +456,29 @@ fn check_policy(field: &str, policy: &pb::ScalePolicy) -> Result<(), Rejection> 
                 "min replicas {} is over max replicas {max}",
                 policy.min_replicas
             ),
+        ));
+    }
+    let idle = policy.idle_to_zero_s;
+    let idle_refusal = match (policy.min_replicas, idle) {
+        (0, 0) => Some(
+            "min replicas 0 needs an idle window: how long without a request before the \
+             podgroup goes to zero replicas"
+                .to_owned(),
+        ),
+        (min, 1..) if min > 0 => Some(format!(
+            "an idle window needs min replicas 0 (it is {min}): only a podgroup that may have \
+             no replica scales to zero"
+        )),
+        (_, idle) if idle > MAX_IDLE_TO_ZERO_S => Some(format!(
+            "an idle window of {idle} s is over the most, {MAX_IDLE_TO_ZERO_S} s (7 days)"
+        )),
+        _ => None,
+    };
+    if let Some(message) = idle_refusal {
+        return Err(Rejection::invalid(
+            "policy.idle",
+            format!("{field}.idle_to_zero_s"),
+            message,
         ));
     }
     for (name, percent) in [

@@ -11,6 +11,7 @@ fn policy(min: u32, max: u32, window_s: u32) -> pb::ScalePolicy {
         target_cpu_percent: 70,
         target_memory_percent: 80,
         scale_down_window_s: window_s,
+        idle_to_zero_s: 0,
     }
 }
 

@@ -64,6 +64,7 @@ pub fn desired_of(
             .unwrap_or_default(),
         tenant_quota: None,
         purge: false,
+        idle_to_zero_s: podgroup.policy.map_or(0, |p| p.idle_to_zero_s),
     }
 }
 

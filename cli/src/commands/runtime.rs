@@ -111,6 +111,10 @@ pub struct PolicyArgs {
     /// How long usage must stay low before scaling down (`300s`, `5m`, `300`), in seconds.
     #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub window: Option<u32>,
+    /// Scale to zero after this long without a request (`90s`, `10m`; with `--min 0`; `0`:
+    /// never). The stage holds the next request and wakes the app for it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub idle_to_zero: Option<u32>,
 }
 
 impl PolicyArgs {
@@ -127,6 +131,7 @@ impl PolicyArgs {
             target_cpu_percent: self.cpu.unwrap_or(current.target_cpu_percent),
             target_memory_percent: self.memory.unwrap_or(current.target_memory_percent),
             scale_down_window_s: self.window.unwrap_or(current.scale_down_window_s),
+            idle_to_zero_s: self.idle_to_zero.unwrap_or(current.idle_to_zero_s),
         }
     }
 }

@@ -68,6 +68,7 @@ fn policy_json(policy: Option<&pb::ScalePolicy>) -> Value {
             "target_cpu_percent": p.target_cpu_percent,
             "target_memory_percent": p.target_memory_percent,
             "scale_down_window_s": p.scale_down_window_s,
+            "idle_to_zero_s": p.idle_to_zero_s,
         })
     })
 }
@@ -238,6 +239,14 @@ pub fn scale_policy_table(response: &api::ScalePolicyResponse) -> String {
         ("target cpu", format!("{}%", p.target_cpu_percent)),
         ("target memory", format!("{}%", p.target_memory_percent)),
         ("scale-down window", format!("{}s", p.scale_down_window_s)),
+        (
+            "scale to zero",
+            if p.idle_to_zero_s == 0 {
+                "never".to_owned()
+            } else {
+                format!("after {}s without a request", p.idle_to_zero_s)
+            },
+        ),
     ])
     .to_string()
 }

@@ -246,6 +246,11 @@ fn scale(p: &AppPage, s: &Stage) -> Markup {
             "Scale-down window (s)",
             policy.scale_down_window_s,
         ),
+        (
+            "idle_to_zero_s",
+            "Scale to zero after idle (s; 0: never)",
+            policy.idle_to_zero_s,
+        ),
     ];
     html! {
         p { (status.ready) "/" (status.desired) " replicas ready" }

@@ -169,6 +169,7 @@ pub async fn scale(
             target_cpu_percent: policy_field(&fields, "target_cpu_percent")?,
             target_memory_percent: policy_field(&fields, "target_memory_percent")?,
             scale_down_window_s: policy_field(&fields, "scale_down_window_s")?,
+            idle_to_zero_s: policy_field(&fields, "idle_to_zero_s")?,
         })
     })();
     let set = match policy {

@@ -439,6 +439,10 @@ impl Driver for ProcessDriver {
         "process"
     }
 
+    fn activity(&self) -> Option<Arc<crate::activity::Activity>> {
+        Some(self.inner.routes.activity())
+    }
+
     async fn apply(&self, desired: &Desired) -> Result<(), DriverError> {
         let inner = &self.inner;
         {
@@ -478,6 +482,11 @@ impl Driver for ProcessDriver {
             &desired.key.tenant,
             &desired.key.app,
             edge::AppLimits::from_env(&desired.env),
+        );
+        inner.routes.activity().set_idle_to_zero(
+            &desired.key.tenant,
+            &desired.key.app,
+            desired.idle_to_zero_s,
         );
         inner
             .routes

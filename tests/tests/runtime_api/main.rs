@@ -452,6 +452,7 @@ async fn scale_policies_are_set_by_who_may_deploy_and_checked() {
         target_cpu_percent: cpu,
         target_memory_percent: memory,
         scale_down_window_s: window,
+        idle_to_zero_s: 0,
     };
 
     // Devops sets it; the desired count is clamped into the new bounds; Status shows it.

@@ -68,7 +68,7 @@ fn created_with(policy: pb::ScalePolicy, resources: pb::Resources) -> pb::Podgro
         image_digest: digest('e'),
         policy: Some(policy),
         resources: Some(resources),
-        desired: policy.min_replicas,
+        desired: policy.min_replicas.max(1),
         config: None,
     }))
 }
@@ -118,6 +118,23 @@ fn malformed_policies() -> Vec<(pb::ScalePolicy, &'static str, &'static str)> {
         (policy(0, 0), "policy.max", "max_replicas"),
         (policy(1, 101), "policy.max", "max_replicas"),
         (policy(4, 3), "policy.bounds", "min_replicas"),
+        (policy(0, 3), "policy.idle", "idle_to_zero_s"),
+        (
+            pb::ScalePolicy {
+                idle_to_zero_s: 60,
+                ..policy(1, 3)
+            },
+            "policy.idle",
+            "idle_to_zero_s",
+        ),
+        (
+            pb::ScalePolicy {
+                idle_to_zero_s: super::MAX_IDLE_TO_ZERO_S + 1,
+                ..sleepy()
+            },
+            "policy.idle",
+            "idle_to_zero_s",
+        ),
         (
             pb::ScalePolicy {
                 target_cpu_percent: 0,
@@ -209,7 +226,13 @@ fn create_refuses_a_malformed_policy() {
 
 #[test]
 fn create_accepts_the_policy_limits() {
-    assert!(run([], create_with(Some(policy(0, 1)), None)).is_ok());
+    let may_sleep = |idle_to_zero_s| pb::ScalePolicy {
+        idle_to_zero_s,
+        ..policy(0, 1)
+    };
+    assert!(run([], create_with(Some(may_sleep(1)), None)).is_ok());
+    let week = super::MAX_IDLE_TO_ZERO_S;
+    assert!(run([], create_with(Some(may_sleep(week)), None)).is_ok());
     assert!(run([], create_with(Some(policy(100, 100)), None)).is_ok());
 }
 
@@ -360,7 +383,10 @@ fn min_le_desired_le_max_after_every_event() {
         scale(1),
         set_policy(policy(5, 9)),
         scale(9),
-        set_policy(policy(0, 1)),
+        set_policy(pb::ScalePolicy {
+            idle_to_zero_s: 60,
+            ..policy(0, 1)
+        }),
         scale(0),
         set_resources(resources(100, 100)),
     ];
@@ -591,4 +617,135 @@ fn malformed_observations_are_refused() {
         assert_eq!(r.rule, "observe.usage");
         assert_eq!(r.field, Some(format!("observe.observation.{field}")));
     }
+}
+
+// ---- scale to zero ----
+
+/// A policy that may go to zero after 60 s without a request (0..=3 replicas).
+fn sleepy() -> pb::ScalePolicy {
+    pb::ScalePolicy {
+        idle_to_zero_s: 60,
+        ..policy(0, 3)
+    }
+}
+
+fn idle(last_request_s: u64, at_s: u64) -> Command {
+    Command::ScaleToZero(pb::ScaleToZero {
+        last_request_ms: last_request_s * SECOND,
+        at_ms: at_s * SECOND,
+    })
+}
+
+fn scaled_to_zero(from: u32, last_request_s: u64, at_s: u64) -> pb::PodgroupEvent {
+    ev(Event::ScaledToZero(pb::ScaledToZero {
+        from,
+        last_request_ms: last_request_s * SECOND,
+        at_ms: at_s * SECOND,
+        idle_to_zero_s: 60,
+    }))
+}
+
+fn wake(cause: &str) -> Command {
+    Command::Wake(pb::Wake {
+        cause: cause.into(),
+        at_ms: 200 * SECOND,
+    })
+}
+
+#[test]
+fn a_podgroup_that_may_sleep_starts_awake_with_one_replica() {
+    let events = run([], create_with(Some(sleepy()), None)).expect("accepted");
+    let state: State = given(events);
+    assert_eq!(state.desired, 1);
+    assert_eq!(state.policy, Some(sleepy()));
+}
+
+#[test]
+fn an_idle_window_needs_min_zero_and_min_zero_needs_a_window() {
+    for (policy, message) in [
+        (policy(0, 3), "min replicas 0 needs an idle window"),
+        (
+            pb::ScalePolicy {
+                idle_to_zero_s: 60,
+                ..policy(2, 3)
+            },
+            "an idle window needs min replicas 0 (it is 2)",
+        ),
+    ] {
+        let r = run([created()], set_policy(policy)).expect_err("refused");
+        assert_eq!(r.rule, "policy.idle");
+        assert_eq!(r.code, RejectionCode::InvalidArgument);
+        assert_eq!(r.field.as_deref(), Some("set_policy.policy.idle_to_zero_s"));
+        assert!(r.message.starts_with(message), "{}", r.message);
+    }
+    run([created()], set_policy(sleepy())).expect("a window with min 0 is accepted");
+}
+
+#[test]
+fn idle_for_the_window_goes_to_zero_recording_the_last_request() {
+    let given_events = [created(), policy_set(sleepy(), 1), scaled(1, 2)];
+    let events = run(given_events.clone(), idle(100, 160)).expect("accepted");
+    assert_eq!(events, vec![scaled_to_zero(2, 100, 160)]);
+    let state: State = given(given_events.into_iter().chain(events));
+    assert_eq!(state.desired, 0);
+}
+
+#[test]
+fn scale_to_zero_is_refused_before_the_window_without_the_policy_or_asleep() {
+    let sleepy_podgroup = [created(), policy_set(sleepy(), 1)];
+    let r = run(sleepy_podgroup.clone(), idle(100, 159)).expect_err("refused");
+    assert_eq!(r.rule, "idle.window");
+    assert_eq!(r.code, RejectionCode::FailedPrecondition);
+    assert_eq!(r.message, "idle for 59.0 s of the policy's 60 s");
+
+    let r = run([created()], idle(0, 1_000)).expect_err("refused");
+    assert_eq!(r.rule, "idle.policy");
+    assert!(r.message.contains("min replicas 0"), "{}", r.message);
+
+    let asleep = [created(), policy_set(sleepy(), 1), scaled_to_zero(1, 0, 60)];
+    assert_refused(run(asleep, idle(0, 1_000)), "podgroup.asleep");
+}
+
+#[test]
+fn a_request_wakes_a_podgroup_at_zero_once() {
+    let asleep = [created(), policy_set(sleepy(), 1), scaled_to_zero(1, 0, 60)];
+    let events = run(asleep.clone(), wake("request GET /acme/shop/")).expect("accepted");
+    assert_eq!(
+        events,
+        vec![ev(Event::WokenUp(pb::WokenUp {
+            to: 1,
+            cause: "request GET /acme/shop/".into(),
+            at_ms: 200 * SECOND,
+        }))]
+    );
+    let awake: Vec<_> = asleep.into_iter().chain(events).collect();
+    assert_eq!(given::<State>(awake.clone()).desired, 1);
+
+    let r = run(awake.clone(), wake("request GET /acme/shop/")).expect_err("refused");
+    assert_eq!(r.rule, "podgroup.awake");
+    assert_eq!(r.code, RejectionCode::FailedPrecondition);
+    assert_refused(run(awake, wake(" ")), "wake.cause");
+}
+
+#[test]
+fn usage_never_takes_a_podgroup_that_may_sleep_under_one_replica() {
+    let mut state: State = given([created(), policy_set(sleepy(), 1)]);
+    let desired = observe_all(
+        &mut state,
+        &[observation(0, 1, 0.0, 1.0), observation(400, 1, 0.0, 1.0)],
+    );
+    assert_eq!(desired, [1, 1]);
+    assert_eq!(state.desired, 1);
+}
+
+#[test]
+fn the_new_event_types_are_named() {
+    let names: Vec<_> = [
+        scaled_to_zero(1, 0, 60),
+        ev(Event::WokenUp(Default::default())),
+    ]
+    .iter()
+    .map(State::event_type)
+    .collect();
+    assert_eq!(names, ["ScaledToZero", "WokenUp"]);
 }

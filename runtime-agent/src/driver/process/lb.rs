@@ -11,6 +11,13 @@
 //! The driver starts serving only after it has adopted what runs and probed it once, so an
 //! app that kept running across an agent restart is never answered 404.
 //!
+//! Scale to zero: an app whose policy lets it go to zero ([`crate::activity`]) and has no
+//! ready replica is not answered 503: the request is held (at most [`MAX_HELD`] per app), the
+//! agent is asked to wake the app (once, however many wait), and the request goes to the first
+//! replica ready, or gets 503 with `Retry-After` after [`WAKE_WAIT`]. Every routed request is
+//! noted as the app's last ([`crate::activity::AppActivity::request`]): its idle window runs
+//! from there.
+//!
 //! Serving TLS, it still takes plain HTTP from loopback: the replicas of its stage read their
 //! producers through it (`NEO_PRODUCERS=http://127.0.0.1:{port}/{tenant}/{app}`).
 
@@ -33,8 +40,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use neo_protocol::envelope::now_ms;
+
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
+use crate::activity::{Activity, WakeCall};
 
 /// How long a draining load balancer lets the connections it accepted last send their
 /// request before it closes the idle ones.
@@ -43,6 +53,12 @@ pub const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// How long a request for an app without a route waits for the agent's first full read of
 /// the desired state (a standby's: of the active agent's state file).
 pub const HOLD_WHILE_STARTING: Duration = Duration::from_secs(3);
+
+/// How long a request for an app at zero replicas waits for one to be ready.
+pub const WAKE_WAIT: Duration = Duration::from_secs(20);
+
+/// The most requests held for one app while it wakes; the next get 503 at once.
+pub const MAX_HELD: usize = 1024;
 
 /// Ready replicas per `(tenant, app)`.
 #[derive(Default)]
@@ -54,6 +70,10 @@ pub struct Routes {
     synced: AtomicBool,
     /// Wakes the requests waiting for `synced`.
     synced_now: tokio::sync::Notify,
+    /// Wakes the requests waiting for an app's first ready replica.
+    ready_now: tokio::sync::Notify,
+    /// The apps' requests (scale to zero).
+    activity: Arc<Activity>,
 }
 
 /// The ready replicas of one app, and the round-robin position.
@@ -84,6 +104,27 @@ impl Routes {
                     next: AtomicUsize::new(0),
                 }),
             );
+            drop(table);
+            self.ready_now.notify_waiters();
+        }
+    }
+
+    /// The apps' requests, shared with the agent (scale to zero).
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    /// Waits up to `within` for an app to have a ready replica; its replicas then.
+    async fn wait_ready(&self, tenant: &str, app: &str, within: Duration) -> Option<Arc<Backends>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.ready_now.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(ready) = self.get(tenant, app).filter(|b| !b.addrs.is_empty()) {
+                return Some(ready);
+            }
+            tokio::time::timeout_at(deadline, notified).await.ok()?;
         }
     }
 
@@ -93,6 +134,7 @@ impl Routes {
         if let Ok(mut table) = self.table.write() {
             table.remove(&key);
         }
+        self.activity.retain(|t, a| (t, a) != (tenant, app));
         if let Ok(mut limits) = self.limits.write() {
             limits.remove(&key);
         }
@@ -146,6 +188,8 @@ impl Routes {
         if let Ok(mut table) = self.table.write() {
             table.retain(|key, _| keep.contains(key));
         }
+        self.activity
+            .retain(|tenant, app| keep.contains(&(tenant.to_owned(), app.to_owned())));
         if let Ok(mut limits) = self.limits.write() {
             limits.retain(|key, _| keep.contains(key));
         }
@@ -427,7 +471,35 @@ impl Connection {
                 now,
             )
             .map_err(|wait| too_many("rate_app", "this app", wait))?;
-        if backends.addrs.is_empty() {
+        let activity = self.routes.activity.app(&tenant, &app);
+        activity.request(now_ms());
+        let backends = if !backends.addrs.is_empty() {
+            backends
+        } else if activity.may_sleep() {
+            let Some(_held) = activity.hold(MAX_HELD) else {
+                return Ok(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{app} is waking up and {MAX_HELD} requests wait for it already"),
+                ));
+            };
+            let call = WakeCall {
+                tenant: tenant.clone(),
+                app: app.clone(),
+                cause: format!("request {} {}", head.method, uri.path()),
+                at_ms: now_ms(),
+            };
+            self.routes.activity.wake(&activity, call);
+            let Some(ready) = self.routes.wait_ready(&tenant, &app, WAKE_WAIT).await else {
+                return Ok(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{app} did not wake within {} s: try again in a moment",
+                        WAKE_WAIT.as_secs()
+                    ),
+                ));
+            };
+            ready
+        } else {
             return Ok(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -435,7 +507,7 @@ impl Connection {
                      try again in a moment"
                 ),
             ));
-        }
+        };
         let max_body = limits.max_body_bytes.unwrap_or(config.max_body_bytes);
         let too_large = |what: String| {
             Refusal::new(
@@ -608,6 +680,88 @@ mod tests {
         let (status, body) = get(addr, "/acme/shop/api").await;
         assert_eq!(status, 503);
         assert!(body.contains("shop has no ready replica"), "{body}");
+        task.abort();
+    }
+
+    /// A replica on loopback answering every request `200 hello`.
+    async fn replica() -> SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer =
+                        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn requests_for_an_app_at_zero_wait_for_one_wake_and_are_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = Arc::new(Routes::default());
+        let task = serve(
+            listener,
+            routes.clone(),
+            Edge::new(super::super::edge::EdgeConfig::new("dev")),
+        );
+        routes.set_synced();
+        routes.set("acme", "shop", Vec::new());
+        routes.activity().set_idle_to_zero("acme", "shop", 60);
+
+        let asked = now_ms();
+        let waiting: Vec<_> = (0..8)
+            .map(|i| {
+                tokio::spawn(get(
+                    addr,
+                    if i == 0 {
+                        "/acme/shop/api"
+                    } else {
+                        "/acme/shop/"
+                    },
+                ))
+            })
+            .collect();
+        let activity = routes.activity();
+        let mut calls = activity.calls.lock().await;
+        let call = tokio::time::timeout(Duration::from_secs(5), calls.recv())
+            .await
+            .expect("a wake is asked")
+            .expect("the channel is open");
+        assert_eq!((call.tenant.as_str(), call.app.as_str()), ("acme", "shop"));
+        assert!(
+            call.cause.starts_with("request GET /acme/shop/"),
+            "{}",
+            call.cause
+        );
+        assert!(call.at_ms >= asked);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(calls.try_recv().is_err(), "one wake for eight requests");
+        assert!(waiting.iter().all(|w| !w.is_finished()), "all held");
+
+        routes.set("acme", "shop", vec![replica().await]);
+        for held in waiting {
+            assert_eq!(held.await.unwrap(), (200, "hello".to_owned()));
+        }
+        assert!(activity.last_request_ms("acme", "shop") >= asked);
+
+        // An app that never goes to zero is still told to come back.
+        routes.set("acme", "cart", Vec::new());
+        assert_eq!(get(addr, "/acme/cart/").await.0, 503);
+        assert!(calls.try_recv().is_err(), "no wake for it");
         task.abort();
     }
 }

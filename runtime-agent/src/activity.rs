@@ -1,0 +1,201 @@
+//! What the stage's load balancer tells its agent about requests, for scale to zero: when each
+//! app was last asked for (its idle window runs from then), and which apps at zero replicas a
+//! request is waiting for (a wake, asked once however many requests wait).
+//!
+//! The driver that routes the stage's traffic keeps one [`Activity`] and gives it to the agent
+//! ([`crate::driver::Driver::activity`]); the agent's [`crate::agent::idle`] task reads it
+//! and its [`crate::agent::wake`] task takes the wakes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{Mutex, mpsc};
+
+/// A request is waiting for an app at zero replicas: the agent asks the platform to wake it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeCall {
+    /// The tenant.
+    pub tenant: String,
+    /// The app.
+    pub app: String,
+    /// What woke it (`request GET /path`).
+    pub cause: String,
+    /// When the request came (Unix milliseconds).
+    pub at_ms: u64,
+}
+
+/// The requests of one app on the stage.
+#[derive(Debug, Default)]
+pub struct AppActivity {
+    /// The last request routed to it (Unix milliseconds; 0: none yet).
+    last_request_ms: AtomicU64,
+    /// Its policy's idle window (0: it never goes to zero).
+    idle_to_zero_s: AtomicU32,
+    /// Requests held now, waiting for a replica.
+    held: AtomicUsize,
+    /// A wake was asked and is not answered yet.
+    waking: AtomicBool,
+}
+
+impl AppActivity {
+    /// Notes a request at `now_ms`.
+    pub fn request(&self, now_ms: u64) {
+        self.last_request_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    /// The last request's time (0: none since the agent started).
+    pub fn last_request_ms(&self) -> u64 {
+        self.last_request_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether its policy lets it go to zero (so a request finding no replica is held).
+    pub fn may_sleep(&self) -> bool {
+        self.idle_to_zero_s.load(Ordering::Relaxed) > 0
+    }
+
+    /// Holds one more request unless `most` are held already; the hold ends when the
+    /// returned guard is dropped.
+    pub fn hold(self: &Arc<Self>, most: usize) -> Option<Held> {
+        let held = self.held.fetch_add(1, Ordering::AcqRel);
+        let guard = Held(self.clone());
+        (held < most).then_some(guard)
+    }
+}
+
+/// One request held for an app ([`AppActivity::hold`]).
+#[derive(Debug)]
+pub struct Held(Arc<AppActivity>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The stage's requests by app, and the wakes asked.
+#[derive(Debug)]
+pub struct Activity {
+    apps: RwLock<HashMap<(String, String), Arc<AppActivity>>>,
+    wakes: mpsc::UnboundedSender<WakeCall>,
+    /// The wakes asked, for the agent's wake task (one at a time holds it).
+    pub(crate) calls: Mutex<mpsc::UnboundedReceiver<WakeCall>>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        let (wakes, calls) = mpsc::unbounded_channel();
+        Self {
+            apps: RwLock::default(),
+            wakes,
+            calls: Mutex::new(calls),
+        }
+    }
+}
+
+impl Activity {
+    /// The activity of `tenant`'s `app` (created on first use: call it for routed apps only).
+    pub fn app(&self, tenant: &str, app: &str) -> Arc<AppActivity> {
+        let key = (tenant.to_owned(), app.to_owned());
+        if let Some(found) = self.apps.read().ok().and_then(|a| a.get(&key).cloned()) {
+            return found;
+        }
+        match self.apps.write() {
+            Ok(mut apps) => apps.entry(key).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Sets an app's idle window from its desired state (0: it never goes to zero).
+    pub fn set_idle_to_zero(&self, tenant: &str, app: &str, idle_to_zero_s: u32) {
+        self.app(tenant, app)
+            .idle_to_zero_s
+            .store(idle_to_zero_s, Ordering::Relaxed);
+    }
+
+    /// The last request to an app (0: none since the agent started).
+    pub fn last_request_ms(&self, tenant: &str, app: &str) -> u64 {
+        let key = (tenant.to_owned(), app.to_owned());
+        self.apps
+            .read()
+            .ok()
+            .and_then(|a| a.get(&key).map(|a| a.last_request_ms()))
+            .unwrap_or(0)
+    }
+
+    /// Asks the agent to wake an app, unless a wake of it is asked already and unanswered.
+    pub fn wake(&self, app: &AppActivity, call: WakeCall) {
+        if !app.waking.swap(true, Ordering::AcqRel) && self.wakes.send(call).is_err() {
+            app.waking.store(false, Ordering::Release);
+        }
+    }
+
+    /// The wake of an app was answered (or given up): the next request may ask again.
+    pub fn answered(&self, tenant: &str, app: &str) {
+        self.app(tenant, app).waking.store(false, Ordering::Release);
+    }
+
+    /// Forgets apps no longer routed.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut apps) = self.apps.write() {
+            apps.retain(|(tenant, app), _| keep(tenant, app));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(app: &str) -> WakeCall {
+        WakeCall {
+            tenant: "acme".into(),
+            app: app.into(),
+            cause: "request GET /".into(),
+            at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn many_waiting_requests_ask_one_wake_until_it_is_answered() {
+        let activity = Activity::default();
+        let shop = activity.app("acme", "shop");
+        for _ in 0..10 {
+            activity.wake(&shop, call("shop"));
+        }
+        let mut calls = activity.calls.lock().await;
+        assert_eq!(calls.try_recv().ok(), Some(call("shop")));
+        assert!(calls.try_recv().is_err(), "one wake for ten requests");
+        activity.answered("acme", "shop");
+        activity.wake(&shop, call("shop"));
+        assert_eq!(calls.try_recv().ok(), Some(call("shop")), "asked again");
+    }
+
+    #[test]
+    fn requests_are_held_up_to_the_most_and_released_when_answered() {
+        let activity = Activity::default();
+        let shop = activity.app("acme", "shop");
+        let first = shop.hold(2).expect("held");
+        let second = shop.hold(2).expect("held");
+        assert!(shop.hold(2).is_none(), "a third is refused");
+        drop(first);
+        let third = shop.hold(2).expect("room again");
+        drop((second, third));
+        assert_eq!(shop.held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_last_request_and_the_idle_window_are_per_app() {
+        let activity = Activity::default();
+        assert_eq!(activity.last_request_ms("acme", "shop"), 0);
+        activity.app("acme", "shop").request(5);
+        activity.app("acme", "shop").request(3);
+        assert_eq!(activity.last_request_ms("acme", "shop"), 5);
+        assert!(!activity.app("acme", "shop").may_sleep());
+        activity.set_idle_to_zero("acme", "shop", 60);
+        assert!(activity.app("acme", "shop").may_sleep());
+        assert!(!activity.app("acme", "cart").may_sleep());
+        activity.retain(|_, app| app == "cart");
+        assert_eq!(activity.last_request_ms("acme", "shop"), 0);
+    }
+}
