@@ -22,9 +22,13 @@
 //!   load balancer: concurrent creates, then a page of 50 out of `--app-rows` records
 //!   ([`app_api`]).
 //!
+//! - `cold_start_ms_p50`: then that app may sleep (min 0, a 1 s idle window): a request to it
+//!   at zero replicas, timed to its 200, `--cold-starts` times ([`cold`]).
+//!
 //! A first round (not counted) warms the registry, the stage databases and the page cache.
 
 mod app_api;
+mod cold;
 mod edge;
 
 use std::net::SocketAddr;
@@ -105,6 +109,9 @@ pub struct RuntimeBenchArgs {
     /// Records in the table when the list pages are read (the rest inserted in Postgres).
     #[arg(long, default_value_t = 100_000)]
     pub app_rows: usize,
+    /// Requests timed to an app at zero replicas (each after it went to zero).
+    #[arg(long, default_value_t = 10)]
+    pub cold_starts: usize,
 }
 
 /// The figures printed.
@@ -137,6 +144,9 @@ pub struct RuntimeFigures {
     /// The app's own API: creates and list pages through the stage address.
     #[serde(flatten)]
     pub app: app_api::AppApiFigures,
+    /// Cold starts from zero replicas.
+    #[serde(flatten)]
+    pub cold: cold::ColdFigures,
     /// Rounds measured.
     pub rounds: usize,
     /// Log lines written and read.
@@ -315,6 +325,14 @@ fn print_table(f: &RuntimeFigures) {
         "app_list_middle_ms_p50", f.app.app_list_middle_ms_p50
     );
     println!("{:<28} {:>12}", "app_rows", f.app.app_rows);
+    println!(
+        "{:<28} {:>12.1}  < 500",
+        "cold_start_ms_p50", f.cold.cold_start_ms_p50
+    );
+    println!(
+        "{:<28} {:>12.1}",
+        "cold_start_ms_p90", f.cold.cold_start_ms_p90
+    );
     println!("{:<28} {:>12}", "rounds", f.rounds);
     println!("{:<28} {:>12}", "log_lines", f.log_lines);
 }
@@ -427,6 +445,16 @@ async fn measure(
     )
     .await
     .context("measuring the app's API")?;
+    let cold = cold::measure(
+        &bench.endpoint,
+        &bench.bearer,
+        &stages.dev.driver.routes(),
+        stages.dev.lb_addr,
+        (TENANT, &last, "/api/product"),
+        args.cold_starts,
+    )
+    .await
+    .context("measuring cold starts")?;
     let logs = log_lines(bench, model, project, args.log_lines).await?;
     Ok(RuntimeFigures {
         image_bytes,
@@ -440,6 +468,7 @@ async fn measure(
         log_first_line_ms: logs.first_line_ms,
         edge,
         app,
+        cold,
         rounds: args.rounds,
         log_lines: args.log_lines,
     })

@@ -354,3 +354,36 @@ fn every_command_names_an_app_first_and_a_stage_with_stage() {
         assert!(shown.contains("\"dev\""), "{shown}");
     }
 }
+
+#[test]
+fn scale_sets_min_zero_with_an_idle_window_and_keeps_the_rest() {
+    let t = parse(&[
+        "scale",
+        "shop",
+        "--stage",
+        "dev",
+        "--min",
+        "0",
+        "--idle-to-zero",
+        "10m",
+    ]);
+    let ClientCommand::Scale(args) = t.c else {
+        panic!("not scale: {:?}", t.c);
+    };
+    let current = neo_protocol::pb::ScalePolicy {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_cpu_percent: 70,
+        target_memory_percent: 80,
+        scale_down_window_s: 300,
+        idle_to_zero_s: 0,
+    };
+    assert_eq!(
+        args.policy.over(current),
+        neo_protocol::pb::ScalePolicy {
+            min_replicas: 0,
+            idle_to_zero_s: 600,
+            ..current
+        }
+    );
+}

@@ -118,8 +118,17 @@ pub fn status_json(podgroups: &[api::PodgroupStatus]) -> Value {
     )
 }
 
+/// Whether `p` went to zero replicas for want of requests (its policy lets it; the next
+/// request wakes it).
+pub fn asleep(p: &api::PodgroupStatus) -> bool {
+    p.desired == 0 && p.policy.is_some_and(|policy| policy.idle_to_zero_s > 0)
+}
+
 /// Why `p` does not serve (all) its replicas: their reasons, else what it waits for.
 pub fn why_not(p: &api::PodgroupStatus) -> String {
+    if asleep(p) && p.replicas.is_empty() {
+        return "asleep at zero replicas: the next request wakes it".into();
+    }
     let mut reasons: Vec<&str> = p
         .replicas
         .iter()
@@ -150,7 +159,14 @@ fn release_word(number: u32) -> String {
 fn bounds(policy: Option<&pb::ScalePolicy>) -> String {
     policy.map_or_else(
         || "-".to_owned(),
-        |p| format!("{}..{}", p.min_replicas, p.max_replicas),
+        |p| {
+            let bounds = format!("{}..{}", p.min_replicas, p.max_replicas);
+            if p.idle_to_zero_s == 0 {
+                bounds
+            } else {
+                format!("{bounds}, zero after {}s idle", p.idle_to_zero_s)
+            }
+        },
     )
 }
 
@@ -319,5 +335,31 @@ mod tests {
         assert_eq!(json[0]["replicas"][0]["phase"], "ready");
         assert_eq!(json[0]["policy"]["max_replicas"], 3);
         assert_eq!(status_table(&[]), "(nothing deployed)");
+    }
+
+    #[test]
+    fn an_app_at_zero_says_it_is_asleep_and_how_it_wakes() {
+        let asleep = api::PodgroupStatus {
+            desired: 0,
+            ready: 0,
+            replicas: Vec::new(),
+            policy: Some(pb::ScalePolicy {
+                min_replicas: 0,
+                max_replicas: 3,
+                idle_to_zero_s: 60,
+                ..Default::default()
+            }),
+            ..podgroup()
+        };
+        let table = status_table(std::slice::from_ref(&asleep));
+        assert!(table.contains("0/0"), "{table}");
+        assert!(table.contains("the next request wakes it"), "{table}");
+        assert!(table.contains("0..3, zero after 60s idle"), "{table}");
+        let json = status_json(&[asleep]);
+        assert_eq!(json[0]["policy"]["idle_to_zero_s"], 60);
+        assert_eq!(
+            json[0]["not_ready_because"],
+            "asleep at zero replicas: the next request wakes it"
+        );
     }
 }

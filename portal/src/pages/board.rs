@@ -127,7 +127,11 @@ fn cell(
                     (rollout_word(s.rollout))
                     @if !s.rollout_reason.is_empty() { ": " (s.rollout_reason) }
                 }
-                div.replicas { (s.ready) "/" (s.desired) " ready" }
+                @if s.desired == 0 && s.policy.is_some_and(|p| p.idle_to_zero_s > 0) {
+                    div.replicas { "asleep at zero replicas: the next request wakes it" }
+                } @else {
+                    div.replicas { (s.ready) "/" (s.desired) " ready" }
+                }
                 div.reported { (reported(board.now_ms, s.reported_ms)) }
                 @for replica in s.replicas.iter().filter(|r| {
                     r.phase != pb::ReplicaPhase::Ready as i32 && !r.reason.is_empty()
