@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod aggregates;
 pub mod audit;
 pub mod autoscale;
+pub mod canary;
 pub mod host;
 pub mod intake;
 pub mod platform;

@@ -34,6 +34,8 @@ pub struct AppActivity {
     idle_to_zero_s: AtomicU32,
     /// Requests held now, waiting for a replica.
     held: AtomicUsize,
+    /// Requests being answered now (a long one keeps the app awake while it runs).
+    in_flight: AtomicUsize,
     /// A wake was asked and is not answered yet.
     waking: AtomicBool,
 }
@@ -44,9 +46,20 @@ impl AppActivity {
         self.last_request_ms.fetch_max(now_ms, Ordering::Relaxed);
     }
 
-    /// The last request's time (0: none since the agent started).
-    pub fn last_request_ms(&self) -> u64 {
+    /// The last request's time (0: none since the agent started); `now_ms` while one is
+    /// being answered.
+    pub fn last_request_ms(&self, now_ms: u64) -> u64 {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return now_ms;
+        }
         self.last_request_ms.load(Ordering::Relaxed)
+    }
+
+    /// Notes a request at `now_ms` that is answered until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>, now_ms: u64) -> InFlight {
+        self.request(now_ms);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
     }
 
     /// Whether its policy lets it go to zero (so a request finding no replica is held).
@@ -60,6 +73,16 @@ impl AppActivity {
         let held = self.held.fetch_add(1, Ordering::AcqRel);
         let guard = Held(self.clone());
         (held < most).then_some(guard)
+    }
+}
+
+/// One request being answered ([`AppActivity::begin`]).
+#[derive(Debug)]
+pub struct InFlight(Arc<AppActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -113,13 +136,14 @@ impl Activity {
             .store(idle_to_zero_s, Ordering::Relaxed);
     }
 
-    /// The last request to an app (0: none since the agent started).
-    pub fn last_request_ms(&self, tenant: &str, app: &str) -> u64 {
+    /// The last request to an app (0: none since the agent started; `now_ms` while one is
+    /// being answered).
+    pub fn last_request_ms(&self, tenant: &str, app: &str, now_ms: u64) -> u64 {
         let key = (tenant.to_owned(), app.to_owned());
         self.apps
             .read()
             .ok()
-            .and_then(|a| a.get(&key).map(|a| a.last_request_ms()))
+            .and_then(|a| a.get(&key).map(|a| a.last_request_ms(now_ms)))
             .unwrap_or(0)
     }
 
@@ -187,15 +211,23 @@ mod tests {
     #[test]
     fn the_last_request_and_the_idle_window_are_per_app() {
         let activity = Activity::default();
-        assert_eq!(activity.last_request_ms("acme", "shop"), 0);
+        assert_eq!(activity.last_request_ms("acme", "shop", 100), 0);
         activity.app("acme", "shop").request(5);
         activity.app("acme", "shop").request(3);
-        assert_eq!(activity.last_request_ms("acme", "shop"), 5);
+        assert_eq!(activity.last_request_ms("acme", "shop", 100), 5);
+        let answering = activity.app("acme", "shop").begin(7);
+        assert_eq!(
+            activity.last_request_ms("acme", "shop", 100),
+            100,
+            "a request being answered keeps it awake"
+        );
+        drop(answering);
+        assert_eq!(activity.last_request_ms("acme", "shop", 100), 7);
         assert!(!activity.app("acme", "shop").may_sleep());
         activity.set_idle_to_zero("acme", "shop", 60);
         assert!(activity.app("acme", "shop").may_sleep());
         assert!(!activity.app("acme", "cart").may_sleep());
         activity.retain(|_, app| app == "cart");
-        assert_eq!(activity.last_request_ms("acme", "shop"), 0);
+        assert_eq!(activity.last_request_ms("acme", "shop", 100), 0);
     }
 }

@@ -30,7 +30,8 @@
 //! | `rollout.status` | invalid | record a rollout that is neither succeeded nor failed |
 //! | `rollout.recorded` | precondition | record the rollout of a release whose rollout is recorded |
 //!
-//! The stage's settings and secrets have their own rules, in [`config`]. Every release runs
+//! The stage's settings and secrets have their own rules, in [`config`]; canary releases
+//! theirs, in [`canary`]. Every release runs
 //! with the stage's configuration at the time it is made: promotion never copies it.
 //!
 //! A deploy that carries impact-analysis blockers and is not forced is not refused unless
@@ -62,6 +63,17 @@ impl Aggregate for pb::DeploymentState {
             return Err(missing_command("deployment"));
         };
         let rules = Rules(self);
+        if matches!(
+            command,
+            Command::Deploy(_)
+                | Command::Promote(_)
+                | Command::Rollback(_)
+                | Command::ChangeSettings(_)
+                | Command::RecordSecret(_)
+                | Command::RemoveSecret(_)
+        ) {
+            rules.no_running_canary()?;
+        }
         let events = match command {
             Command::Deploy(deploy) => vec![rules.deploy(deploy)?],
             Command::Promote(promote) => vec![rules.promote(promote)?],
@@ -70,6 +82,10 @@ impl Aggregate for pb::DeploymentState {
             Command::ChangeSettings(change) => rules.change_settings(change)?,
             Command::RecordSecret(record) => rules.record_secret(record)?,
             Command::RemoveSecret(remove) => rules.remove_secret(remove)?,
+            Command::SetCanaryPolicy(set) => vec![rules.set_canary_policy(set)?],
+            Command::RecordCanaryStep(record) => vec![rules.record_canary_step(record)?],
+            Command::AbortCanary(abort) => vec![rules.abort_canary(abort)?],
+            Command::CompleteCanary(complete) => vec![rules.complete_canary(complete)?],
         };
         Ok(events
             .into_iter()
@@ -103,6 +119,10 @@ impl Aggregate for pb::DeploymentState {
             Event::SettingsChanged(_) | Event::SecretChanged(_) | Event::SecretRemoved(_) => {
                 config::apply(self, event);
             }
+            Event::CanaryPolicySet(_)
+            | Event::CanaryAdvanced(_)
+            | Event::CanaryCompleted(_)
+            | Event::CanaryRolledBack(_) => canary::apply(self, event),
         }
     }
 
@@ -114,6 +134,10 @@ impl Aggregate for pb::DeploymentState {
             Some(Event::SettingsChanged(_)) => "SettingsChanged",
             Some(Event::SecretChanged(_)) => "SecretChanged",
             Some(Event::SecretRemoved(_)) => "SecretRemoved",
+            Some(Event::CanaryPolicySet(_)) => "CanaryPolicySet",
+            Some(Event::CanaryAdvanced(_)) => "CanaryAdvanced",
+            Some(Event::CanaryCompleted(_)) => "CanaryCompleted",
+            Some(Event::CanaryRolledBack(_)) => "CanaryRolledBack",
             None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
@@ -274,6 +298,7 @@ impl Rules<'_> {
             &promote.blockers,
             promote.forced,
         )?;
+        let canary = promote.canary.then(|| self.start_canary()).transpose()?;
         let (forced, forced_blockers) = force(promote.forced, promote.blockers);
         Ok(self.release_created(
             promote.app,
@@ -287,6 +312,7 @@ impl Rules<'_> {
                 forced,
                 forced_blockers,
                 data_changes: promote.data_changes,
+                canary,
                 ..Default::default()
             },
         ))
@@ -514,6 +540,7 @@ fn rollout_name(status: i32) -> &'static str {
     }
 }
 
+pub mod canary;
 pub mod config;
 
 #[cfg(test)]

@@ -434,6 +434,33 @@ async fn deployment(
         DeploymentEvent::SettingsChanged(_)
         | DeploymentEvent::SecretChanged(_)
         | DeploymentEvent::SecretRemoved(_) => Ok(()),
+        // A canary's steps are read from the deployment entity; the current release changes
+        // only when one rolls back (the baseline serves again).
+        DeploymentEvent::CanaryPolicySet(_)
+        | DeploymentEvent::CanaryAdvanced(_)
+        | DeploymentEvent::CanaryCompleted(_) => Ok(()),
+        DeploymentEvent::CanaryRolledBack(e) => {
+            let Some((app, stage)) = from_id() else {
+                return Ok(());
+            };
+            sqlx::query(
+                "UPDATE deployments d SET current_release = r.number, revision = r.revision,
+                     build_id = r.build_id, image_digest = r.image_digest, rollout = r.rollout,
+                     last_seq = $5
+                 FROM releases r
+                 WHERE d.tenant = $1 AND d.app = $2 AND d.stage = $3
+                     AND r.tenant = d.tenant AND r.app = d.app AND r.stage = d.stage
+                     AND r.number = $4",
+            )
+            .bind(at.tenant)
+            .bind(&app)
+            .bind(&stage)
+            .bind(i64::from(e.baseline))
+            .bind(at.seq)
+            .execute(conn)
+            .await
+            .map(drop)
+        }
         DeploymentEvent::DeployBlocked(e) => {
             let (app, stage) = if e.app.is_empty() || e.stage.is_empty() {
                 from_id().unwrap_or_default()

@@ -29,8 +29,8 @@ pub enum KindEvent {
     App(pb::app_event::Event),
     /// A build's event.
     Build(pb::build_event::Event),
-    /// A deployment's event.
-    Deployment(pb::deployment_event::Event),
+    /// A deployment's event (boxed: a canary's carry its figures).
+    Deployment(Box<pb::deployment_event::Event>),
     /// An event of a kind no read model follows (podgroups).
     Unprojected,
 }
@@ -55,9 +55,9 @@ pub fn decode<'a>(
         }
         EntityKind::App => KindEvent::App(variant(stored.decode::<pb::AppState>()?.event)?),
         EntityKind::Build => KindEvent::Build(variant(stored.decode::<pb::BuildState>()?.event)?),
-        EntityKind::Deployment => {
-            KindEvent::Deployment(variant(stored.decode::<pb::DeploymentState>()?.event)?)
-        }
+        EntityKind::Deployment => KindEvent::Deployment(Box::new(variant(
+            stored.decode::<pb::DeploymentState>()?.event,
+        )?)),
         EntityKind::Podgroup => KindEvent::Unprojected,
     };
     Ok(ProjectedEvent {

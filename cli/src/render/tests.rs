@@ -33,6 +33,7 @@ fn promoted_release() -> pb::Release {
         data_changes: Vec::new(),
         rollout: pb::RolloutStatus::Succeeded as i32,
         rollout_reason: String::new(),
+        canary: None,
     }
 }
 

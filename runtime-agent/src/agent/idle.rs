@@ -61,7 +61,7 @@ pub(crate) async fn idle_loop(ctx: Arc<Ctx>) {
                         asked_at: None,
                     });
                     let last = activity
-                        .last_request_ms(&key.tenant, &key.app)
+                        .last_request_ms(&key.tenant, &key.app, now)
                         .max(seen.since_ms);
                     let idle = now.saturating_sub(last) >= u64::from(d.idle_to_zero_s) * 1000;
                     (idle && seen.asked_at != Some(d.sequence)).then(|| {

@@ -243,6 +243,25 @@ impl DeploymentLine {
             Some(Event::SecretRemoved(removed)) => {
                 line.detail = format!("secret {} removed", removed.name);
             }
+            Some(Event::CanaryPolicySet(set)) => {
+                let steps = set.policy.map(|p| p.steps).unwrap_or_default();
+                line.detail = format!("canary policy: steps {steps:?} %");
+            }
+            Some(Event::CanaryAdvanced(advanced)) => {
+                line.release = advanced.release;
+                line.rollout = "canary".into();
+                line.detail = format!("{} % of the traffic: {}", advanced.weight, advanced.reason);
+            }
+            Some(Event::CanaryCompleted(completed)) => {
+                line.release = completed.release;
+                line.rollout = "canary completed".into();
+                line.detail = completed.reason;
+            }
+            Some(Event::CanaryRolledBack(rolled)) => {
+                line.release = rolled.release;
+                line.rollout = "canary rolled back".into();
+                line.detail = format!("to v{}: {}", rolled.baseline, rolled.reason);
+            }
             None => {}
         }
         Ok(line)

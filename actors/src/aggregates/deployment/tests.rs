@@ -19,11 +19,11 @@ fn cmd(command: Command) -> pb::DeploymentCommand {
     }
 }
 
-fn ev(event: Event) -> pb::DeploymentEvent {
+pub(super) fn ev(event: Event) -> pb::DeploymentEvent {
     pb::DeploymentEvent { event: Some(event) }
 }
 
-fn run(
+pub(super) fn run(
     events: impl IntoIterator<Item = pb::DeploymentEvent>,
     command: Command,
 ) -> Result<Vec<pb::DeploymentEvent>, Rejection> {
@@ -87,7 +87,7 @@ fn record(number: u32, status: i32) -> Command {
 }
 
 /// The current release of `dev`: revision 3, image `digest('c')`.
-fn source() -> pb::ReleaseRef {
+pub(super) fn source() -> pb::ReleaseRef {
     pb::ReleaseRef {
         stage: "dev".into(),
         number: 4,
@@ -97,7 +97,7 @@ fn source() -> pb::ReleaseRef {
     }
 }
 
-fn promote(source: Option<pb::ReleaseRef>) -> Command {
+pub(super) fn promote(source: Option<pb::ReleaseRef>) -> Command {
     Command::Promote(pb::Promote {
         app: "shop".into(),
         stage: "test".into(),
@@ -107,14 +107,14 @@ fn promote(source: Option<pb::ReleaseRef>) -> Command {
     })
 }
 
-fn promoted(number: u32) -> pb::DeploymentEvent {
+pub(super) fn promoted(number: u32) -> pb::DeploymentEvent {
     created(pb::Release {
         promoted_from: Some(source()),
         ..release(number, 3, 'c', ReleaseOrigin::Promotion)
     })
 }
 
-fn rollback(to_release: u32) -> Command {
+pub(super) fn rollback(to_release: u32) -> Command {
     Command::Rollback(pb::Rollback {
         to_release,
         ..Default::default()
@@ -122,7 +122,7 @@ fn rollback(to_release: u32) -> Command {
 }
 
 /// Two releases: v1 (revision 1, image a) and v2 (revision 2, image b).
-fn two_releases() -> Vec<pb::DeploymentEvent> {
+pub(super) fn two_releases() -> Vec<pb::DeploymentEvent> {
     vec![deployed(1, 1, 'a'), deployed(2, 2, 'b')]
 }
 
@@ -573,6 +573,7 @@ fn folding_accepted_commands_gives_the_expected_state() {
         ],
         current: 3,
         config: None,
+        canary_policy: None,
     };
     assert_eq!(state, expected);
     assert_eq!(given::<State>(events), expected);

@@ -15,8 +15,8 @@
 //! ready replica is not answered 503: the request is held (at most [`MAX_HELD`] per app), the
 //! agent is asked to wake the app (once, however many wait), and the request goes to the first
 //! replica ready, or gets 503 with `Retry-After` after [`WAKE_WAIT`]. Every routed request is
-//! noted as the app's last ([`crate::activity::AppActivity::request`]): its idle window runs
-//! from there.
+//! noted as the app's last, and counts as one until it is answered
+//! ([`crate::activity::AppActivity::begin`]): its idle window runs from there.
 //!
 //! Serving TLS, it still takes plain HTTP from loopback: the replicas of its stage read their
 //! producers through it (`NEO_PRODUCERS=http://127.0.0.1:{port}/{tenant}/{app}`).
@@ -472,7 +472,7 @@ impl Connection {
             )
             .map_err(|wait| too_many("rate_app", "this app", wait))?;
         let activity = self.routes.activity.app(&tenant, &app);
-        activity.request(now_ms());
+        let _answering = activity.begin(now_ms());
         let backends = if !backends.addrs.is_empty() {
             backends
         } else if activity.may_sleep() {
@@ -756,7 +756,7 @@ mod tests {
         for held in waiting {
             assert_eq!(held.await.unwrap(), (200, "hello".to_owned()));
         }
-        assert!(activity.last_request_ms("acme", "shop") >= asked);
+        assert!(activity.last_request_ms("acme", "shop", 0) >= asked);
 
         // An app that never goes to zero is still told to come back.
         routes.set("acme", "cart", Vec::new());
