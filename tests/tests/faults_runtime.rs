@@ -23,14 +23,6 @@ use neo_tests::runtime_stack::{RuntimeStack, agent_config, get, http};
 
 const TENANT: &str = "acme";
 
-/// Logs to the test's output with `RUST_LOG` (quiet by default).
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 async fn timed_get(url: &str) -> (u16, String, Duration) {
     let started = Instant::now();
     let response = http().get(url).send().await.unwrap();
@@ -105,7 +97,7 @@ async fn replacements(stack: &RuntimeStack) -> Vec<pb::ReplicaReplaced> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_database_gets_503_at_once_and_the_replica_serves_again_without_replacement() {
-    logs();
+    neo_tests::test_logs();
     let mut stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let dev = serving_catalog(&stack, &people.dave).await;
@@ -193,7 +185,7 @@ async fn a_dead_database_gets_503_at_once_and_the_replica_serves_again_without_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_load_balancer_never_answers_404_for_a_running_app_across_an_agent_restart() {
-    logs();
+    neo_tests::test_logs();
     let mut stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     serving_catalog(&stack, &people.dave).await;
@@ -249,7 +241,7 @@ async fn the_load_balancer_never_answers_404_for_a_running_app_across_an_agent_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_by_signal_9_is_replaced_with_the_signal_as_the_reason() {
-    logs();
+    neo_tests::test_logs();
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let dev = serving_catalog(&stack, &people.dave).await;
@@ -317,7 +309,7 @@ fn poll_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_standby_agent_takes_over_when_the_active_one_dies_and_the_stage_keeps_answering() {
-    logs();
+    neo_tests::test_logs();
     let mut stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     serving_catalog(&stack, &people.dave).await;

@@ -20,14 +20,6 @@ use neo_tests::runtime_stack::{RuntimeStack, get, http, post_json};
 
 const TENANT: &str = "acme";
 
-/// Logs to the test's output with `RUST_LOG` (quiet by default).
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::DeploymentState {
     stack
         .build
@@ -107,7 +99,7 @@ async fn publish_catalog(stack: &RuntimeStack, token: &str) -> api::PublishProgr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_published_app_serves_is_promoted_heals_and_survives_an_agent_restart() {
-    logs();
+    neo_tests::test_logs();
     let mut stack = RuntimeStack::start(&["dev", "test"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let deployed = publish_catalog(&stack, &people.dave).await;
@@ -233,7 +225,7 @@ async fn a_published_app_serves_is_promoted_heals_and_survives_an_agent_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_release_serves() {
-    logs();
+    neo_tests::test_logs();
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let deployed = publish_catalog(&stack, &people.dave).await;
@@ -298,7 +290,7 @@ async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_relea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cpu_load_scales_out_and_back_in_after_the_window() {
-    logs();
+    neo_tests::test_logs();
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     publish_catalog(&stack, &people.dave).await;
@@ -419,7 +411,7 @@ async fn products(dev: &str) -> Vec<(String, serde_json::Value, serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retyped_field_shows_its_migration_is_refused_and_migrates_when_forced() {
-    logs();
+    neo_tests::test_logs();
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let token = people.dave.as_str();

@@ -16,14 +16,6 @@ use neo_tests::runtime_stack::{RuntimeStack, http};
 
 const TENANT: &str = "acme";
 
-/// Logs to the test's output with `RUST_LOG` (quiet by default).
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 fn policy(min_replicas: u32, idle_to_zero_s: u32) -> pb::ScalePolicy {
     pb::ScalePolicy {
         min_replicas,
@@ -64,7 +56,7 @@ async fn sleeps_and_wakes(stack: &RuntimeStack) -> (Vec<pb::ScaledToZero>, Vec<p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_app_goes_to_zero_and_the_next_requests_wake_it_once() {
-    logs();
+    neo_tests::test_logs();
     let stack = RuntimeStack::start(&["dev"]).await.unwrap();
     let people = stack.build.stack.people().await.unwrap();
     let progress = stack

@@ -647,8 +647,8 @@ mod tests {
         (status, response.text().await.unwrap())
     }
 
-    #[tokio::test]
-    async fn unknown_apps_wait_for_the_desired_state_then_are_503_or_404() {
+    /// A load balancer on loopback for dev, its address, routes and task.
+    async fn start() -> (SocketAddr, Arc<Routes>, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes = Arc::new(Routes::default());
@@ -657,6 +657,12 @@ mod tests {
             routes.clone(),
             Edge::new(super::super::edge::EdgeConfig::new("dev")),
         );
+        (addr, routes, task)
+    }
+
+    #[tokio::test]
+    async fn unknown_apps_wait_for_the_desired_state_then_are_503_or_404() {
+        let (addr, routes, task) = start().await;
 
         // Before the agent's first read, a request waits for it, then is told to come back.
         let asked = Instant::now();
@@ -710,14 +716,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_for_an_app_at_zero_wait_for_one_wake_and_are_answered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let routes = Arc::new(Routes::default());
-        let task = serve(
-            listener,
-            routes.clone(),
-            Edge::new(super::super::edge::EdgeConfig::new("dev")),
-        );
+        let (addr, routes, task) = start().await;
         routes.set_synced();
         routes.set("acme", "shop", Vec::new());
         routes.activity().set_idle_to_zero("acme", "shop", 60);
