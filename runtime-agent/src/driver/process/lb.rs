@@ -44,7 +44,7 @@ use neo_protocol::envelope::now_ms;
 
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
-use crate::activity::{Activity, AppActivity, WakeCall};
+use crate::activity::{Activity, WakeCall};
 
 /// How long a draining load balancer lets the connections it accepted last send their
 /// request before it closes the idle ones.
@@ -76,12 +76,11 @@ pub struct Routes {
     activity: Arc<Activity>,
 }
 
-/// The ready replicas of one app, the round-robin position, and the app's requests (kept
-/// with the route, so a request finds them without a second lookup).
+/// The ready replicas of one app, and the round-robin position.
+#[derive(Default)]
 pub struct Backends {
     addrs: Vec<SocketAddr>,
     next: AtomicUsize,
-    activity: Arc<AppActivity>,
 }
 
 impl Routes {
@@ -95,14 +94,16 @@ impl Routes {
         if table.get(&key).is_some_and(|b| b.addrs == addrs) {
             return;
         }
-        let ready = !addrs.is_empty();
-        let backends = Backends {
-            addrs,
-            next: AtomicUsize::new(0),
-            activity: self.activity.app(tenant, app),
-        };
-        table.insert(key, Arc::new(backends));
-        if ready {
+        if addrs.is_empty() {
+            table.insert(key, Arc::new(Backends::default()));
+        } else {
+            table.insert(
+                key,
+                Arc::new(Backends {
+                    addrs,
+                    next: AtomicUsize::new(0),
+                }),
+            );
             drop(table);
             self.ready_now.notify_waiters();
         }
@@ -470,9 +471,8 @@ impl Connection {
                 now,
             )
             .map_err(|wait| too_many("rate_app", "this app", wait))?;
-        let activity = backends.activity.clone();
-        let now = now_ms();
-        let _answering = activity.begin(now);
+        let activity = self.routes.activity.app(&tenant, &app);
+        let _answering = activity.begin(now_ms());
         let backends = if !backends.addrs.is_empty() {
             backends
         } else if activity.may_sleep() {
@@ -486,7 +486,7 @@ impl Connection {
                 tenant: tenant.clone(),
                 app: app.clone(),
                 cause: format!("request {} {}", head.method, uri.path()),
-                at_ms: now,
+                at_ms: now_ms(),
             };
             self.routes.activity.wake(&activity, call);
             let Some(ready) = self.routes.wait_ready(&tenant, &app, WAKE_WAIT).await else {
