@@ -170,9 +170,10 @@ pub async fn scale(
             target_memory_percent: policy_field(&fields, "target_memory_percent")?,
             scale_down_window_s: policy_field(&fields, "scale_down_window_s")?,
             // A form from before scale to zero has no such field: never.
-            idle_to_zero_s: match fields.contains_key("idle_to_zero_s") {
-                true => policy_field(&fields, "idle_to_zero_s")?,
-                false => 0,
+            idle_to_zero_s: if fields.contains_key("idle_to_zero_s") {
+                policy_field(&fields, "idle_to_zero_s")?
+            } else {
+                0
             },
         })
     })();

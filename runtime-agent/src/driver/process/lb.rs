@@ -44,7 +44,7 @@ use neo_protocol::envelope::now_ms;
 
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
-use crate::activity::{Activity, WakeCall};
+use crate::activity::{Activity, AppActivity, WakeCall};
 
 /// How long a draining load balancer lets the connections it accepted last send their
 /// request before it closes the idle ones.
@@ -76,11 +76,12 @@ pub struct Routes {
     activity: Arc<Activity>,
 }
 
-/// The ready replicas of one app, and the round-robin position.
-#[derive(Default)]
+/// The ready replicas of one app, the round-robin position, and the app's requests (kept
+/// with the route, so a request finds them without a second lookup).
 pub struct Backends {
     addrs: Vec<SocketAddr>,
     next: AtomicUsize,
+    activity: Arc<AppActivity>,
 }
 
 impl Routes {
@@ -94,16 +95,14 @@ impl Routes {
         if table.get(&key).is_some_and(|b| b.addrs == addrs) {
             return;
         }
-        if addrs.is_empty() {
-            table.insert(key, Arc::new(Backends::default()));
-        } else {
-            table.insert(
-                key,
-                Arc::new(Backends {
-                    addrs,
-                    next: AtomicUsize::new(0),
-                }),
-            );
+        let ready = !addrs.is_empty();
+        let backends = Backends {
+            addrs,
+            next: AtomicUsize::new(0),
+            activity: self.activity.app(tenant, app),
+        };
+        table.insert(key, Arc::new(backends));
+        if ready {
             drop(table);
             self.ready_now.notify_waiters();
         }
@@ -471,8 +470,9 @@ impl Connection {
                 now,
             )
             .map_err(|wait| too_many("rate_app", "this app", wait))?;
-        let activity = self.routes.activity.app(&tenant, &app);
-        let _answering = activity.begin(now_ms());
+        let activity = backends.activity.clone();
+        let now = now_ms();
+        let _answering = activity.begin(now);
         let backends = if !backends.addrs.is_empty() {
             backends
         } else if activity.may_sleep() {
@@ -486,7 +486,7 @@ impl Connection {
                 tenant: tenant.clone(),
                 app: app.clone(),
                 cause: format!("request {} {}", head.method, uri.path()),
-                at_ms: now_ms(),
+                at_ms: now,
             };
             self.routes.activity.wake(&activity, call);
             let Some(ready) = self.routes.wait_ready(&tenant, &app, WAKE_WAIT).await else {
