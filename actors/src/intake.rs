@@ -259,8 +259,9 @@ pub const AGENT_RULE: &str = "agent.own_stage";
 /// The rule a stage command sent without the stage's current lease names.
 pub const LEASE_RULE: &str = "agent.lease";
 
-/// Whether the agent of `stage` may send `request` to `entity`: a rollout record to its
-/// stage's deployment of an app, an observation, a replacement record, a scale to zero or a
+/// Whether the agent of `stage` may send `request` to `entity`: a rollout record, a canary
+/// step's figures or the abort of a canary that cannot start to its stage's deployment of an
+/// app, an observation, a replacement record, a scale to zero or a
 /// wake to its stage's podgroup of an app, under its own principal (`agent:{stage}:…`). `Err`
 /// says why not.
 ///
@@ -286,7 +287,11 @@ pub fn agent_may(
     let allowed = match entity.kind {
         EntityKind::Deployment => matches!(
             pb::DeploymentCommand::decode(request.command.clone()).map(|c| c.command),
-            Ok(Some(pb::deployment_command::Command::RecordRollout(_)))
+            Ok(Some(
+                pb::deployment_command::Command::RecordRollout(_)
+                    | pb::deployment_command::Command::RecordCanaryStep(_)
+                    | pb::deployment_command::Command::AbortCanary(_)
+            ))
         ),
         EntityKind::Podgroup => matches!(
             pb::PodgroupCommand::decode(request.command.clone()).map(|c| c.command),
@@ -303,8 +308,9 @@ pub fn agent_may(
         Ok(())
     } else {
         Err(format!(
-            "an agent may only record rollouts, observations and replacements, and scale to \
-             zero and wake, not this command to {entity}"
+            "an agent may only record rollouts, canary steps, observations and replacements, \
+             abort a canary that cannot start, and scale to zero and wake, not this command to \
+             {entity}"
         ))
     }
 }

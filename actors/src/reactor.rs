@@ -9,10 +9,12 @@
 //! [`retry_delay`], which grows with each delivery, until the reaction goes through.
 //!
 //! - [`podgroups`]: a deployment's first release creates the podgroup of that app and stage.
+//! - [`canary`]: a canary's steps and end reach the podgroup (its share of the traffic).
 //! - [`publish`]: 1-Click Publish: a published revision is built, then deployed.
 //! - [`desired`]: a podgroup's changes are published as its stage's desired state.
 //! - [`tenants`]: a tenant's new quota or deletion reaches the desired states of all its podgroups.
 
+pub mod canary;
 pub mod desired;
 pub mod podgroups;
 pub mod publish;
@@ -161,13 +163,14 @@ pub fn retry_delay(delivered: i64) -> Duration {
 /// the follower of tenant deletions ([`crate::platform::deleted::follow`]). The desired-state
 /// reactor publishes into `NEO_DESIRED`, which must exist.
 pub fn run_platform(js: &jetstream::Context, platform: &Arc<Platform>) -> Vec<JoinHandle<()>> {
-    let reactors: [Arc<dyn Reactor>; 5] = [
+    let reactors: [Arc<dyn Reactor>; 6] = [
         Arc::new(desired::DesiredOnPodgroupChange::new(
             js.clone(),
             platform.clone(),
         )),
         Arc::new(tenants::DesiredOnTenantChange::new(js.clone())),
         Arc::new(podgroups::PodgroupOnFirstRelease),
+        Arc::new(canary::PodgroupFollowsCanary::new(platform.clone())),
         Arc::new(publish::BuildOnPublish),
         Arc::new(publish::DeployOnBuild),
     ];

@@ -364,7 +364,12 @@ pub fn what_if(
                     sim.apply(&e);
                 }
             }
-            Event::ResourcesSet(_) | Event::ReleaseAssigned(_) | Event::ReplicaReplaced(_) => {
+            Event::ResourcesSet(_)
+            | Event::ReleaseAssigned(_)
+            | Event::ReplicaReplaced(_)
+            | Event::CanaryStarted(_)
+            | Event::CanaryStepped(_)
+            | Event::CanaryEnded(_) => {
                 sim.apply(event);
             }
             Event::Created(_)

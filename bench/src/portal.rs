@@ -296,6 +296,7 @@ async fn seed(
             app: app.to_string(),
             stage: (*stage).into(),
             force: false,
+            canary: false,
         };
         deployments
             .promote(authed(&bench.bearer, promote))

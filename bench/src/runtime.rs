@@ -381,6 +381,7 @@ async fn measure(
             app: app.clone(),
             stage: "test".into(),
             force: false,
+            canary: false,
         });
         promote
             .metadata_mut()

@@ -6,6 +6,7 @@
 //! - [`build`]: `neo build request|get|list|cancel|log`.
 //! - [`publish`]: `neo publish` (upload, build and deploy a project, step by step).
 //! - [`deploy`]: `neo deploy`, `impact`, `promote`, `rollback`, `releases`, `deployment get`.
+//! - [`canary`]: `neo canary policy|abort|promote|status`.
 //! - [`audit`]: `neo history`, `neo why`.
 //! - [`events`]: `neo events watch`.
 //! - [`runtime`]: `neo logs`, `neo status`, `neo scale`.
@@ -18,6 +19,7 @@
 pub mod app;
 pub mod audit;
 pub mod build;
+pub mod canary;
 pub mod deploy;
 pub mod events;
 pub mod login;

@@ -53,7 +53,9 @@ pub use output::{OutputFormat, Sink};
 /// The JSON crate whose `Value` the [`render`] functions return and `--output json` prints.
 pub use serde_json;
 
-use commands::{app, audit, build, deploy, events, login, publish, runtime, settings, tenant};
+use commands::{
+    app, audit, build, canary, deploy, events, login, publish, runtime, settings, tenant,
+};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -147,9 +149,16 @@ pub enum ClientCommand {
     Impact(deploy::ImpactArgs),
     /// Promote the current release of the previous stage into a stage (same image).
     #[command(
-        after_help = "Examples:\n  neo promote shop --stage test\n  neo promote shop -s prod --force"
+        after_help = "Examples:\n  neo promote shop --stage test\n  neo promote shop -s prod --force\n  neo promote shop -s prod --canary"
     )]
     Promote(deploy::PromoteArgs),
+    /// Canary releases: a stage's canary policy; abort or promote the running canary; its
+    /// steps and figures.
+    Canary {
+        /// What to do.
+        #[command(subcommand)]
+        command: canary::CanaryCommand,
+    },
     /// Roll a stage back to an earlier release, as a new release.
     #[command(
         after_help = "Examples:\n  neo rollback shop --stage prod --to v2\n  neo rollback shop -s prod --to 2 --force"
@@ -272,6 +281,7 @@ async fn dispatch(cx: &mut Context, command: ClientCommand) -> Result<(), CliErr
         ClientCommand::Deploy(args) => deploy::deploy(cx, args).await,
         ClientCommand::Impact(args) => deploy::impact(cx, args).await,
         ClientCommand::Promote(args) => deploy::promote(cx, args).await,
+        ClientCommand::Canary { command } => canary::run(cx, command).await,
         ClientCommand::Rollback(args) => deploy::rollback(cx, args).await,
         ClientCommand::Releases(args) => deploy::releases(cx, args).await,
         ClientCommand::Deployment { command } => deploy::deployment(cx, command).await,

@@ -4,6 +4,7 @@ use neo_gateway::api;
 use neo_protocol::pb;
 use serde_json::{Value, json};
 
+pub mod canary;
 pub mod runtime;
 pub mod settings;
 
@@ -258,6 +259,7 @@ pub fn release_json(release: &pb::Release) -> Value {
         "forced": release.forced,
         "forced_blockers": release.forced_blockers,
         "data_changes": release.data_changes,
+        "canary": canary::canary_json(release),
     })
 }
 
@@ -374,8 +376,19 @@ pub fn current_release_table(deployment: &api::Deployment) -> String {
         ]),
         None => rows.push(("release", "none".to_owned())),
     }
+    // A running canary is the newest release, not yet the current one's successor for good.
+    let canary = state.releases.last().filter(|r| r.canary.is_some());
+    if let Some(r) = canary {
+        rows.push((
+            "canary",
+            format!("v{}: {}", r.number, canary::canary_text(r)),
+        ));
+    }
     let summary = fields(rows).to_string();
-    let notes = current.map(std::slice::from_ref).map(release_notes);
+    let mut notes = current.map(std::slice::from_ref).map(release_notes);
+    if let (Some(lines), Some(c)) = (notes.as_mut(), canary.and_then(|r| r.canary.as_ref())) {
+        lines.extend(canary::step_lines(c));
+    }
     match notes {
         Some(lines) if !lines.is_empty() => format!("{summary}\n\n{}", lines.join("\n")),
         _ => summary,

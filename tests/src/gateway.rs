@@ -148,7 +148,8 @@ pub mod req {
             tenant: tenant.into(), app: app.into(), stage: stage.into(), revision, force: false
         }
         promote(tenant: &str, app: &str, stage: &str) -> PromoteRequest {
-            tenant: tenant.into(), app: app.into(), stage: stage.into(), force: false
+            tenant: tenant.into(), app: app.into(), stage: stage.into(), force: false,
+            canary: false
         }
         rollback(tenant: &str, app: &str, stage: &str, to_release: u32) -> RollbackRequest {
             tenant: tenant.into(), app: app.into(), stage: stage.into(), to_release, force: false

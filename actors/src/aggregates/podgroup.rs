@@ -26,6 +26,10 @@
 //! | `podgroup.asleep` | precondition | scale to zero, but it has no desired replica already |
 //! | `wake.cause` | invalid | wake without a cause |
 //! | `podgroup.awake` | precondition | wake, but it has desired replicas already |
+//! | `canary.missing` | invalid | start a canary without one |
+//! | `canary.weight` | invalid | a canary's share is outside 1..=100 |
+//! | `canary.stale` | precondition | start or promote a canary that is not after the release, or end one that ended |
+//! | `canary.not_running` | precondition | step a release that is not the podgroup's canary |
 //!
 //! # Autoscaling
 //!
@@ -44,6 +48,11 @@
 //! request, sends `ScaleToZero` once none came for the window (`ScaledToZero`, with the last
 //! request's time), and `Wake` when a request comes for it at zero (`WokenUp`, with the
 //! request as its cause): the load balancer holds that request until a replica is ready.
+//!
+//! # Canaries
+//!
+//! The deployment's canary releases reach the podgroup as `StartCanary`, `StepCanary` and
+//! `EndCanary` ([`canary`]): the canary runs beside `release` with its share of the traffic.
 
 use std::ops::Deref;
 
@@ -191,6 +200,9 @@ impl Aggregate for pb::PodgroupState {
             Command::Observe(observe) => return rules.observe(observe),
             Command::ScaleToZero(idle) => rules.scale_to_zero(&idle)?,
             Command::Wake(wake) => rules.wake(wake)?,
+            Command::StartCanary(start) => rules.start_canary(start)?,
+            Command::StepCanary(step) => rules.step_canary(step)?,
+            Command::EndCanary(end) => rules.end_canary(end)?,
         };
         Ok(vec![pb::PodgroupEvent { event: Some(event) }])
     }
@@ -219,6 +231,7 @@ impl Aggregate for pb::PodgroupState {
                 self.release = e.release;
                 self.image_digest.clone_from(&e.image_digest);
                 self.config.clone_from(&e.config);
+                canary::apply(self, event);
             }
             Event::Observed(e) => {
                 if let Some(observation) = &e.observation {
@@ -234,6 +247,9 @@ impl Aggregate for pb::PodgroupState {
             Event::ReplicaReplaced(_) => self.replacements += 1,
             Event::ScaledToZero(_) => self.desired = 0,
             Event::WokenUp(e) => self.desired = e.to,
+            Event::CanaryStarted(_) | Event::CanaryStepped(_) | Event::CanaryEnded(_) => {
+                canary::apply(self, event);
+            }
         }
     }
 
@@ -250,6 +266,9 @@ impl Aggregate for pb::PodgroupState {
             Some(Event::ReplicaReplaced(_)) => "ReplicaReplaced",
             Some(Event::ScaledToZero(_)) => "ScaledToZero",
             Some(Event::WokenUp(_)) => "WokenUp",
+            Some(Event::CanaryStarted(_)) => "CanaryStarted",
+            Some(Event::CanaryStepped(_)) => "CanaryStepped",
+            Some(Event::CanaryEnded(_)) => "CanaryEnded",
             None => crate::aggregate::UNKNOWN_EVENT,
         }
     }
@@ -520,6 +539,8 @@ fn check_resources(field: &str, resources: &pb::Resources) -> Result<(), Rejecti
     }
     Ok(())
 }
+
+mod canary;
 
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,24 @@ pub fn desired_of(
         tenant_quota: None,
         purge: false,
         idle_to_zero_s: podgroup.policy.map_or(0, |p| p.idle_to_zero_s),
+        canary: podgroup.canary.as_ref().map(|c| pb::DesiredCanary {
+            release: c.release,
+            image_digest: c.image_digest.clone(),
+            settings: c
+                .config
+                .as_ref()
+                .map(|c| c.settings.clone())
+                .unwrap_or_default(),
+            secrets: c
+                .config
+                .as_ref()
+                .map(|c| c.secrets.clone())
+                .unwrap_or_default(),
+            step: c.step,
+            weight: c.weight,
+            sticky: c.sticky,
+            step_seconds: c.step_seconds,
+        }),
     }
 }
 

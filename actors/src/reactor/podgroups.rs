@@ -1,5 +1,7 @@
 //! A deployment's releases drive its podgroup: the first creates the podgroup of that app and
-//! stage, every later one (deploy, promotion, rollback) assigns its image to it.
+//! stage, every later one (deploy, promotion, rollback) assigns its image to it, or starts it
+//! as a canary beside the current one (a promotion with canary; its steps and end follow in
+//! [`super::canary`]).
 
 use bytes::Bytes;
 use neo_protocol::pb;
@@ -52,6 +54,23 @@ impl Reactor for PodgroupOnFirstRelease {
                 policy: None,
                 resources: None,
                 config: release.config,
+            })
+        } else if let Some(canary) = release
+            .canary
+            .as_ref()
+            .filter(|c| c.phase() == pb::CanaryPhase::Running)
+        {
+            let policy = canary.policy.clone().unwrap_or_default();
+            pb::podgroup_command::Command::StartCanary(pb::StartCanary {
+                canary: Some(pb::PodgroupCanary {
+                    release: release.number,
+                    image_digest: release.image_digest,
+                    config: release.config,
+                    step: canary.step,
+                    weight: canary.weight,
+                    sticky: policy.sticky,
+                    step_seconds: policy.step_seconds,
+                }),
             })
         } else {
             pb::podgroup_command::Command::AssignRelease(pb::AssignRelease {

@@ -47,6 +47,11 @@ pub struct PromoteArgs {
     /// `neo impact`); the force and what it loses are recorded in the release.
     #[arg(long)]
     pub force: bool,
+    /// Roll out as a canary beside the stage's current release, step by step under the
+    /// stage's canary policy (`neo canary policy`); rolled back by itself when its errors or
+    /// latency are worse than the current release's.
+    #[arg(long)]
+    pub canary: bool,
 }
 
 /// Arguments of `neo rollback`.
@@ -154,6 +159,7 @@ pub async fn promote(cx: &Context, args: PromoteArgs) -> Result<(), CliError> {
         app: args.target.app,
         stage: args.target.stage,
         force: args.force,
+        canary: args.canary,
     };
     let client = cx.connect().await?.deployments();
     let message = format!("promoting into {}", request.stage);

@@ -1,4 +1,5 @@
-//! `neo.gateway.v1.Deployments`: deploy, promote, roll back, get, releases.
+//! `neo.gateway.v1.Deployments`: deploy, promote (as a canary too), roll back, a stage's canary
+//! policy and the end of its canary by hand, get, releases.
 
 use std::sync::Arc;
 
@@ -144,8 +145,64 @@ impl Deployments for DeploymentsService {
             app: target.1.to_string(),
             stage: target.2.to_string(),
             forced: r.force,
+            canary: r.canary,
             ..Default::default()
         });
+        Ok(Response::new(self.run(&target, &user, command).await?))
+    }
+
+    async fn set_canary_policy(
+        &self,
+        request: Request<api::SetCanaryPolicyRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        let Some(policy) = r.policy.clone() else {
+            return Err(invalid("policy", "a canary policy is needed"));
+        };
+        let user = self.allow_release(&request, &target, false).await?;
+        let command = Command::SetCanaryPolicy(pb::SetCanaryPolicy {
+            policy: Some(policy),
+        });
+        Ok(Response::new(self.run(&target, &user, command).await?))
+    }
+
+    async fn end_canary(
+        &self,
+        request: Request<api::EndCanaryRequest>,
+    ) -> Result<Response<api::Deployment>, Status> {
+        let r = request.get_ref();
+        let target = target(&r.tenant, &r.app, &r.stage)?;
+        let user = self.allow_release(&request, &target, false).await?;
+        let release = if r.release != 0 {
+            r.release
+        } else {
+            // Whichever runs; none: the deployment refuses release 0 as not a running canary.
+            let (t, a, s) = &target;
+            let (state, _) = self
+                .0
+                .bus
+                .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
+                .await?;
+            state
+                .releases
+                .iter()
+                .rev()
+                .find(|r| {
+                    r.canary
+                        .as_ref()
+                        .is_some_and(|c| c.phase() == pb::CanaryPhase::Running)
+                })
+                .map_or(0, |r| r.number)
+        };
+        let command = if r.promote {
+            Command::CompleteCanary(pb::CompleteCanary { release })
+        } else {
+            Command::AbortCanary(pb::AbortCanary {
+                release,
+                reason: r.reason.clone(),
+            })
+        };
         Ok(Response::new(self.run(&target, &user, command).await?))
     }
 

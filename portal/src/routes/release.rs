@@ -143,6 +143,7 @@ async fn make(CheckedForm { signed, fields }: CheckedForm, asked: Asked) -> Resp
                 app: app.clone(),
                 stage,
                 force,
+                canary: fields.get("canary").is_some_and(|c| c == "1"),
             };
             deployments
                 .clone()

@@ -749,3 +749,123 @@ fn the_new_event_types_are_named() {
     .collect();
     assert_eq!(names, ["ScaledToZero", "WokenUp"]);
 }
+
+fn canary(release: u32, weight: u32) -> pb::PodgroupCanary {
+    pb::PodgroupCanary {
+        release,
+        image_digest: digest('c'),
+        config: None,
+        step: 0,
+        weight,
+        sticky: false,
+        step_seconds: 5,
+    }
+}
+
+fn canary_started(release: u32) -> pb::PodgroupEvent {
+    ev(Event::CanaryStarted(pb::CanaryStarted {
+        canary: Some(canary(release, 10)),
+    }))
+}
+
+fn end(release: u32, promoted: bool) -> Command {
+    Command::EndCanary(pb::EndCanary {
+        release,
+        promoted,
+        image_digest: if promoted { digest('c') } else { String::new() },
+        config: None,
+        reason: "judged".into(),
+    })
+}
+
+#[test]
+fn a_canary_runs_beside_the_release_until_it_is_promoted() {
+    let started = run(
+        [created()],
+        Command::StartCanary(pb::StartCanary {
+            canary: Some(canary(2, 10)),
+        }),
+    )
+    .unwrap();
+    let state: State = given([created()].into_iter().chain(started));
+    assert_eq!(
+        (state.release, state.canary.as_ref().map(|c| c.weight)),
+        (1, Some(10))
+    );
+    let stepped = run(
+        [created(), canary_started(2)],
+        Command::StepCanary(pb::StepCanary {
+            release: 2,
+            step: 1,
+            weight: 50,
+        }),
+    )
+    .unwrap();
+    let events: Vec<_> = [created(), canary_started(2)]
+        .into_iter()
+        .chain(stepped)
+        .collect();
+    let state: State = given(events.clone());
+    assert_eq!(
+        state.canary.as_ref().map(|c| (c.step, c.weight)),
+        Some((1, 50))
+    );
+    let ended = run(events.clone(), end(2, true)).unwrap();
+    let state: State = given(events.into_iter().chain(ended));
+    assert_eq!(
+        (state.release, state.image_digest.clone()),
+        (2, digest('c'))
+    );
+    assert_eq!((state.canary, state.canary_ended), (None, 2));
+}
+
+#[test]
+fn a_rolled_back_canary_leaves_the_release_and_its_late_start_is_stale() {
+    let ended = run([created(), canary_started(2)], end(2, false)).unwrap();
+    let state: State = given([created(), canary_started(2)].into_iter().chain(ended));
+    assert_eq!((state.release, state.canary.is_none()), (1, true));
+    // The end came first (another reactor): the start that follows is refused as stale.
+    let ended_first = run([created()], end(2, false)).unwrap();
+    let events: Vec<_> = [created()].into_iter().chain(ended_first).collect();
+    assert_refused(
+        run(
+            events,
+            Command::StartCanary(pb::StartCanary {
+                canary: Some(canary(2, 10)),
+            }),
+        ),
+        "canary.stale",
+    );
+}
+
+#[test]
+fn canary_commands_are_checked() {
+    assert_refused(
+        run(
+            [created()],
+            Command::StartCanary(pb::StartCanary { canary: None }),
+        ),
+        "canary.missing",
+    );
+    assert_refused(
+        run(
+            [created()],
+            Command::StartCanary(pb::StartCanary {
+                canary: Some(canary(2, 0)),
+            }),
+        ),
+        "canary.weight",
+    );
+    assert_refused(
+        run(
+            [created()],
+            Command::StepCanary(pb::StepCanary {
+                release: 2,
+                step: 1,
+                weight: 50,
+            }),
+        ),
+        "canary.not_running",
+    );
+    assert_refused(run([created()], end(1, true)), "canary.stale");
+}
