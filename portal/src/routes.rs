@@ -6,11 +6,12 @@
 //! | `GET /login`, `POST /login` | sign in (`Identity.Login`); the token goes into the session cookie |
 //! | `POST /logout` | sign out (`Identity.Logout` revokes the token) |
 //! | `POST /switch` | work in another of the user's tenants (`Identity.SwitchTenant`) |
-//! | `GET /` | the pipeline board (`Runtime.Status`, the tenant's stages) |
+//! | `GET /` | the pipeline board (`Runtime.Status`, the tenant's stages, the newest release of each later stage for its canary) |
 //! | `GET /board` | the board's table alone (htmx refreshes it) |
 //! | `GET /live?after=SEQ` | the tenant's deployment events as Server-Sent Events |
 //! | `GET /promote`, `/deploy`, `/rollback` | a release's confirmation with its impact |
-//! | `POST /promote`, `/deploy`, `/rollback` | make it (`Deployments.*`) |
+//! | `POST /promote`, `/deploy`, `/rollback` | make it (`Deployments.*`; a promotion with `canary=1` as a canary) |
+//! | `POST /canary/abort`, `/canary/promote` | end the running canary of an app on a stage (`Deployments.EndCanary`) |
 //! | `GET /apps/{app}` | an app: revisions, builds, releases per stage, scale policies |
 //! | `GET /apps/{app}/releases` | the app's releases alone (htmx refreshes them) |
 //! | `POST /apps/{app}/{stage}/scale` | set a scale policy |
@@ -27,6 +28,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod board;
+pub mod canary;
 pub mod logs;
 pub mod metrics;
 pub mod release;
@@ -41,6 +43,7 @@ use neo_protocol::pb::Role;
 use tonic::Code;
 
 use crate::gateway::{AsUser, Gateway};
+use crate::pages::canary as canary_page;
 use crate::pages::layout;
 use crate::respond::{self, failure, redirect};
 use crate::session::{self, CSRF, SESSION, Visitor};
@@ -65,6 +68,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(release::promote_page).post(release::promote),
         )
         .route("/deploy", get(release::deploy_page).post(release::deploy))
+        .route(canary_page::ABORT, post(canary::abort))
+        .route(canary_page::PROMOTE_NOW, post(canary::promote_now))
         .route(
             "/rollback",
             get(release::rollback_page).post(release::rollback),

@@ -8,9 +8,11 @@
 //!   health reports, metrics and the autoscaler's observations.
 //! - [`ship`]: log lines to `NEO_LOGS`, replacements to the podgroup.
 //! - [`idle`] and [`wake`]: scale to zero, from the requests the stage's load balancer sees.
+//! - [`canary`]: canary steps timed and their figures reported to the deployment.
 //! - [`lease`]: all of that only while the agent holds its stage's lease; a second agent of
 //!   the stage stands by and takes over when the lease lapses.
 
+pub mod canary;
 pub mod desired;
 pub mod idle;
 pub mod lease;
@@ -30,7 +32,7 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::driver::{Desired, Driver, DriverEvent, PodgroupKey};
+use crate::driver::{CanaryDesired, Desired, Driver, DriverEvent, PodgroupKey};
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
@@ -129,33 +131,47 @@ impl Ctx {
 
     /// The driver's view of a desired podgroup (without its secrets: [`secrets::for_state`]).
     pub fn to_desired(&self, desired: &pb::DesiredPodgroup) -> Desired {
+        let reference = |digest: &str| {
+            format!(
+                "{}/{}@{digest}",
+                self.registry.host(),
+                self.registry.repository(&desired.tenant, &desired.app),
+            )
+        };
         Desired {
             key: key_of(desired),
             release: desired.release,
             image_digest: desired.image_digest.clone(),
-            image_reference: format!(
-                "{}/{}@{}",
-                self.registry.host(),
-                self.registry.repository(&desired.tenant, &desired.app),
-                desired.image_digest
-            ),
+            image_reference: reference(&desired.image_digest),
             replicas: desired.replicas,
             resources: resources(desired),
-            env: desired
-                .settings
-                .iter()
-                .map(|(k, v)| (format!("NEO_SETTING_{}", k.to_ascii_uppercase()), v.clone()))
-                .collect(),
+            env: settings_env(&desired.settings),
             secrets: crate::driver::SecretEnv::default(),
-            secret_versions: desired
-                .secrets
-                .iter()
-                .map(|(name, version)| (name.clone(), *version))
-                .collect(),
+            secret_versions: desired.secrets.clone(),
             quota: desired.tenant_quota,
             idle_to_zero_s: desired.idle_to_zero_s,
+            canary: desired.canary.as_ref().map(|c| CanaryDesired {
+                release: c.release,
+                image_digest: c.image_digest.clone(),
+                image_reference: reference(&c.image_digest),
+                env: settings_env(&c.settings),
+                secrets: crate::driver::SecretEnv::default(),
+                secret_versions: c.secrets.clone(),
+                step: c.step,
+                weight: c.weight,
+                sticky: c.sticky,
+                step_seconds: c.step_seconds,
+            }),
         }
     }
+}
+
+/// A release's settings as its replicas' environment (`NEO_SETTING_<NAME>`).
+fn settings_env(settings: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    settings
+        .iter()
+        .map(|(k, v)| (format!("NEO_SETTING_{}", k.to_ascii_uppercase()), v.clone()))
+        .collect()
 }
 
 /// The per-replica allocation of a desired state (a podgroup always has one; the default
@@ -253,6 +269,7 @@ impl Agent {
                     tokio::spawn(report::report_loop(ctx.clone())),
                     tokio::spawn(idle::idle_loop(ctx.clone())),
                     tokio::spawn(wake::wake_loop(ctx.clone())),
+                    tokio::spawn(canary::canary_loop(ctx.clone())),
                     tokio::spawn(ship::ship_loop(ctx, events)),
                 ]
             }
@@ -306,6 +323,16 @@ async fn converge(ctx: &Ctx) {
             Err(e) => {
                 tracing::warn!(podgroup = %wanted.key, error = %e, "cannot apply the desired state");
                 continue;
+            }
+        }
+        if let (Some(canary), Some(of_state)) = (wanted.canary.as_mut(), &state.canary) {
+            match secrets::for_release(ctx, &wanted.key, canary.release, &of_state.secrets).await {
+                Ok(env) => canary.secrets = env,
+                Err(e) => {
+                    tracing::warn!(podgroup = %wanted.key, error = %e,
+                        "cannot apply the desired canary");
+                    continue;
+                }
             }
         }
         let span = tracing::info_span!("agent.apply", podgroup = %wanted.key,

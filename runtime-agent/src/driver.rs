@@ -85,6 +85,34 @@ pub struct Desired {
     /// Its policy's scale to zero window (0: never): a request finding no replica is held and
     /// wakes it (see [`crate::activity`]).
     pub idle_to_zero_s: u32,
+    /// A release rolling out beside `release` as a canary.
+    pub canary: Option<CanaryDesired>,
+}
+
+/// A canary of a desired podgroup: its release runs beside the podgroup's (the baseline),
+/// with the same resources, and takes `weight` percent of the app's requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryDesired {
+    /// Its release.
+    pub release: u32,
+    /// Its image's manifest digest.
+    pub image_digest: String,
+    /// Its full pull reference.
+    pub image_reference: String,
+    /// Its environment (its release's settings).
+    pub env: BTreeMap<String, String>,
+    /// Its secret environment.
+    pub secrets: SecretEnv,
+    /// The version of each secret it runs.
+    pub secret_versions: BTreeMap<String, u32>,
+    /// The step it is at (from 0).
+    pub step: u32,
+    /// Its share of the requests, in percent.
+    pub weight: u32,
+    /// Keep each client on one release.
+    pub sticky: bool,
+    /// How long each step runs before the agent reports it.
+    pub step_seconds: u32,
 }
 
 /// Secret environment variables (name → value). `Debug` shows the names only, and it is never
@@ -127,6 +155,8 @@ pub struct Observed {
     pub replicas: Vec<pb::ReplicaStatus>,
     /// The rollout of `release`.
     pub rollout: Rollout,
+    /// The desired canary cannot start (its replicas keep failing): why.
+    pub canary_failed: Option<String>,
 }
 
 /// Something that happened to a podgroup between observations.
@@ -200,6 +230,13 @@ pub trait Driver: Send + Sync + 'static {
     /// The requests of the stage's apps, when this driver routes the stage's traffic: the
     /// agent scales idle apps to zero and wakes them from it. Default: none (no scale to zero).
     fn activity(&self) -> Option<std::sync::Arc<crate::activity::Activity>> {
+        None
+    }
+
+    /// What the stage's load balancer measures of each app's canary and baseline, when this
+    /// driver routes the stage's traffic: the agent reports each step from it. Default: none
+    /// (a canary's steps are not judged; it runs until completed or aborted by hand).
+    fn canaries(&self) -> Option<std::sync::Arc<crate::canary::Canaries>> {
         None
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod agent;
+pub mod canary;
 pub mod driver;
 pub mod local;
 pub mod streams;

@@ -2,7 +2,8 @@
 //! worker, the process runtime on dev and test), spoken to as a browser would over HTTP: sign-in
 //! with the CSRF value, the pipeline board of the published catalog, a viewer offered nothing
 //! and refused by the gateway when it forges a promotion, a promotion confirmed by devops and
-//! announced on the live stream, forms without their CSRF value refused.
+//! announced on the live stream, a promotion as a canary shown on the board and aborted there,
+//! forms without their CSRF value refused.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use neo_portal::gateway::Gateway;
 use neo_portal::{Portal, PortalConfig};
-use neo_tests::build_stack::example;
+use neo_protocol::pb::CanaryPhase;
+use neo_tests::build_stack::{edited, example};
 use neo_tests::eventually;
 use neo_tests::gateway::{ROOT, ROOT_PASSWORD, Stack, password, req};
 use neo_tests::runtime_stack::RuntimeStack;
@@ -304,6 +306,92 @@ async fn the_board_shows_the_release_and_a_promotion_is_offered_confirmed_and_an
     assert_eq!(status, 303, "{page}");
     let (_, app) = otto.get("/apps/catalog").await;
     assert!(app.contains("rolled back to v1"), "{app}");
+
+    // catalog r2 on dev is promoted to test as a canary beside v3, shown on the board with the
+    // buttons that end it, and aborted: v3 takes all the traffic again.
+    let r2 = edited("catalog", |m| {
+        m.replace(
+            "The products we sell, in categories",
+            "The products we sell",
+        )
+    })
+    .unwrap();
+    stack
+        .build
+        .publish_deployed(&people.dave, "acme", r2.path())
+        .await
+        .unwrap();
+    let (status, confirm) = otto.get("/promote?app=catalog&stage=test").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains("type=\"checkbox\" name=\"canary\" value=\"1\"")
+            && confirm.contains("Roll out as a canary")
+            && confirm.contains("beside v3"),
+        "{confirm}"
+    );
+    let (status, page) = send(
+        &mut otto,
+        "/promote",
+        &[("app", "catalog"), ("stage", "test"), ("canary", "1")],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    let canary = || async {
+        let deployment = stack
+            .build
+            .stack
+            .deployments(&people.otto)
+            .get_deployment(req::get_deployment("acme", "catalog", "test"))
+            .await
+            .unwrap()
+            .into_inner();
+        let newest = deployment.state.unwrap().releases.pop().unwrap();
+        (newest.number, newest.canary.unwrap())
+    };
+    let (number, running) = canary().await;
+    assert_eq!((number, running.baseline), (4, 3));
+    assert_eq!(running.phase(), CanaryPhase::Running, "{running:?}");
+    let (_, board) = otto.get("/").await;
+    let test_cell = board.split("id=\"cell-catalog-test\"").nth(1).unwrap();
+    assert!(
+        test_cell.contains("canary v4: step 1 of 2") && test_cell.contains("(v3 the rest)"),
+        "{board}"
+    );
+    assert!(
+        test_cell.contains("Abort canary") && test_cell.contains("Promote now"),
+        "{board}"
+    );
+    let (_, board) = vic.get("/").await;
+    assert!(board.contains("canary v4"), "{board}");
+    assert!(
+        !board.contains("Abort canary"),
+        "a viewer may not end it: {board}"
+    );
+    let (status, page) = send(
+        &mut otto,
+        "/canary/abort",
+        &[("app", "catalog"), ("stage", "test"), ("release", "4")],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    let (_, ended) = canary().await;
+    assert_eq!(ended.phase(), CanaryPhase::RolledBack, "{ended:?}");
+    let (_, board) = otto.get("/").await;
+    let test_cell = board.split("id=\"cell-catalog-test\"").nth(1).unwrap();
+    assert!(test_cell.contains("canary v4 rolled back"), "{board}");
+    assert!(!test_cell.contains("Abort canary"), "{board}");
+    let (_, app) = otto.get("/apps/catalog").await;
+    let release = app.split("id=\"release-test-4\"").nth(1).unwrap();
+    assert!(release.contains("rolled back to v3: aborted"), "{app}");
+    // Aborted twice: refused, and said so in the canary's cell.
+    let (status, page) = send(
+        &mut otto,
+        "/canary/abort",
+        &[("app", "catalog"), ("stage", "test"), ("release", "4")],
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("id=\"canary-error-catalog-test\""), "{page}");
 
     // A scale policy out of bounds is refused beside its field; a good one is set.
     let policy = |max: &'static str| {

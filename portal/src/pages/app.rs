@@ -1,7 +1,8 @@
 //! An app: its revisions (author, message, digest, resolved dependencies) with a deploy for the
-//! built ones, its builds, per stage its releases (origin, rollout; a rollback to an earlier one;
-//! refreshed in place when the tenant's deployments change) with links to its settings, logs,
-//! metrics and history, and its scale policies (a form for who may change them).
+//! built ones, its builds, per stage its releases (origin, rollout, a canary's phase or outcome
+//! with its judged steps; a rollback to an earlier one; refreshed in place when the tenant's
+//! deployments change) with links to its settings, logs, metrics and history, and its scale
+//! policies (a form for who may change them).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use neo_gateway::api;
 use neo_protocol::pb;
 
 use super::board::{rollout_word, short_digest};
-use super::layout;
+use super::{canary, layout};
 use crate::respond::{Refusal, encode};
 
 /// One stage of the app.
@@ -164,7 +165,15 @@ fn origin(r: &pb::Release) -> String {
 }
 
 fn stage(p: &AppPage, s: &Stage) -> Markup {
-    let current = s.releases.first().map_or(0, |r| r.number);
+    // The deployment's current release: the newest, but after a canary rolled back, its
+    // baseline.
+    let current = s
+        .status
+        .as_ref()
+        .map(|st| st.release)
+        .filter(|r| *r > 0)
+        .or_else(|| s.releases.first().map(|r| r.number))
+        .unwrap_or(0);
     let app = encode(&p.app);
     let stage = encode(&s.name);
     html! {
@@ -196,6 +205,12 @@ fn stage(p: &AppPage, s: &Stage) -> Markup {
                                     @if !r.rollout_reason.is_empty() { ": " (r.rollout_reason) }
                                 }
                                 td {
+                                    @if let Some(c) = &r.canary {
+                                        div class=(format!("canary {}", canary::phase_word(c))) {
+                                            div.canary-summary { (canary::summary(r.number, c)) }
+                                            (canary::steps(r.number, c))
+                                        }
+                                    }
                                     @if r.forced { div { strong { "forced" } " over: " (r.forced_blockers.join("; ")) } }
                                     @for change in &r.data_changes { div { "migrated " (change) } }
                                 }

@@ -1,10 +1,12 @@
 //! A release's confirmation (a promotion, a deploy or a rollback): what would be released,
 //! what impact analysis finds (blockers, warnings, missing settings, data changes), and the
-//! form that releases it (with force when something blocks it); a refusal from the gateway is
+//! form that releases it (with force when something blocks it; for a promotion onto a stage
+//! that runs a release, the choice to roll it out as a canary); a refusal from the gateway is
 //! shown above the form.
 
 use maud::{Markup, html};
 use neo_gateway::api;
+use neo_protocol::pb;
 
 use super::layout;
 
@@ -62,6 +64,42 @@ pub struct Confirm {
     pub csrf: String,
     /// Why the last attempt was refused.
     pub refused: Option<String>,
+    /// A promotion's choice to roll out as a canary (absent: not offered).
+    pub canary: Option<CanaryOffer>,
+}
+
+/// A promotion offered as a canary: it needs a release on the stage to compare with.
+#[derive(Debug, Clone, Default)]
+pub struct CanaryOffer {
+    /// The release it would be compared with (the stage's current one).
+    pub baseline: u32,
+    /// The stage's canary policy (absent: the platform's default).
+    pub policy: Option<pb::CanaryPolicy>,
+    /// Whether the box is ticked (the refused attempt asked for a canary).
+    pub checked: bool,
+}
+
+impl CanaryOffer {
+    /// What rolling out as a canary does, in a line.
+    pub fn explanation(&self) -> String {
+        let steps = match &self.policy {
+            Some(p) => format!(
+                "{} % of the traffic, a step every {} s (this stage's canary policy)",
+                p.steps
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" %, then "),
+                p.step_seconds
+            ),
+            None => "a growing share of the traffic, step by step (the platform's default canary policy)"
+                .to_owned(),
+        };
+        format!(
+            "It runs beside v{} and takes {steps}; it is rolled back by itself if its errors or latency are worse.",
+            self.baseline
+        )
+    }
 }
 
 /// The confirmation page's title.
@@ -127,6 +165,14 @@ pub fn confirm(c: &Confirm) -> Markup {
                 Kind::Rollback { to_release } => { input type="hidden" name="release" value=(to_release); }
                 Kind::Promote { .. } => {}
             }
+            @if let Some(offer) = &c.canary {
+                label for="canary" {
+                    input #canary type="checkbox" name="canary" value="1" checked[offer.checked]
+                        aria-describedby="canary-hint";
+                    " Roll out as a canary"
+                }
+                p.hint #canary-hint { (offer.explanation()) }
+            }
             @if blocked {
                 label for="force" {
                     input #force type="checkbox" name="force" value="1";
@@ -136,5 +182,51 @@ pub fn confirm(c: &Confirm) -> Markup {
             button #confirm type="submit" { (c.kind.verb()) }
             " " a href="/" { "Cancel" }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confirm(kind: Kind, canary: Option<CanaryOffer>) -> Confirm {
+        Confirm {
+            kind,
+            app: "catalog".into(),
+            stage: "test".into(),
+            revision: 2,
+            impact: api::ImpactReport::default(),
+            csrf: "c5rf".into(),
+            refused: None,
+            canary,
+        }
+    }
+
+    #[test]
+    fn a_promotion_may_roll_out_as_a_canary_under_the_stages_steps() {
+        let offer = CanaryOffer {
+            baseline: 3,
+            policy: Some(pb::CanaryPolicy {
+                steps: vec![10, 25, 50],
+                step_seconds: 120,
+                ..Default::default()
+            }),
+            checked: false,
+        };
+        let promote = Kind::Promote { from: "dev".into() };
+        let html = super::confirm(&confirm(promote, Some(offer))).into_string();
+        assert!(
+            html.contains("type=\"checkbox\" name=\"canary\" value=\"1\""),
+            "{html}"
+        );
+        assert!(html.contains("Roll out as a canary"), "{html}");
+        assert!(
+            html.contains(
+                "beside v3 and takes 10 %, then 25 %, then 50 % of the traffic, a step every 120 s"
+            ),
+            "{html}"
+        );
+        let deploy = super::confirm(&confirm(Kind::Deploy, None)).into_string();
+        assert!(!deploy.contains("name=\"canary\""), "{deploy}");
     }
 }

@@ -12,7 +12,8 @@ use crate::gateway::AsUser;
 use crate::pages::{board, layout};
 use crate::respond::{failure, html, now_ms, query, redirect};
 
-/// The board of the signed-in user's tenant.
+/// The board of the signed-in user's tenant: the Runtime's status of every app and stage,
+/// with the canary of each stage's newest release.
 ///
 /// # Errors
 /// The gateway's refusal.
@@ -34,13 +35,24 @@ pub async fn load(user: &AsUser, who: &layout::Who) -> Result<board::Board, Stat
 }
 
 /// `GET /`: the board, live.
-pub async fn page(SignedIn { user, who, visitor }: SignedIn) -> Response {
+pub async fn page(signed: SignedIn) -> Response {
+    board_page(&signed, None, StatusCode::OK).await
+}
+
+/// The board page answered with `code`, with `refused` (an attempt to end a canary) above the
+/// forms of its cell.
+pub async fn board_page(
+    SignedIn { user, who, visitor }: &SignedIn,
+    refused: Option<board::Refused>,
+    code: StatusCode,
+) -> Response {
     if who.tenant.is_empty() {
         return redirect("/tenants", &[]);
     }
-    let (_, cookies) = csrf_of(&visitor);
-    match load(&user, &who).await {
-        Ok(b) => {
+    let (_, cookies) = csrf_of(visitor);
+    match load(user, who).await {
+        Ok(mut b) => {
+            b.refused = refused;
             let after = b
                 .apps
                 .values()
@@ -52,11 +64,7 @@ pub async fn page(SignedIn { user, who, visitor }: SignedIn) -> Response {
                 h1 { "Pipeline of " (who.tenant) }
                 (board::live(&b, after))
             };
-            html(
-                StatusCode::OK,
-                layout::page("Board", Some(&who), body),
-                &cookies,
-            )
+            html(code, layout::page("Board", Some(who), body), &cookies)
         }
         Err(status) => failure(&status),
     }

@@ -1,4 +1,5 @@
-//! Releasing: promote, deploy and roll back, each confirmed on a page with its impact first.
+//! Releasing: promote (at once or as a canary), deploy and roll back, each confirmed on a page
+//! with its impact first.
 
 use axum::extract::RawQuery;
 use axum::http::StatusCode;
@@ -8,7 +9,7 @@ use tonic::Status;
 
 use super::{CheckedForm, SignedIn, required};
 use crate::pages::layout;
-use crate::pages::release::{self, Confirm, Kind};
+use crate::pages::release::{self, CanaryOffer, Confirm, Kind};
 use crate::respond::{encode, failure, html, http_status, query, redirect};
 
 /// The number a form or query gives as `name`, else `INVALID_ARGUMENT` naming it.
@@ -87,17 +88,27 @@ async fn confirmation(
     refused: Option<String>,
 ) -> Result<Confirm, Status> {
     let (kind, app, stage, revision) = resolve(signed, params, promote).await?;
-    let impact = signed
-        .user
-        .deployments()
-        .impact(api::ImpactRequest {
-            tenant: signed.who.tenant.clone(),
-            app: app.clone(),
-            stage: stage.clone(),
-            revision,
-        })
-        .await?
-        .into_inner();
+    let impact = async {
+        signed
+            .user
+            .deployments()
+            .impact(api::ImpactRequest {
+                tenant: signed.who.tenant.clone(),
+                app: app.clone(),
+                stage: stage.clone(),
+                revision,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    let checked = params.get("canary").is_some_and(|c| c == "1");
+    let canary = async {
+        match &kind {
+            Kind::Promote { .. } => canary_offer(signed, &app, &stage, checked).await,
+            Kind::Deploy | Kind::Rollback { .. } => Ok(None),
+        }
+    };
+    let (impact, canary) = tokio::try_join!(impact, canary)?;
     Ok(Confirm {
         kind,
         app,
@@ -106,7 +117,38 @@ async fn confirmation(
         impact,
         csrf: signed.who.csrf.clone(),
         refused,
+        canary,
     })
+}
+
+/// A promotion onto `stage` may roll out as a canary when the stage runs a release to compare
+/// it with: under the stage's canary policy, ticked when `checked`.
+async fn canary_offer(
+    signed: &SignedIn,
+    app: &str,
+    stage: &str,
+    checked: bool,
+) -> Result<Option<CanaryOffer>, Status> {
+    let found = signed
+        .user
+        .deployments()
+        .get_deployment(api::GetDeploymentRequest {
+            tenant: signed.who.tenant.clone(),
+            app: app.to_owned(),
+            stage: stage.to_owned(),
+        })
+        .await;
+    let state = match found {
+        Ok(d) => d.into_inner().state.unwrap_or_default(),
+        // Never deployed there: nothing to compare a canary with.
+        Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(status),
+    };
+    Ok((state.current > 0).then_some(CanaryOffer {
+        baseline: state.current,
+        policy: state.canary_policy,
+        checked,
+    }))
 }
 
 async fn confirm_page(signed: SignedIn, raw: Option<String>, promote: bool) -> Response {

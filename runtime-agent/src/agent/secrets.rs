@@ -1,6 +1,7 @@
 //! The secret values of a desired podgroup: fetched from the platform
 //! (`neo.secrets.{stage}.{tenant}.{app}`, request/reply) when a release that names secrets is
-//! applied, and kept in memory per podgroup and release (a changed secret is a new release).
+//! applied, and kept in memory per podgroup and release (a changed secret is a new release;
+//! a canary's release is held beside its baseline's).
 
 use std::collections::HashMap;
 
@@ -42,9 +43,10 @@ pub enum SecretFetchError {
     },
 }
 
-/// Fetched secrets by podgroup, with the release they were fetched for.
+/// Fetched secrets by podgroup, with the releases they were fetched for (the newest two: a
+/// canary and its baseline).
 #[derive(Default)]
-pub(crate) struct SecretCache(Mutex<HashMap<PodgroupKey, (u32, SecretEnv)>>);
+pub(crate) struct SecretCache(Mutex<HashMap<PodgroupKey, Vec<(u32, SecretEnv)>>>);
 
 impl SecretCache {
     /// Drops what is held for `key` (its podgroup is gone).
@@ -58,18 +60,34 @@ pub fn env_name(name: &str) -> String {
     format!("NEO_SECRET_{}", name.to_ascii_uppercase())
 }
 
-/// The secret environment of `state`'s release: from the cache, else fetched from the
-/// platform. Every secret the release names must be there at that version or a later one.
+/// The secret environment of `state`'s release: see [`for_release`].
 pub(crate) async fn for_state(
     ctx: &Ctx,
     key: &PodgroupKey,
     state: &pb::DesiredPodgroup,
 ) -> Result<SecretEnv, SecretFetchError> {
-    if state.secrets.is_empty() {
+    for_release(ctx, key, state.release, &state.secrets).await
+}
+
+/// The secret environment of `release`, which names `secrets` (name → version): from the
+/// cache, else fetched from the platform. Every secret the release names must be there at
+/// that version or a later one.
+pub(crate) async fn for_release(
+    ctx: &Ctx,
+    key: &PodgroupKey,
+    release: u32,
+    secrets: &std::collections::BTreeMap<String, u32>,
+) -> Result<SecretEnv, SecretFetchError> {
+    if secrets.is_empty() {
         return Ok(SecretEnv::default());
     }
-    if let Some((release, env)) = ctx.secrets.0.lock().await.get(key)
-        && *release == state.release
+    if let Some((_, env)) = ctx
+        .secrets
+        .0
+        .lock()
+        .await
+        .get(key)
+        .and_then(|held| held.iter().find(|(r, _)| *r == release))
     {
         return Ok(env.clone());
     }
@@ -89,13 +107,13 @@ pub(crate) async fn for_state(
         source,
     })?;
     let mut env = SecretEnv::default();
-    for (name, &want) in &state.secrets {
+    for (name, &want) in secrets {
         let found = revealed.get(name);
         let have = found.map_or(0, |s| s.version);
         let Some(secret) = found.filter(|_| have >= u64::from(want)) else {
             return Err(SecretFetchError::Stale {
                 key: key.clone(),
-                release: state.release,
+                release,
                 name: name.clone(),
                 want,
                 have,
@@ -103,12 +121,13 @@ pub(crate) async fn for_state(
         };
         env.0.insert(env_name(name), secret.value.to_string());
     }
-    tracing::debug!(podgroup = %key, release = state.release, secrets = ?env, "secrets fetched");
-    ctx.secrets
-        .0
-        .lock()
-        .await
-        .insert(key.clone(), (state.release, env.clone()));
+    tracing::debug!(podgroup = %key, release, secrets = ?env, "secrets fetched");
+    let mut cache = ctx.secrets.0.lock().await;
+    let held = cache.entry(key.clone()).or_default();
+    held.retain(|(r, _)| *r != release);
+    held.push((release, env.clone()));
+    held.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+    held.truncate(2);
     Ok(env)
 }
 

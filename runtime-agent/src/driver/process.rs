@@ -9,7 +9,10 @@
 //! and routes the stage's traffic ([`lb`]).
 //!
 //! A rollout starts the new release's replicas next to the old ones and stops the old ones only
-//! when every new one is ready. A release whose replicas keep dying before they are ready fails
+//! when every new one is ready. A canary's replicas run beside the release's (its share of
+//! the desired count, at least one) and the load balancer splits the app's requests between
+//! the two by the canary's weight ([`lb::Route`]); a canary whose replicas keep dying before
+//! they are ready is given up (`Observed::canary_failed`), the release serving everything. A release whose replicas keep dying before they are ready fails
 //! its rollout, and the previous release keeps serving. Replicas survive an agent restart: the
 //! state file (`{data_dir}/replicas.json`) lets the next agent adopt them.
 //!
@@ -129,6 +132,13 @@ struct Group {
     failed: Option<String>,
     /// Replicas that died while serving, waiting for a replacement: (id, reason, what it ran).
     replacing: Vec<(String, String, Arc<Spec>)>,
+    /// The spec of the desired canary, once its image is on disk.
+    canary_spec: Option<Arc<Spec>>,
+    /// Start failures of the desired canary, and the last reason.
+    canary_failures: u32,
+    canary_last_failure: String,
+    /// The desired canary could not start: its replicas are not started again.
+    canary_failed: Option<String>,
 }
 
 /// A replica and its log tailer.
@@ -399,6 +409,52 @@ impl Group {
             last_failure: String::new(),
             failed: None,
             replacing: Vec::new(),
+            canary_spec: None,
+            canary_failures: 0,
+            canary_last_failure: String::new(),
+            canary_failed: None,
+        }
+    }
+
+    /// The release of the canary that should run now (none: none, or it could not start).
+    fn canary_release(&self) -> Option<u32> {
+        self.desired
+            .as_ref()
+            .and_then(|d| d.canary.as_ref())
+            .filter(|_| self.canary_failed.is_none())
+            .map(|c| c.release)
+    }
+
+    /// What the load balancer routes to: the ready replicas of every release but the
+    /// canary's, and the canary's at its weight.
+    fn route(&self) -> lb::Route {
+        let canary = self.canary_release();
+        let ready = |of_canary: bool| -> Vec<SocketAddr> {
+            self.replicas
+                .iter()
+                .filter(|t| {
+                    t.replica.phase == pb::ReplicaPhase::Ready
+                        && t.replica.stopping.is_none()
+                        && (Some(t.replica.spec.release) == canary) == of_canary
+                })
+                .map(|t| t.replica.addr())
+                .collect()
+        };
+        let split = self
+            .desired
+            .as_ref()
+            .and_then(|d| d.canary.as_ref())
+            .filter(|c| Some(c.release) == canary)
+            .map(|c| lb::CanaryRoute {
+                release: c.release,
+                baseline: self.desired.as_ref().map_or(0, |d| d.release),
+                addrs: ready(true),
+                weight: c.weight,
+                sticky: c.sticky,
+            });
+        lb::Route {
+            addrs: ready(false),
+            canary: split,
         }
     }
 
@@ -410,26 +466,59 @@ impl Group {
             return Rollout::Failed(reason.clone());
         }
         let current = |t: &&Tracked| t.replica.spec.release == desired.release;
+        let canary = self.canary_release();
         let ready = self
             .replicas
             .iter()
             .filter(current)
             .filter(|t| t.replica.phase == pb::ReplicaPhase::Ready)
             .count();
-        let others = self.replicas.iter().filter(|t| !current(t)).count();
+        let others = self
+            .replicas
+            .iter()
+            .filter(|t| !current(t) && Some(t.replica.spec.release) != canary)
+            .count();
         if ready >= usize::try_from(desired.replicas).unwrap_or(usize::MAX) && others == 0 {
             Rollout::Succeeded
         } else {
             Rollout::Progressing
         }
     }
+}
 
-    fn ready_addrs(&self) -> Vec<SocketAddr> {
-        self.replicas
-            .iter()
-            .filter(|t| t.replica.phase == pb::ReplicaPhase::Ready && t.replica.stopping.is_none())
-            .map(|t| t.replica.addr())
-            .collect()
+impl ProcessDriver {
+    /// The spec of a desired podgroup's canary: its image on disk, its settings and secrets
+    /// (with the app's role on the stage database, as for the release), the same resources.
+    async fn canary_spec(
+        &self,
+        desired: &Desired,
+        canary: &super::CanaryDesired,
+    ) -> Result<Arc<Spec>, DriverError> {
+        let inner = &self.inner;
+        let secrets = match &inner.database {
+            Some(database) => database
+                .with_url(&desired.key, &canary.secrets)
+                .await
+                .map_err(|e| DriverError::Backend(e.to_string()))?,
+            None => canary.secrets.clone(),
+        };
+        let rootfs = inner
+            .images
+            .rootfs(&canary.image_reference, &canary.image_digest)
+            .await?;
+        let as_release = Desired {
+            env: canary.env.clone(),
+            ..desired.clone()
+        };
+        Ok(Arc::new(Spec {
+            release: canary.release,
+            image_digest: canary.image_digest.clone(),
+            rootfs,
+            env: replica_env(&as_release, inner.config.producers.as_deref()),
+            secrets,
+            cpu_millis: desired.resources.cpu_millis,
+            memory_mib: desired.resources.memory_mib,
+        }))
     }
 }
 
@@ -443,6 +532,10 @@ impl Driver for ProcessDriver {
         Some(self.inner.routes.activity())
     }
 
+    fn canaries(&self) -> Option<Arc<crate::canary::Canaries>> {
+        Some(self.inner.routes.canaries())
+    }
+
     async fn apply(&self, desired: &Desired) -> Result<(), DriverError> {
         let inner = &self.inner;
         {
@@ -450,6 +543,9 @@ impl Driver for ProcessDriver {
             if let Some(group) = groups.get(&desired.key)
                 && group.desired.as_ref() == Some(desired)
                 && (group.spec.is_some() || group.failed.is_some())
+                && (desired.canary.is_none()
+                    || group.canary_spec.is_some()
+                    || group.canary_failed.is_some())
             {
                 return Ok(());
             }
@@ -466,6 +562,10 @@ impl Driver for ProcessDriver {
             .images
             .rootfs(&desired.image_reference, &desired.image_digest)
             .await;
+        let canary_spec = match &desired.canary {
+            Some(canary) => Some(self.canary_spec(desired, canary).await?),
+            None => None,
+        };
         let mut groups = inner.groups.lock().await;
         let group = groups
             .entry(desired.key.clone())
@@ -476,6 +576,13 @@ impl Driver for ProcessDriver {
             group.last_failure.clear();
             group.failed = None;
         }
+        let canary_of = |d: Option<&Desired>| d.and_then(|d| d.canary.as_ref()).map(|c| c.release);
+        if canary_of(group.desired.as_ref()) != canary_of(Some(desired)) {
+            group.canary_failures = 0;
+            group.canary_last_failure.clear();
+            group.canary_failed = None;
+        }
+        group.canary_spec = canary_spec;
         group.desired = Some(desired.clone());
         // Known to the load balancer from now on (503 until a replica is ready, not 404).
         inner.routes.set_limits(
@@ -490,7 +597,7 @@ impl Driver for ProcessDriver {
         );
         inner
             .routes
-            .set(&desired.key.tenant, &desired.key.app, group.ready_addrs());
+            .set_route(&desired.key.tenant, &desired.key.app, group.route());
         match rootfs {
             Ok(rootfs) => {
                 group.spec = Some(Arc::new(Spec {
@@ -628,6 +735,7 @@ impl Driver for ProcessDriver {
                 ),
                 replicas: group.replicas.iter().map(|t| t.replica.status()).collect(),
                 rollout: group.rollout(),
+                canary_failed: group.canary_failed.clone(),
             })
             .collect())
     }

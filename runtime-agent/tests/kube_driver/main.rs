@@ -66,6 +66,7 @@ fn desired(app: &str, release: u32, digest: &str) -> Desired {
             max_replicas_per_app: 5,
         }),
         idle_to_zero_s: 0,
+        canary: None,
     }
 }
 

@@ -138,15 +138,14 @@ pub(super) fn apply(state: &mut pb::PodgroupState, event: &Event) {
                 state.config.clone_from(&e.config);
             }
         }
-        Event::ReleaseAssigned(e) => {
-            // A release after a canary replaces it (the deployment ended it already).
+        // A release after a canary replaces it (the deployment ended it already).
+        Event::ReleaseAssigned(e)
             if state
                 .canary
                 .as_ref()
-                .is_some_and(|c| c.release <= e.release)
-            {
-                state.canary = None;
-            }
+                .is_some_and(|c| c.release <= e.release) =>
+        {
+            state.canary = None;
         }
         _ => {}
     }

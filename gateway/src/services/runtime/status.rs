@@ -190,6 +190,11 @@ async fn row(
     let (deployment, deployment_sequence) = deployment;
     let (podgroup, podgroup_sequence) = podgroup;
     row.deployment_sequence = deployment_sequence;
+    row.canary_release = deployment
+        .releases
+        .last()
+        .filter(|r| r.canary.is_some())
+        .cloned();
     if let Some(release) = deployment
         .releases
         .iter()

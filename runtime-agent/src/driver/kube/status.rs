@@ -217,6 +217,7 @@ pub fn observed(deployment: &Deployment, pods: &[Pod]) -> Option<Observed> {
         replicas,
         rollout: rollout(deployment),
         key,
+        canary_failed: None,
     })
 }
 

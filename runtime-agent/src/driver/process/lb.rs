@@ -18,13 +18,20 @@
 //! noted as the app's last, and counts as one until it is answered
 //! ([`crate::activity::AppActivity::begin`]): its idle window runs from there.
 //!
+//! Canary: an app whose podgroup runs a canary has two sets of replicas ([`Route`]): each
+//! request goes to the canary or the baseline by the canary's weight
+//! ([`crate::canary::to_canary`]: exactly its share of every hundred requests, or by client
+//! address when sticky), its answer says which release gave it (`x-neo-release`), and its
+//! status and time are recorded per release ([`crate::canary::Figures`]) for the agent to
+//! judge the step.
+//!
 //! Serving TLS, it still takes plain HTTP from loopback: the replicas of its stage read their
 //! producers through it (`NEO_PRODUCERS=http://127.0.0.1:{port}/{tenant}/{app}`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -45,6 +52,7 @@ use neo_protocol::envelope::now_ms;
 use super::edge::refusal::Refusal;
 use super::edge::{AppLimits, Edge, guard, headers};
 use crate::activity::{Activity, AppActivity, WakeCall};
+use crate::canary::{Canaries, Figures};
 
 /// How long a draining load balancer lets the connections it accepted last send their
 /// request before it closes the idle ones.
@@ -74,38 +82,140 @@ pub struct Routes {
     ready_now: tokio::sync::Notify,
     /// The apps' requests (scale to zero).
     activity: Arc<Activity>,
+    /// The apps' canary figures.
+    canaries: Arc<Canaries>,
+}
+
+/// Where an app's requests go: its ready replicas, and a canary's beside them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Route {
+    /// The ready replicas of the release (and of one being replaced by a rollout).
+    pub addrs: Vec<SocketAddr>,
+    /// A canary taking a share of the requests.
+    pub canary: Option<CanaryRoute>,
+}
+
+/// A canary's part of a [`Route`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryRoute {
+    /// Its release.
+    pub release: u32,
+    /// The release it is compared with (the one `Route::addrs` run).
+    pub baseline: u32,
+    /// Its ready replicas.
+    pub addrs: Vec<SocketAddr>,
+    /// Its share of the requests, in percent.
+    pub weight: u32,
+    /// Keep each client on one release.
+    pub sticky: bool,
 }
 
 /// The ready replicas of one app, the round-robin position, and the app's requests (kept
 /// with the route, so a request finds them without a second lookup).
 pub struct Backends {
-    addrs: Vec<SocketAddr>,
+    route: Route,
     next: AtomicUsize,
     activity: Arc<AppActivity>,
+    /// With a canary: its round-robin position, the requests split so far, its figures.
+    canary: Option<Split>,
+}
+
+/// The canary side of [`Backends`].
+struct Split {
+    next: AtomicUsize,
+    requests: AtomicU64,
+    figures: Arc<Figures>,
+}
+
+impl Backends {
+    /// Whether any replica (of the release or a serving canary) is ready.
+    fn any_ready(&self) -> bool {
+        !self.route.addrs.is_empty()
+            || self
+                .route
+                .canary
+                .as_ref()
+                .is_some_and(|c| !c.addrs.is_empty())
+    }
+
+    /// The replicas a request from `client` goes to, their round-robin position, and the
+    /// canary's release and figures when it is the canary's.
+    fn pick(&self, client: IpAddr) -> (&[SocketAddr], &AtomicUsize, Option<(u32, &Figures)>) {
+        let baseline = (self.route.addrs.as_slice(), &self.next);
+        let (Some(canary), Some(split)) = (&self.route.canary, &self.canary) else {
+            return (baseline.0, baseline.1, None);
+        };
+        let n = split.requests.fetch_add(1, Ordering::Relaxed);
+        let to_canary = !canary.addrs.is_empty()
+            && (self.route.addrs.is_empty()
+                || crate::canary::to_canary(canary.weight, canary.sticky, client, n));
+        if to_canary {
+            (
+                &canary.addrs,
+                &split.next,
+                Some((canary.release, &split.figures)),
+            )
+        } else {
+            (baseline.0, baseline.1, None)
+        }
+    }
 }
 
 impl Routes {
     /// Sets the ready replicas of an app (none removes the route).
-    pub fn set(&self, tenant: &str, app: &str, mut addrs: Vec<SocketAddr>) {
-        addrs.sort();
+    pub fn set(&self, tenant: &str, app: &str, addrs: Vec<SocketAddr>) {
+        self.set_route(
+            tenant,
+            app,
+            Route {
+                addrs,
+                canary: None,
+            },
+        );
+    }
+
+    /// Sets where an app's requests go: its ready replicas and its canary's.
+    pub fn set_route(&self, tenant: &str, app: &str, mut route: Route) {
+        route.addrs.sort();
+        if let Some(canary) = route.canary.as_mut() {
+            canary.addrs.sort();
+        }
         let key = (tenant.to_owned(), app.to_owned());
         let Ok(mut table) = self.table.write() else {
             return;
         };
-        if table.get(&key).is_some_and(|b| b.addrs == addrs) {
+        if table.get(&key).is_some_and(|b| b.route == route) {
             return;
         }
-        let ready = !addrs.is_empty();
+        let canary = route.canary.as_ref().map(|c| {
+            let figures = self.canaries.app(tenant, app);
+            figures.set_serving(!c.addrs.is_empty());
+            Split {
+                next: AtomicUsize::new(0),
+                requests: AtomicU64::new(0),
+                figures,
+            }
+        });
+        if canary.is_none() {
+            self.canaries.retain(|t, a| (t, a) != (tenant, app));
+        }
         let backends = Backends {
-            addrs,
+            route,
             next: AtomicUsize::new(0),
             activity: self.activity.app(tenant, app),
+            canary,
         };
+        let ready = backends.any_ready();
         table.insert(key, Arc::new(backends));
         if ready {
             drop(table);
             self.ready_now.notify_waiters();
         }
+    }
+
+    /// The apps' canary figures, shared with the agent (its canary steps).
+    pub fn canaries(&self) -> Arc<Canaries> {
+        self.canaries.clone()
     }
 
     /// The apps' requests, shared with the agent (scale to zero).
@@ -120,7 +230,7 @@ impl Routes {
             let notified = self.ready_now.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(ready) = self.get(tenant, app).filter(|b| !b.addrs.is_empty()) {
+            if let Some(ready) = self.get(tenant, app).filter(|b| b.any_ready()) {
                 return Some(ready);
             }
             tokio::time::timeout_at(deadline, notified).await.ok()?;
@@ -134,6 +244,7 @@ impl Routes {
             table.remove(&key);
         }
         self.activity.retain(|t, a| (t, a) != (tenant, app));
+        self.canaries.retain(|t, a| (t, a) != (tenant, app));
         if let Ok(mut limits) = self.limits.write() {
             limits.remove(&key);
         }
@@ -178,7 +289,7 @@ impl Routes {
     /// The ready replicas of an app (none when it has no route).
     pub fn backends(&self, tenant: &str, app: &str) -> Vec<SocketAddr> {
         self.get(tenant, app)
-            .map(|b| b.addrs.clone())
+            .map(|b| b.route.addrs.clone())
             .unwrap_or_default()
     }
 
@@ -188,6 +299,8 @@ impl Routes {
             table.retain(|key, _| keep.contains(key));
         }
         self.activity
+            .retain(|tenant, app| keep.contains(&(tenant.to_owned(), app.to_owned())));
+        self.canaries
             .retain(|tenant, app| keep.contains(&(tenant.to_owned(), app.to_owned())));
         if let Ok(mut limits) = self.limits.write() {
             limits.retain(|key, _| keep.contains(key));
@@ -473,7 +586,7 @@ impl Connection {
         let activity = backends.activity.clone();
         let now = now_ms();
         let _answering = activity.begin(now);
-        let backends = if !backends.addrs.is_empty() {
+        let backends = if backends.any_ready() {
             backends
         } else if activity.may_sleep() {
             let Some(_held) = activity.hold(MAX_HELD) else {
@@ -559,7 +672,21 @@ impl Connection {
         headers::strip_hop_by_hop(&mut head.headers);
         head.headers.remove(hyper::header::HOST);
         headers::forwarded(&mut head.headers, self.peer, tls, host.as_deref());
-        Ok(forward(&self.client, &backends, &app, head, &rest, body).await)
+        let (addrs, next, canary) = backends.pick(self.peer);
+        let started = Instant::now();
+        let mut response = forward(&self.client, addrs, next, &app, head, &rest, body).await;
+        if let Some(split) = &backends.canary {
+            let status = response.status().as_u16();
+            split
+                .figures
+                .record(canary.is_some(), status, started.elapsed());
+            let baseline = backends.route.canary.as_ref().map_or(0, |c| c.baseline);
+            let release = canary.map_or(baseline, |(release, _)| release);
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&release.to_string()) {
+                response.headers_mut().insert("x-neo-release", value);
+            }
+        }
+        Ok(response)
     }
 }
 
@@ -585,21 +712,22 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-/// Sends the request to a ready replica, round-robin, skipping replicas that refuse the
-/// connection.
+/// Sends the request to one of `addrs`, round-robin from `next`, skipping replicas that
+/// refuse the connection.
 async fn forward(
     client: &Client<HttpConnector, Body>,
-    backends: &Backends,
+    addrs: &[SocketAddr],
+    next: &AtomicUsize,
     app: &str,
     mut head: hyper::http::request::Parts,
     rest: &str,
     body: Bytes,
 ) -> Response<Body> {
-    let start = backends.next.fetch_add(1, Ordering::Relaxed);
-    let count = backends.addrs.len();
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    let count = addrs.len();
     let mut last_error = String::new();
     for attempt in 0..count {
-        let addr = backends.addrs[(start + attempt) % count];
+        let addr = addrs[(start + attempt) % count];
         let Ok(uri) = format!("http://{addr}{rest}").parse::<hyper::Uri>() else {
             return plain(StatusCode::BAD_REQUEST, "malformed request".into());
         };

@@ -42,7 +42,7 @@ impl Inner {
         }
         for (key, group) in groups.iter_mut() {
             changed |= self.converge(key, group);
-            self.routes.set(&key.tenant, &key.app, group.ready_addrs());
+            self.routes.set_route(&key.tenant, &key.app, group.route());
         }
         let before = groups.len();
         groups.retain(|key, g| {
@@ -147,6 +147,9 @@ impl Inner {
         if was_starting && desired_release == Some(replica.spec.release) {
             group.start_failures += 1;
             group.last_failure = reason;
+        } else if was_starting && group.canary_release() == Some(replica.spec.release) {
+            group.canary_failures += 1;
+            group.canary_last_failure = reason;
         } else {
             group.replacing.push((replica.id, reason, replica.spec));
         }
@@ -190,6 +193,7 @@ impl Inner {
         probes: Probes,
     ) -> bool {
         let desired_release = group.desired.as_ref().map(|d| d.release);
+        let canary_release = group.canary_release();
         let Some(index) = group.replicas.iter().position(|t| t.replica.id == id) else {
             return false;
         };
@@ -217,6 +221,9 @@ impl Inner {
                 if desired_release == Some(replica.spec.release) {
                     group.start_failures += 1;
                     group.last_failure = reason;
+                } else if canary_release == Some(replica.spec.release) {
+                    group.canary_failures += 1;
+                    group.canary_last_failure = reason;
                 }
             }
             Verdict::Replace(reason) => {
@@ -318,6 +325,8 @@ impl Inner {
                 changed = true;
             }
         }
+        changed |= self.converge_canary(key, group, target);
+        let canary = group.canary_release();
         let ready = group
             .replicas
             .iter()
@@ -329,12 +338,72 @@ impl Inner {
             .count();
         if ready >= target {
             for tracked in &mut group.replicas {
-                if tracked.replica.spec.release != desired.release
+                let release = tracked.replica.spec.release;
+                if release != desired.release
+                    && Some(release) != canary
                     && tracked.replica.stopping.is_none()
                 {
                     tracked.replica.terminate();
                     changed = true;
                 }
+            }
+        }
+        changed
+    }
+
+    /// Starts and stops the canary's replicas: its share of `target` (at least one while the
+    /// release runs any), none once it failed to start. Returns whether any started or stopped.
+    fn converge_canary(&self, key: &PodgroupKey, group: &mut Group, target: usize) -> bool {
+        let Some(canary) = group.desired.as_ref().and_then(|d| d.canary.clone()) else {
+            return false;
+        };
+        let mut changed = false;
+        if group.canary_failed.is_none() && group.canary_failures >= self.config.max_start_failures
+        {
+            let reason = format!(
+                "canary release {} failed to start {} times: {}",
+                canary.release, group.canary_failures, group.canary_last_failure
+            );
+            tracing::warn!(podgroup = %key, %reason, "canary failed");
+            group.canary_failed = Some(reason);
+            for tracked in &mut group.replicas {
+                if tracked.replica.spec.release == canary.release {
+                    tracked.replica.terminate();
+                    changed = true;
+                }
+            }
+        }
+        let Some(spec) = group
+            .canary_spec
+            .clone()
+            .filter(|_| group.canary_failed.is_none())
+        else {
+            return changed;
+        };
+        let share = (target * usize::try_from(canary.weight).unwrap_or(100)).div_ceil(100);
+        let wanted = if target == 0 {
+            0
+        } else {
+            share.clamp(1, target)
+        };
+        let live = self.live_of(group, canary.release);
+        for _ in live..wanted {
+            changed |= self.start(key, group, spec.clone()).is_some();
+        }
+        if live > wanted {
+            let mut extra: Vec<usize> = group
+                .replicas
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| {
+                    t.replica.spec.release == canary.release && t.replica.stopping.is_none()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            extra.sort_by_key(|i| group.replicas[*i].replica.phase == pb::ReplicaPhase::Ready);
+            for i in extra.into_iter().take(live - wanted) {
+                group.replicas[i].replica.terminate();
+                changed = true;
             }
         }
         changed
@@ -350,6 +419,7 @@ impl Inner {
     }
 
     fn start(&self, key: &PodgroupKey, group: &mut Group, spec: Arc<Spec>) -> Option<String> {
+        let release = spec.release;
         match Replica::start(key, spec, &self.replicas_dir()) {
             Ok(replica) => {
                 let id = replica.id.clone();
@@ -359,8 +429,13 @@ impl Inner {
             }
             Err(e) => {
                 tracing::error!(podgroup = %key, error = %e, "cannot start a replica");
-                group.start_failures += 1;
-                group.last_failure = e.to_string();
+                if group.canary_release() == Some(release) {
+                    group.canary_failures += 1;
+                    group.canary_last_failure = e.to_string();
+                } else {
+                    group.start_failures += 1;
+                    group.last_failure = e.to_string();
+                }
                 None
             }
         }
