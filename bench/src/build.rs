@@ -347,9 +347,14 @@ impl BenchPlatform {
                 )),
             ),
             reactor::run(
-                js,
-                platform,
+                js.clone(),
+                platform.clone(),
                 Arc::new(reactor::podgroups::PodgroupOnFirstRelease),
+            ),
+            reactor::run(
+                js,
+                platform.clone(),
+                Arc::new(reactor::canary::PodgroupFollowsCanary::new(platform)),
             ),
         ]);
         Ok(())

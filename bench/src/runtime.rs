@@ -25,9 +25,14 @@
 //! - `cold_start_ms_p50`: then that app may sleep (min 0, a 1 s idle window): a request to it
 //!   at zero replicas, timed to its 200, `--cold-starts` times ([`cold`]).
 //!
+//! - `canary_rollback_ms`: the warm-up round's app gets a release answering 500 to every
+//!   other request, promoted into test as a canary at 50 % for `--canary-step` seconds: from
+//!   its first answer to its last, until the old release answers everything ([`canary`]).
+//!
 //! A first round (not counted) warms the registry, the stage databases and the page cache.
 
 mod app_api;
+mod canary;
 mod cold;
 mod edge;
 
@@ -60,7 +65,7 @@ use super::stats::{percentile_ms, rate};
 use neo_harness::PostgresServer;
 
 /// The tenant everything runs in (created by [`BenchPlatform`]).
-const TENANT: &str = "bench";
+pub(crate) const TENANT: &str = "bench";
 /// The stages started, in promotion order.
 const STAGES: [&str; 2] = ["dev", "test"];
 /// How often the load balancer is asked whether an app serves.
@@ -112,6 +117,9 @@ pub struct RuntimeBenchArgs {
     /// Requests timed to an app at zero replicas (each after it went to zero).
     #[arg(long, default_value_t = 10)]
     pub cold_starts: usize,
+    /// The step of the bad canary rolled back, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub canary_step: u32,
 }
 
 /// The figures printed.
@@ -147,6 +155,9 @@ pub struct RuntimeFigures {
     /// Cold starts from zero replicas.
     #[serde(flatten)]
     pub cold: cold::ColdFigures,
+    /// A bad canary rolled back.
+    #[serde(flatten)]
+    pub canary: canary::CanaryFigures,
     /// Rounds measured.
     pub rounds: usize,
     /// Log lines written and read.
@@ -333,6 +344,11 @@ fn print_table(f: &RuntimeFigures) {
         "{:<28} {:>12.1}",
         "cold_start_ms_p90", f.cold.cold_start_ms_p90
     );
+    println!(
+        "{:<28} {:>12.0}  < 10000",
+        "canary_rollback_ms", f.canary.canary_rollback_ms
+    );
+    println!("{:<28} {:>12}", "canary_step_s", f.canary.canary_step_s);
     println!("{:<28} {:>12}", "rounds", f.rounds);
     println!("{:<28} {:>12}", "log_lines", f.log_lines);
 }
@@ -456,6 +472,15 @@ async fn measure(
     )
     .await
     .context("measuring cold starts")?;
+    let canary = canary::measure(
+        bench,
+        stages.test.lb_addr,
+        &format!("{}-0", model.name),
+        (model, project),
+        args.canary_step,
+    )
+    .await
+    .context("measuring a canary's rollback")?;
     let logs = log_lines(bench, model, project, args.log_lines).await?;
     Ok(RuntimeFigures {
         image_bytes,
@@ -470,6 +495,7 @@ async fn measure(
         edge,
         app,
         cold,
+        canary,
         rounds: args.rounds,
         log_lines: args.log_lines,
     })

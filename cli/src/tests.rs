@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory as _, Parser};
 
-use super::commands::{app, build, deploy, events, login, publish, tenant};
+use super::commands::{app, build, canary, deploy, events, login, publish, tenant};
 use super::*;
 
 /// The client half of `neo`'s command line.
@@ -386,4 +386,46 @@ fn scale_sets_min_zero_with_an_idle_window_and_keeps_the_rest() {
             ..current
         }
     );
+}
+
+#[test]
+fn canary_commands_parse() {
+    let t = parse(&["promote", "shop", "-s", "prod", "--canary"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Promote(deploy::PromoteArgs { canary: true, .. })
+    ));
+    let t = parse(&[
+        "canary",
+        "policy",
+        "shop",
+        "-s",
+        "prod",
+        "--steps",
+        "10,25,50",
+        "--step",
+        "2m",
+        "--max-error-increase",
+        "0.5",
+        "--sticky",
+    ]);
+    let ClientCommand::Canary {
+        command: canary::CanaryCommand::Policy(args),
+    } = t.c
+    else {
+        panic!("not canary policy: {:?}", t.c)
+    };
+    assert_eq!(args.steps, Some(vec![10, 25, 50]));
+    assert_eq!(args.step, Some(120));
+    assert_eq!(args.max_error_increase, Some(0.5));
+    assert!(args.sticky);
+    assert_eq!((args.max_p95_ratio, args.min_requests), (None, None));
+    let t = parse(&["canary", "abort", "shop", "-s", "prod", "--reason", "slow"]);
+    assert!(matches!(
+        t.c,
+        ClientCommand::Canary {
+            command: canary::CanaryCommand::Abort(canary::AbortArgs { ref reason, .. })
+        } if reason == "slow"
+    ));
+    assert!(T::try_parse_from(["neo", "canary", "promote", "shop"]).is_err());
 }

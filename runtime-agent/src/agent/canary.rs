@@ -4,7 +4,8 @@
 //! `RecordCanaryStep`; the deployment judges them (advance, complete, roll back) and the new
 //! step comes back in the desired state, starting the next one. A step the deployment finds
 //! too thin (fewer requests than its policy's minimum) is sent again after another
-//! `step_seconds`, the figures still growing. A canary whose replicas cannot start is aborted
+//! `step_seconds`, the figures still growing; one the deployment refuses otherwise (it moved
+//! past it) is not sent again. A canary whose replicas cannot start is aborted
 //! with the driver's reason.
 //!
 //! Every [`CANARY_CHECK`] while some canary runs (a walk of the desired state in memory;
@@ -24,6 +25,9 @@ use crate::driver::PodgroupKey;
 
 /// How often running canaries are looked at.
 pub const CANARY_CHECK: Duration = Duration::from_secs(1);
+
+/// The deployment's rule for a step with fewer requests than its policy's minimum.
+const TOO_FEW: &str = "canary.too_few_requests";
 
 /// How long a step's report waits before it is sent again when the platform was out of reach.
 const RETRY: Duration = Duration::from_secs(1);
@@ -55,9 +59,9 @@ impl Step {
 
 /// Times and reports the steps of every running canary (see the module doc).
 pub(crate) async fn canary_loop(ctx: Arc<Ctx>) {
-    let Some(canaries) = ctx.driver.canaries() else {
-        return;
-    };
+    // None: the driver measures nothing (Kubernetes): steps advance by hand, but a canary
+    // that cannot start is still aborted.
+    let canaries = ctx.driver.canaries();
     let mut steps: HashMap<PodgroupKey, Step> = HashMap::new();
     let mut tick = tokio::time::interval(CANARY_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,7 +95,11 @@ pub(crate) async fn canary_loop(ctx: Arc<Ctx>) {
                     step.aborted = abort(&ctx, &key, canary.release, reason).await;
                 }
                 Some(_) => {}
-                None => weigh(&ctx, &canaries, &key, &canary, step).await,
+                None => {
+                    if let Some(canaries) = &canaries {
+                        weigh(&ctx, canaries, &key, &canary, step).await;
+                    }
+                }
             }
         }
     }
@@ -170,11 +178,17 @@ async fn weigh(
             tracing::warn!(podgroup = %key, error = %e, "cannot report the canary step yet");
             step.due = Some(now + RETRY);
         }
-        Err(e) => {
-            // Too few requests to judge (runs on), or a step the deployment moved past.
-            tracing::info!(podgroup = %key, error = %e, "canary step not judged; runs on");
+        Err(e) if e.rule() == Some(TOO_FEW) => {
+            tracing::info!(podgroup = %key, error = %e, "canary step not judged yet; runs on");
             step.sent += 1;
             step.due = Some(now + length);
+        }
+        Err(e) => {
+            // A step the deployment moved past, or a canary it ended: the desired state
+            // brings the next step or the end; nothing more to send for this one.
+            tracing::info!(podgroup = %key, error = %e, "canary step not judged");
+            step.sent += 1;
+            step.due = Some(now + Duration::from_secs(3600));
         }
     }
 }

@@ -10,23 +10,48 @@
 //! tenant's quota and a LimitRange; a deleted tenant's namespace is deleted with everything in
 //! it ([`Driver::purge`]).
 //!
+//! # Canaries
+//!
+//! Kubernetes splits no requests without a mesh or a Gateway, so a canary here is weighted by
+//! replicas: a second Deployment, `{app}-canary`, runs the canary's release with the
+//! podgroup's pod template (its own image, settings, secrets and a `dev.neo/track=canary`
+//! label), and the app's Service, which selects every pod of the app, spreads connections over
+//! the ready pods of both. The canary runs its weight's share of the desired count, rounded up
+//! (at least one), the podgroup's Deployment the rest (at least one), so the count stays the
+//! desired one ([`canary::split`]); its share of the traffic is its share of the ready replicas,
+//! by connection, not by request, and a sticky canary is not sticky here. An ended canary
+//! (promoted: the podgroup's Deployment then runs its release; or rolled back) has its
+//! Deployment and Secret deleted at once; a promoted one's share of the pods is missing until
+//! the release's Deployment has rolled its new pods.
+//!
+//! No load balancer of the agent's stands in front of the pods, so a step's figures (requests,
+//! errors, answer times of each release) are not measured: [`Driver::canaries`] stays `None`,
+//! the agent reports no step, and a canary advances only by hand (`neo canary promote|abort`).
+//! A canary whose pods cannot start (its Deployment's progress deadline passes) is observed as
+//! [`Observed::canary_failed`]; its pods are never ready, so the Service sends them nothing.
+//!
 //! # Layout
 //!
 //! - [`objects`]: the objects of a podgroup (names, labels, manifests), built without I/O.
+//! - [`canary`]: a canary's Deployment and Secret, and its share of the replicas, without I/O.
+//! - [`namespace`]: the objects of a tenant's stage namespace, built without I/O.
 //! - [`status`]: what pod and Deployment statuses mean (replica phases, rollouts), without I/O.
 //! - [`watch`]: the pod watch that turns pod changes into [`DriverEvent::Health`].
 //! - [`logs`]: following pod logs into [`DriverEvent::Logs`], and reading a line's level.
+//! - [`why`]: asking a starting pod's apphost why it is not ready.
 //!
 //! Every object carries `app.kubernetes.io/managed-by=neo`, which is how [`KubeDriver::observe`]
 //! and the pod watch find them again after a restart: the driver keeps no state of its own.
 
+pub mod canary;
 pub mod logs;
+pub mod namespace;
 pub mod objects;
 pub mod status;
 pub mod watch;
 pub mod why;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,7 +69,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::objects::{FIELD_MANAGER, LABEL_STAGE, LABEL_TENANT, MANAGED_SELECTOR, ObjectError};
-use super::database::StageDatabase;
+use super::database::{StageDatabase, URL_ENV};
 use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey};
 
 /// The Kubernetes driver failed.
@@ -249,7 +274,7 @@ impl KubeDriver {
         quota: Option<&neo_protocol::pb::Quota>,
     ) -> Result<(), KubeError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let wanted = objects::namespace(key);
+        let wanted = namespace::namespace(key);
         let name = wanted.metadata.name.clone().unwrap_or_default();
         if let Some(labels) = self.namespace_labels(&api, &name).await? {
             let tenant = labels.get(LABEL_TENANT).cloned().unwrap_or_default();
@@ -268,21 +293,21 @@ impl KubeDriver {
         let client = &self.client;
         server_side_apply(
             &Api::<NetworkPolicy>::namespaced(client.clone(), &name),
-            objects::NETWORK_POLICY,
-            &objects::network_policy(key, client.default_namespace()),
+            namespace::NETWORK_POLICY,
+            &namespace::network_policy(key, client.default_namespace()),
         )
         .await?;
         server_side_apply(
             &Api::<LimitRange>::namespaced(client.clone(), &name),
-            objects::LIMIT_RANGE,
-            &objects::limit_range(key),
+            namespace::LIMIT_RANGE,
+            &namespace::limit_range(key),
         )
         .await?;
         if let Some(quota) = quota {
             server_side_apply(
                 &Api::<ResourceQuota>::namespaced(client.clone(), &name),
-                objects::RESOURCE_QUOTA,
-                &objects::resource_quota(key, quota),
+                namespace::RESOURCE_QUOTA,
+                &namespace::resource_quota(key, quota),
             )
             .await?;
         }
@@ -307,24 +332,68 @@ impl KubeDriver {
         Ok(existing.map(|ns| ns.metadata.labels.unwrap_or_default()))
     }
 
-    /// Deletes the podgroup's Secret left from a release that had secrets, if there is one
-    /// (a read first, so that a podgroup that never had secrets costs no write).
+    /// Deletes the Secret `name` of `key`'s namespace left from a release (or canary) that had
+    /// secrets, if there is one (a read first, so that a podgroup that never had secrets costs
+    /// no write).
     ///
     /// # Errors
     ///
     /// [`KubeError::Api`] when the API fails.
-    async fn delete_leftover_secret(&self, key: &PodgroupKey) -> Result<(), KubeError> {
+    async fn delete_leftover_secret(&self, key: &PodgroupKey, name: &str) -> Result<(), KubeError> {
         let api = Api::<Secret>::namespaced(self.client.clone(), &objects::namespace_name(key));
-        let name = objects::secret_name(key);
         let existing = api
-            .get_metadata_opt(&name)
+            .get_metadata_opt(name)
             .await
             .map_err(|err| KubeError::api(format!("get Secret {name}"), err))?;
         if existing.is_some() {
-            delete_if_present(&api, &name).await?;
+            delete_if_present(&api, name).await?;
         }
         Ok(())
     }
+
+    /// Deletes the podgroup's canary, if one runs: its Secret, then its Deployment (its pods go
+    /// with it). The canary's Deployment is found by a list of the namespace's Deployments
+    /// labelled as the app's canary ([`canary::selector`]), so that a podgroup without a canary
+    /// costs no write and an app called `{app}-canary` is left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`KubeError::Api`] when the API fails; what is already gone is fine.
+    async fn delete_canary(&self, key: &PodgroupKey) -> Result<(), KubeError> {
+        let namespace = objects::namespace_name(key);
+        let api = Api::<Deployment>::namespaced(self.client.clone(), &namespace);
+        let found = api
+            .list_metadata(&ListParams::default().labels(&canary::selector(key)))
+            .await
+            .map_err(|err| KubeError::api(format!("list Deployments {namespace}"), err))?;
+        if found.items.is_empty() {
+            return Ok(());
+        }
+        // The Secret first: when a delete fails, the next apply finds the Deployment again.
+        delete_if_present(
+            &Api::<Secret>::namespaced(self.client.clone(), &namespace),
+            &canary::secret_name(key),
+        )
+        .await?;
+        for deployment in found.items {
+            if let Some(name) = deployment.metadata.name {
+                delete_if_present(&api, &name).await?;
+            }
+        }
+        tracing::info!(podgroup = %key, "canary ended: its Deployment deleted");
+        Ok(())
+    }
+}
+
+/// `desired` with the stage database's URL for `key`'s role among the secrets of its release
+/// and of its canary.
+fn with_database_url(desired: &Desired, url: &str) -> Desired {
+    let mut desired = desired.clone();
+    desired.secrets.0.insert(URL_ENV.to_owned(), url.to_owned());
+    if let Some(canary) = &mut desired.canary {
+        canary.secrets.0.insert(URL_ENV.to_owned(), url.to_owned());
+    }
+    desired
 }
 
 /// Writes `object` by server-side apply (`application/apply-patch+yaml`, field manager
@@ -377,14 +446,17 @@ impl Driver for KubeDriver {
         "kube"
     }
 
-    /// Applies the namespace, the Secret (when the podgroup has secrets: before the Deployment,
-    /// whose pods read it), then the Deployment, Service and PodDisruptionBudget; without secrets,
-    /// deletes a Secret left from an earlier release (after the Deployment no longer reads it).
+    /// Applies the namespace, the Secrets (when the podgroup, or its canary with other values,
+    /// has secrets: before the Deployments, whose pods read them), the canary's Deployment
+    /// when a canary is desired, then the podgroup's Deployment, Service and
+    /// PodDisruptionBudget. Then deletes what is no longer desired: a Secret left from an
+    /// earlier release or canary (after the Deployments no longer read it), and the canary's
+    /// Deployment and Secret once the canary has ended.
     ///
     /// # Guarantees
     ///
     /// Idempotent; returns once the API has stored the objects, without waiting for pods. Secret
-    /// values go to the Secret only: the Deployment refers to them and carries a one-way digest
+    /// values go to the Secrets only: the Deployments refer to them and carry a one-way digest
     /// (so a changed value rolls the pods), and nothing logs them.
     ///
     /// # Errors
@@ -397,37 +469,35 @@ impl Driver for KubeDriver {
         let with_database;
         let desired = match &self.database {
             Some(database) => {
-                let secrets = database
-                    .with_url(key, &desired.secrets)
+                let url = database
+                    .provision(key)
                     .await
                     .map_err(|e| DriverError::Backend(e.to_string()))?;
-                with_database = Desired {
-                    secrets,
-                    ..desired.clone()
-                };
+                with_database = with_database_url(desired, &url);
                 &with_database
             }
             None => desired,
         };
         let deployment = objects::deployment(desired).map_err(KubeError::from)?;
         let secret = objects::secret(desired).map_err(KubeError::from)?;
+        let canary_deployment = canary::deployment(desired).map_err(KubeError::from)?;
+        let canary_secret = canary::secret(desired).map_err(KubeError::from)?;
         self.apply_namespace(key, desired.quota.as_ref()).await?;
         let namespace = objects::namespace_name(key);
         let client = &self.client;
+        let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+        let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
         if let Some(secret) = &secret {
-            server_side_apply(
-                &Api::<Secret>::namespaced(client.clone(), &namespace),
-                &objects::secret_name(key),
-                secret,
-            )
-            .await?;
+            server_side_apply(&secrets, &objects::secret_name(key), secret).await?;
         }
-        server_side_apply(
-            &Api::<Deployment>::namespaced(client.clone(), &namespace),
-            &key.app,
-            &deployment,
-        )
-        .await?;
+        if let Some(secret) = &canary_secret {
+            server_side_apply(&secrets, &canary::secret_name(key), secret).await?;
+        }
+        // The canary's first: its pods start while the release's Deployment scales down.
+        if let Some(deployment) = &canary_deployment {
+            server_side_apply(&deployments, &canary::name(key), deployment).await?;
+        }
+        server_side_apply(&deployments, &key.app, &deployment).await?;
         server_side_apply(
             &Api::<Service>::namespaced(client.clone(), &namespace),
             &key.app,
@@ -441,27 +511,39 @@ impl Driver for KubeDriver {
         )
         .await?;
         if secret.is_none() {
-            self.delete_leftover_secret(key).await?;
+            self.delete_leftover_secret(key, &objects::secret_name(key))
+                .await?;
         }
+        if canary_deployment.is_none() {
+            self.delete_canary(key).await?;
+        } else if canary_secret.is_none() {
+            self.delete_leftover_secret(key, &canary::secret_name(key))
+                .await?;
+        }
+        let split = canary::split(desired.replicas, desired.canary.as_ref().map(|c| c.weight));
         // How many secrets, never their values.
         tracing::info!(
             podgroup = %key,
             release = desired.release,
-            replicas = desired.replicas,
+            replicas = split.stable,
             secrets = desired.secrets.0.len(),
+            canary = ?desired.canary.as_ref().map(|c| c.release),
+            canary_replicas = split.canary,
             "applied"
         );
         Ok(())
     }
 
-    /// Deletes the Deployment (its pods go with it), the Service, the PodDisruptionBudget and
-    /// the Secret; the namespace stays (other apps of the stage live there).
+    /// Deletes the canary's Secret and Deployment when a canary runs, then the Deployment (its
+    /// pods go with it), the Service, the PodDisruptionBudget and the Secret; the namespace
+    /// stays (other apps of the stage live there).
     ///
     /// # Errors
     ///
     /// [`DriverError::Backend`] with the API's message; objects already gone are fine.
     async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError> {
         objects::check_key(key).map_err(KubeError::from)?;
+        self.delete_canary(key).await?;
         let namespace = objects::namespace_name(key);
         let client = &self.client;
         delete_if_present(
@@ -521,7 +603,8 @@ impl Driver for KubeDriver {
         Ok(())
     }
 
-    /// Lists the managed Deployments and pods of all namespaces.
+    /// Lists the managed Deployments and pods of all namespaces: one podgroup for each app's
+    /// Deployments (its own and its canary's), with the pods of both.
     ///
     /// # Errors
     ///
@@ -536,30 +619,38 @@ impl Driver for KubeDriver {
             .list(&params)
             .await
             .map_err(|err| KubeError::api("list Pods", err))?;
-        let mut by_key: HashMap<PodgroupKey, Vec<Pod>> = HashMap::new();
+        let mut pods_by_key: HashMap<PodgroupKey, Vec<Pod>> = HashMap::new();
         for pod in pods.items {
             if let Some(key) = status::pod_key(&pod) {
-                by_key.entry(key).or_default().push(pod);
+                pods_by_key.entry(key).or_default().push(pod);
             }
         }
-        let mut observed: Vec<Observed> = deployments
-            .items
-            .iter()
-            .filter_map(|deployment| {
-                let key = objects::key_from_labels(deployment.metadata.labels.as_ref());
-                let pods = key.and_then(|key| by_key.get(&key));
-                let found = status::observed(deployment, pods.map_or(&[], Vec::as_slice));
-                if found.is_none() {
-                    tracing::warn!(
-                        deployment = ?deployment.metadata.name,
-                        namespace = ?deployment.metadata.namespace,
-                        "managed Deployment without podgroup labels; skipped"
-                    );
-                }
-                found
+        // Each podgroup's own Deployment and its canary's.
+        type Pair<'a> = (Option<&'a Deployment>, Option<&'a Deployment>);
+        let mut by_key: BTreeMap<PodgroupKey, Pair<'_>> = BTreeMap::new();
+        for deployment in &deployments.items {
+            let labels = deployment.metadata.labels.as_ref();
+            let Some(key) = objects::key_from_labels(labels) else {
+                tracing::warn!(
+                    deployment = ?deployment.metadata.name,
+                    namespace = ?deployment.metadata.namespace,
+                    "managed Deployment without podgroup labels; skipped"
+                );
+                continue;
+            };
+            let pair = by_key.entry(key).or_default();
+            if canary::is_canary(labels) {
+                pair.1 = Some(deployment);
+            } else {
+                pair.0 = Some(deployment);
+            }
+        }
+        Ok(by_key
+            .into_iter()
+            .map(|(key, (main, canary))| {
+                let pods = pods_by_key.get(&key).map_or(&[][..], Vec::as_slice);
+                status::observed(key, main, canary, pods)
             })
-            .collect();
-        observed.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(observed)
+            .collect())
     }
 }

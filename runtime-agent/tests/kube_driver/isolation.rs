@@ -98,6 +98,21 @@ async fn pods_meet_the_restricted_profile_and_mount_no_token() {
     let deployment = stored(&api, "deployments", "shop");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{pod:#}");
+    // A canary's pods too: the same template.
+    driver
+        .apply(&crate::canary::with_canary(
+            desired("shop", 3, DIGEST_3),
+            20,
+        ))
+        .await
+        .expect("apply a canary");
+    let canary = stored(&api, "deployments", "shop-canary");
+    let canary_pod = &canary["spec"]["template"]["spec"];
+    assert_eq!(
+        restricted_violations(canary_pod),
+        Vec::<String>::new(),
+        "{canary_pod:#}"
+    );
     assert_eq!(pod["automountServiceAccountToken"], false);
     let container = &pod["containers"][0];
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
@@ -172,11 +187,12 @@ async fn a_tenant_namespace_lets_in_only_its_apps_and_the_stage_edge_within_its_
         json!([{"port": 8080, "protocol": "TCP"}])
     );
 
-    // The quota of the tenant (10 apps of up to 5 replicas; one surge pod each).
+    // The quota of the tenant (10 apps of up to 5 replicas; one surge pod each; each app may
+    // run a canary beside it, a Deployment and a Secret more).
     let quota = stored(&api, "resourcequotas", "neo-quota");
     assert_eq!(
         quota["spec"]["hard"],
-        json!({"count/deployments.apps": "10", "pods": "60", "secrets": "10", "services": "10"})
+        json!({"count/deployments.apps": "20", "pods": "60", "secrets": "20", "services": "10"})
     );
     let limits = stored(&api, "limitranges", "neo-limits");
     assert_eq!(
@@ -197,7 +213,7 @@ async fn a_tenant_namespace_lets_in_only_its_apps_and_the_stage_edge_within_its_
     driver.apply(&raised).await.expect("apply a new quota");
     assert_eq!(
         stored(&api, "resourcequotas", "neo-quota")["spec"]["hard"],
-        json!({"count/deployments.apps": "20", "secrets": "20", "services": "20"})
+        json!({"count/deployments.apps": "40", "secrets": "40", "services": "20"})
     );
 }
 
@@ -253,7 +269,7 @@ fn every_golden_manifest_passes_the_kubernetes_schemas() {
         .filter(|path| path.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 10, "{files:?}");
     let text = neo_harness::kubernetes::validate(&files).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text.matches("passed").count(), files.len(), "{text}");
 }

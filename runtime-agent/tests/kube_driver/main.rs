@@ -5,6 +5,7 @@
 //! them), how they were written, the health and log events, what `observe` and `remove` do.
 
 mod apiserver;
+mod canary;
 mod isolation;
 mod rbac;
 mod wire;
@@ -902,6 +903,8 @@ async fn remove_deletes_exactly_what_apply_created() {
     assert_eq!(
         deletes,
         [
+            // Whether it runs a canary (none): a read, by labels.
+            "GET /apis/apps/v1/namespaces/neo-acme-dev/deployments",
             "DELETE /apis/apps/v1/namespaces/neo-acme-dev/deployments/shop",
             "DELETE /api/v1/namespaces/neo-acme-dev/services/shop",
             "DELETE /apis/policy/v1/namespaces/neo-acme-dev/poddisruptionbudgets/shop",

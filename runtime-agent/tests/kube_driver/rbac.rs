@@ -1,6 +1,6 @@
 //! The agents' RBAC in `deploy/agent-rbac.yaml` grants exactly what the kube driver uses: the
-//! driver runs a podgroup's whole life (apply, a new release, secrets dropped, the pod watch and
-//! its logs, observe, remove, purge) against the in-memory API server, and the (API group,
+//! driver runs a podgroup's whole life (apply, a new release, secrets dropped, a canary started
+//! and ended, the pod watch and its logs, observe, remove, purge) against the in-memory API server, and the (API group,
 //! resource, verb) of every request it sent must be what the ClusterRole's rules allow, each
 //! rule used.
 
@@ -153,6 +153,17 @@ async fn the_agent_cluster_role_grants_exactly_what_the_kube_driver_uses() {
         .apply(&without_secrets(desired("shop", 4, DIGEST_4)))
         .await
         .expect("apply without secrets");
+    // A canary beside it, with secrets of its own, then ended (its Deployment is looked for by
+    // labels, then deleted with its Secret).
+    let mut canary = crate::canary::with_canary(without_secrets(desired("shop", 4, DIGEST_4)), 20);
+    if let Some(canary) = canary.canary.as_mut() {
+        canary.secrets = crate::secrets(&[("NEO_SECRET_PAYMENT_API_KEY", "pk_canary")]);
+    }
+    driver.apply(&canary).await.expect("apply a canary");
+    driver
+        .apply(&without_secrets(desired("shop", 4, DIGEST_4)))
+        .await
+        .expect("end the canary");
 
     // The pod watch sees a running pod and follows its log; the first attempt to open the log
     // fails, so the follower reads the pod to see whether it still runs, and opens it again.

@@ -264,6 +264,24 @@ async fn latest_health(
         })
         .await
         .map_err(|e| failed(&e))?;
+    let name = consumer.cached_info().name.clone();
+    let read = read_health(consumer).await;
+    // Deleted once read: an ordered consumer otherwise lingers for 30 s after its last pull,
+    // and a busy gateway reading health on every call kept hundreds of them. In the
+    // background: the answer does not wait for it.
+    tokio::spawn(async move {
+        if let Err(e) = stream.delete_consumer(&name).await {
+            tracing::debug!(consumer = %name, error = %e, "health consumer not deleted");
+        }
+    });
+    read
+}
+
+/// The latest report per app and stage from a health read's consumer.
+async fn read_health(
+    consumer: jetstream::consumer::Consumer<OrderedConfig>,
+) -> Result<HashMap<Key, pb::HealthReport>, Status> {
+    let failed = |e: &dyn std::fmt::Display| unavailable(format!("cannot read health: {e}"));
     let mut pending = consumer.cached_info().num_pending;
     let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
     let mut reports = HashMap::new();

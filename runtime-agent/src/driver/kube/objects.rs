@@ -1,4 +1,7 @@
-//! The Kubernetes objects of one podgroup (Deployment, Service, PodDisruptionBudget, Secret) and of its tenant's stage namespace (Namespace, NetworkPolicy, ResourceQuota, LimitRange), built as plain values.
+//! The Kubernetes objects of one podgroup (Deployment, Service, PodDisruptionBudget, Secret), built as plain values, and the names and labels every object of the driver carries.
+//!
+//! A canary's Deployment and Secret are built here too (from a `Workload`, what one Deployment
+//! runs), named and sized in [`super::canary`].
 //!
 //! Nothing here talks to the API: [`super::KubeDriver`] sends these objects by server-side
 //! apply, and the tests compare them (as the API stored them) with golden files.
@@ -11,14 +14,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
     ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
-};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -27,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use neo_image::APP_USER_ID;
 use neo_protocol::names::{MAX_NAME_LEN, NameError, validate_name};
 
+use super::canary;
 use crate::driver::{Desired, PodgroupKey, SecretEnv};
 
 /// The field manager of every server-side apply.
@@ -47,23 +46,16 @@ pub const LABEL_STAGE: &str = "dev.neo/stage";
 pub const LABEL_APP: &str = "dev.neo/app";
 /// `dev.neo/release`: the release a Deployment (and its pods) run.
 pub const LABEL_RELEASE: &str = "dev.neo/release";
+/// `dev.neo/track`: [`TRACK_CANARY`] on a canary's Deployment, pod template and Secret, and in
+/// its Deployment's selector. The podgroup's own Deployment and pods carry none (adding one
+/// would change every running pod template, rolling every app once): they are the stable track.
+pub const LABEL_TRACK: &str = "dev.neo/track";
+/// The value of [`LABEL_TRACK`] on a canary's objects.
+pub const TRACK_CANARY: &str = "canary";
 /// `dev.neo/secret-versions`: on the pod template, the versions of the podgroup's secrets
 /// (`name=version,…`), so that a new version rolls the pods (see [`secret_versions`]). Versions
 /// only: nothing here can be checked against a guessed value.
 pub const ANNOTATION_SECRET_VERSIONS: &str = "dev.neo/secret-versions";
-/// `dev.neo/role`: `edge` on the namespaces of a stage's edge (its ingress controller), which
-/// the tenants' NetworkPolicies let in.
-pub const LABEL_ROLE: &str = "dev.neo/role";
-/// The value of [`LABEL_ROLE`] on an edge namespace.
-pub const ROLE_EDGE: &str = "edge";
-/// The Pod Security profile every tenant namespace enforces.
-pub const POD_SECURITY_PROFILE: &str = "restricted";
-/// The NetworkPolicy of every tenant namespace.
-pub const NETWORK_POLICY: &str = "neo-ingress";
-/// The ResourceQuota of every tenant namespace.
-pub const RESOURCE_QUOTA: &str = "neo-quota";
-/// The LimitRange of every tenant namespace.
-pub const LIMIT_RANGE: &str = "neo-limits";
 /// The writable scratch volume of every pod (the root filesystem is read-only), at `/tmp`.
 pub const TMP_VOLUME: &str = "tmp";
 /// How big the scratch volume may grow.
@@ -136,7 +128,7 @@ pub fn selector_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
 }
 
 /// The labels of the podgroup's Service and PodDisruptionBudget.
-fn podgroup_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
+pub(super) fn podgroup_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
     let mut labels = selector_labels(key);
     labels.insert(LABEL_NAME.to_owned(), key.app.clone());
     labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
@@ -156,7 +148,11 @@ fn metadata(key: &PodgroupKey, labels: BTreeMap<String, String>) -> ObjectMeta {
 }
 
 /// The metadata of a namespaced object of the podgroup called `name`.
-fn named_metadata(key: &PodgroupKey, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+pub(super) fn named_metadata(
+    key: &PodgroupKey,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(namespace_name(key)),
@@ -165,63 +161,105 @@ fn named_metadata(key: &PodgroupKey, name: String, labels: BTreeMap<String, Stri
     }
 }
 
-/// The namespace of the podgroup's tenant and stage, enforcing the Pod Security `restricted`
-/// profile (and warning and auditing with it).
-pub fn namespace(key: &PodgroupKey) -> Namespace {
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(namespace_name(key)),
-            labels: Some(BTreeMap::from([
-                (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-                (LABEL_TENANT.to_owned(), key.tenant.clone()),
-                (LABEL_STAGE.to_owned(), key.stage.clone()),
-                (
-                    "pod-security.kubernetes.io/enforce".to_owned(),
-                    POD_SECURITY_PROFILE.to_owned(),
-                ),
-                (
-                    "pod-security.kubernetes.io/enforce-version".to_owned(),
-                    "latest".to_owned(),
-                ),
-                (
-                    "pod-security.kubernetes.io/warn".to_owned(),
-                    POD_SECURITY_PROFILE.to_owned(),
-                ),
-                (
-                    "pod-security.kubernetes.io/audit".to_owned(),
-                    POD_SECURITY_PROFILE.to_owned(),
-                ),
-            ])),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
+/// What one Deployment of a podgroup runs: the podgroup's release (the stable track, named
+/// after the app) or its canary beside it ([`super::canary::deployment`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Workload<'a> {
+    /// The podgroup.
+    pub key: &'a PodgroupKey,
+    /// The Deployment's name.
+    pub name: &'a str,
+    /// Whether it is the canary's (labelled and selected by [`LABEL_TRACK`]).
+    pub canary: bool,
+    /// The release it runs.
+    pub release: u32,
+    /// Its image's pull reference.
+    pub image_reference: &'a str,
+    /// How many replicas.
+    pub replicas: u32,
+    /// Per-replica allocation.
+    pub resources: &'a neo_protocol::pb::Resources,
+    /// Its environment (settings).
+    pub env: &'a BTreeMap<String, String>,
+    /// Its secret environment (the names are what matters here: the values are in a Secret).
+    pub secrets: &'a SecretEnv,
+    /// The versions of its secrets.
+    pub secret_versions: &'a BTreeMap<String, u32>,
+    /// The Secret its secret environment refers to.
+    pub secret_name: &'a str,
+}
+
+impl Workload<'_> {
+    /// The labels of the Deployment and its pods: the podgroup's, the release's, and the
+    /// track's for a canary.
+    fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = release_labels(self.key, self.release);
+        if self.canary {
+            labels.insert(LABEL_TRACK.to_owned(), TRACK_CANARY.to_owned());
+        }
+        labels
+    }
+
+    /// The Deployment's selector: the podgroup's labels, and the track's for a canary. The
+    /// podgroup's own Deployment keeps the selector it always had (a selector cannot change),
+    /// which also matches the canary's pods; neither Deployment adopts the other's pods, which
+    /// belong to the other's ReplicaSets by their owner references and `pod-template-hash`.
+    fn selector(&self) -> BTreeMap<String, String> {
+        let mut labels = selector_labels(self.key);
+        if self.canary {
+            labels.insert(LABEL_TRACK.to_owned(), TRACK_CANARY.to_owned());
+        }
+        labels
     }
 }
 
-/// The Deployment running `desired`: pinned to its image digest, with probes, resources,
-/// topology spread and a surge-only rolling update. Its pods meet the Pod Security `restricted`
-/// profile (see [`pod_security`]) and mount no service-account token. Its secret environment
-/// comes from the [`secret`] by reference (the values are not in the Deployment); the
-/// template's [`ANNOTATION_SECRET_VERSIONS`] changes with their versions, so a new version
-/// rolls the pods.
+/// The Deployment running `desired`'s release: pinned to its image digest, with probes,
+/// resources, topology spread and a surge-only rolling update. While a canary runs beside it,
+/// it runs the rest of the desired count ([`super::canary::split`]).
 ///
 /// # Errors
 ///
 /// [`ObjectError::TooManyReplicas`] when the count does not fit an `i32`;
 /// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
 pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
-    let key = &desired.key;
-    let replicas = i32::try_from(desired.replicas)
-        .map_err(|_| ObjectError::TooManyReplicas(desired.replicas))?;
-    check_secret_names(&desired.secrets)?;
-    let annotations = (!desired.secrets.is_empty()).then(|| {
+    let split = canary::split(desired.replicas, desired.canary.as_ref().map(|c| c.weight));
+    workload_deployment(&Workload {
+        key: &desired.key,
+        name: &desired.key.app,
+        canary: false,
+        release: desired.release,
+        image_reference: &desired.image_reference,
+        replicas: split.stable,
+        resources: &desired.resources,
+        env: &desired.env,
+        secrets: &desired.secrets,
+        secret_versions: &desired.secret_versions,
+        secret_name: &secret_name(&desired.key),
+    })
+}
+
+/// The Deployment of `workload`: pinned to its image digest, with probes, resources, topology
+/// spread and a surge-only rolling update. Its pods meet the Pod Security `restricted` profile
+/// (see [`pod_security`]) and mount no service-account token. Its secret environment comes
+/// from its Secret by reference (the values are not in the Deployment); the template's
+/// [`ANNOTATION_SECRET_VERSIONS`] changes with their versions, so a new version rolls the pods.
+///
+/// # Errors
+///
+/// [`ObjectError::TooManyReplicas`] when the count does not fit an `i32`;
+/// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
+pub(super) fn workload_deployment(workload: &Workload<'_>) -> Result<Deployment, ObjectError> {
+    let replicas = i32::try_from(workload.replicas)
+        .map_err(|_| ObjectError::TooManyReplicas(workload.replicas))?;
+    check_secret_names(workload.secrets)?;
+    let annotations = (!workload.secrets.is_empty()).then(|| {
         BTreeMap::from([(
             ANNOTATION_SECRET_VERSIONS.to_owned(),
-            secret_versions(&desired.secret_versions),
+            secret_versions(workload.secret_versions),
         )])
     });
     let selector = LabelSelector {
-        match_labels: Some(selector_labels(key)),
+        match_labels: Some(workload.selector()),
         ..LabelSelector::default()
     };
     let spread = |topology_key: &str| TopologySpreadConstraint {
@@ -233,9 +271,9 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
         match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
         ..TopologySpreadConstraint::default()
     };
-    let labels = release_labels(key, desired.release);
+    let labels = workload.labels();
     Ok(Deployment {
-        metadata: metadata(key, labels.clone()),
+        metadata: named_metadata(workload.key, workload.name.to_owned(), labels.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             selector: selector.clone(),
@@ -254,7 +292,7 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container(desired)],
+                    containers: vec![container(workload)],
                     topology_spread_constraints: Some(vec![
                         spread("topology.kubernetes.io/zone"),
                         spread("kubernetes.io/hostname"),
@@ -287,8 +325,8 @@ pub fn deployment(desired: &Desired) -> Result<Deployment, ObjectError> {
     })
 }
 
-/// The apphost container of `desired`.
-fn container(desired: &Desired) -> Container {
+/// The apphost container of `workload`.
+fn container(workload: &Workload<'_>) -> Container {
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -301,8 +339,8 @@ fn container(desired: &Desired) -> Container {
     };
     Container {
         name: CONTAINER.to_owned(),
-        image: Some(desired.image_reference.clone()),
-        env: Some(env(desired)),
+        image: Some(workload.image_reference.to_owned()),
+        env: Some(env(workload)),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: CONTAINER_PORT,
@@ -311,7 +349,7 @@ fn container(desired: &Desired) -> Container {
         }]),
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
-        resources: Some(resources(&desired.resources)),
+        resources: Some(resources(workload.resources)),
         security_context: Some(pod_security()),
         volume_mounts: Some(vec![VolumeMount {
             name: TMP_VOLUME.to_owned(),
@@ -350,12 +388,12 @@ fn pod_security() -> SecurityContext {
     }
 }
 
-/// The container's environment: the driver's own variables, then `desired.env` sorted by name,
-/// then the secrets sorted by name, each a `secretKeyRef` to the podgroup's [`secret`]. A
-/// secret wins over a setting of the same name (as in the process driver); neither overrides
-/// the driver's own variables.
-fn env(desired: &Desired) -> Vec<EnvVar> {
-    let key = &desired.key;
+/// The container's environment: the driver's own variables, then the workload's settings sorted
+/// by name, then its secrets sorted by name, each a `secretKeyRef` to its Secret. A secret wins
+/// over a setting of the same name (as in the process driver); neither overrides the driver's
+/// own variables.
+fn env(workload: &Workload<'_>) -> Vec<EnvVar> {
+    let key = workload.key;
     let value = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
@@ -384,19 +422,18 @@ fn env(desired: &Desired) -> Vec<EnvVar> {
             ..EnvVar::default()
         },
     ];
-    for (name, val) in &desired.env {
+    for (name, val) in workload.env {
         if DRIVER_ENV.contains(&name.as_str()) {
             tracing::warn!(podgroup = %key, name, "ignoring an env entry the driver sets itself");
             continue;
         }
-        if desired.secrets.0.contains_key(name) {
+        if workload.secrets.0.contains_key(name) {
             tracing::warn!(podgroup = %key, name, "ignoring an env entry a secret of the same name replaces");
             continue;
         }
         env.push(value(name, val));
     }
-    let secret_name = secret_name(key);
-    for name in desired.secrets.0.keys() {
+    for name in workload.secrets.0.keys() {
         if DRIVER_ENV.contains(&name.as_str()) {
             tracing::warn!(podgroup = %key, name, "ignoring a secret the driver sets itself");
             continue;
@@ -405,7 +442,7 @@ fn env(desired: &Desired) -> Vec<EnvVar> {
             name: name.clone(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: secret_name.clone(),
+                    name: workload.secret_name.to_owned(),
                     key: name.clone(),
                     optional: None,
                 }),
@@ -458,19 +495,38 @@ pub fn secret_versions(versions: &BTreeMap<String, u32>) -> String {
 ///
 /// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
 pub fn secret(desired: &Desired) -> Result<Option<Secret>, ObjectError> {
-    if desired.secrets.is_empty() {
+    let key = &desired.key;
+    opaque_secret(
+        key,
+        secret_name(key),
+        podgroup_labels(key),
+        &desired.secrets,
+    )
+}
+
+/// An Opaque Secret called `name` holding `secrets`, one key per variable, labelled `labels`;
+/// `None` when there are none.
+///
+/// # Errors
+///
+/// [`ObjectError::SecretName`] when a secret's name cannot be a Secret key.
+pub(super) fn opaque_secret(
+    key: &PodgroupKey,
+    name: String,
+    labels: BTreeMap<String, String>,
+    secrets: &SecretEnv,
+) -> Result<Option<Secret>, ObjectError> {
+    if secrets.is_empty() {
         return Ok(None);
     }
-    check_secret_names(&desired.secrets)?;
-    let key = &desired.key;
-    let data = desired
-        .secrets
+    check_secret_names(secrets)?;
+    let data = secrets
         .0
         .iter()
         .map(|(name, value)| (name.clone(), ByteString(value.clone().into_bytes())))
         .collect();
     Ok(Some(Secret {
-        metadata: named_metadata(key, secret_name(key), podgroup_labels(key)),
+        metadata: named_metadata(key, name, labels),
         type_: Some("Opaque".to_owned()),
         data: Some(data),
         ..Secret::default()
@@ -502,7 +558,8 @@ fn resources(resources: &neo_protocol::pb::Resources) -> ResourceRequirements {
     }
 }
 
-/// The podgroup's ClusterIP Service: port 80 to the container's 8080.
+/// The podgroup's ClusterIP Service: port 80 to the container's 8080, of every ready pod of
+/// the podgroup's, its canary's included (its selector names no release nor track).
 pub fn service(key: &PodgroupKey) -> Service {
     Service {
         metadata: metadata(key, podgroup_labels(key)),
@@ -522,7 +579,8 @@ pub fn service(key: &PodgroupKey) -> Service {
     }
 }
 
-/// The podgroup's PodDisruptionBudget: at most one replica voluntarily down at a time.
+/// The podgroup's PodDisruptionBudget: at most one replica voluntarily down at a time (of
+/// both Deployments while a canary runs).
 pub fn pod_disruption_budget(key: &PodgroupKey) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: metadata(key, podgroup_labels(key)),
@@ -535,125 +593,6 @@ pub fn pod_disruption_budget(key: &PodgroupKey) -> PodDisruptionBudget {
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
-    }
-}
-
-/// The labels of the tenant namespace's own objects (NetworkPolicy, ResourceQuota, LimitRange).
-fn namespace_object_labels(key: &PodgroupKey) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-        (LABEL_TENANT.to_owned(), key.tenant.clone()),
-        (LABEL_STAGE.to_owned(), key.stage.clone()),
-    ])
-}
-
-/// The value of [`LABEL_NAME`] on the agents' pods (as `deploy/agent-*.yaml` sets it).
-pub const AGENT_NAME: &str = "neo-agent";
-
-/// The tenant namespace's NetworkPolicy: every pod of it is isolated for ingress, and only
-/// the tenant's own apps on the stage (pods of the same namespace), the stage's edge (pods in
-/// namespaces labelled [`LABEL_ROLE`]`=edge` for the same stage) and the agents (pods named
-/// [`AGENT_NAME`] in `agents_namespace`, which ask a starting replica's `/readyz` why it is
-/// not ready) get in, the last two on the app port only. Egress stays open: apps reach their
-/// database and other apps' APIs.
-pub fn network_policy(key: &PodgroupKey, agents_namespace: &str) -> NetworkPolicy {
-    let agents = NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                "kubernetes.io/metadata.name".to_owned(),
-                agents_namespace.to_owned(),
-            )])),
-            ..LabelSelector::default()
-        }),
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                LABEL_NAME.to_owned(),
-                AGENT_NAME.to_owned(),
-            )])),
-            ..LabelSelector::default()
-        }),
-        ..NetworkPolicyPeer::default()
-    };
-    let edge = NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([
-                (LABEL_ROLE.to_owned(), ROLE_EDGE.to_owned()),
-                (LABEL_STAGE.to_owned(), key.stage.clone()),
-            ])),
-            ..LabelSelector::default()
-        }),
-        ..NetworkPolicyPeer::default()
-    };
-    let same_namespace = NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector::default()),
-        ..NetworkPolicyPeer::default()
-    };
-    NetworkPolicy {
-        metadata: named_metadata(key, NETWORK_POLICY.to_owned(), namespace_object_labels(key)),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace]),
-                    ports: None,
-                },
-                NetworkPolicyIngressRule {
-                    from: Some(vec![edge, agents]),
-                    ports: Some(vec![NetworkPolicyPort {
-                        port: Some(IntOrString::Int(CONTAINER_PORT)),
-                        protocol: Some("TCP".to_owned()),
-                        ..NetworkPolicyPort::default()
-                    }]),
-                },
-            ]),
-            egress: None,
-        }),
-    }
-}
-
-/// The tenant namespace's ResourceQuota from the tenant's quota: at most `max_apps`
-/// Deployments, Services and Secrets, and `max_apps × (max_replicas_per_app + 1)` pods (one
-/// surge pod per app during a rollout). A limit of 0 (unlimited) is left out.
-pub fn resource_quota(key: &PodgroupKey, quota: &neo_protocol::pb::Quota) -> ResourceQuota {
-    let mut hard = BTreeMap::new();
-    if quota.max_apps > 0 {
-        let apps = quota.max_apps.to_string();
-        for resource in ["count/deployments.apps", "services", "secrets"] {
-            hard.insert(resource.to_owned(), Quantity(apps.clone()));
-        }
-        if quota.max_replicas_per_app > 0 {
-            let pods = u64::from(quota.max_apps) * (u64::from(quota.max_replicas_per_app) + 1);
-            hard.insert("pods".to_owned(), Quantity(pods.to_string()));
-        }
-    }
-    ResourceQuota {
-        metadata: named_metadata(key, RESOURCE_QUOTA.to_owned(), namespace_object_labels(key)),
-        spec: Some(ResourceQuotaSpec {
-            hard: Some(hard),
-            ..ResourceQuotaSpec::default()
-        }),
-        ..ResourceQuota::default()
-    }
-}
-
-/// The tenant namespace's LimitRange: a container that names no resources gets the
-/// podgroup's default allocation (250 millicores, 256 MiB) as request and limit.
-pub fn limit_range(key: &PodgroupKey) -> LimitRange {
-    let defaults = BTreeMap::from([
-        ("cpu".to_owned(), Quantity("250m".to_owned())),
-        ("memory".to_owned(), Quantity("256Mi".to_owned())),
-    ]);
-    LimitRange {
-        metadata: named_metadata(key, LIMIT_RANGE.to_owned(), namespace_object_labels(key)),
-        spec: Some(LimitRangeSpec {
-            limits: vec![LimitRangeItem {
-                type_: "Container".to_owned(),
-                default: Some(defaults.clone()),
-                default_request: Some(defaults),
-                ..LimitRangeItem::default()
-            }],
-        }),
     }
 }
 

@@ -199,26 +199,46 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
     }
 }
 
-/// One managed Deployment and its pods as an [`Observed`] podgroup; `None` when the Deployment
-/// lacks the labels that name its podgroup.
+/// A podgroup's Deployments and pods as an [`Observed`] podgroup: `main` is its own Deployment
+/// (its release and rollout; `None` when only a canary's is left: release 0, Progressing),
+/// `canary` its canary's ([`canary_failure`]).
 ///
-/// `pods` may hold pods of other podgroups: only those labelled with this one's key are taken.
-pub fn observed(deployment: &Deployment, pods: &[Pod]) -> Option<Observed> {
-    let labels = deployment.metadata.labels.as_ref();
-    let key = objects::key_from_labels(labels)?;
+/// `pods` may hold pods of other podgroups: only those labelled with `key` are taken, the
+/// canary's among them (each replica's release is its pod's).
+pub fn observed(
+    key: PodgroupKey,
+    main: Option<&Deployment>,
+    canary: Option<&Deployment>,
+    pods: &[Pod],
+) -> Observed {
     let mut replicas: Vec<pb::ReplicaStatus> = pods
         .iter()
         .filter(|pod| pod_key(pod).as_ref() == Some(&key))
         .filter_map(replica_status)
         .collect();
     replicas.sort_by(|a, b| a.id.cmp(&b.id));
-    Some(Observed {
-        release: objects::release_from_labels(labels),
+    Observed {
+        release: main.map_or(0, |d| {
+            objects::release_from_labels(d.metadata.labels.as_ref())
+        }),
         replicas,
-        rollout: rollout(deployment),
+        rollout: main.map_or(Rollout::Progressing, rollout),
         key,
-        canary_failed: None,
-    })
+        canary_failed: canary.and_then(canary_failure),
+    }
+}
+
+/// Why a canary's pods cannot start, as its Deployment says it: its rollout failed (the
+/// `Progressing` condition false, `ProgressDeadlineExceeded`), as the release's rollout is
+/// judged ([`rollout`]); `None` while it progresses or runs.
+pub fn canary_failure(canary: &Deployment) -> Option<String> {
+    match rollout(canary) {
+        Rollout::Failed(reason) => Some(format!(
+            "canary release {} cannot start: {reason}",
+            objects::release_from_labels(canary.metadata.labels.as_ref())
+        )),
+        Rollout::Progressing | Rollout::Succeeded => None,
+    }
 }
 
 /// The podgroup a pod belongs to, from its labels.

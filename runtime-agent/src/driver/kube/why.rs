@@ -5,7 +5,7 @@
 //! [`follow`] asks one pod every [`EVERY`] while [`super::watch`] sees it running and not ready,
 //! and reports each new answer; the watch stops it when the pod is ready or gone. The tenant's
 //! NetworkPolicy lets the stage's agents in on the app port for this
-//! ([`super::objects::network_policy`]).
+//! ([`super::namespace::network_policy`]).
 
 use std::time::Duration;
 
