@@ -112,6 +112,20 @@ pub enum CliError {
     /// The gateway ended a stream before its last message (a publish before its outcome).
     #[error("{0}")]
     Unfinished(String),
+    /// A watched canary was rolled back.
+    #[error("{app} v{release} was rolled back on {stage}: {reason}; v{baseline} serves everything")]
+    CanaryRolledBack {
+        /// The app.
+        app: String,
+        /// The stage.
+        stage: String,
+        /// The canary's release.
+        release: u32,
+        /// The release serving again.
+        baseline: u32,
+        /// Why (the deployment's verdict or the abort's reason).
+        reason: String,
+    },
     /// A published release's rollout failed on its stage.
     #[error(
         "{app} v{release} failed to roll out on {stage}: {reason}; the previous release (if any) still serves"
@@ -183,7 +197,8 @@ impl CliError {
             Self::DeployRefused { .. }
             | Self::ImpactBlockers { .. }
             | Self::SettingsMissing { .. }
-            | Self::RolloutFailed { .. } => EXIT_REFUSED,
+            | Self::RolloutFailed { .. }
+            | Self::CanaryRolledBack { .. } => EXIT_REFUSED,
             Self::Project(ProjectError::TooLarge { .. } | ProjectError::TooManyFiles { .. }) => {
                 EXIT_TOO_LARGE
             }

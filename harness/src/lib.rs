@@ -5,7 +5,8 @@
 //! handle kills the process and then removes the directory, so a failing test never leaks one.
 //! The binaries come from `ops/install-deps`. Beside them, [`files`] copies fixtures on disk and
 //! [`rootfs`] runs a program inside an image's files as a container would; [`browser`] drives
-//! a real headless Chromium through chromedriver (WebDriver) for page tests.
+//! a real headless Chromium through chromedriver (WebDriver) for page tests; [`programs`] are
+//! app programs that misbehave on purpose.
 
 pub mod browser;
 pub mod files;
@@ -13,6 +14,7 @@ pub mod kubernetes;
 pub mod nats;
 pub mod nats_cluster;
 pub mod postgres;
+pub mod programs;
 pub mod registry;
 pub mod rootfs;
 

@@ -190,6 +190,43 @@ impl RuntimeStack {
         .await?)
     }
 
+    /// Deploys image `digest` to `stage` as a new release of `app` (of revision 1, build
+    /// `build_id`) straight through the platform, as if built: for images a test made itself.
+    ///
+    /// # Errors
+    /// When the platform refuses the deploy.
+    pub async fn deploy_image(
+        &self,
+        (tenant, app, stage): (&str, &str, &str),
+        build_id: &str,
+        digest: &str,
+    ) -> anyhow::Result<()> {
+        let deploy = pb::DeploymentCommand {
+            command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
+                app: app.into(),
+                stage: stage.into(),
+                build_id: build_id.into(),
+                revision: 1,
+                image_digest: digest.into(),
+                ..Default::default()
+            })),
+        };
+        let entity =
+            neo_protocol::EntityRef::deployment(&tenant.parse()?, &app.parse()?, &stage.parse()?);
+        let reply = self
+            .build
+            .stack
+            .platform
+            .platform
+            .dispatch(&entity, crate::commands::request(deploy))
+            .await;
+        anyhow::ensure!(
+            matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
+            "the deploy of {digest} to {stage} was refused: {reply:?}"
+        );
+        Ok(())
+    }
+
     /// The events of podgroup `{app}_{stage}` of `tenant`, decoded, in order.
     ///
     /// # Errors

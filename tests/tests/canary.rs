@@ -3,44 +3,26 @@
 //! whose program answers 500 to every other request is promoted into test as a canary at 50 %:
 //! the stage's load balancer sends it half the requests, the agent reports the step, and the
 //! deployment rolls it back by itself at the first step with the figures that decided, the old
-//! release then answering everything. A healthy release then completes its steps (20 %, then
+//! release then answering everything (and, while it runs, it is not promoted further). A healthy release then completes its steps (20 %, then
 //! 50 %) with each step's share of the traffic within a tolerance, and serves alone.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use neo_gateway::api::deployments_client::DeploymentsClient;
 use neo_gateway::api::{self, PublishStep};
 use neo_image::{BaseImage, ImageSpec};
-use neo_protocol::{EntityRef, pb};
+use neo_protocol::pb;
 use neo_tests::build_stack::{example, step};
-use neo_tests::commands::request;
 use neo_tests::eventually;
-use neo_tests::gateway::req;
+use neo_tests::gateway::{Authed, req};
 use neo_tests::runtime_stack::{RuntimeStack, http};
 
 const TENANT: &str = "acme";
 
 /// An app program answering 500 to every other request but its probes.
-const FAULTY: &str = r#"#!/usr/bin/python3
-import http.server, itertools, os
-host, port = os.environ["NEO_LISTEN"].rsplit(":", 1)
-count = itertools.count()
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        probe = self.path in ("/readyz", "/healthz")
-        code = 200 if probe or next(count) % 2 else 500
-        body = b"[]"
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
-"#;
+const FAULTY: &str = neo_harness::programs::HALF_FAILING_APP;
 
 async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::DeploymentState {
     stack
@@ -55,37 +37,7 @@ async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::Deplo
         .unwrap()
 }
 
-/// Deploys `digest` (of revision 1's build) to dev as a new release, through the platform.
-async fn deploy_image(stack: &RuntimeStack, build_id: &str, digest: &str) {
-    let deploy = pb::DeploymentCommand {
-        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
-            app: "catalog".into(),
-            stage: "dev".into(),
-            build_id: build_id.into(),
-            revision: 1,
-            image_digest: digest.into(),
-            ..Default::default()
-        })),
-    };
-    let entity = EntityRef::deployment(
-        &TENANT.parse().unwrap(),
-        &"catalog".parse().unwrap(),
-        &"dev".parse().unwrap(),
-    );
-    let reply = stack
-        .build
-        .stack
-        .platform
-        .platform
-        .dispatch(&entity, request(deploy))
-        .await;
-    assert!(
-        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
-        "{reply:?}"
-    );
-}
-
-/// Waits until dev's current release is `number` and rolled out.
+/// Waits until release `number` of `stage` is rolled out.
 async fn rolled_out(stack: &RuntimeStack, token: &str, stage: &str, number: u32) {
     eventually(Duration::from_secs(60), "the rollout", || async {
         let state = deployment(stack, token, stage).await;
@@ -112,6 +64,25 @@ fn policy(steps: &[u32], max_p95_ratio: f64) -> api::SetCanaryPolicyRequest {
             sticky: false,
         }),
     }
+}
+
+/// Sets test's canary policy, then promotes dev's release into test as a canary: its number.
+async fn promote_canary(
+    deployments: &DeploymentsClient<Authed>,
+    policy: api::SetCanaryPolicyRequest,
+) -> u32 {
+    deployments.clone().set_canary_policy(policy).await.unwrap();
+    let mut promote = req::promote(TENANT, "catalog", "test");
+    promote.canary = true;
+    let promoted = deployments.clone().promote(promote).await.unwrap();
+    promoted
+        .into_inner()
+        .state
+        .unwrap()
+        .releases
+        .last()
+        .unwrap()
+        .number
 }
 
 /// What the test stage answered while a canary served (from its first answer on): per
@@ -216,25 +187,37 @@ async fn a_bad_canary_rolls_back_by_itself_and_a_good_one_completes_its_steps() 
         )
         .await
         .unwrap();
-    deploy_image(&stack, &deployed.build_id, &faulty.digest).await;
+    stack
+        .deploy_image(
+            (TENANT, "catalog", "dev"),
+            &deployed.build_id,
+            &faulty.digest,
+        )
+        .await
+        .unwrap();
     rolled_out(&stack, &people.dave, "dev", 2).await;
 
     // Promoted into test as a canary at 50 %: rolled back at its first step.
-    deployments
-        .clone()
-        .set_canary_policy(policy(&[50], 100.0))
-        .await
-        .unwrap();
-    let mut promote = req::promote(TENANT, "catalog", "test");
-    promote.canary = true;
-    let promoted = deployments
-        .clone()
-        .promote(promote)
-        .await
-        .unwrap()
-        .into_inner();
-    let canary_release = promoted.state.unwrap().releases.last().unwrap().number;
+    let canary_release = promote_canary(&deployments, policy(&[50], 100.0)).await;
     assert_eq!(canary_release, 2);
+    // Not promoted further while it is a canary.
+    let refused = deployments
+        .clone()
+        .promote(req::promote(TENANT, "catalog", "prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused
+            .metadata()
+            .get("neo-rule")
+            .and_then(|v| v.to_str().ok()),
+        Some("promotion.source_canary")
+    );
     let (answers, canary) = traffic_until_judged(&stack, &people.otto, canary_release).await;
     assert_eq!(canary.phase(), pb::CanaryPhase::RolledBack, "{canary:?}");
     assert!(canary.outcome.contains("error"), "{}", canary.outcome);
@@ -291,22 +274,16 @@ async fn a_bad_canary_rolls_back_by_itself_and_a_good_one_completes_its_steps() 
         .await
         .unwrap();
     assert_ne!(healthy.digest, deployed.image_digest);
-    deploy_image(&stack, &deployed.build_id, &healthy.digest).await;
-    rolled_out(&stack, &people.dave, "dev", 3).await;
-    deployments
-        .clone()
-        .set_canary_policy(policy(&[20, 50], 5.0))
+    stack
+        .deploy_image(
+            (TENANT, "catalog", "dev"),
+            &deployed.build_id,
+            &healthy.digest,
+        )
         .await
         .unwrap();
-    let mut promote = req::promote(TENANT, "catalog", "test");
-    promote.canary = true;
-    let promoted = deployments
-        .clone()
-        .promote(promote)
-        .await
-        .unwrap()
-        .into_inner();
-    let canary_release = promoted.state.unwrap().releases.last().unwrap().number;
+    rolled_out(&stack, &people.dave, "dev", 3).await;
+    let canary_release = promote_canary(&deployments, policy(&[20, 50], 5.0)).await;
     let (answers, canary) = traffic_until_judged(&stack, &people.otto, canary_release).await;
     assert_eq!(canary.phase(), pb::CanaryPhase::Completed, "{canary:?}");
     let weights: Vec<u32> = canary.steps.iter().map(|s| s.weight).collect();

@@ -247,32 +247,14 @@ async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_relea
         .push_app(&spec, &base_image().unwrap(), &bundle.layer())
         .await
         .unwrap();
-    let deploy = pb::DeploymentCommand {
-        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
-            app: "catalog".into(),
-            stage: "dev".into(),
-            build_id: deployed.build_id.clone(),
-            revision: 1,
-            image_digest: crashing.digest.clone(),
-            ..Default::default()
-        })),
-    };
-    let entity = EntityRef::deployment(
-        &TENANT.parse().unwrap(),
-        &"catalog".parse().unwrap(),
-        &"dev".parse().unwrap(),
-    );
-    let reply = stack
-        .build
-        .stack
-        .platform
-        .platform
-        .dispatch(&entity, request(deploy))
-        .await;
-    assert!(
-        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
-        "{reply:?}"
-    );
+    stack
+        .deploy_image(
+            (TENANT, "catalog", "dev"),
+            &deployed.build_id,
+            &crashing.digest,
+        )
+        .await
+        .unwrap();
     let failed = rollout(&stack, &people.dave, "dev", 2, pb::RolloutStatus::Failed).await;
     assert!(
         failed.rollout_reason.contains("failed to start"),

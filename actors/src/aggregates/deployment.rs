@@ -17,6 +17,7 @@
 //! | `promotion.from_stage` | invalid | the source stage is not a valid name |
 //! | `promotion.same_stage` | invalid | promote a stage into itself |
 //! | `promotion.no_source` | precondition | the source stage has no current release |
+//! | `promotion.source_canary` | precondition | the source stage's current release is a running canary (the platform refuses it while gathering the source) |
 //! | `promotion.source_stage` | invalid | the source release is of another stage than `from_stage` |
 //! | `promotion.source` | invalid | the source release is malformed (number, revision, build, digest) |
 //! | `promotion.unchanged` | precondition | the current release already runs the source's image |

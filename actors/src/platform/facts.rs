@@ -145,6 +145,22 @@ impl Platform {
                     .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
                 let source = EntityRef::deployment(&entity.tenant, &app, &previous_stage);
                 let (dep, _) = self.deployments.state(&source).await.map_err(host_error)?;
+                if let Some(running) = dep.releases.iter().find(|r| {
+                    r.number == dep.current
+                        && r.canary
+                            .as_ref()
+                            .is_some_and(|c| c.phase() == pb::CanaryPhase::Running)
+                }) {
+                    return Err(fail(
+                        ErrorCode::FailedPrecondition,
+                        "promotion.source_canary",
+                        format!(
+                            "release v{} of {previous} is still rolling out as a canary: \
+                             complete it (or wait for its steps) before promoting it further",
+                            running.number
+                        ),
+                    ));
+                }
                 p.app = app.to_string();
                 p.stage = stage.to_string();
                 p.from_stage = previous.clone();

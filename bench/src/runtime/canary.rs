@@ -26,25 +26,7 @@ use super::{TENANT, registry};
 use crate::build::BenchPlatform;
 
 /// An app program answering 500 to every other request but its probes.
-const FAULTY: &str = r#"#!/usr/bin/python3
-import http.server, itertools, os
-host, port = os.environ["NEO_LISTEN"].rsplit(":", 1)
-count = itertools.count()
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        probe = self.path in ("/readyz", "/healthz")
-        code = 200 if probe or next(count) % 2 else 500
-        body = b"[]"
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
-"#;
+const FAULTY: &str = neo_harness::programs::HALF_FAILING_APP;
 
 /// How long the canary may take to be judged before the bench gives up.
 const JUDGE_TIMEOUT: Duration = Duration::from_secs(60);

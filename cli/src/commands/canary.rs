@@ -1,11 +1,11 @@
-//! `neo canary policy|abort|promote|status`: a stage's canary policy, and the running canary
-//! ended by hand (`neo promote --canary` starts one).
+//! `neo canary policy|abort|promote|status|watch`: a stage's canary policy, the running canary
+//! ended by hand, and followed until it ends (`neo promote --canary` starts one).
 
-use neo_gateway::api;
+use neo_gateway::api::{self, deployments_client::DeploymentsClient};
 use neo_protocol::pb;
 
 use super::Target;
-use crate::connect::Context;
+use crate::connect::{AuthChannel, Context};
 use crate::error::CliError;
 use crate::render;
 
@@ -29,7 +29,14 @@ pub enum CanaryCommand {
     /// Show the canary of an app on a stage: its step, share and each judged step's figures.
     #[command(after_help = "Examples:\n  neo canary status shop --stage prod")]
     Status(Target),
+    /// Follow the canary of an app on a stage until it ends, printing each judged step (exit 0
+    /// when it completes, 5 when it is rolled back).
+    #[command(after_help = "Examples:\n  neo canary watch shop --stage prod")]
+    Watch(Target),
 }
+
+/// How often `neo canary watch` reads the deployment.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Arguments of `neo canary policy`.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +83,7 @@ pub async fn run(cx: &Context, command: CanaryCommand) -> Result<(), CliError> {
     let tenant = cx.tenant()?;
     let client = cx.connect().await?.deployments();
     let deployment = match command {
+        CanaryCommand::Watch(target) => return watch(cx, &client, tenant, target).await,
         CanaryCommand::Policy(args) => {
             let defaults = default_policy();
             let policy = pb::CanaryPolicy {
@@ -136,6 +144,69 @@ pub async fn run(cx: &Context, command: CanaryCommand) -> Result<(), CliError> {
         || render::deployment_json(&deployment),
         || render::current_release_table(&deployment),
     )
+}
+
+/// `neo canary watch`: reads the deployment every [`WATCH_EVERY`], prints each newly judged
+/// step above a spinner showing where the canary is, until it completes or is rolled back.
+async fn watch(
+    cx: &Context,
+    client: &DeploymentsClient<AuthChannel>,
+    tenant: String,
+    target: Target,
+) -> Result<(), CliError> {
+    let spinner = crate::progress::spinner(format!("reading {}'s canary", target.app));
+    let mut printed = 0;
+    loop {
+        let request = api::GetDeploymentRequest {
+            tenant: tenant.clone(),
+            app: target.app.clone(),
+            stage: target.stage.clone(),
+        };
+        let client = client.clone();
+        let deployment = crate::retrying!("reading the deployment", client.get_deployment(request))
+            .await?
+            .into_inner();
+        let state = deployment.state.clone().unwrap_or_default();
+        let Some((release, canary)) = state
+            .releases
+            .last()
+            .and_then(|r| Some((r, r.canary.as_ref()?)))
+        else {
+            spinner.finish_and_clear();
+            return Err(CliError::Usage(format!(
+                "the newest release of {} on {} is not a canary (neo promote --canary starts one)",
+                target.app, target.stage
+            )));
+        };
+        for line in render::canary::step_lines(canary).iter().skip(printed) {
+            spinner.suspend(|| eprintln!("{line}"));
+        }
+        printed = canary.steps.len();
+        let text = render::canary::canary_text(release);
+        match canary.phase() {
+            pb::CanaryPhase::Running | pb::CanaryPhase::Unspecified => {
+                spinner.set_message(format!("v{}: {text}", release.number));
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+            pb::CanaryPhase::Completed => {
+                spinner.finish_and_clear();
+                return cx.print(
+                    || render::deployment_json(&deployment),
+                    || render::current_release_table(&deployment),
+                );
+            }
+            pb::CanaryPhase::RolledBack => {
+                spinner.finish_and_clear();
+                return Err(CliError::CanaryRolledBack {
+                    app: target.app,
+                    stage: target.stage,
+                    release: release.number,
+                    baseline: canary.baseline,
+                    reason: canary.outcome.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// The platform's default canary policy (as `neo_actors::canary::default_policy`; the CLI
