@@ -113,6 +113,10 @@ pub fn status_json(podgroups: &[api::PodgroupStatus]) -> Value {
                 "running_release": p.running_release,
                 "not_ready_because": (p.release > 0 && p.ready < p.desired.max(1)).then(|| why_not(p)),
                 "replicas": p.replicas.iter().map(replica_json).collect::<Vec<_>>(),
+                "canary": p.canary_release.as_ref().map_or(Value::Null, |r| json!({
+                    "release": r.number,
+                    "canary": super::canary::canary_json(r),
+                })),
             }))
             .collect::<Vec<_>>()
     )
@@ -221,10 +225,31 @@ pub fn status_table(podgroups: &[api::PodgroupStatus]) -> String {
             ]);
         }
     }
-    if podgroups.iter().all(|p| p.replicas.is_empty()) {
-        return t.to_string();
+    // Canaries rolling out now, one line each.
+    let canaries: Vec<String> = podgroups
+        .iter()
+        .filter_map(|p| {
+            let release = p.canary_release.as_ref()?;
+            let running = release.canary.as_ref()?.phase() == pb::CanaryPhase::Running;
+            running.then(|| {
+                format!(
+                    "{} on {}: canary v{}: {}",
+                    p.app,
+                    p.stage,
+                    release.number,
+                    super::canary::canary_text(release)
+                )
+            })
+        })
+        .collect();
+    let mut out = t.to_string();
+    if !canaries.is_empty() {
+        out = format!("{out}\n\n{}", canaries.join("\n"));
     }
-    format!("{t}\n\n{replicas}")
+    if podgroups.iter().all(|p| p.replicas.is_empty()) {
+        return out;
+    }
+    format!("{out}\n\n{replicas}")
 }
 
 /// A podgroup after a scale-policy change as JSON.
@@ -361,5 +386,34 @@ mod tests {
             json[0]["not_ready_because"],
             "asleep at zero replicas: the next request wakes it"
         );
+    }
+
+    #[test]
+    fn a_running_canary_is_said_below_the_table_and_in_json() {
+        let mut canary = podgroup();
+        canary.canary_release = Some(pb::Release {
+            number: 4,
+            canary: Some(pb::Canary {
+                baseline: 3,
+                step: 0,
+                weight: 10,
+                policy: Some(pb::CanaryPolicy {
+                    steps: vec![10, 50],
+                    ..Default::default()
+                }),
+                phase: pb::CanaryPhase::Running.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let table = status_table(std::slice::from_ref(&canary));
+        let line = format!(
+            "{} on {}: canary v4: step 1 of 2: 10 % of the traffic, v3 the rest",
+            canary.app, canary.stage
+        );
+        assert!(table.contains(&line), "{table}");
+        let json = status_json(&[canary]);
+        assert_eq!(json[0]["canary"]["release"], 4);
+        assert_eq!(json[0]["canary"]["canary"]["phase"], "running");
     }
 }
