@@ -562,8 +562,10 @@ impl Driver for ProcessDriver {
             .images
             .rootfs(&desired.image_reference, &desired.image_digest)
             .await;
+        // A canary whose image cannot be had yet does not hold up the release: it is tried
+        // again at the next apply.
         let canary_spec = match &desired.canary {
-            Some(canary) => Some(self.canary_spec(desired, canary).await?),
+            Some(canary) => Some(self.canary_spec(desired, canary).await),
             None => None,
         };
         let mut groups = inner.groups.lock().await;
@@ -582,6 +584,11 @@ impl Driver for ProcessDriver {
             group.canary_last_failure.clear();
             group.canary_failed = None;
         }
+        let (canary_spec, canary_error) = match canary_spec {
+            Some(Ok(spec)) => (Some(spec), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
         group.canary_spec = canary_spec;
         group.desired = Some(desired.clone());
         // Known to the load balancer from now on (503 until a replica is ready, not 404).
@@ -611,7 +618,7 @@ impl Driver for ProcessDriver {
                 }));
                 // Start what it needs now, not at the next probe period.
                 inner.wake.notify_one();
-                Ok(())
+                canary_error.map_or(Ok(()), Err)
             }
             Err(e) => {
                 group.spec = None;

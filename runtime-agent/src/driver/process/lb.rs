@@ -891,4 +891,58 @@ mod tests {
         assert!(calls.try_recv().is_err(), "no wake for it");
         task.abort();
     }
+
+    #[tokio::test]
+    async fn a_canary_gets_its_weight_of_the_requests_and_both_releases_are_measured() {
+        let (addr, routes, task) = start().await;
+        routes.set_synced();
+        let (baseline, canary) = (replica().await, replica().await);
+        routes.set_route(
+            "acme",
+            "shop",
+            Route {
+                addrs: vec![baseline],
+                canary: Some(CanaryRoute {
+                    release: 4,
+                    baseline: 3,
+                    addrs: vec![canary],
+                    weight: 25,
+                    sticky: false,
+                }),
+            },
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut answered = std::collections::BTreeMap::new();
+        for _ in 0..100 {
+            let response = client
+                .get(format!("http://{addr}/acme/shop/"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let release = response.headers()["x-neo-release"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            *answered.entry(release).or_insert(0) += 1;
+        }
+        assert_eq!(answered.get("4"), Some(&25), "{answered:?}");
+        assert_eq!(answered.get("3"), Some(&75), "{answered:?}");
+        let figures = routes.canaries().get("acme", "shop").unwrap();
+        assert!(figures.serving());
+        let (of_baseline, of_canary) = figures.read();
+        assert_eq!((of_baseline.requests, of_canary.requests), (75, 25));
+        assert_eq!(of_canary.errors, 0);
+        // The canary ended: no split, no figures, no release header.
+        routes.set("acme", "shop", vec![baseline]);
+        assert!(routes.canaries().get("acme", "shop").is_none());
+        let response = client
+            .get(format!("http://{addr}/acme/shop/"))
+            .send()
+            .await
+            .unwrap();
+        assert!(!response.headers().contains_key("x-neo-release"));
+        task.abort();
+    }
 }
