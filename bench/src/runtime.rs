@@ -585,6 +585,46 @@ exec sleep 3600
     )
 }
 
+/// Deploys image `digest` to dev as a new release of `app` straight through the platform, as
+/// if revision 1 (build `{app}_r1`, which the platform checks) had built it: for images the
+/// bench made itself.
+///
+/// # Errors
+/// When the platform refuses the deploy.
+pub(crate) async fn deploy_given(
+    bench: &BenchPlatform,
+    app: &str,
+    digest: &str,
+) -> anyhow::Result<()> {
+    let deploy = pb::DeploymentCommand {
+        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
+            app: app.into(),
+            stage: "dev".into(),
+            build_id: format!("{app}_r1"),
+            revision: 1,
+            image_digest: digest.into(),
+            ..Default::default()
+        })),
+    };
+    let request = pb::CommandRequest {
+        command_id: uuid::Uuid::new_v4().to_string(),
+        principal: "bench".into(),
+        command: deploy.encode_to_vec().into(),
+        ..Default::default()
+    };
+    let entity = EntityRef::deployment(
+        &TenantName::new(TENANT)?,
+        &AppName::new(app)?,
+        &StageName::new("dev")?,
+    );
+    let reply = bench.platform.dispatch(&entity, request).await;
+    anyhow::ensure!(
+        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
+        "the deploy of {app} was not accepted: {reply:?}"
+    );
+    Ok(())
+}
+
 /// Pushes and deploys the log-writing image as app [`LOG_APP`] on dev, and reads its lines
 /// back through `Runtime.Logs` (and, for the shipping rate, a plain NATS subscriber).
 async fn log_lines(
@@ -639,31 +679,7 @@ async fn log_lines(
         .into_inner();
 
     let start = Instant::now();
-    let deploy = pb::DeploymentCommand {
-        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
-            app: LOG_APP.into(),
-            stage: "dev".into(),
-            // The build id of revision 1 (the platform checks it); no build ran: the image is given.
-            build_id: format!("{LOG_APP}_r1"),
-            revision: 1,
-            image_digest: image.digest.clone(),
-            ..Default::default()
-        })),
-    };
-    let request = pb::CommandRequest {
-        command_id: uuid::Uuid::new_v4().to_string(),
-        principal: "bench".into(),
-        command: deploy.encode_to_vec().into(),
-        ..Default::default()
-    };
-    let reply = bench
-        .platform
-        .dispatch(&EntityRef::deployment(&tenant, &app, &stage), request)
-        .await;
-    anyhow::ensure!(
-        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
-        "the deploy of {LOG_APP} was not accepted: {reply:?}"
-    );
+    deploy_given(bench, LOG_APP, &image.digest).await?;
     eprintln!("log lines: {lines} lines deployed as {LOG_APP} on dev");
     let watch = tokio::spawn(watch_shipping(shipped, lines, start));
 

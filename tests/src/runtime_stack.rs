@@ -190,6 +190,25 @@ impl RuntimeStack {
         .await?)
     }
 
+    /// The deployment of `app` on `stage` of `tenant`, read through the gateway as `token`.
+    ///
+    /// # Errors
+    /// The gateway's refusal.
+    pub async fn deployment(
+        &self,
+        token: &str,
+        (tenant, app, stage): (&str, &str, &str),
+    ) -> anyhow::Result<pb::DeploymentState> {
+        let deployment = self
+            .build
+            .stack
+            .deployments(token)
+            .get_deployment(crate::gateway::req::get_deployment(tenant, app, stage))
+            .await?
+            .into_inner();
+        deployment.state.context("a deployment without its state")
+    }
+
     /// Deploys image `digest` to `stage` as a new release of `app` (of revision 1, build
     /// `build_id`) straight through the platform, as if built: for images a test made itself.
     ///

@@ -24,16 +24,11 @@ const TENANT: &str = "acme";
 /// An app program answering 500 to every other request but its probes.
 const FAULTY: &str = neo_harness::programs::HALF_FAILING_APP;
 
+/// Catalog's deployment on `stage`.
 async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::DeploymentState {
     stack
-        .build
-        .stack
-        .deployments(token)
-        .get_deployment(req::get_deployment(TENANT, "catalog", stage))
+        .deployment(token, (TENANT, "catalog", stage))
         .await
-        .unwrap()
-        .into_inner()
-        .state
         .unwrap()
 }
 

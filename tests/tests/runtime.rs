@@ -20,16 +20,11 @@ use neo_tests::runtime_stack::{RuntimeStack, get, http, post_json};
 
 const TENANT: &str = "acme";
 
+/// Catalog's deployment on `stage`.
 async fn deployment(stack: &RuntimeStack, token: &str, stage: &str) -> pb::DeploymentState {
     stack
-        .build
-        .stack
-        .deployments(token)
-        .get_deployment(req::get_deployment(TENANT, "catalog", stage))
+        .deployment(token, (TENANT, "catalog", stage))
         .await
-        .unwrap()
-        .into_inner()
-        .state
         .unwrap()
 }
 

@@ -15,14 +15,13 @@ use anyhow::Context as _;
 use neo_builder::project::Project;
 use neo_gateway::api::{self, deployments_client::DeploymentsClient};
 use neo_image::{BaseImage, ImageSpec};
-use neo_protocol::{AppName, EntityRef, StageName, TenantName, pb};
-use prost::Message as _;
+use neo_protocol::pb;
 use serde::Serialize;
 use sha2::Digest as _;
 use tokio::sync::Mutex;
 use tonic::Request;
 
-use super::{TENANT, registry};
+use super::{TENANT, deploy_given, registry};
 use crate::build::BenchPlatform;
 
 /// An app program answering 500 to every other request but its probes.
@@ -82,32 +81,7 @@ pub async fn measure(
         .push_app(&spec, &base, &bundle.layer())
         .await
         .context("pushing the faulty image")?;
-    let deploy = pb::DeploymentCommand {
-        command: Some(pb::deployment_command::Command::Deploy(pb::Deploy {
-            app: app.into(),
-            stage: "dev".into(),
-            build_id: format!("{app}_r1"),
-            revision: 1,
-            image_digest: image.digest.clone(),
-            ..Default::default()
-        })),
-    };
-    let request = pb::CommandRequest {
-        command_id: uuid::Uuid::new_v4().to_string(),
-        principal: "bench".into(),
-        command: deploy.encode_to_vec().into(),
-        ..Default::default()
-    };
-    let entity = EntityRef::deployment(
-        &TenantName::new(TENANT)?,
-        &AppName::new(app)?,
-        &StageName::new("dev")?,
-    );
-    let reply = bench.platform.dispatch(&entity, request).await;
-    anyhow::ensure!(
-        matches!(reply.result, Some(pb::command_reply::Result::Accepted(_))),
-        "the faulty release of {app} was not accepted: {reply:?}"
-    );
+    deploy_given(bench, app, &image.digest).await?;
 
     let mut deployments = DeploymentsClient::connect(bench.endpoint.clone()).await?;
     deployments
