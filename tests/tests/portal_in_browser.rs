@@ -18,7 +18,7 @@ use neo_harness::Browser;
 use neo_portal::gateway::Gateway;
 use neo_portal::{Portal, PortalConfig};
 use neo_protocol::{AppName, StageName, TenantName, pb, subjects};
-use neo_tests::build_stack::example;
+use neo_tests::build_stack::{edited, example};
 use neo_tests::eventually;
 use neo_tests::gateway::{password, req};
 use neo_tests::runtime_stack::RuntimeStack;
@@ -168,6 +168,41 @@ async fn a_devops_engineer_and_a_viewer_use_the_portal_in_chromium() {
         board.text().await.unwrap().contains("v2 · revision 1"),
         "the same page, refreshed in place"
     );
+
+    // A new revision on dev promoted to test as a canary: the board shows its step and share
+    // with the buttons that end it; aborted there, v2 serves everything again.
+    let r2 = edited("catalog", |m| {
+        m.replace(
+            "The products we sell, in categories",
+            "The products we sell",
+        )
+    })
+    .unwrap();
+    stack
+        .build
+        .publish_deployed(&people.dave, "acme", r2.path())
+        .await
+        .unwrap();
+    browser
+        .goto(&format!("{base}/promote?app=catalog&stage=test"))
+        .await
+        .unwrap();
+    browser.wait_for("#impact").await.unwrap();
+    browser.click("#canary").await.unwrap();
+    browser.click("#confirm").await.unwrap();
+    let cell = browser
+        .wait_until_text("#cell-catalog-test", "canary v3: step 1 of 2")
+        .await
+        .unwrap();
+    assert!(cell.contains("(v2 the rest)"), "{cell}");
+    browser
+        .click("#cell-catalog-test form[action='/canary/abort'] button")
+        .await
+        .unwrap();
+    browser
+        .wait_until_text("#cell-catalog-test", "canary v3 rolled back to v2")
+        .await
+        .unwrap();
 
     // A secret: a bad name is refused beside its field; a good one is set and its value is
     // never shown back.
