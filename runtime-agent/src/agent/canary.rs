@@ -9,7 +9,8 @@
 //! with the driver's reason.
 //!
 //! Every [`CANARY_CHECK`] while some canary runs (a walk of the desired state in memory;
-//! nothing is sent before a step is due).
+//! nothing is sent before a step is due); the driver is asked whether a canary cannot start
+//! every [`FAILURE_CHECK`] (on Kubernetes that is a read of the API server).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ use crate::driver::PodgroupKey;
 
 /// How often running canaries are looked at.
 pub const CANARY_CHECK: Duration = Duration::from_secs(1);
+
+/// How often the driver is asked whether a running canary cannot start.
+pub const FAILURE_CHECK: Duration = Duration::from_secs(5);
 
 /// The deployment's rule for a step with fewer requests than its policy's minimum.
 const TOO_FEW: &str = "canary.too_few_requests";
@@ -63,6 +67,8 @@ pub(crate) async fn canary_loop(ctx: Arc<Ctx>) {
     // that cannot start is still aborted.
     let canaries = ctx.driver.canaries();
     let mut steps: HashMap<PodgroupKey, Step> = HashMap::new();
+    let mut failed = HashMap::new();
+    let mut failures_read: Option<Instant> = None;
     let mut tick = tokio::time::interval(CANARY_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -79,14 +85,23 @@ pub(crate) async fn canary_loop(ctx: Arc<Ctx>) {
                 .collect()
         };
         steps.retain(|key, _| running.iter().any(|(k, _)| k == key));
+        // What the driver said of a canary that ended is not said of the next one.
+        failed.retain(|key, _| steps.contains_key(key));
         if running.is_empty() {
             continue;
         }
-        let failed = failed_canaries(&ctx).await;
+        if failures_read.is_none_or(|at| at.elapsed() >= FAILURE_CHECK) {
+            failed = failed_canaries(&ctx).await;
+            failures_read = Some(Instant::now());
+        }
         for (key, canary) in running {
-            let step = steps
-                .entry(key.clone())
-                .or_insert_with(|| Step::of(&canary));
+            let step = steps.entry(key.clone()).or_insert_with(|| {
+                failed.remove(&key);
+                Step::of(&canary)
+            });
+            if step.release != canary.release {
+                failed.remove(&key);
+            }
             if (step.release, step.step) != (canary.release, canary.step) {
                 *step = Step::of(&canary);
             }
