@@ -19,6 +19,17 @@
 
 use neo_protocol::pb;
 
+/// The release of `deployment` rolling out as a canary now, with its canary (none: no canary
+/// runs).
+pub fn running(deployment: &pb::DeploymentState) -> Option<(&pb::Release, &pb::Canary)> {
+    deployment.releases.iter().rev().find_map(|r| {
+        r.canary
+            .as_ref()
+            .filter(|c| c.phase() == pb::CanaryPhase::Running)
+            .map(|c| (r, c))
+    })
+}
+
 /// The policy of a stage without one: 10 % then 50 %, a minute each, at most one point more
 /// errors and half again the p95, judged on at least 20 requests.
 pub fn default_policy() -> pb::CanaryPolicy {

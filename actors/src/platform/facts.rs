@@ -145,12 +145,8 @@ impl Platform {
                     .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
                 let source = EntityRef::deployment(&entity.tenant, &app, &previous_stage);
                 let (dep, _) = self.deployments.state(&source).await.map_err(host_error)?;
-                if let Some(running) = dep.releases.iter().find(|r| {
-                    r.number == dep.current
-                        && r.canary
-                            .as_ref()
-                            .is_some_and(|c| c.phase() == pb::CanaryPhase::Running)
-                }) {
+                // While a canary runs it is the stage's current release.
+                if let Some((running, _)) = crate::canary::running(&dep) {
                     return Err(fail(
                         ErrorCode::FailedPrecondition,
                         "promotion.source_canary",

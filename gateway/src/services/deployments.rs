@@ -184,16 +184,7 @@ impl Deployments for DeploymentsService {
                 .bus
                 .state::<pb::DeploymentState>(&EntityRef::deployment(t, a, s))
                 .await?;
-            state
-                .releases
-                .iter()
-                .rev()
-                .find(|r| {
-                    r.canary
-                        .as_ref()
-                        .is_some_and(|c| c.phase() == pb::CanaryPhase::Running)
-                })
-                .map_or(0, |r| r.number)
+            neo_actors::canary::running(&state).map_or(0, |(r, _)| r.number)
         };
         let command = if r.promote {
             Command::CompleteCanary(pb::CompleteCanary { release })

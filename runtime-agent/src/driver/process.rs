@@ -107,12 +107,16 @@ impl ProcessConfig {
 /// A replica's environment besides the driver's own variables: the desired state's, and
 /// where the apps of its tenant answer on this stage (`NEO_PRODUCERS`, `{app}` left for the
 /// apphost to fill in).
-fn replica_env(desired: &Desired, producers: Option<&str>) -> BTreeMap<String, String> {
-    let mut env = desired.env.clone();
+fn replica_env(
+    env: &BTreeMap<String, String>,
+    key: &PodgroupKey,
+    producers: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut env = env.clone();
     if let Some(base) = producers {
         env.insert(
             "NEO_PRODUCERS".to_owned(),
-            format!("{base}/{}/{{app}}", desired.key.tenant),
+            format!("{base}/{}/{{app}}", key.tenant),
         );
     }
     env
@@ -506,15 +510,11 @@ impl ProcessDriver {
             .images
             .rootfs(&canary.image_reference, &canary.image_digest)
             .await?;
-        let as_release = Desired {
-            env: canary.env.clone(),
-            ..desired.clone()
-        };
         Ok(Arc::new(Spec {
             release: canary.release,
             image_digest: canary.image_digest.clone(),
             rootfs,
-            env: replica_env(&as_release, inner.config.producers.as_deref()),
+            env: replica_env(&canary.env, &desired.key, inner.config.producers.as_deref()),
             secrets,
             cpu_millis: desired.resources.cpu_millis,
             memory_mib: desired.resources.memory_mib,
@@ -611,7 +611,11 @@ impl Driver for ProcessDriver {
                     release: desired.release,
                     image_digest: desired.image_digest.clone(),
                     rootfs,
-                    env: replica_env(desired, inner.config.producers.as_deref()),
+                    env: replica_env(
+                        &desired.env,
+                        &desired.key,
+                        inner.config.producers.as_deref(),
+                    ),
                     secrets,
                     cpu_millis: desired.resources.cpu_millis,
                     memory_mib: desired.resources.memory_mib,

@@ -26,12 +26,7 @@ use crate::canary::{self, Verdict};
 impl Rules<'_> {
     /// The canary running now, if one is.
     pub(super) fn running_canary(&self) -> Option<(&pb::Release, &pb::Canary)> {
-        self.releases.iter().rev().find_map(|r| {
-            r.canary
-                .as_ref()
-                .filter(|c| c.phase() == CanaryPhase::Running)
-                .map(|c| (r, c))
-        })
+        canary::running(self)
     }
 
     /// Refuses a new release while a canary runs.

@@ -139,8 +139,8 @@ impl Backends {
     }
 
     /// The replicas a request from `client` goes to, their round-robin position, and the
-    /// canary's release and figures when it is the canary's.
-    fn pick(&self, client: IpAddr) -> (&[SocketAddr], &AtomicUsize, Option<(u32, &Figures)>) {
+    /// canary's release when it is the canary's.
+    fn pick(&self, client: IpAddr) -> (&[SocketAddr], &AtomicUsize, Option<u32>) {
         let baseline = (self.route.addrs.as_slice(), &self.next);
         let (Some(canary), Some(split)) = (&self.route.canary, &self.canary) else {
             return (baseline.0, baseline.1, None);
@@ -150,11 +150,7 @@ impl Backends {
             && (self.route.addrs.is_empty()
                 || crate::canary::to_canary(canary.weight, canary.sticky, client, n));
         if to_canary {
-            (
-                &canary.addrs,
-                &split.next,
-                Some((canary.release, &split.figures)),
-            )
+            (&canary.addrs, &split.next, Some(canary.release))
         } else {
             (baseline.0, baseline.1, None)
         }
@@ -681,7 +677,7 @@ impl Connection {
                 .figures
                 .record(canary.is_some(), status, started.elapsed());
             let baseline = backends.route.canary.as_ref().map_or(0, |c| c.baseline);
-            let release = canary.map_or(baseline, |(release, _)| release);
+            let release = canary.unwrap_or(baseline);
             if let Ok(value) = hyper::header::HeaderValue::from_str(&release.to_string()) {
                 response.headers_mut().insert("x-neo-release", value);
             }
