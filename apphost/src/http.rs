@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the per-request log line, and JSON responses.
 
+mod activity;
 mod entities;
 mod error;
 mod meta;
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::{debug, info};
 
+pub use activity::Requests;
 pub use error::ApiError;
 
 use crate::state::AppState;
@@ -27,6 +29,7 @@ use crate::state::AppState;
 /// |---|---|
 /// | `GET /healthz` | 200 while the process lives, database or not (liveness) |
 /// | `GET /readyz` | 200 when ready, else 503 `{"ready": false, "reasons": [...]}` (within 0.5 s) |
+/// | `GET /activityz` | `{"requests": N, "in_flight": M}`: the requests so far and being answered, probes not counted ([`activity`]) |
 /// | `GET /api` | the app's contract: entities and fields |
 /// | `GET /api/_settings` | declared settings and their values (never secrets) |
 /// | `POST, GET /api/{entity}` | create; list (`limit`, `offset`, `<field>=<value>`) |
@@ -43,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route("/activityz", get(activity::activityz))
         .route("/api", get(meta::contract))
         .route("/api/_settings", get(meta::settings))
         .route("/api/{entity}", get(entities::list).post(entities::create))
@@ -58,6 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/screens/{*path}", get(screens::file))
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            activity::count,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -71,7 +79,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
     let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == "/activityz" {
         debug!(method = %method, path, status, duration_ms, "request");
     } else {
         info!(method = %method, path, status, duration_ms, "request");

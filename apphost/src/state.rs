@@ -35,6 +35,8 @@ pub struct AppState {
     pub missing_secrets: Vec<String>,
     /// The apps this one consumes.
     pub producers: Producers,
+    /// The requests so far (`GET /activityz`).
+    pub requests: crate::http::Requests,
     db_status: Mutex<DbStatus>,
 }
 
@@ -77,6 +79,7 @@ impl AppState {
             settings,
             missing_secrets,
             producers: Producers::new(config.producers.clone()),
+            requests: crate::http::Requests::default(),
             db_status: Mutex::new(status),
         })
     }

@@ -98,3 +98,22 @@ async fn the_contract_lists_entities_and_fields() {
     assert_eq!(host.get("/nowhere").await.status, 404);
     host.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn activityz_counts_the_apps_requests_not_the_probes() {
+    let host = Host::start(config(None)).await;
+    assert_eq!(
+        host.get("/activityz").await.json(),
+        json!({"requests": 0, "in_flight": 0})
+    );
+    for path in ["/healthz", "/readyz", "/activityz"] {
+        host.get(path).await;
+    }
+    for path in ["/api", "/api/order", "/nowhere"] {
+        host.get(path).await;
+    }
+    let activity = host.get("/activityz").await;
+    assert_eq!(activity.status, 200);
+    assert_eq!(activity.json(), json!({"requests": 3, "in_flight": 0}));
+    host.stop().await.unwrap();
+}

@@ -154,6 +154,16 @@ impl Activity {
         }
     }
 
+    /// The next wake asked, if one is asked within `within` (the agent's wake task takes
+    /// them otherwise: for tools and tests that stand in for it).
+    pub async fn next_wake(&self, within: std::time::Duration) -> Option<WakeCall> {
+        let mut calls = self.calls.lock().await;
+        tokio::time::timeout(within, calls.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The wake of an app was answered (or given up): the next request may ask again.
     pub fn answered(&self, tenant: &str, app: &str) {
         self.app(tenant, app).waking.store(false, Ordering::Release);

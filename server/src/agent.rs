@@ -13,6 +13,7 @@ use neo_protocol::StageName;
 use neo_runtime_agent::agent::{Agent, AgentConfig};
 use neo_runtime_agent::driver::database::StageDatabase;
 use neo_runtime_agent::driver::kube::KubeDriver;
+use neo_runtime_agent::driver::kube::activator::ActivatorConfig;
 use neo_runtime_agent::driver::process::ProcessConfig;
 use neo_runtime_agent::driver::process::edge::rate::Rate;
 use neo_runtime_agent::local::LocalRuntime;
@@ -99,6 +100,14 @@ pub struct AgentArgs {
     /// `{data-dir}/images`).
     #[arg(long)]
     pub image_cache: Option<PathBuf>,
+    /// Kube driver: the address the cluster reaches this agent at (its pod IP), which turns
+    /// the activator on: apps whose policy allows it go to zero replicas, and their Service's
+    /// requests come to this agent meanwhile. Without it they keep a replica.
+    #[arg(long, env = "NEO_ACTIVATOR_IP")]
+    pub activator_ip: Option<std::net::IpAddr>,
+    /// Kube driver: the ports the activator may open, one per app at zero (`FIRST-LAST`).
+    #[arg(long, default_value = "40000-40999", value_parser = parse_ports)]
+    pub activator_ports: std::ops::RangeInclusive<u16>,
     /// Kube driver: the kubeconfig (default: `$KUBECONFIG`, `~/.kube/config` or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -197,6 +206,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 }
                 driver = driver.with_database(database);
             }
+            if let Some(advertise) = args.activator_ip {
+                let listen = if advertise.is_ipv4() {
+                    std::net::IpAddr::from([0, 0, 0, 0])
+                } else {
+                    std::net::IpAddr::from([0u16; 8])
+                };
+                let mut activator = ActivatorConfig::new(listen, advertise);
+                activator.ports = args.activator_ports.clone();
+                driver = driver.with_activator(activator);
+            }
             let _watching = driver.start_watching();
             let agent = Agent::start(client, Arc::new(driver), events, registry, config)
                 .await
@@ -209,6 +228,25 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `FIRST-LAST`, a range of ports.
+fn parse_ports(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("`{text}` is not FIRST-LAST"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|e| format!("`{p}` is not a port: {e}"))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first == 0 || first > last {
+        return Err(format!(
+            "{first}-{last} is not a range of ports (1-65535, FIRST ≤ LAST)"
+        ));
+    }
+    Ok(first..=last)
 }
 
 fn default_data_dir(stage: &StageName) -> anyhow::Result<PathBuf> {

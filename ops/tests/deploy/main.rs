@@ -236,9 +236,21 @@ fn every_manifest_passes_the_kubernetes_schemas_and_the_platform_is_all_there() 
         assert_eq!(pod["serviceAccountName"], "neo-agent", "{name}");
         let args = pod["containers"][0]["args"].as_array().expect("args");
         let stage_arg = format!("--stage={stage}");
-        for arg in ["agent", "--driver=kube", stage_arg.as_str()] {
+        for arg in [
+            "agent",
+            "--driver=kube",
+            stage_arg.as_str(),
+            "--activator-ip=$(POD_IP)",
+        ] {
             assert!(args.contains(&Value::from(arg)), "{name}: {arg}");
         }
+        // The activator is reached at the pod's IP.
+        let env = pod["containers"][0]["env"].as_array().expect("env");
+        assert!(
+            env.iter().any(|e| e["name"] == "POD_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"),
+            "{name}: POD_IP"
+        );
         assert_eq!(
             named(&documents, "PodDisruptionBudget", &name)["spec"]["minAvailable"],
             1
@@ -260,6 +272,18 @@ fn every_manifest_passes_the_kubernetes_schemas_and_the_platform_is_all_there() 
     ] {
         named(&documents, "NetworkPolicy", policy);
     }
+    // The agents' activator ports (the agent's default range) are open to the tenants' apps
+    // and the edges.
+    let activator = named(&documents, "NetworkPolicy", "agent-activator");
+    let ports = &activator["spec"]["ingress"][0]["ports"][0];
+    assert_eq!(
+        (&ports["port"], &ports["endPort"]),
+        (&Value::from(40000), &Value::from(40999))
+    );
+    assert_eq!(
+        activator["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "neo-agent"
+    );
 
     // Only the agents talk to the Kubernetes API; every pod meets the `restricted` profile.
     assert_eq!(
@@ -370,6 +394,7 @@ fn neo_takes_every_flag_and_variable_the_manifests_give_it() {
                 a.as_str()
                     .expect("an argument")
                     .replace("$(POD_NAME)", "pod-0")
+                    .replace("$(POD_IP)", "10.1.0.7")
             })
             .collect();
         // Parsed for real: an unknown flag or a bad value fails before the help is printed.
@@ -386,7 +411,13 @@ fn neo_takes_every_flag_and_variable_the_manifests_give_it() {
         let help = help(&args[0]);
         for variable in container["env"].as_array().into_iter().flatten() {
             let variable = variable["name"].as_str().expect("a name");
-            if variable == "POD_NAME" {
+            // Kubernetes puts it in the arguments (`$(POD_NAME)`): neo does not read it.
+            let in_args = container["args"].as_array().into_iter().flatten().any(|a| {
+                a.as_str()
+                    .unwrap_or_default()
+                    .contains(&format!("$({variable})"))
+            });
+            if in_args {
                 continue;
             }
             assert!(

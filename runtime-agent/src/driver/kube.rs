@@ -30,8 +30,20 @@
 //! A canary whose pods cannot start (its Deployment's progress deadline passes) is observed as
 //! [`Observed::canary_failed`]; its pods are never ready, so the Service sends them nothing.
 //!
+//! # Scale to zero
+//!
+//! With an activator ([`KubeDriver::with_activator`]), an app whose policy lets it sleep goes
+//! to zero replicas after its idle window, and its Service's connections go to the agent's
+//! activator meanwhile (an EndpointSlice of its own beside the Service's), which holds the
+//! requests, has the app woken and hands them to its first ready pod ([`activator`]); the idle
+//! window runs from the last request its pods counted ([`usage`]). Without one, the policy is
+//! accepted and the app keeps a replica (the agent never sees it idle).
+//!
 //! # Layout
 //!
+//! - [`activator`]: the activator: its ports, its slices, holding and passing requests on.
+//! - [`usage`]: reading the awake pods' request counts.
+//! - [`ready`]: the ready pods of each podgroup, from the pod watch.
 //! - [`objects`]: the objects of a podgroup (names, labels, manifests), built without I/O.
 //! - [`canary`]: a canary's Deployment and Secret, and its share of the replicas, without I/O.
 //! - [`namespace`]: the objects of a tenant's stage namespace, built without I/O.
@@ -43,11 +55,14 @@
 //! Every object carries `app.kubernetes.io/managed-by=neo`, which is how [`KubeDriver::observe`]
 //! and the pod watch find them again after a restart: the driver keeps no state of its own.
 
+pub mod activator;
 pub mod canary;
 pub mod logs;
 pub mod namespace;
 pub mod objects;
+pub mod ready;
 pub mod status;
+pub mod usage;
 pub mod watch;
 pub mod why;
 
@@ -68,6 +83,7 @@ use kube::{Api, Client, Config, Resource};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use self::activator::{Activator, ActivatorConfig};
 use self::objects::{FIELD_MANAGER, LABEL_STAGE, LABEL_TENANT, MANAGED_SELECTOR, ObjectError};
 use super::database::{StageDatabase, URL_ENV};
 use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey};
@@ -100,6 +116,9 @@ pub enum KubeError {
     /// No cluster configuration could be loaded.
     #[error("kubeconfig: {0}")]
     Config(String),
+    /// The activator cannot answer for an app at zero (no port free).
+    #[error("activator: {0}")]
+    Activator(String),
 }
 
 impl From<KubeError> for DriverError {
@@ -156,8 +175,13 @@ pub struct KubeDriver {
     events: mpsc::Sender<DriverEvent>,
     /// The stage database, when the stage has one: each app gets its own role and schema.
     database: Option<Arc<StageDatabase>>,
-    /// The port a starting pod's `/readyz` is asked on ([`watch`]).
-    readyz_port: u16,
+    /// The port pods are reached on: a starting pod's `/readyz` ([`watch`]), an awake pod's
+    /// `/activityz` ([`usage`]), the requests the activator held.
+    pod_port: u16,
+    /// The ready pods, from the pod watch.
+    ready: Arc<ready::ReadyPods>,
+    /// The activator, when apps may go to zero here.
+    activator: Option<Arc<Activator>>,
 }
 
 impl Debug for KubeDriver {
@@ -194,16 +218,33 @@ impl KubeDriver {
             client,
             events,
             database: None,
-            readyz_port: objects::CONTAINER_PORT as u16,
+            pod_port: objects::CONTAINER_PORT as u16,
+            ready: Arc::default(),
+            activator: None,
         }
     }
 
-    /// The same driver, asking a starting pod why it is not ready on `port` of its IP instead of
-    /// the app's container port (for a cluster whose pod IPs are reached through a port map,
-    /// and for tests).
+    /// The same driver, reaching pods on `port` of their IP instead of the app's container
+    /// port (for a cluster whose pod IPs are reached through a port map, and for tests).
     #[must_use]
-    pub fn with_readyz_port(mut self, port: u16) -> Self {
-        self.readyz_port = port;
+    pub fn with_pod_port(mut self, port: u16) -> Self {
+        self.pod_port = port;
+        if let Some(activator) = self.activator.take() {
+            self = self.with_activator(activator.config().clone());
+        }
+        self
+    }
+
+    /// The same driver, letting apps go to zero replicas: an activator listening and reached
+    /// as `config` says stands in for an app at zero ([`activator`]).
+    #[must_use]
+    pub fn with_activator(mut self, config: ActivatorConfig) -> Self {
+        self.activator = Some(Arc::new(Activator::new(
+            config,
+            self.client.clone(),
+            self.ready.clone(),
+            self.pod_port,
+        )));
         self
     }
 
@@ -249,15 +290,31 @@ impl KubeDriver {
         &self.client
     }
 
-    /// Starts the pod watch (health events) and the log followers (log events) on the
-    /// current tokio runtime.
+    /// Starts the pod watch (health events, the ready pods), the log followers (log events)
+    /// and, with an activator, the usage reader on the current tokio runtime.
     pub fn start_watching(&self) -> Watching {
+        let watching = watch::run(
+            self.client.clone(),
+            self.events.clone(),
+            self.pod_port,
+            self.ready.clone(),
+        );
+        let usage = self
+            .activator
+            .as_ref()
+            .map(|a| usage::run(a.shared(), a.config().usage_every));
         Watching {
-            task: tokio::spawn(watch::run(
-                self.client.clone(),
-                self.events.clone(),
-                self.readyz_port,
-            )),
+            task: tokio::spawn(async move {
+                match usage {
+                    Some(usage) => {
+                        tokio::select! {
+                            () = watching => {}
+                            () = usage => {}
+                        }
+                    }
+                    None => watching.await,
+                }
+            }),
         }
     }
 
@@ -493,6 +550,15 @@ impl Driver for KubeDriver {
         if let Some(secret) = &canary_secret {
             server_side_apply(&secrets, &canary::secret_name(key), secret).await?;
         }
+        // An app going to zero: the activator answers for it before its pods stop.
+        if let Some(activator) = &self.activator {
+            activator.note(key, desired.idle_to_zero_s, desired.replicas);
+            if desired.replicas == 0 && desired.idle_to_zero_s > 0 {
+                activator.sleep(key).await?;
+            } else {
+                activator.wake(key).await?;
+            }
+        }
         // The canary's first: its pods start while the release's Deployment scales down.
         if let Some(deployment) = &canary_deployment {
             server_side_apply(&deployments, &canary::name(key), deployment).await?;
@@ -543,6 +609,9 @@ impl Driver for KubeDriver {
     /// [`DriverError::Backend`] with the API's message; objects already gone are fine.
     async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError> {
         objects::check_key(key).map_err(KubeError::from)?;
+        if let Some(activator) = &self.activator {
+            activator.forget(key).await?;
+        }
         self.delete_canary(key).await?;
         let namespace = objects::namespace_name(key);
         let client = &self.client;
@@ -652,5 +721,26 @@ impl Driver for KubeDriver {
                 status::observed(key, main, canary, pods)
             })
             .collect())
+    }
+
+    /// Takes over the apps at zero the last active agent answered for (with an activator).
+    async fn activate(&self) {
+        if let Some(activator) = &self.activator
+            && let Err(e) = activator.adopt().await
+        {
+            tracing::warn!(error = %e, "activator: cannot take over the apps at zero yet; trying again at the next apply");
+        }
+    }
+
+    /// Closes the activator's ports (the next active agent opens them).
+    async fn stand_by(&self) {
+        if let Some(activator) = &self.activator {
+            activator.stand_by().await;
+        }
+    }
+
+    /// The requests the activator and the pods' usage saw, with an activator.
+    fn activity(&self) -> Option<Arc<crate::activity::Activity>> {
+        self.activator.as_ref().map(|a| a.activity())
     }
 }

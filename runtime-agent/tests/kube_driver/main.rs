@@ -8,6 +8,7 @@ mod apiserver;
 mod canary;
 mod isolation;
 mod rbac;
+mod scale_to_zero;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -750,7 +751,7 @@ async fn a_starting_pod_says_why_it_is_not_ready() {
     let port = readyz(answers.clone()).await;
     let api = FakeApi::new();
     let (tx, mut events) = mpsc::channel(256);
-    let driver = KubeDriver::new(api.client(), tx).with_readyz_port(port);
+    let driver = KubeDriver::new(api.client(), tx).with_pod_port(port);
     let _watching = driver.start_watching();
     let pod_name = "shop-7d9c5f-w8d2m";
 

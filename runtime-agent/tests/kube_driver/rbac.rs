@@ -1,6 +1,7 @@
 //! The agents' RBAC in `deploy/agent-rbac.yaml` grants exactly what the kube driver uses: the
 //! driver runs a podgroup's whole life (apply, a new release, secrets dropped, a canary started
-//! and ended, the pod watch and its logs, observe, remove, purge) against the in-memory API server, and the (API group,
+//! and ended, at zero replicas behind the activator and woken, the pod watch and its logs,
+//! observe, remove, purge) against the in-memory API server, and the (API group,
 //! resource, verb) of every request it sent must be what the ClusterRole's rules allow, each
 //! rule used.
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::apiserver::Recorded;
 use crate::wire::parse_target;
-use crate::{DIGEST_3, DIGEST_4, NAMESPACE, desired, key, pod, running, setup, without_secrets};
+use crate::{DIGEST_3, DIGEST_4, NAMESPACE, desired, key, pod, running, without_secrets};
 
 /// `(API group, resource or resource/subresource, verb)`, as RBAC names a permission.
 type Permission = (String, String, String);
@@ -137,7 +138,10 @@ async fn until_requested(
 
 #[tokio::test]
 async fn the_agent_cluster_role_grants_exactly_what_the_kube_driver_uses() {
-    let (api, driver, mut events) = setup();
+    let api = crate::apiserver::FakeApi::new();
+    let (driver, mut events) =
+        crate::scale_to_zero::driver_at(&api, std::net::IpAddr::from([127, 0, 0, 1]), 8080);
+    driver.activate().await;
 
     // A podgroup with secrets and a quota, then a new release, then without secrets (the
     // leftover Secret is read, then deleted).
@@ -164,6 +168,18 @@ async fn the_agent_cluster_role_grants_exactly_what_the_kube_driver_uses() {
         .apply(&without_secrets(desired("shop", 4, DIGEST_4)))
         .await
         .expect("end the canary");
+    // At zero behind the activator (the last agent's slices listed, its own read, then
+    // written), then woken.
+    let asleep = neo_runtime_agent::driver::Desired {
+        replicas: 0,
+        idle_to_zero_s: 60,
+        ..without_secrets(desired("shop", 4, DIGEST_4))
+    };
+    driver.apply(&asleep).await.expect("apply at zero");
+    driver
+        .apply(&without_secrets(desired("shop", 4, DIGEST_4)))
+        .await
+        .expect("woken");
 
     // The pod watch sees a running pod and follows its log; the first attempt to open the log
     // fails, so the follower reads the pod to see whether it still runs, and opens it again.

@@ -37,6 +37,7 @@ pub fn type_of(resource: &str) -> Option<(&'static str, &'static str)> {
         "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy"),
         "resourcequotas" => ("v1", "ResourceQuota"),
         "limitranges" => ("v1", "LimitRange"),
+        "endpointslices" => ("discovery.k8s.io/v1", "EndpointSlice"),
         _ => return None,
     })
 }

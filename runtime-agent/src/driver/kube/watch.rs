@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -18,6 +19,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::logs::{self, Tail};
 use super::objects::{CONTAINER, MANAGED_SELECTOR};
+use super::ready::ReadyPods;
 use super::status::{pod_key, replica_status};
 use super::why;
 use crate::driver::{DriverEvent, PodgroupKey};
@@ -239,10 +241,15 @@ fn running_container(pod: &Pod) -> Option<i32> {
 
 /// Watches every pod labelled `app.kubernetes.io/managed-by=neo` in all namespaces until
 /// `events` closes (or the task is aborted, which also stops every log follower and asker),
-/// asking starting pods why on `readyz_port`.
+/// asking starting pods why on `readyz_port`, and keeping `ready` up to date.
 ///
 /// Watch errors are logged and retried with back-off; they never end the watch.
-pub async fn run(client: Client, events: mpsc::Sender<DriverEvent>, readyz_port: u16) {
+pub async fn run(
+    client: Client,
+    events: mpsc::Sender<DriverEvent>,
+    readyz_port: u16,
+    ready: Arc<ReadyPods>,
+) {
     let api: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
     let mut stream = pin!(watcher(api, config).default_backoff());
@@ -274,6 +281,9 @@ pub async fn run(client: Client, events: mpsc::Sender<DriverEvent>, readyz_port:
         for action in actions {
             match action {
                 Action::Send(event) => {
+                    if let DriverEvent::Health { key, replica } = &event {
+                        ready.note(key, replica);
+                    }
                     if events.send(event).await.is_err() {
                         tracing::debug!("driver events closed; pod watch ends");
                         return;

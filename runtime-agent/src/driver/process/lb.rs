@@ -317,7 +317,8 @@ impl Routes {
     }
 }
 
-type Body = Full<Bytes>;
+/// The body of a request or answer passed through (read whole first).
+pub(crate) type Body = Full<Bytes>;
 
 /// Serves the load balancer on `listener`, behind `edge`, until the task is aborted.
 pub fn serve(listener: TcpListener, routes: Arc<Routes>, edge: Arc<Edge>) -> JoinHandle<()> {
@@ -696,7 +697,8 @@ fn too_many(reason: &'static str, whose: &str, wait: Duration) -> Refusal {
     .retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
-fn plain(status: StatusCode, text: String) -> Response<Body> {
+/// A plain-text answer; a 503 says `Retry-After: 1`.
+pub(crate) fn plain(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(text + "\n")));
     *response.status_mut() = status;
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -710,7 +712,7 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
 
 /// Sends the request to one of `addrs`, round-robin from `next`, skipping replicas that
 /// refuse the connection.
-async fn forward(
+pub(crate) async fn forward(
     client: &Client<HttpConnector, Body>,
     addrs: &[SocketAddr],
     next: &AtomicUsize,
