@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use self::image::ImageCache;
 use self::lb::Routes;
 use self::logs::Offsets;
-use self::replica::{Replica, Saved, Spec};
+use self::replica::{Replica, Saved, SavedCanary, Spec};
 use super::database;
 use super::{Desired, Driver, DriverError, DriverEvent, Observed, PodgroupKey, Rollout};
 
@@ -369,10 +369,14 @@ impl Inner {
         let saved: Vec<Saved> = groups
             .iter()
             .flat_map(|(key, group)| {
+                let canary = group.split();
                 group.replicas.iter().map(move |t| {
                     let offsets =
                         [0, 1].map(|i| t.offsets[i].load(std::sync::atomic::Ordering::Relaxed));
-                    t.replica.saved(key, offsets)
+                    Saved {
+                        canary: canary.clone(),
+                        ..t.replica.saved(key, offsets)
+                    }
                 })
             })
             .collect();
@@ -432,7 +436,8 @@ impl Group {
     /// What the load balancer routes to: the ready replicas of every release but the
     /// canary's, and the canary's at its weight.
     fn route(&self) -> lb::Route {
-        let canary = self.canary_release();
+        let split = self.split();
+        let canary = split.as_ref().map(|c| c.release);
         let ready = |of_canary: bool| -> Vec<SocketAddr> {
             self.replicas
                 .iter()
@@ -444,22 +449,26 @@ impl Group {
                 .map(|t| t.replica.addr())
                 .collect()
         };
-        let split = self
-            .desired
-            .as_ref()
-            .and_then(|d| d.canary.as_ref())
-            .filter(|c| Some(c.release) == canary)
-            .map(|c| lb::CanaryRoute {
-                release: c.release,
-                baseline: self.desired.as_ref().map_or(0, |d| d.release),
-                addrs: ready(true),
-                weight: c.weight,
-                sticky: c.sticky,
-            });
         lb::Route {
             addrs: ready(false),
-            canary: split,
+            canary: split.map(|c| c.route(ready(true))),
         }
+    }
+
+    /// The canary the load balancer splits for: the desired one, unless it failed.
+    fn split(&self) -> Option<SavedCanary> {
+        let canary = self.canary_release();
+        let desired = self.desired.as_ref()?;
+        desired
+            .canary
+            .as_ref()
+            .filter(|c| Some(c.release) == canary)
+            .map(|c| SavedCanary {
+                release: c.release,
+                baseline: desired.release,
+                weight: c.weight,
+                sticky: c.sticky,
+            })
     }
 
     fn rollout(&self) -> Rollout {

@@ -71,6 +71,36 @@ pub struct Saved {
     /// not as a starting one (absent in older state files: starting).
     #[serde(default)]
     pub served: bool,
+    /// The canary its podgroup's load balancer splits for, if one (a standby routes by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<SavedCanary>,
+}
+
+/// A podgroup's canary as the state file has it: the replicas of `release` take `weight`
+/// percent of the requests, those of every other release the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCanary {
+    /// Its release.
+    pub release: u32,
+    /// The release it is compared with.
+    pub baseline: u32,
+    /// Its share of the requests, in percent.
+    pub weight: u32,
+    /// Keep each client on one release.
+    pub sticky: bool,
+}
+
+impl SavedCanary {
+    /// Its part of a load balancer route, to its ready replicas at `addrs`.
+    pub fn route(&self, addrs: Vec<SocketAddr>) -> super::lb::CanaryRoute {
+        super::lb::CanaryRoute {
+            release: self.release,
+            baseline: self.baseline,
+            addrs,
+            weight: self.weight,
+            sticky: self.sticky,
+        }
+    }
 }
 
 /// One running (or dying) replica.
@@ -252,6 +282,7 @@ impl Replica {
                 self.phase,
                 pb::ReplicaPhase::Ready | pb::ReplicaPhase::Unhealthy
             ),
+            canary: None,
         }
     }
 
