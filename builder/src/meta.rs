@@ -163,16 +163,20 @@ impl MetaStore {
         }
     }
 
-    /// Publishes where workers push images.
+    /// Publishes where workers push images, trying again (from 0.1 s, doubling up to 5 s) for
+    /// as long as JetStream cannot store it: on a cluster, a bucket just created may refuse its
+    /// first write ("no stream found") until every node knows its stream.
     ///
     /// # Errors
-    /// When KV refuses.
+    /// When the settings cannot be written as JSON.
     pub async fn set_registry(&self, settings: &RegistrySettings) -> Result<(), MetaError> {
-        let value = serde_json::to_vec(settings).map_err(err)?;
-        self.config
-            .put("registry", value.into())
-            .await
-            .map_err(err)?;
+        let value: bytes::Bytes = serde_json::to_vec(settings).map_err(err)?.into();
+        let mut backoff = std::time::Duration::from_millis(100);
+        while let Err(e) = self.config.put("registry", value.clone()).await {
+            tracing::warn!(error = %e, "cannot publish the registry settings yet; trying again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        }
         Ok(())
     }
 

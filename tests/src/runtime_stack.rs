@@ -209,6 +209,40 @@ impl RuntimeStack {
         deployment.state.context("a deployment without its state")
     }
 
+    /// Pushes example app `app`'s bundle on `base` as an image of `tenant`'s revision
+    /// `revision` (whose model digest is `revision_digest`) and deploys it to `stage` as a new
+    /// release ([`Self::deploy_image`], build `build_id`): for a release on another program
+    /// (one that crashes, or fails requests). Its image digest.
+    ///
+    /// # Errors
+    /// When the example cannot be read, the push fails or the platform refuses the deploy.
+    pub async fn deploy_example_on(
+        &self,
+        (tenant, app, stage): (&str, &str, &str),
+        (build_id, revision_digest): (&str, &str),
+        revision: u32,
+        base: &BaseImage,
+    ) -> anyhow::Result<String> {
+        let project = neo_builder::project::Project::from_dir(&crate::build_stack::example(app))?;
+        let model = neo_model::load(&project)
+            .map_err(|d| anyhow::anyhow!("example {app} does not load: {d:?}"))?;
+        let bundle = neo_builder::bundle::compile(&model, &project, &[]);
+        let spec = neo_image::ImageSpec {
+            tenant,
+            app,
+            revision,
+            revision_digest,
+        };
+        let pushed = self
+            .build
+            .images
+            .push_app(&spec, base, &bundle.layer())
+            .await?;
+        self.deploy_image((tenant, app, stage), build_id, &pushed.digest)
+            .await?;
+        Ok(pushed.digest)
+    }
+
     /// Deploys image `digest` to `stage` as a new release of `app` (of revision 1, build
     /// `build_id`) straight through the platform, as if built: for images a test made itself.
     ///

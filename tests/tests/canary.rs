@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use neo_gateway::api::deployments_client::DeploymentsClient;
 use neo_gateway::api::{self, PublishStep};
-use neo_image::{BaseImage, ImageSpec};
+use neo_image::BaseImage;
 use neo_protocol::pb;
 use neo_tests::build_stack::{example, step};
 use neo_tests::eventually;
@@ -163,30 +163,13 @@ async fn a_bad_canary_rolls_back_by_itself_and_a_good_one_completes_its_steps() 
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("apphost");
     std::fs::write(&program, FAULTY).unwrap();
-    let project = neo_builder::project::Project::from_dir(&example("catalog")).unwrap();
-    let model = neo_model::load(&project).unwrap();
-    let bundle = neo_builder::bundle::compile(&model, &project, &[]);
-    let spec = ImageSpec {
-        tenant: TENANT,
-        app: "catalog",
-        revision: 1,
-        revision_digest: &deployed.digest,
-    };
-    let faulty = stack
-        .build
-        .images
-        .push_app(
-            &spec,
-            &BaseImage::from_apphost(&program).unwrap(),
-            &bundle.layer(),
-        )
-        .await
-        .unwrap();
+    let published = (deployed.build_id.as_str(), deployed.digest.as_str());
     stack
-        .deploy_image(
+        .deploy_example_on(
             (TENANT, "catalog", "dev"),
-            &deployed.build_id,
-            &faulty.digest,
+            published,
+            1,
+            &BaseImage::from_apphost(&program).unwrap(),
         )
         .await
         .unwrap();
@@ -256,27 +239,10 @@ async fn a_bad_canary_rolls_back_by_itself_and_a_good_one_completes_its_steps() 
     // A healthy release (catalog on the real apphost in an image of its own: release 3 on
     // dev) completes 20 %, then 50 %.
     let healthy = stack
-        .build
-        .images
-        .push_app(
-            &ImageSpec {
-                revision: 2,
-                ..spec
-            },
-            &stack.build.base,
-            &bundle.layer(),
-        )
+        .deploy_example_on((TENANT, "catalog", "dev"), published, 2, &stack.build.base)
         .await
         .unwrap();
-    assert_ne!(healthy.digest, deployed.image_digest);
-    stack
-        .deploy_image(
-            (TENANT, "catalog", "dev"),
-            &deployed.build_id,
-            &healthy.digest,
-        )
-        .await
-        .unwrap();
+    assert_ne!(healthy, deployed.image_digest);
     rolled_out(&stack, &people.dave, "dev", 3).await;
     let canary_release = promote_canary(&deployments, policy(&[20, 50], 5.0)).await;
     let (answers, canary) = traffic_until_judged(&stack, &people.otto, canary_release).await;

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use neo_gateway::api::{self, PublishStep};
-use neo_image::ImageSpec;
 use neo_protocol::{EntityRef, pb};
 use neo_tests::build_stack::{base_image, edited, example, step};
 use neo_tests::commands::request;
@@ -227,26 +226,12 @@ async fn an_image_that_crashes_at_start_fails_its_rollout_and_the_previous_relea
     rollout(&stack, &people.dave, "dev", 1, pb::RolloutStatus::Succeeded).await;
 
     // Release 2: the same bundle on a base whose program exits at once.
-    let project = neo_builder::project::Project::from_dir(&example("catalog")).unwrap();
-    let model = neo_model::load(&project).unwrap();
-    let bundle = neo_builder::bundle::compile(&model, &project, &[]);
-    let spec = ImageSpec {
-        tenant: TENANT,
-        app: "catalog",
-        revision: 1,
-        revision_digest: &deployed.digest,
-    };
-    let crashing = stack
-        .build
-        .images
-        .push_app(&spec, &base_image().unwrap(), &bundle.layer())
-        .await
-        .unwrap();
     stack
-        .deploy_image(
+        .deploy_example_on(
             (TENANT, "catalog", "dev"),
-            &deployed.build_id,
-            &crashing.digest,
+            (&deployed.build_id, &deployed.digest),
+            1,
+            &base_image().unwrap(),
         )
         .await
         .unwrap();

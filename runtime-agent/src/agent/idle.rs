@@ -72,26 +72,46 @@ pub(crate) async fn idle_loop(ctx: Arc<Ctx>) {
                 .collect::<Vec<_>>()
         };
         for (key, sequence, last) in due {
-            if !scale_to_zero(&ctx, &key, sequence, last, now).await
-                && let Some(seen) = awake.get_mut(&key)
-            {
+            let outcome = scale_to_zero(&ctx, &key, sequence, last, now).await;
+            let Some(seen) = awake.get_mut(&key) else {
+                continue;
+            };
+            match outcome {
+                Asked::Done => {}
                 // Asked again at the next check.
-                seen.asked_at = None;
+                Asked::Unreachable => seen.asked_at = None,
+                // The podgroup saw it otherwise (a request or a wake this agent had not seen
+                // yet): its window starts again, so it is asked again, never forgotten.
+                Asked::Refused => {
+                    seen.since_ms = now;
+                    seen.asked_at = None;
+                }
             }
         }
     }
 }
 
-/// Sends `ScaleToZero`; false when the platform could not be reached (to try again).
+/// How a `ScaleToZero` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Recorded (or the podgroup cannot be named: nothing to ask).
+    Done,
+    /// The platform could not be reached: asked again at the next check.
+    Unreachable,
+    /// The podgroup refused it: asked again after another window.
+    Refused,
+}
+
+/// Sends `ScaleToZero`.
 async fn scale_to_zero(
     ctx: &Ctx,
     key: &PodgroupKey,
     sequence: u64,
     last_request_ms: u64,
     now: u64,
-) -> bool {
+) -> Asked {
     let Some((tenant, app, stage)) = key.names() else {
-        return true;
+        return Asked::Done;
     };
     let entity = EntityRef::podgroup(&tenant, &app, &stage);
     let command = pb::PodgroupCommand {
@@ -112,15 +132,16 @@ async fn scale_to_zero(
         Ok(_) => {
             tracing::info!(podgroup = %key, idle_ms = now.saturating_sub(last_request_ms),
                 "no request for the idle window: scaled to zero");
-            true
+            Asked::Done
         }
         Err(e) if e.is_transient() => {
             tracing::warn!(podgroup = %key, error = %e, "cannot scale to zero; trying again");
-            false
+            Asked::Unreachable
         }
         Err(e) => {
-            tracing::debug!(podgroup = %key, error = %e, "not scaled to zero");
-            true
+            tracing::info!(podgroup = %key, error = %e,
+                "not scaled to zero; asking again after another idle window");
+            Asked::Refused
         }
     }
 }
