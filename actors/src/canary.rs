@@ -30,18 +30,8 @@ pub fn running(deployment: &pb::DeploymentState) -> Option<(&pb::Release, &pb::C
     })
 }
 
-/// The policy of a stage without one: 10 % then 50 %, a minute each, at most one point more
-/// errors and half again the p95, judged on at least 20 requests.
-pub fn default_policy() -> pb::CanaryPolicy {
-    pb::CanaryPolicy {
-        steps: vec![10, 50],
-        step_seconds: 60,
-        max_error_rate_increase: 1.0,
-        max_p95_ratio: 1.5,
-        min_requests: 20,
-        sticky: false,
-    }
-}
+/// The policy of a stage without one (shared with the clients).
+pub use neo_protocol::canary::default_policy;
 
 /// The most steps a policy may have.
 pub const MAX_STEPS: usize = 10;

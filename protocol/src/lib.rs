@@ -10,6 +10,7 @@
 //! - [`headers`]: the header names carried by every event.
 //! - [`envelope`]: event metadata (ids, principal, time, trace) and its header encoding.
 
+pub mod canary;
 pub mod envelope;
 pub mod headers;
 pub mod kind;

@@ -169,6 +169,13 @@ impl Activity {
         self.app(tenant, app).waking.store(false, Ordering::Release);
     }
 
+    /// Forgets one app (no longer routed).
+    pub fn forget(&self, tenant: &str, app: &str) {
+        if let Ok(mut apps) = self.apps.write() {
+            apps.remove(&(tenant.to_owned(), app.to_owned()));
+        }
+    }
+
     /// Forgets apps no longer routed.
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         if let Ok(mut apps) = self.apps.write() {

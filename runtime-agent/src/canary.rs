@@ -64,6 +64,14 @@ impl Canaries {
             .cloned()
     }
 
+    /// Forgets one app's figures (its canary ended).
+    pub fn forget(&self, tenant: &str, app: &str) {
+        self.apps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(tenant.to_owned(), app.to_owned()));
+    }
+
     /// Forgets the apps for which `keep` says no (their canary ended).
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         self.apps

@@ -45,6 +45,16 @@ impl PodgroupKey {
         }
     }
 
+    /// `acme/shop/dev`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn acme_shop_dev() -> Self {
+        Self {
+            tenant: "acme".into(),
+            app: "shop".into(),
+            stage: "dev".into(),
+        }
+    }
+
     /// Whether `line` belongs to this podgroup.
     pub fn owns(&self, line: &pb::LogLine) -> bool {
         self.tenant == line.tenant && self.app == line.app && self.stage == line.stage

@@ -85,7 +85,7 @@ pub async fn run(cx: &Context, command: CanaryCommand) -> Result<(), CliError> {
     let deployment = match command {
         CanaryCommand::Watch(target) => return watch(cx, &client, tenant, target).await,
         CanaryCommand::Policy(args) => {
-            let defaults = default_policy();
+            let defaults = neo_protocol::canary::default_policy();
             let policy = pb::CanaryPolicy {
                 steps: args.steps.unwrap_or(defaults.steps),
                 step_seconds: args.step.unwrap_or(defaults.step_seconds),
@@ -206,18 +206,5 @@ async fn watch(
                 });
             }
         }
-    }
-}
-
-/// The platform's default canary policy (as `neo_actors::canary::default_policy`; the CLI
-/// does not depend on the platform's crates).
-fn default_policy() -> pb::CanaryPolicy {
-    pb::CanaryPolicy {
-        steps: vec![10, 50],
-        step_seconds: 60,
-        max_error_rate_increase: 1.0,
-        max_p95_ratio: 1.5,
-        min_requests: 20,
-        sticky: false,
     }
 }

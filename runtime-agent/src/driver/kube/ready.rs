@@ -101,11 +101,7 @@ mod tests {
     use super::*;
 
     fn key() -> PodgroupKey {
-        PodgroupKey {
-            tenant: "acme".into(),
-            app: "shop".into(),
-            stage: "dev".into(),
-        }
+        PodgroupKey::acme_shop_dev()
     }
 
     fn replica(id: &str, phase: pb::ReplicaPhase, address: &str) -> pb::ReplicaStatus {

@@ -193,7 +193,7 @@ impl Routes {
             }
         });
         if canary.is_none() {
-            self.canaries.retain(|t, a| (t, a) != (tenant, app));
+            self.canaries.forget(tenant, app);
         }
         let backends = Backends {
             route,
@@ -239,8 +239,8 @@ impl Routes {
         if let Ok(mut table) = self.table.write() {
             table.remove(&key);
         }
-        self.activity.retain(|t, a| (t, a) != (tenant, app));
-        self.canaries.retain(|t, a| (t, a) != (tenant, app));
+        self.activity.forget(tenant, app);
+        self.canaries.forget(tenant, app);
         if let Ok(mut limits) = self.limits.write() {
             limits.remove(&key);
         }

@@ -179,11 +179,7 @@ mod tests {
     use super::*;
 
     fn key() -> PodgroupKey {
-        PodgroupKey {
-            tenant: "acme".into(),
-            app: "shop".into(),
-            stage: "dev".into(),
-        }
+        PodgroupKey::acme_shop_dev()
     }
 
     #[test]
