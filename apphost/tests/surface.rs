@@ -102,9 +102,10 @@ async fn the_contract_lists_entities_and_fields() {
 #[tokio::test]
 async fn activityz_counts_the_apps_requests_not_the_probes() {
     let host = Host::start(config(None)).await;
+    let fresh = host.get("/activityz").await.json();
     assert_eq!(
-        host.get("/activityz").await.json(),
-        json!({"requests": 0, "in_flight": 0})
+        (&fresh["requests"], &fresh["in_flight"]),
+        (&json!(0), &json!(0))
     );
     for path in ["/healthz", "/readyz", "/activityz"] {
         host.get(path).await;
@@ -114,6 +115,19 @@ async fn activityz_counts_the_apps_requests_not_the_probes() {
     }
     let activity = host.get("/activityz").await;
     assert_eq!(activity.status, 200);
-    assert_eq!(activity.json(), json!({"requests": 3, "in_flight": 0}));
+    let activity = activity.json();
+    assert_eq!(
+        (&activity["requests"], &activity["in_flight"]),
+        (&json!(3), &json!(0))
+    );
+    // `/api/order` answered 503 (no database): an error; each answer is in one time bucket.
+    assert_eq!(activity["errors"], 1);
+    let bounds = activity["answer_us"]["bounds"].as_array().expect("bounds");
+    let counts = activity["answer_us"]["counts"].as_array().expect("counts");
+    assert_eq!(counts.len(), bounds.len() + 1);
+    assert_eq!(bounds[0], 250);
+    assert!(bounds.last().and_then(|b| b.as_u64()).expect("a bound") >= 60_000_000);
+    let answered: u64 = counts.iter().filter_map(|c| c.as_u64()).sum();
+    assert_eq!(answered, 3);
     host.stop().await.unwrap();
 }

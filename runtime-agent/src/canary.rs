@@ -102,6 +102,19 @@ impl Recorder {
         }
     }
 
+    /// Adds `requests` answered elsewhere (counted by the replicas), `errors` of them 5xx,
+    /// their answer times as (time, how many).
+    fn add(&mut self, requests: u64, errors: u64, times: &[(Duration, u64)]) {
+        self.requests += requests;
+        self.errors += errors;
+        for (took, count) in times {
+            let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+            let sample = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+            let many = usize::try_from(*count).unwrap_or(usize::MAX).min(room);
+            self.samples.extend(std::iter::repeat_n(sample, many));
+        }
+    }
+
     fn figures(&self) -> pb::ReleaseFigures {
         pb::ReleaseFigures {
             requests: self.requests,
@@ -139,6 +152,18 @@ impl Figures {
             both.1.record(status, took);
         } else {
             both.0.record(status, took);
+        }
+    }
+
+    /// Adds what replicas of the canary (`canary`) or the baseline counted themselves: the
+    /// Kubernetes path, where the pods count their requests, errors and answer times (per
+    /// bucket: each time is its bucket's bound).
+    pub fn add(&self, canary: bool, requests: u64, errors: u64, times: &[(Duration, u64)]) {
+        let mut both = self.both.lock().unwrap_or_else(PoisonError::into_inner);
+        if canary {
+            both.1.add(requests, errors, times);
+        } else {
+            both.0.add(requests, errors, times);
         }
     }
 

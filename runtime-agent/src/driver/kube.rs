@@ -25,9 +25,10 @@
 //! the release's Deployment has rolled its new pods.
 //!
 //! No load balancer of the agent's stands in front of the pods, so a step's figures (requests,
-//! errors, answer times of each release) are not measured: [`Driver::canaries`] stays `None`,
-//! the agent reports no step, and a canary advances only by hand (`neo canary promote|abort`).
-//! A canary whose pods cannot start (its Deployment's progress deadline passes) is observed as
+//! errors, answer times of each release) are counted by the pods themselves: the agent reads
+//! every ready pod of an app with a canary each second (`GET /activityz`, [`usage`]) and adds
+//! what each answered to its release's side ([`Driver::canaries`]); the agent judges each step
+//! by them as on the process driver. A canary whose pods cannot start (its Deployment's progress deadline passes) is observed as
 //! [`Observed::canary_failed`]; its pods are never ready, so the Service sends them nothing.
 //!
 //! # Scale to zero
@@ -42,7 +43,7 @@
 //! # Layout
 //!
 //! - [`activator`]: the activator: its ports, its slices, holding and passing requests on.
-//! - [`usage`]: reading the awake pods' request counts.
+//! - [`usage`]: reading the pods' counts (idle windows, canaries' figures).
 //! - [`ready`]: the ready pods of each podgroup, from the pod watch.
 //! - [`objects`]: the objects of a podgroup (names, labels, manifests), built without I/O.
 //! - [`canary`]: a canary's Deployment and Secret, and its share of the replicas, without I/O.
@@ -178,8 +179,8 @@ pub struct KubeDriver {
     /// The port pods are reached on: a starting pod's `/readyz` ([`watch`]), an awake pod's
     /// `/activityz` ([`usage`]), the requests the activator held.
     pod_port: u16,
-    /// The ready pods, from the pod watch.
-    ready: Arc<ready::ReadyPods>,
+    /// The ready pods and the apps whose pods' usage is read.
+    tracked: Arc<usage::Tracked>,
     /// The activator, when apps may go to zero here.
     activator: Option<Arc<Activator>>,
 }
@@ -219,7 +220,10 @@ impl KubeDriver {
             events,
             database: None,
             pod_port: objects::CONTAINER_PORT as u16,
-            ready: Arc::default(),
+            tracked: Arc::new(usage::Tracked::new(
+                Arc::default(),
+                objects::CONTAINER_PORT as u16,
+            )),
             activator: None,
         }
     }
@@ -229,9 +233,7 @@ impl KubeDriver {
     #[must_use]
     pub fn with_pod_port(mut self, port: u16) -> Self {
         self.pod_port = port;
-        if let Some(activator) = self.activator.take() {
-            self = self.with_activator(activator.config().clone());
-        }
+        self.tracked.set_pod_port(port);
         self
     }
 
@@ -242,8 +244,7 @@ impl KubeDriver {
         self.activator = Some(Arc::new(Activator::new(
             config,
             self.client.clone(),
-            self.ready.clone(),
-            self.pod_port,
+            self.tracked.clone(),
         )));
         self
     }
@@ -291,28 +292,24 @@ impl KubeDriver {
     }
 
     /// Starts the pod watch (health events, the ready pods), the log followers (log events)
-    /// and, with an activator, the usage reader on the current tokio runtime.
+    /// and the usage reader (idle windows, canaries' figures) on the current tokio runtime.
     pub fn start_watching(&self) -> Watching {
         let watching = watch::run(
             self.client.clone(),
             self.events.clone(),
             self.pod_port,
-            self.ready.clone(),
+            self.tracked.ready.clone(),
         );
-        let usage = self
+        let idle_every = self
             .activator
             .as_ref()
-            .map(|a| usage::run(a.shared(), a.config().usage_every));
+            .map_or(activator::USAGE_EVERY, |a| a.config().usage_every);
+        let usage = usage::run(self.tracked.clone(), idle_every);
         Watching {
             task: tokio::spawn(async move {
-                match usage {
-                    Some(usage) => {
-                        tokio::select! {
-                            () = watching => {}
-                            () = usage => {}
-                        }
-                    }
-                    None => watching.await,
+                tokio::select! {
+                    () = watching => {}
+                    () = usage => {}
                 }
             }),
         }
@@ -551,8 +548,16 @@ impl Driver for KubeDriver {
             server_side_apply(&secrets, &canary::secret_name(key), secret).await?;
         }
         // An app going to zero: the activator answers for it before its pods stop.
+        // Without an activator no app goes to zero: its idle window is not watched.
+        let idle_to_zero_s = if self.activator.is_some() {
+            desired.idle_to_zero_s
+        } else {
+            0
+        };
+        let canary_release = desired.canary.as_ref().map(|c| c.release);
+        self.tracked
+            .note(key, idle_to_zero_s, desired.replicas, canary_release);
         if let Some(activator) = &self.activator {
-            activator.note(key, desired.idle_to_zero_s, desired.replicas);
             if desired.replicas == 0 && desired.idle_to_zero_s > 0 {
                 activator.sleep(key).await?;
             } else {
@@ -609,6 +614,7 @@ impl Driver for KubeDriver {
     /// [`DriverError::Backend`] with the API's message; objects already gone are fine.
     async fn remove(&self, key: &PodgroupKey) -> Result<(), DriverError> {
         objects::check_key(key).map_err(KubeError::from)?;
+        self.tracked.forget(key);
         if let Some(activator) = &self.activator {
             activator.forget(key).await?;
         }
@@ -741,6 +747,13 @@ impl Driver for KubeDriver {
 
     /// The requests the activator and the pods' usage saw, with an activator.
     fn activity(&self) -> Option<Arc<crate::activity::Activity>> {
-        self.activator.as_ref().map(|a| a.activity())
+        self.activator
+            .as_ref()
+            .map(|_| self.tracked.activity.clone())
+    }
+
+    /// What the canary's pods and the baseline's counted, read from them ([`usage`]).
+    fn canaries(&self) -> Option<Arc<crate::canary::Canaries>> {
+        Some(self.tracked.canaries.clone())
     }
 }

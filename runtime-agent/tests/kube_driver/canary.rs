@@ -1,7 +1,8 @@
 //! Canaries on Kubernetes, weighted by replicas: a second Deployment `{app}-canary` beside the
 //! app's, both selected by its Service; its share of the replicas follows its weight, and
 //! ending it deletes it; its pods are observed with their release, and its failure to start is
-//! reported apart from the release's rollout.
+//! reported apart from the release's rollout; each release's pods' counts fill its side of the
+//! canary's figures.
 
 use std::collections::BTreeMap;
 
@@ -360,4 +361,79 @@ async fn the_canary_pods_are_observed_with_their_release_beside_the_release_roll
     driver.apply(&five()).await.expect("end the canary");
     let observed = driver.observe().await.expect("observe");
     assert_eq!(observed[0].canary_failed, None);
+}
+
+#[tokio::test]
+async fn each_release_s_pods_count_their_answers_into_the_canary_s_figures() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use crate::scale_to_zero::{PodApp, until_reported};
+
+    // The baseline's pod at 127.0.0.1 and the canary's at 127.0.0.2, on one port.
+    let baseline = PodApp::start_on("127.0.0.1:0".parse().expect("addr")).await;
+    let canary = PodApp::start_on(std::net::SocketAddr::from((
+        [127, 0, 0, 2],
+        baseline.addr.port(),
+    )))
+    .await;
+    let (api, driver, mut events) = setup();
+    let driver = driver.with_pod_port(baseline.addr.port());
+    let _watching = driver.start_watching();
+    driver
+        .apply(&with_canary(five(), 50))
+        .await
+        .expect("apply a canary");
+    api.put(
+        "pods",
+        pod("shop-1", running(true, "2026-05-01T12:00:20Z", "127.0.0.1")),
+    );
+    let mut canary_pod = pod(
+        "shop-canary-1",
+        running(true, "2026-05-01T12:00:20Z", "127.0.0.2"),
+    );
+    canary_pod["metadata"]["labels"]["dev.neo/release"] = json!("4");
+    canary_pod["metadata"]["labels"]["dev.neo/track"] = json!("canary");
+    api.put("pods", canary_pod);
+    until_reported(&mut events, "shop-1", true).await;
+    until_reported(&mut events, "shop-canary-1", true).await;
+
+    // The canary serves once its pod is ready; both pods are read (every second).
+    let figures = driver
+        .canaries()
+        .expect("the kube driver measures canaries")
+        .app("acme", "shop");
+    for _ in 0..100 {
+        let read = |pod: &PodApp| pod.reads.load(Ordering::SeqCst);
+        if figures.serving() && read(&baseline) > 0 && read(&canary) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(figures.serving(), "the canary has a ready pod");
+
+    // A step: the baseline answers 100 within 1 ms; the canary 50, 20 of them 5xx, within
+    // 100 ms.
+    figures.restart();
+    canary.bucket.store(2, Ordering::SeqCst);
+    canary.errors.fetch_add(20, Ordering::SeqCst);
+    canary.requests.fetch_add(50, Ordering::SeqCst);
+    baseline.requests.fetch_add(100, Ordering::SeqCst);
+    let mut both = figures.read();
+    for _ in 0..100 {
+        both = figures.read();
+        if both.0.requests == 100 && both.1.requests == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (base, measured) = both;
+    assert_eq!((base.requests, base.errors), (100, 0));
+    assert_eq!((measured.requests, measured.errors), (50, 20));
+    assert_eq!((base.p95_ms, measured.p95_ms), (1.0, 100.0));
+
+    // Ended: its figures are forgotten.
+    driver.apply(&five()).await.expect("end the canary");
+    let forgotten = driver.canaries().expect("canaries");
+    assert!(forgotten.get("acme", "shop").is_none());
 }

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,37 +29,61 @@ use crate::{
     stored, without_secrets,
 };
 
+/// The upper bounds (µs) of the stand-in's answer-time buckets.
+const BOUNDS_US: [u64; 3] = [1_000, 10_000, 100_000];
+
 /// The pods' stand-in: counts the requests to `/api/…` and answers `/activityz` as the
-/// apphost does.
-struct PodApp {
-    addr: SocketAddr,
-    requests: Arc<AtomicU64>,
+/// apphost does (every answer in the time bucket `bucket`); a test may add to its counts.
+pub(crate) struct PodApp {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    pub errors: Arc<AtomicU64>,
+    pub bucket: Arc<AtomicUsize>,
+    /// How many times `/activityz` was read.
+    pub reads: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl PodApp {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// On `addr` (port 0: any).
+    pub(crate) async fn start_on(addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicU64::new(0));
-        let counted = requests.clone();
+        let errors = Arc::new(AtomicU64::new(0));
+        let bucket = Arc::new(AtomicUsize::new(0));
+        let reads = Arc::new(AtomicU64::new(0));
+        let counts = (
+            requests.clone(),
+            errors.clone(),
+            bucket.clone(),
+            reads.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let counted = counted.clone();
+                let counts = counts.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<_>| {
-                        let counted = counted.clone();
+                        let (requests, errors, bucket, reads) = counts.clone();
                         async move {
                             let path = request.uri().path().to_owned();
                             let body = if path == "/activityz" {
-                                format!(
-                                    r#"{{"requests": {}, "in_flight": 0}}"#,
-                                    counted.load(Ordering::SeqCst)
-                                )
+                                reads.fetch_add(1, Ordering::SeqCst);
+                                let n = requests.load(Ordering::SeqCst);
+                                let mut answered = [0u64; BOUNDS_US.len() + 1];
+                                answered[bucket.load(Ordering::SeqCst)] = n;
+                                serde_json::json!({
+                                    "requests": n, "in_flight": 0,
+                                    "errors": errors.load(Ordering::SeqCst),
+                                    "answer_us": {"bounds": BOUNDS_US, "counts": answered},
+                                })
+                                .to_string()
                             } else {
-                                counted.fetch_add(1, Ordering::SeqCst);
+                                requests.fetch_add(1, Ordering::SeqCst);
                                 format!("shop answered {path}")
                             };
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
@@ -74,6 +98,9 @@ impl PodApp {
         Self {
             addr,
             requests,
+            errors,
+            bucket,
+            reads,
             task,
         }
     }
@@ -145,7 +172,11 @@ fn slice_port(slice: &Value) -> u16 {
 }
 
 /// Waits until the pod watch reported `name` with `ready`ness.
-async fn until_reported(events: &mut mpsc::Receiver<DriverEvent>, name: &str, ready: bool) {
+pub(crate) async fn until_reported(
+    events: &mut mpsc::Receiver<DriverEvent>,
+    name: &str,
+    ready: bool,
+) {
     loop {
         let (_, replica) = next_health(events).await;
         let is_ready = replica.phase == neo_protocol::pb::ReplicaPhase::Ready as i32;

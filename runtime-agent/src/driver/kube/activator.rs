@@ -9,9 +9,9 @@
 //! sends its connections there, as do ingress controllers that read EndpointSlices. The slice
 //! is written before the Deployment is scaled down, so no request finds neither.
 //!
-//! On a request, the activator notes it as the app's last ([`Activity`]), holds it (at most
+//! On a request, the activator notes it as the app's last ([`crate::activity::Activity`]), holds it (at most
 //! [`MAX_HELD`] per app, for up to [`WAKE_WAIT`], then `503` with `Retry-After`), and asks the
-//! agent once, however many wait, to wake the app ([`Activity::wake`]): the podgroup records
+//! agent once, however many wait, to wake the app ([`crate::activity::Activity::wake`]): the podgroup records
 //! its wake-up with the request as the cause and the desired state brings a replica. When the
 //! pod watch sees one ready ([`ReadyPods`]), every held request goes to it, and the slice is
 //! deleted: the Service's own endpoints (the pods) take over. The app's port stays open
@@ -24,13 +24,13 @@
 //! The slices are the activator's state: a new active agent lists them ([`Activator::adopt`]),
 //! opens the same ports and rewrites their address to its own. A standby opens none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -48,9 +48,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::objects::{self, FIELD_MANAGER, named_metadata, podgroup_labels};
-use super::ready::ReadyPods;
+use super::usage::Tracked;
 use super::{KubeError, delete_if_present, server_side_apply};
-use crate::activity::{Activity, WakeCall};
+use crate::activity::WakeCall;
 use crate::driver::PodgroupKey;
 use crate::driver::process::edge::headers;
 use crate::driver::process::lb::{self, Body, MAX_HELD, WAKE_WAIT};
@@ -139,15 +139,9 @@ impl ActivatorConfig {
 }
 
 /// What every app's port shares.
-pub(super) struct Shared {
-    /// The ready pods, from the pod watch.
-    pub ready: Arc<ReadyPods>,
-    /// The apps' requests and wakes, which the agent reads.
-    pub activity: Arc<Activity>,
-    /// The port the pods are reached on.
-    pub pod_port: u16,
-    /// The apps that may sleep, with their idle window, while they have replicas.
-    pub sleepable: SyncMutex<BTreeMap<PodgroupKey, u32>>,
+struct Shared {
+    /// The ready pods, the apps' requests and wakes, the pods' port.
+    tracked: Arc<Tracked>,
     http: HttpClient<HttpConnector, Body>,
 }
 
@@ -184,25 +178,14 @@ pub(super) struct Activator {
 }
 
 impl Activator {
-    /// An activator writing slices through `client`, sending requests to the pods of `ready`
-    /// on `pod_port`.
-    pub fn new(
-        config: ActivatorConfig,
-        client: Client,
-        ready: Arc<ReadyPods>,
-        pod_port: u16,
-    ) -> Self {
+    /// An activator writing slices through `client`, sending requests to the ready pods
+    /// `tracked` knows and noting them in its activity.
+    pub fn new(config: ActivatorConfig, client: Client, tracked: Arc<Tracked>) -> Self {
         let http = HttpClient::builder(TokioExecutor::new()).build_http();
         Self {
             config,
             client,
-            shared: Arc::new(Shared {
-                ready,
-                activity: Arc::default(),
-                pod_port,
-                sleepable: SyncMutex::default(),
-                http,
-            }),
+            shared: Arc::new(Shared { tracked, http }),
             sleepers: Mutex::default(),
             adopted: AtomicBool::new(false),
         }
@@ -211,32 +194,6 @@ impl Activator {
     /// Its configuration.
     pub fn config(&self) -> &ActivatorConfig {
         &self.config
-    }
-
-    /// What its ports and the usage reader share.
-    pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
-    /// The apps' requests and wakes.
-    pub fn activity(&self) -> Arc<Activity> {
-        self.shared.activity.clone()
-    }
-
-    /// Notes `key`'s policy and count from its desired state: its idle window (0: it never
-    /// sleeps), read by the load balancer's and the agent's rules, and whether its pods'
-    /// usage is to be read (it may sleep and has replicas).
-    pub fn note(&self, key: &PodgroupKey, idle_to_zero_s: u32, replicas: u32) {
-        self.shared
-            .activity
-            .set_idle_to_zero(&key.tenant, &key.app, idle_to_zero_s);
-        if let Ok(mut sleepable) = self.shared.sleepable.lock() {
-            if idle_to_zero_s > 0 && replicas > 0 {
-                sleepable.insert(key.clone(), idle_to_zero_s);
-            } else {
-                sleepable.remove(key);
-            }
-        }
     }
 
     /// `key` is at zero: its port answers for it and its slice names the port (written again
@@ -295,9 +252,6 @@ impl Activator {
     pub async fn forget(&self, key: &PodgroupKey) -> Result<(), KubeError> {
         if let Some(sleeper) = self.sleepers.lock().await.remove(key) {
             sleeper.stop().await;
-        }
-        if let Ok(mut sleepable) = self.shared.sleepable.lock() {
-            sleepable.remove(key);
         }
         delete_if_present(&self.slices(key), &slice_name(key)).await
     }
@@ -454,9 +408,10 @@ async fn run_port(
     let awake = {
         let port = port.clone();
         async move {
-            let mut changes = port.shared.ready.subscribe();
+            let mut changes = port.shared.tracked.ready.subscribe();
             loop {
-                if *woken.borrow_and_update() && !port.shared.ready.of(&port.key).is_empty() {
+                if *woken.borrow_and_update() && !port.shared.tracked.ready.of(&port.key).is_empty()
+                {
                     return;
                 }
                 tokio::select! {
@@ -519,11 +474,11 @@ async fn serve_connection(port: Arc<Port>, stream: TcpStream, peer: SocketAddr) 
 
 /// Holds a request until the app has a ready pod (asking for a wake), then passes it on.
 async fn answer(port: &Port, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
-    let (shared, key) = (&port.shared, &port.key);
-    let app = shared.activity.app(&key.tenant, &key.app);
+    let (tracked, key) = (&port.shared.tracked, &port.key);
+    let app = tracked.activity.app(&key.tenant, &key.app);
     let now = now_ms();
     let _answering = app.begin(now);
-    let mut pods = shared.ready.of(key);
+    let mut pods = tracked.ready.of(key);
     if pods.is_empty() {
         let Some(_held) = app.hold(MAX_HELD) else {
             return lb::plain(
@@ -540,8 +495,8 @@ async fn answer(port: &Port, peer: SocketAddr, request: Request<Incoming>) -> Re
             cause: format!("request {} {}", request.method(), request.uri().path()),
             at_ms: now,
         };
-        shared.activity.wake(&app, call);
-        pods = shared.ready.wait(key, WAKE_WAIT).await;
+        tracked.activity.wake(&app, call);
+        pods = tracked.ready.wait(key, WAKE_WAIT).await;
         if pods.is_empty() {
             return lb::plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -580,14 +535,14 @@ async fn answer(port: &Port, peer: SocketAddr, request: Request<Incoming>) -> Re
     }
     let addrs: Vec<SocketAddr> = pods
         .iter()
-        .map(|(_, ip)| SocketAddr::new(*ip, shared.pod_port))
+        .map(|pod| SocketAddr::new(pod.ip, tracked.pod_port()))
         .collect();
     let rest = head
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     lb::forward(
-        &shared.http,
+        &port.shared.http,
         &addrs,
         &port.next,
         &key.app,

@@ -1,5 +1,6 @@
 //! The ready pods of each podgroup, as the pod watch last saw them: where the activator sends
-//! the requests it held, and which pods the usage reader asks ([`super::activator`]).
+//! the requests it held ([`super::activator`]), and which pods the usage reader asks, of which
+//! release ([`super::usage`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -11,11 +12,24 @@ use tokio::sync::watch;
 
 use crate::driver::PodgroupKey;
 
+/// One ready pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyPod {
+    /// Its name.
+    pub name: String,
+    /// Its IP.
+    pub ip: IpAddr,
+    /// The release it runs.
+    pub release: u32,
+}
+
+/// One podgroup's ready pods: name → (IP, release).
+type OfKey = BTreeMap<String, (IpAddr, u32)>;
+
 /// The ready pods' addresses by podgroup, and a signal each time they change.
 #[derive(Debug)]
 pub struct ReadyPods {
-    /// Podgroup → pod name → pod IP.
-    pods: Mutex<HashMap<PodgroupKey, BTreeMap<String, IpAddr>>>,
+    pods: Mutex<HashMap<PodgroupKey, OfKey>>,
     /// Counts the changes (its receivers wake on each).
     changed: watch::Sender<u64>,
 }
@@ -41,7 +55,8 @@ impl ReadyPods {
         let changed = match address {
             Some(ip) => {
                 let of_key = pods.entry(key.clone()).or_default();
-                of_key.insert(replica.id.clone(), ip) != Some(ip)
+                let pod = (ip, replica.release);
+                of_key.insert(replica.id.clone(), pod) != Some(pod)
             }
             None => {
                 let removed = pods
@@ -59,14 +74,22 @@ impl ReadyPods {
         }
     }
 
-    /// The ready pods of `key` (pod name, IP), by name.
-    pub fn of(&self, key: &PodgroupKey) -> Vec<(String, IpAddr)> {
+    /// The ready pods of `key`, by name.
+    pub fn of(&self, key: &PodgroupKey) -> Vec<ReadyPod> {
         self.pods
             .lock()
             .ok()
             .and_then(|pods| {
-                pods.get(key)
-                    .map(|of_key| of_key.iter().map(|(n, ip)| (n.clone(), *ip)).collect())
+                pods.get(key).map(|of_key| {
+                    of_key
+                        .iter()
+                        .map(|(name, (ip, release))| ReadyPod {
+                            name: name.clone(),
+                            ip: *ip,
+                            release: *release,
+                        })
+                        .collect()
+                })
             })
             .unwrap_or_default()
     }
@@ -77,7 +100,7 @@ impl ReadyPods {
     }
 
     /// The ready pods of `key` once there is one, or none after `within`.
-    pub async fn wait(&self, key: &PodgroupKey, within: Duration) -> Vec<(String, IpAddr)> {
+    pub async fn wait(&self, key: &PodgroupKey, within: Duration) -> Vec<ReadyPod> {
         let mut changes = self.subscribe();
         let waiting = async {
             loop {
@@ -109,6 +132,7 @@ mod tests {
             id: id.into(),
             phase: phase as i32,
             address: address.into(),
+            release: 3,
             ..pb::ReplicaStatus::default()
         }
     }
@@ -135,10 +159,12 @@ mod tests {
             &replica("shop-1", pb::ReplicaPhase::Ready, "10.0.0.7"),
         );
         let got = waiter.await.expect("waiter");
-        assert_eq!(
-            got,
-            [("shop-1".to_owned(), "10.0.0.7".parse().expect("ip"))]
-        );
+        let pod = ReadyPod {
+            name: "shop-1".to_owned(),
+            ip: "10.0.0.7".parse().expect("ip"),
+            release: 3,
+        };
+        assert_eq!(got, [pod]);
         ready.note(
             &key(),
             &replica("shop-1", pb::ReplicaPhase::Stopped, "10.0.0.7"),
