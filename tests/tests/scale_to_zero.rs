@@ -139,9 +139,33 @@ async fn an_idle_app_goes_to_zero_and_the_next_requests_wake_it_once() {
     assert_eq!(wakes[0].cause, "request GET /acme/catalog/api/product");
     assert_eq!(driver.pids(&key).await.len(), 1, "one replica started");
 
-    eventually(Duration::from_secs(30), "catalog at zero again", || async {
-        let (sleeps, _) = sleeps_and_wakes(&stack).await;
-        (sleeps.len() == 2 && driver.pids(&key).await.is_empty()).then_some(())
-    })
-    .await;
+    // At zero again after another idle window; on a timeout, what the podgroup recorded since.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (sleeps, wakes) = sleeps_and_wakes(&stack).await;
+        let pids = driver.pids(&key).await;
+        if sleeps.len() == 2 && pids.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let events = stack
+                .podgroup_events(TENANT, "catalog", "dev")
+                .await
+                .unwrap();
+            let recent: Vec<String> = events
+                .iter()
+                .rev()
+                .take(12)
+                .filter_map(|e| e.event.as_ref())
+                .map(|e| format!("{e:?}").chars().take(200).collect())
+                .collect();
+            panic!(
+                "catalog not at zero again within 30 s: {} sleeps, {} wakes, pids {pids:?}; \
+                 the podgroup's last events (newest first): {recent:#?}",
+                sleeps.len(),
+                wakes.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
