@@ -16,9 +16,14 @@ use super::{Ctx, key_of};
 pub(crate) async fn resync_loop(ctx: Arc<Ctx>) {
     loop {
         match read_all(&ctx).await {
-            Ok(all) => {
+            Ok(mut all) => {
                 tracing::debug!(podgroups = all.len(), "desired state resynced");
-                *ctx.desired.lock().await = Some(all);
+                let mut desired = ctx.desired.lock().await;
+                if let Some(known) = desired.as_ref() {
+                    keep_newer(&mut all, known);
+                }
+                *desired = Some(all);
+                drop(desired);
                 ctx.converge.notify_one();
                 tokio::time::sleep(ctx.config.resync_every).await;
             }
@@ -26,6 +31,20 @@ pub(crate) async fn resync_loop(ctx: Arc<Ctx>) {
                 tracing::warn!(error = %e, "cannot read the desired state; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// Keeps in `read` the states of `known` newer than what the read found: the consumer may
+/// have applied a change while the read ran (a resync must not put an app back in an older
+/// state, say at zero replicas just after it was woken).
+fn keep_newer(
+    read: &mut BTreeMap<crate::driver::PodgroupKey, pb::DesiredPodgroup>,
+    known: &BTreeMap<crate::driver::PodgroupKey, pb::DesiredPodgroup>,
+) {
+    for (key, state) in read.iter_mut() {
+        if let Some(newer) = known.get(key).filter(|k| k.sequence > state.sequence) {
+            state.clone_from(newer);
         }
     }
 }
@@ -128,4 +147,42 @@ async fn consume(ctx: &Ctx) -> Result<(), Error> {
         message.ack().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::PodgroupKey;
+
+    fn state(app: &str, sequence: u64, replicas: u32) -> (PodgroupKey, pb::DesiredPodgroup) {
+        let key = PodgroupKey {
+            tenant: "acme".into(),
+            app: app.into(),
+            stage: "dev".into(),
+        };
+        let desired = pb::DesiredPodgroup {
+            sequence,
+            replicas,
+            ..pb::DesiredPodgroup::default()
+        };
+        (key, desired)
+    }
+
+    #[test]
+    fn a_resync_keeps_what_the_consumer_applied_while_it_read() {
+        // The read found shop at zero (sequence 7); the consumer applied its wake (8) meanwhile.
+        let mut read = BTreeMap::from([state("shop", 7, 0), state("cart", 5, 2)]);
+        let known = BTreeMap::from([state("shop", 8, 1), state("cart", 4, 1), state("old", 3, 1)]);
+        keep_newer(&mut read, &known);
+        assert_eq!(read[&state("shop", 0, 0).0].replicas, 1, "the wake stays");
+        assert_eq!(
+            read[&state("cart", 0, 0).0].replicas,
+            2,
+            "the read is newer"
+        );
+        assert!(
+            !read.contains_key(&state("old", 0, 0).0),
+            "what the read lacks is gone"
+        );
+    }
 }
