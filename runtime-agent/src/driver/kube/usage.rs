@@ -11,7 +11,8 @@
 //!   [`crate::canary::Figures`] (the canary's pods, by their release, or the baseline's), which
 //!   the agent judges each step by, as the process driver's load balancer fills them.
 //!
-//! Other apps cost nothing here, nor does an app asleep.
+//! Other apps cost nothing here, nor does an app asleep: with no app to read, the reader
+//! waits for one without ticking.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ pub struct Tracked {
     pub canaries: Arc<Canaries>,
     pod_port: AtomicU16,
     apps: Mutex<BTreeMap<PodgroupKey, Reading>>,
+    /// Signalled when an app starts being read.
+    added: tokio::sync::Notify,
 }
 
 impl Tracked {
@@ -81,6 +84,7 @@ impl Tracked {
             canaries: Arc::default(),
             pod_port: AtomicU16::new(pod_port),
             apps: Mutex::default(),
+            added: tokio::sync::Notify::new(),
         }
     }
 
@@ -115,11 +119,19 @@ impl Tracked {
         if before.is_some_and(|b| b.canary.is_some()) && canary.is_none() {
             self.canaries.forget(&key.tenant, &key.app);
         }
+        if before.is_none() && reading != Reading::default() {
+            self.added.notify_one();
+        }
     }
 
     /// `key` is removed.
     pub fn forget(&self, key: &PodgroupKey) {
         self.note(key, 0, 0, None);
+    }
+
+    /// Whether no app is read.
+    fn is_empty(&self) -> bool {
+        self.apps.lock().map(|apps| apps.is_empty()).unwrap_or(true)
     }
 
     /// The apps to read now: those with a canary, and the sleepable ones when `idle_due`.
@@ -158,6 +170,10 @@ pub(super) async fn run(tracked: Arc<Tracked>, idle_every: Duration) {
     let mut tick = tokio::time::interval(idle_every.min(CANARY_EVERY));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if tracked.is_empty() {
+            last.clear();
+            tracked.added.notified().await;
+        }
         tick.tick().await;
         let idle_due = idle_read_at.is_none_or(|at| at.elapsed() >= idle_every);
         if idle_due {
