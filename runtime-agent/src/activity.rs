@@ -12,6 +12,12 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Mutex, mpsc};
 
+/// How long a request for an app at zero replicas waits for one to be ready.
+pub const WAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The most requests held for one app while it wakes; the next get 503 at once.
+pub const MAX_HELD: usize = 1024;
+
 /// A request is waiting for an app at zero replicas: the agent asks the platform to wake it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WakeCall {
@@ -162,6 +168,32 @@ impl Activity {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Holds a request for `app` while it wakes (the stage's load balancer and the kube
+    /// driver's activator both): at most [`MAX_HELD`] at once, asking its wake once however
+    /// many wait ([`Activity::wake`]), until `ready` gives its first ready replica (`ready`
+    /// ends with `None` after [`WAKE_WAIT`]). `Err` is the text of the 503 the request gets
+    /// when too many wait or the app did not wake in time.
+    pub async fn hold_until_awake<T>(
+        &self,
+        app: &Arc<AppActivity>,
+        call: WakeCall,
+        ready: impl std::future::Future<Output = Option<T>>,
+    ) -> Result<T, String> {
+        let name = call.app.clone();
+        let Some(_held) = app.hold(MAX_HELD) else {
+            return Err(format!(
+                "{name} is waking up and {MAX_HELD} requests wait for it already"
+            ));
+        };
+        self.wake(app, call);
+        ready.await.ok_or_else(|| {
+            format!(
+                "{name} did not wake within {} s: try again in a moment",
+                WAKE_WAIT.as_secs()
+            )
+        })
     }
 
     /// The wake of an app was answered (or given up): the next request may ask again.

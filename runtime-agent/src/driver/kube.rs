@@ -176,10 +176,9 @@ pub struct KubeDriver {
     events: mpsc::Sender<DriverEvent>,
     /// The stage database, when the stage has one: each app gets its own role and schema.
     database: Option<Arc<StageDatabase>>,
-    /// The port pods are reached on: a starting pod's `/readyz` ([`watch`]), an awake pod's
-    /// `/activityz` ([`usage`]), the requests the activator held.
-    pod_port: u16,
-    /// The ready pods and the apps whose pods' usage is read.
+    /// The ready pods, the port pods are reached on (a starting pod's `/readyz` ([`watch`]), a
+    /// pod's `/activityz` ([`usage`]), the requests the activator held), and the apps whose
+    /// pods' usage is read.
     tracked: Arc<usage::Tracked>,
     /// The activator, when apps may go to zero here.
     activator: Option<Arc<Activator>>,
@@ -219,7 +218,6 @@ impl KubeDriver {
             client,
             events,
             database: None,
-            pod_port: objects::CONTAINER_PORT as u16,
             tracked: Arc::new(usage::Tracked::new(
                 Arc::default(),
                 objects::CONTAINER_PORT as u16,
@@ -231,8 +229,7 @@ impl KubeDriver {
     /// The same driver, reaching pods on `port` of their IP instead of the app's container
     /// port (for a cluster whose pod IPs are reached through a port map, and for tests).
     #[must_use]
-    pub fn with_pod_port(mut self, port: u16) -> Self {
-        self.pod_port = port;
+    pub fn with_pod_port(self, port: u16) -> Self {
         self.tracked.set_pod_port(port);
         self
     }
@@ -297,7 +294,7 @@ impl KubeDriver {
         let watching = watch::run(
             self.client.clone(),
             self.events.clone(),
-            self.pod_port,
+            self.tracked.pod_port(),
             self.tracked.ready.clone(),
         );
         let idle_every = self

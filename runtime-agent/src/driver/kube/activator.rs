@@ -10,7 +10,7 @@
 //! is written before the Deployment is scaled down, so no request finds neither.
 //!
 //! On a request, the activator notes it as the app's last ([`crate::activity::Activity`]), holds it (at most
-//! [`MAX_HELD`] per app, for up to [`WAKE_WAIT`], then `503` with `Retry-After`), and asks the
+//! [`crate::activity::MAX_HELD`] per app, for up to [`WAKE_WAIT`], then `503` with `Retry-After`), and asks the
 //! agent once, however many wait, to wake the app ([`crate::activity::Activity::wake`]): the podgroup records
 //! its wake-up with the request as the cause and the desired state brings a replica. When the
 //! pod watch sees one ready ([`ReadyPods`]), every held request goes to it, and the slice is
@@ -50,10 +50,10 @@ use tokio::task::JoinHandle;
 use super::objects::{self, FIELD_MANAGER, named_metadata, podgroup_labels};
 use super::usage::Tracked;
 use super::{KubeError, delete_if_present, server_side_apply};
-use crate::activity::WakeCall;
+use crate::activity::{WAKE_WAIT, WakeCall};
 use crate::driver::PodgroupKey;
 use crate::driver::process::edge::headers;
-use crate::driver::process::lb::{self, Body, MAX_HELD, WAKE_WAIT};
+use crate::driver::process::lb::{self, Body};
 
 /// `kubernetes.io/service-name`: the Service an EndpointSlice belongs to.
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -480,32 +480,16 @@ async fn answer(port: &Port, peer: SocketAddr, request: Request<Incoming>) -> Re
     let _answering = app.begin(now);
     let mut pods = tracked.ready.of(key);
     if pods.is_empty() {
-        let Some(_held) = app.hold(MAX_HELD) else {
-            return lb::plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "{} is waking up and {MAX_HELD} requests wait for it already",
-                    key.app
-                ),
-            );
-        };
         let call = WakeCall {
             tenant: key.tenant.clone(),
             app: key.app.clone(),
             cause: format!("request {} {}", request.method(), request.uri().path()),
             at_ms: now,
         };
-        tracked.activity.wake(&app, call);
-        pods = tracked.ready.wait(key, WAKE_WAIT).await;
-        if pods.is_empty() {
-            return lb::plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "{} did not wake within {} s: try again in a moment",
-                    key.app,
-                    WAKE_WAIT.as_secs()
-                ),
-            );
+        let ready = tracked.ready.wait(key, WAKE_WAIT);
+        match tracked.activity.hold_until_awake(&app, call, ready).await {
+            Ok(ready) => pods = ready,
+            Err(text) => return lb::plain(StatusCode::SERVICE_UNAVAILABLE, text),
         }
     }
     let (mut head, body) = request.into_parts();
@@ -522,17 +506,7 @@ async fn answer(port: &Port, peer: SocketAddr, request: Request<Incoming>) -> Re
     // Passed on as the Service would (its Host kept), but for the hop-by-hop headers and the
     // client's address, added to X-Forwarded-For.
     headers::strip_hop_by_hop(&mut head.headers);
-    let chain = head
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(
-            || peer.ip().to_string(),
-            |earlier| format!("{earlier}, {}", peer.ip()),
-        );
-    if let Ok(value) = hyper::header::HeaderValue::from_str(&chain) {
-        head.headers.insert("x-forwarded-for", value);
-    }
+    headers::forwarded_for(&mut head.headers, peer.ip());
     let addrs: Vec<SocketAddr> = pods
         .iter()
         .map(|pod| SocketAddr::new(pod.ip, tracked.pod_port()))

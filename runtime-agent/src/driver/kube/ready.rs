@@ -94,28 +94,34 @@ impl ReadyPods {
             .unwrap_or_default()
     }
 
+    /// Whether `key` has a ready pod called `name`.
+    pub fn contains(&self, key: &PodgroupKey, name: &str) -> bool {
+        self.pods.lock().is_ok_and(|pods| {
+            pods.get(key)
+                .is_some_and(|of_key| of_key.contains_key(name))
+        })
+    }
+
     /// A receiver that wakes at each change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
-    /// The ready pods of `key` once there is one, or none after `within`.
-    pub async fn wait(&self, key: &PodgroupKey, within: Duration) -> Vec<ReadyPod> {
+    /// The ready pods of `key` once there is one, or `None` after `within`.
+    pub async fn wait(&self, key: &PodgroupKey, within: Duration) -> Option<Vec<ReadyPod>> {
         let mut changes = self.subscribe();
         let waiting = async {
             loop {
                 let pods = self.of(key);
                 if !pods.is_empty() {
-                    return pods;
+                    return Some(pods);
                 }
                 if changes.changed().await.is_err() {
-                    return Vec::new();
+                    return None;
                 }
             }
         };
-        tokio::time::timeout(within, waiting)
-            .await
-            .unwrap_or_default()
+        tokio::time::timeout(within, waiting).await.ok().flatten()
     }
 }
 
@@ -144,7 +150,7 @@ mod tests {
             ready
                 .wait(&key(), Duration::from_millis(20))
                 .await
-                .is_empty()
+                .is_none()
         );
         let waiter = tokio::spawn({
             let ready = ready.clone();
@@ -158,7 +164,7 @@ mod tests {
             &key(),
             &replica("shop-1", pb::ReplicaPhase::Ready, "10.0.0.7"),
         );
-        let got = waiter.await.expect("waiter");
+        let got = waiter.await.expect("waiter").expect("a ready pod");
         let pod = ReadyPod {
             name: "shop-1".to_owned(),
             ip: "10.0.0.7".parse().expect("ip"),

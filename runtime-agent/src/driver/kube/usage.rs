@@ -230,7 +230,7 @@ pub(super) async fn run(tracked: Arc<Tracked>, idle_every: Duration) {
             last.insert((key, pod.name), usage);
         }
         // Forget the pods no longer ready (or of apps no longer read).
-        last.retain(|(key, name), _| tracked.ready.of(key).iter().any(|p| &p.name == name));
+        last.retain(|(key, name), _| tracked.ready.contains(key, name));
     }
 }
 

@@ -62,11 +62,7 @@ pub const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// the desired state (a standby's: of the active agent's state file).
 pub const HOLD_WHILE_STARTING: Duration = Duration::from_secs(3);
 
-/// How long a request for an app at zero replicas waits for one to be ready.
-pub const WAKE_WAIT: Duration = Duration::from_secs(20);
-
-/// The most requests held for one app while it wakes; the next get 503 at once.
-pub const MAX_HELD: usize = 1024;
+pub use crate::activity::{MAX_HELD, WAKE_WAIT};
 
 /// Ready replicas per `(tenant, app)`.
 #[derive(Default)]
@@ -586,29 +582,22 @@ impl Connection {
         let backends = if backends.any_ready() {
             backends
         } else if activity.may_sleep() {
-            let Some(_held) = activity.hold(MAX_HELD) else {
-                return Ok(plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{app} is waking up and {MAX_HELD} requests wait for it already"),
-                ));
-            };
             let call = WakeCall {
                 tenant: tenant.clone(),
                 app: app.clone(),
                 cause: format!("request {} {}", head.method, uri.path()),
                 at_ms: now,
             };
-            self.routes.activity.wake(&activity, call);
-            let Some(ready) = self.routes.wait_ready(&tenant, &app, WAKE_WAIT).await else {
-                return Ok(plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "{app} did not wake within {} s: try again in a moment",
-                        WAKE_WAIT.as_secs()
-                    ),
-                ));
-            };
-            ready
+            let ready = self.routes.wait_ready(&tenant, &app, WAKE_WAIT);
+            match self
+                .routes
+                .activity
+                .hold_until_awake(&activity, call, ready)
+                .await
+            {
+                Ok(ready) => ready,
+                Err(text) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, text)),
+            }
         } else {
             return Ok(plain(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -35,10 +35,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets what the app is told about the request: `X-Forwarded-For` (the client's address,
-/// after any the client sent itself), `X-Forwarded-Proto`, `X-Forwarded-Host` (the `Host`
-/// the client asked for) and a `traceparent` (the client's, when well-formed, else a new one).
-pub fn forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
+/// Adds the client's address to `X-Forwarded-For` (after any the client sent itself).
+pub fn forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     let chain = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -47,6 +45,13 @@ pub fn forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Optio
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
+}
+
+/// Sets what the app is told about the request: `X-Forwarded-For` (the client's address,
+/// after any the client sent itself), `X-Forwarded-Proto`, `X-Forwarded-Host` (the `Host`
+/// the client asked for) and a `traceparent` (the client's, when well-formed, else a new one).
+pub fn forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
+    forwarded_for(headers, client);
     headers.insert(
         "x-forwarded-proto",
         HeaderValue::from_static(if tls { "https" } else { "http" }),
