@@ -1,16 +1,21 @@
 //! `neo bench core`: the event-sourced core on a nats-server of its own.
 //!
 //! Phases, in order:
-//! 1. `raw_publish_per_s`: async-nats publish-with-ack into `NEO_EVENTS` with the
-//!    expected-sequence headers, same payload size, entities and concurrency: the baseline;
-//! 2. `host_commands_per_s`: the in-process entity host (decide, append, reply);
-//! 3. `peer_commands_per_s`: the same workload on the event store a Rust user would otherwise
+//! 1. `--rounds` rounds of, back to back: `raw_publish_per_s`, async-nats publish-with-ack
+//!    into `NEO_EVENTS` with the expected-sequence headers, same payload size, entities and
+//!    concurrency (the baseline); `raw_publish_neo_headers_per_s`, the same with the headers
+//!    Neo's store writes; `host_commands_per_s`, the in-process entity host (decide, append,
+//!    reply). The figures are the rounds' medians, each ratio taken within its round (the
+//!    machine's speed drifts between rounds). Then `raw_atomic_batch_per_s`: Neo's events of
+//!    [`ATOMIC_BATCH_GROUP`] entities committed as one ADR-50 atomic batch, the way to batch
+//!    appends while keeping each entity's optimistic concurrency;
+//! 2. `peer_commands_per_s`: the same workload on the event store a Rust user would otherwise
 //!    pick, `cqrs-es` with `postgres-es`, on a Postgres of its own (`core/peer.rs`);
-//! 4. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
+//! 3. `nats_commands_per_s`, `command_p50_ms`, `command_p99_ms`: the same through NATS
 //!    request/reply and the intake;
-//! 5. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
+//! 4. `rehydrate_100k_ms` / `rehydrate_100k_snapshot_ms`: activating one entity with 100,000
 //!    events, without and with a snapshot;
-//! 6. `bytes_per_live_actor`: RSS growth over N live actors, divided by N, measured by a child
+//! 5. `bytes_per_live_actor`: RSS growth over N live actors, divided by N, measured by a child
 //!    process (`neo bench live-actors`) on a fresh heap.
 
 mod peer;
@@ -46,6 +51,9 @@ pub struct CoreFigures {
     pub raw_publish_neo_headers_per_s: f64,
     /// In-process entity host commands per second.
     pub host_commands_per_s: f64,
+    /// Events per second written as ADR-50 atomic batches of [`ATOMIC_BATCH_GROUP`] entities
+    /// (with Neo's headers): what batching the append path across entities would cost.
+    pub raw_atomic_batch_per_s: f64,
     /// The same workload on `cqrs-es` with `postgres-es`: commands per second.
     pub peer_commands_per_s: f64,
     /// The peer's Postgres: version and the settings that decide what a commit costs.
@@ -62,10 +70,18 @@ pub struct CoreFigures {
     pub rehydrate_100k_snapshot_ms: f64,
     /// RSS growth per live actor.
     pub bytes_per_live_actor: f64,
-    /// `host_commands_per_s / raw_publish_per_s` (target ≥ 0.7).
+    /// `host_commands_per_s / raw_publish_per_s` (target ≥ 0.7), the median of the rounds'.
     pub host_to_raw_ratio: f64,
+    /// `host_commands_per_s / raw_publish_neo_headers_per_s`: the host against the same
+    /// events written by a client doing nothing else (median of the rounds').
+    pub host_to_raw_neo_headers_ratio: f64,
+    /// `raw_publish_neo_headers_per_s / raw_publish_per_s`: what the headers alone cost
+    /// JetStream (median of the rounds'); no client writing Neo's events can pass it.
+    pub raw_neo_headers_to_raw_ratio: f64,
     /// `host_commands_per_s / peer_commands_per_s` (target ≥ 4).
     pub host_to_peer_ratio: f64,
+    /// Each round's three rates and their ratios (the figures above are their medians).
+    pub rounds: Vec<Round>,
     /// How the run was shaped.
     pub entities: usize,
     /// Commands per entity.
@@ -76,6 +92,34 @@ pub struct CoreFigures {
     pub rehydrate_events: usize,
     /// Live actors measured.
     pub live_actors: usize,
+}
+
+/// One round of `neo bench core`: the raw baselines and the host, back to back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// Raw publish-with-ack per second.
+    pub raw_publish_per_s: f64,
+    /// The same with Neo's headers.
+    pub raw_publish_neo_headers_per_s: f64,
+    /// Entity host commands per second.
+    pub host_commands_per_s: f64,
+    /// host / raw.
+    pub host_to_raw_ratio: f64,
+    /// host / raw with Neo's headers.
+    pub host_to_raw_neo_headers_ratio: f64,
+    /// raw with Neo's headers / raw.
+    pub raw_neo_headers_to_raw_ratio: f64,
+}
+
+/// Entities whose events one atomic batch of the batching baseline commits together.
+pub const ATOMIC_BATCH_GROUP: usize = 8;
+
+/// Events written by the atomic batch baseline (it is slow: each batch is staged on disk).
+const ATOMIC_BATCH_EVENTS: usize = 4_000;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
 fn name(s: &str) -> anyhow::Result<AppName> {
@@ -251,7 +295,7 @@ pub(crate) async fn raw_publish(
     client: &async_nats::Client,
     load: RawLoad,
     payload: usize,
-    tenant: &'static str,
+    tenant: &str,
     with_neo_headers: bool,
 ) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(client.clone());
@@ -259,10 +303,11 @@ pub(crate) async fn raw_publish(
     let k = load.per_entity;
     let elapsed = in_parallel(load.concurrency, |w| {
         let (js, body, entities, c) = (js.clone(), body.clone(), load.entities, load.concurrency);
+        let tenant = tenant.to_owned();
         async move {
             for i in share(w, c, entities) {
                 let filter = format!("neo.evt.{tenant}.app.e{i}.*");
-                let entity = EntityRef::app(&TenantName::new(tenant)?, &name(&format!("e{i}"))?);
+                let entity = EntityRef::app(&TenantName::new(&tenant)?, &name(&format!("e{i}"))?);
                 let mut last = 0u64;
                 for _ in 0..k {
                     let mut h = HeaderMap::new();
@@ -295,8 +340,69 @@ pub(crate) async fn raw_publish(
     Ok(rate(load.entities * k, elapsed))
 }
 
-async fn host_commands(platform: &Arc<Platform>, args: &BenchArgs) -> anyhow::Result<f64> {
-    let tenant = TenantName::new("hostbench")?;
+/// Events per second when `group` entities' events are committed together as one ADR-50
+/// atomic batch (each with its own expected subject sequence and Neo's headers): the one way
+/// JetStream batches appends while keeping optimistic concurrency per entity. `entities` are
+/// written once each, `concurrency / group` batches in flight.
+pub(crate) async fn raw_atomic_batches(
+    client: &async_nats::Client,
+    load: RawLoad,
+    payload: usize,
+    tenant: &str,
+    group: usize,
+) -> anyhow::Result<f64> {
+    let js = async_nats::jetstream::new(client.clone());
+    let body = Bytes::from(vec![b'x'; payload]);
+    let workers = (load.concurrency / group).max(1);
+    let elapsed = in_parallel(workers, |w| {
+        let (js, client, body, tenant) = (
+            js.clone(),
+            client.clone(),
+            body.clone(),
+            TenantName::new(tenant),
+        );
+        let mine: Vec<usize> = share(w, workers, load.entities).collect();
+        async move {
+            let tenant = tenant?;
+            for chunk in mine.chunks(group) {
+                let batch_id = uuid::Uuid::new_v4().simple().to_string();
+                for (j, i) in chunk.iter().enumerate() {
+                    let entity = EntityRef::app(&tenant, &name(&format!("e{i}"))?);
+                    let mut h = HeaderMap::new();
+                    h.insert(headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                    h.insert(
+                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                        subjects::entity_events(&entity),
+                    );
+                    neo_headers(&mut h, &entity, *i);
+                    h.insert(headers::NATS_BATCH_ID, batch_id.as_str());
+                    h.insert(headers::NATS_BATCH_SEQUENCE, (j + 1).to_string());
+                    let subject = subjects::event(&entity, "RevisionCreated");
+                    if j + 1 < chunk.len() {
+                        client
+                            .publish_with_headers(subject, h, body.clone())
+                            .await?;
+                    } else {
+                        h.insert(headers::NATS_BATCH_COMMIT, "1");
+                        js.publish_with_headers(subject, h, body.clone())
+                            .await?
+                            .await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(load.entities, elapsed))
+}
+
+async fn host_commands(
+    platform: &Arc<Platform>,
+    args: &BenchArgs,
+    tenant: &str,
+) -> anyhow::Result<f64> {
+    let tenant = TenantName::new(tenant)?;
     let k = args.commands_per_entity;
     let elapsed = in_parallel(args.concurrency, |w| {
         let (platform, tenant, entities, c) = (
@@ -523,26 +629,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     .encoded_len();
     let total = args.entities * args.commands_per_entity;
-    progress(&format!(
-        "raw publish: {total} acks over {} subjects",
-        args.entities
-    ));
     let load = RawLoad {
         entities: args.entities,
         per_entity: args.commands_per_entity,
         concurrency: args.concurrency,
     };
-    let raw_publish_per_s = raw_publish(&client, load, payload, "rawbench", false).await?;
-    progress("raw publish again, with the headers Neo puts on every event");
-    let raw_publish_neo_headers_per_s =
-        raw_publish(&client, load, payload, "rawheaders", true).await?;
-
-    progress(&format!(
-        "entity host: {total} commands over {} entities",
-        args.entities
-    ));
     let platform = Platform::start(store.clone(), HostConfig::default()).await?;
-    let host_commands_per_s = host_commands(&platform, &args).await?;
+    // The machine's speed drifts (other guests share it), so the three paths run back to back
+    // in each round and every ratio is taken within its round.
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for r in 1..=args.rounds.max(1) {
+        progress(&format!(
+            "round {r}: raw publish, raw publish with Neo's headers, entity host: {total} each \
+             over {} entities",
+            args.entities
+        ));
+        let raw = raw_publish(&client, load, payload, &format!("rawbench{r}"), false).await?;
+        let raw_headers =
+            raw_publish(&client, load, payload, &format!("rawheaders{r}"), true).await?;
+        let host = host_commands(&platform, &args, &format!("hostbench{r}")).await?;
+        rounds.push(Round {
+            raw_publish_per_s: raw,
+            raw_publish_neo_headers_per_s: raw_headers,
+            host_commands_per_s: host,
+            host_to_raw_ratio: host / raw,
+            host_to_raw_neo_headers_ratio: host / raw_headers,
+            raw_neo_headers_to_raw_ratio: raw_headers / raw,
+        });
+    }
+    let batch_load = RawLoad {
+        entities: args.entities.min(ATOMIC_BATCH_EVENTS),
+        ..load
+    };
+    progress(&format!(
+        "{} events in atomic batches of {ATOMIC_BATCH_GROUP} entities",
+        batch_load.entities
+    ));
+    let raw_atomic_batch_per_s =
+        raw_atomic_batches(&client, batch_load, payload, "rawbatch", ATOMIC_BATCH_GROUP).await?;
 
     progress("the same on the peer: cqrs-es with postgres-es, on a Postgres of its own");
     let peer = {
@@ -572,10 +696,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bytes_per_live_actor =
         live_actor_memory(&nats.url(), args.live_actors, args.concurrency).await?;
 
+    let median = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let host_commands_per_s = median(|r| r.host_commands_per_s);
     let figures = CoreFigures {
-        raw_publish_per_s,
-        raw_publish_neo_headers_per_s,
+        raw_publish_per_s: median(|r| r.raw_publish_per_s),
+        raw_publish_neo_headers_per_s: median(|r| r.raw_publish_neo_headers_per_s),
         host_commands_per_s,
+        raw_atomic_batch_per_s,
         peer_commands_per_s: peer.commands_per_s,
         peer_postgres: peer.postgres,
         nats_commands_per_s,
@@ -584,8 +711,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rehydrate_100k_ms,
         rehydrate_100k_snapshot_ms,
         bytes_per_live_actor,
-        host_to_raw_ratio: host_commands_per_s / raw_publish_per_s,
+        host_to_raw_ratio: median(|r| r.host_to_raw_ratio),
+        host_to_raw_neo_headers_ratio: median(|r| r.host_to_raw_neo_headers_ratio),
+        raw_neo_headers_to_raw_ratio: median(|r| r.raw_neo_headers_to_raw_ratio),
         host_to_peer_ratio: host_commands_per_s / peer.commands_per_s,
+        rounds,
         entities: args.entities,
         commands_per_entity: args.commands_per_entity,
         concurrency: args.concurrency,
@@ -621,6 +751,21 @@ fn print_table(f: &CoreFigures) {
             "host_to_raw_ratio",
             format!("{:.2}", f.host_to_raw_ratio),
             "≥ 0.70",
+        ),
+        (
+            "host_to_raw_neo_headers_ratio",
+            format!("{:.2}", f.host_to_raw_neo_headers_ratio),
+            "",
+        ),
+        (
+            "raw_neo_headers_to_raw_ratio",
+            format!("{:.2}", f.raw_neo_headers_to_raw_ratio),
+            "the host's ceiling",
+        ),
+        (
+            "raw_atomic_batch_per_s",
+            format!("{:.0}", f.raw_atomic_batch_per_s),
+            "batching the append path",
         ),
         (
             "peer_commands_per_s",
@@ -660,8 +805,14 @@ fn print_table(f: &CoreFigures) {
         println!("{name:<30} {value:>12}  {target}");
     }
     println!(
-        "({} entities × {} commands, concurrency {}, {} events rehydrated, {} live actors)",
-        f.entities, f.commands_per_entity, f.concurrency, f.rehydrate_events, f.live_actors
+        "({} entities × {} commands, concurrency {}, {} rounds (medians), {} events \
+         rehydrated, {} live actors)",
+        f.entities,
+        f.commands_per_entity,
+        f.concurrency,
+        f.rounds.len(),
+        f.rehydrate_events,
+        f.live_actors
     );
     println!("(the peer's {})", f.peer_postgres);
 }

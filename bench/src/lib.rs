@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Commands in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Rounds of raw publish, raw publish with Neo's headers and entity host, back to back;
+    /// the figures are their medians and each ratio is taken within a round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Events of the one entity rehydrated.
     #[arg(long, default_value_t = 100_000)]
     pub rehydrate_events: usize,

@@ -1,5 +1,5 @@
 //! Processes' CPU time from `/proc/{pid}/stat`, for the benchmarks that say where the time
-//! goes (`neo bench idle`, `neo bench gateway`).
+//! goes (`neo bench idle`, `neo bench gateway`, `neo bench scale`'s cold activations).
 
 use std::time::Duration;
 
@@ -67,6 +67,23 @@ pub(crate) fn own_cpu() -> Duration {
         .unwrap_or_default()
 }
 
+/// The CPU time process `pid` has used so far, when it still runs.
+pub(crate) fn cpu_of(pid: u32) -> Option<Duration> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|text| parse_stat(&text))
+        .map(|stat| stat.cpu())
+}
+
+/// The pid of this process's child named `comm` (e.g. the nats-server a bench started).
+pub(crate) fn child_named(comm: &str) -> Option<u32> {
+    let me = std::process::id();
+    processes()
+        .into_iter()
+        .find(|p| p.comm == comm && p.ppid == me)
+        .map(|p| p.pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +113,8 @@ mod tests {
             .find(|p| p.pid == std::process::id())
             .unwrap();
         assert!(me.ppid > 0);
+        assert!(cpu_of(me.pid).is_some());
+        assert_eq!(cpu_of(u32::MAX), None, "no such process");
+        assert_eq!(child_named("no-such-child"), None);
     }
 }

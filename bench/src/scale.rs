@@ -115,6 +115,11 @@ pub struct ScaleFigures {
     pub cold_interleaved_ms_p99: f64,
     /// Median time loading an interleaved tail.
     pub cold_interleaved_load_ms_p50: f64,
+    /// CPU the nats-server spends per cold activation (snapshot + tail), on average: the
+    /// store's own floor under `cold_activate_ms_*`.
+    pub cold_server_cpu_ms: f64,
+    /// CPU the host's process spends per cold activation, on average.
+    pub cold_client_cpu_ms: f64,
     /// How the run was shaped: apps created.
     pub entities: usize,
     /// Tenants.
@@ -216,6 +221,8 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
         cold_interleaved_ms_p50: cold.interleaved.p50_ms,
         cold_interleaved_ms_p99: cold.interleaved.p99_ms,
         cold_interleaved_load_ms_p50: cold.interleaved.load_p50_ms,
+        cold_server_cpu_ms: cold.contiguous.server_cpu_ms,
+        cold_client_cpu_ms: cold.contiguous.client_cpu_ms,
         entities: args.entities,
         tenants: args.tenants,
         live: args.live,
@@ -291,6 +298,16 @@ fn print_table(f: &ScaleFigures) {
         ),
         ("  load_ms_p50", format!("{:.2}", f.cold_load_ms_p50), ""),
         ("  load_ms_p99", format!("{:.2}", f.cold_load_ms_p99), ""),
+        (
+            "  server_cpu_ms (mean)",
+            format!("{:.2}", f.cold_server_cpu_ms),
+            "nats-server's own work",
+        ),
+        (
+            "  client_cpu_ms (mean)",
+            format!("{:.2}", f.cold_client_cpu_ms),
+            "",
+        ),
         (
             "cold_interleaved_ms_p50",
             format!("{:.2}", f.cold_interleaved_ms_p50),

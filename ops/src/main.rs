@@ -1,5 +1,7 @@
 //! `neo`: run the platform, use it through the gateway, and benchmark it.
 
+mod memory;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use neo_bench::{self as bench, BenchArgs};
 use neo_cli::{self as cli, ClientCommand, GlobalArgs};
@@ -114,6 +116,7 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    memory::no_transparent_huge_pages();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("NEO_WORKER_THREADS")
         .ok()

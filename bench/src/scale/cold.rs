@@ -22,6 +22,7 @@ use super::create::bar;
 use super::probe::Probe;
 use super::tail::{self, desired_after};
 use crate::core::{in_parallel, share};
+use crate::procstat;
 use crate::stats::percentile_ms;
 
 /// Events each cold podgroup's snapshot covers (the host's default `snapshot_every`).
@@ -42,6 +43,10 @@ pub(super) struct Activations {
     pub read_snapshot_p50_ms: f64,
     pub load_p50_ms: f64,
     pub load_p99_ms: f64,
+    /// CPU the nats-server spent per activation, on average (ms).
+    pub server_cpu_ms: f64,
+    /// CPU this process (the host) spent per activation, on average (ms).
+    pub client_cpu_ms: f64,
 }
 
 /// Both sets.
@@ -210,11 +215,21 @@ async fn activate(
 ) -> anyhow::Result<Activations> {
     let events = SNAPSHOT_AT + args.tail;
     let mut samples = Samples::default();
+    // The CPU each side spends, read around each activation only (not the checks after it).
+    // `/proc` counts in 10 ms ticks; summed over every activation the rounding evens out.
+    let nats = procstat::child_named("nats-server");
+    let cpu = || (procstat::own_cpu(), nats.and_then(procstat::cpu_of));
     for (k, entity) in entities.iter().enumerate() {
         let _ = probe.take();
+        let (client_before, server_before) = cpu();
         let start = Instant::now();
         let (state, sequence) = platform.podgroups.state(entity).await?;
         let elapsed = start.elapsed();
+        let (client_after, server_after) = cpu();
+        samples.client_cpu += client_after.saturating_sub(client_before);
+        if let (Some(after), Some(before)) = (server_after, server_before) {
+            samples.server_cpu += after.saturating_sub(before);
+        }
         let read = probe.take();
         anyhow::ensure!(
             read.snapshots == 1 && read.events == args.tail as u64,
@@ -263,7 +278,13 @@ async fn activate(
         read_snapshot_p50_ms: percentile_ms(&mut samples.read_snapshot, 50.0),
         load_p50_ms: percentile_ms(&mut samples.load, 50.0),
         load_p99_ms: percentile_ms(&mut samples.load, 99.0),
+        server_cpu_ms: per_activation_ms(samples.server_cpu, entities.len()),
+        client_cpu_ms: per_activation_ms(samples.client_cpu, entities.len()),
     })
+}
+
+fn per_activation_ms(total: Duration, activations: usize) -> f64 {
+    total.as_secs_f64() * 1000.0 / activations.max(1) as f64
 }
 
 #[derive(Default)]
@@ -272,6 +293,8 @@ struct Samples {
     last_sequence: Vec<Duration>,
     read_snapshot: Vec<Duration>,
     load: Vec<Duration>,
+    server_cpu: Duration,
+    client_cpu: Duration,
 }
 
 #[cfg(test)]
