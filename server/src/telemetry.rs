@@ -1,5 +1,6 @@
 //! The process's logs and traces: the `tracing` subscriber (logs on stderr, filtered by
-//! `RUST_LOG`) and, when an OTLP endpoint is configured, spans exported over OTLP/gRPC.
+//! `RUST_LOG`, in colour only at a terminal) and, when an OTLP endpoint is configured, spans
+//! exported over OTLP/gRPC.
 //!
 //! Without an endpoint there is no OpenTelemetry layer and no exporter: spans cost what any
 //! `tracing` span costs, and a `traceparent` that comes in is passed on unchanged (see
@@ -7,6 +8,8 @@
 //! platform's `command`, the reactors' `reaction`, …) is batched and sent to the collector as
 //! service [`SERVICE_NAME`], and the `traceparent` written into commands and events names these
 //! spans, so one request is one trace across processes.
+
+use std::io::IsTerminal as _;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -112,7 +115,13 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
         .unwrap_or_else(|_| DEFAULT_FILTER.into());
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        // Colours only for a person at a terminal: a log file or pipe (`ops/up`'s logs, an
+        // agent's journal) gets plain text, and the spans' fields cost less to format.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(otel)
         .try_init()
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
