@@ -171,11 +171,11 @@ impl MetaStore {
     /// When the settings cannot be written as JSON.
     pub async fn set_registry(&self, settings: &RegistrySettings) -> Result<(), MetaError> {
         let value: bytes::Bytes = serde_json::to_vec(settings).map_err(err)?.into();
-        let mut backoff = std::time::Duration::from_millis(100);
+        let longest = std::time::Duration::from_secs(5);
+        let mut waits = neo_client::retry::doubling(std::time::Duration::from_millis(100), longest);
         while let Err(e) = self.config.put("registry", value.clone()).await {
             tracing::warn!(error = %e, "cannot publish the registry settings yet; trying again");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            tokio::time::sleep(waits.next().unwrap_or(longest)).await;
         }
         Ok(())
     }

@@ -10,7 +10,8 @@
 //!
 //! [`credentials`] reads a NATS connection's TLS and credential files, for every process and
 //! tool; [`tenant_events`] finds the event log a tool may read; [`streams`] makes streams and
-//! buckets with the installation's replica count; [`lease`] keeps one active agent per stage.
+//! buckets with the installation's replica count; [`lease`] keeps one active agent per stage;
+//! [`retry`] spaces the tries of what waits for a service to come back.
 //!
 //! Callers map [`ClientError`] to what they speak: the gateway to gRPC statuses, a worker to
 //! "retry later" ([`ClientError::is_transient`]) or a failed build.
@@ -19,6 +20,7 @@ pub mod credentials;
 mod error;
 pub mod lease;
 mod nats;
+pub mod retry;
 pub mod streams;
 pub mod tenant_events;
 

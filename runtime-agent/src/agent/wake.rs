@@ -52,8 +52,9 @@ async fn wake(ctx: Arc<Ctx>, activity: Arc<Activity>, call: WakeCall) {
     // One id for every try: a wake that took effect and is sent again is not a second one.
     let id = format!("wake:{}:{}", command_scope(&entity), call.at_ms);
     let give_up = tokio::time::Instant::now() + WAKE_WAIT;
-    let mut backoff = FIRST_BACKOFF;
+    let mut waits = neo_client::retry::doubling(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
+        let backoff = waits.next().unwrap_or(MAX_BACKOFF);
         match ctx
             .platform
             .command(&entity, &id, &id, &ctx.principal(), &command)
@@ -66,7 +67,6 @@ async fn wake(ctx: Arc<Ctx>, activity: Arc<Activity>, call: WakeCall) {
             Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
                 tracing::warn!(%entity, error = %e, "cannot wake yet; trying again");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
                 // Awake already (another request's wake, a manual scale), or given up.

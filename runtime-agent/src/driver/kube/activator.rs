@@ -70,8 +70,10 @@ pub const LINGER: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 8 * 1024 * 1024;
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The first wait before a failed slice deletion is tried again; it doubles up to 5 s.
+/// The first wait before a failed slice deletion is tried again; it doubles up to
+/// [`LONGEST_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The activator's slice of `key`'s Service: `{app}-activator`. The endpoint slice
 /// controller names its own `{service}-{random}`, and another app's would be
@@ -425,12 +427,11 @@ async fn run_port(
     flipped.store(true, Ordering::Release);
     let name = slice_name(&port.key);
     let back = async {
-        let mut backoff = FIRST_BACKOFF;
+        let mut waits = neo_client::retry::doubling(FIRST_BACKOFF, LONGEST_BACKOFF);
         while let Err(e) = delete_if_present(&slices, &name).await {
             tracing::warn!(podgroup = %port.key, error = %e,
                 "activator: cannot hand the app back to its pods yet; trying again");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(waits.next().unwrap_or(LONGEST_BACKOFF)).await;
         }
         tracing::info!(podgroup = %port.key, "activator: the app is awake, its pods take its requests");
         tokio::time::sleep(LINGER).await;
