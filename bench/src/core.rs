@@ -279,6 +279,16 @@ fn neo_headers(h: &mut HeaderMap, entity: &EntityRef, i: usize) {
     h.insert(headers::NATS_MSG_ID, meta.command_id);
 }
 
+/// The expected-sequence headers Neo's store puts on an entity's event: the last sequence
+/// over the entity's subjects (`filter`).
+fn expect_last(h: &mut HeaderMap, filter: &str, last: u64) {
+    h.insert(
+        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        last.to_string(),
+    );
+    h.insert(headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, filter);
+}
+
 /// The shape of a raw publish baseline: `entities` subjects, `per_entity` acknowledged
 /// publishes on each (each expecting the last one's sequence), `concurrency` at once.
 #[derive(Debug, Clone, Copy)]
@@ -306,25 +316,18 @@ pub(crate) async fn raw_publish(
         let tenant = tenant.to_owned();
         async move {
             for i in share(w, c, entities) {
-                let filter = format!("neo.evt.{tenant}.app.e{i}.*");
                 let entity = EntityRef::app(&TenantName::new(&tenant)?, &name(&format!("e{i}"))?);
+                let filter = subjects::entity_events(&entity);
                 let mut last = 0u64;
                 for _ in 0..k {
                     let mut h = HeaderMap::new();
-                    h.insert(
-                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                        last.to_string(),
-                    );
-                    h.insert(
-                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-                        filter.as_str(),
-                    );
+                    expect_last(&mut h, &filter, last);
                     if with_neo_headers {
                         neo_headers(&mut h, &entity, i);
                     }
                     let ack = js
                         .publish_with_headers(
-                            format!("neo.evt.{tenant}.app.e{i}.RevisionCreated"),
+                            subjects::event(&entity, "RevisionCreated"),
                             h,
                             body.clone(),
                         )
@@ -369,11 +372,7 @@ pub(crate) async fn raw_atomic_batches(
                 for (j, i) in chunk.iter().enumerate() {
                     let entity = EntityRef::app(&tenant, &name(&format!("e{i}"))?);
                     let mut h = HeaderMap::new();
-                    h.insert(headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
-                    h.insert(
-                        headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-                        subjects::entity_events(&entity),
-                    );
+                    expect_last(&mut h, &subjects::entity_events(&entity), 0);
                     neo_headers(&mut h, &entity, *i);
                     h.insert(headers::NATS_BATCH_ID, batch_id.as_str());
                     h.insert(headers::NATS_BATCH_SEQUENCE, (j + 1).to_string());
